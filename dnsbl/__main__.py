@@ -1,0 +1,5 @@
+import sys
+
+from dnsbl.cli import main
+
+sys.exit(main())

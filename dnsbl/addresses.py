@@ -1,0 +1,132 @@
+"""IP addresses and networks as the list sees them: a family, a first address and a prefix length.
+
+Listings are CIDR networks of either family. Ranges (`a-b`) are split into the fewest CIDR
+networks that cover them exactly, so that every entry of the index is a prefix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from dnsbl.errors import AddressError
+
+IPV4_BITS = 32
+IPV6_BITS = 128
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Network:
+    """A CIDR network: family (4 or 6), its first address as an integer, and its prefix length."""
+
+    family: int
+    first: int
+    prefixlen: int
+
+    @property
+    def bits(self) -> int:
+        return IPV4_BITS if self.family == 4 else IPV6_BITS
+
+    @property
+    def last(self) -> int:
+        return self.first | ((1 << (self.bits - self.prefixlen)) - 1)
+
+    @property
+    def size(self) -> int:
+        return 1 << (self.bits - self.prefixlen)
+
+    def contains(self, family: int, address: int) -> bool:
+        return family == self.family and self.first <= address <= self.last
+
+    def __str__(self) -> str:
+        if self.family == 4:
+            return f"{ipv4_text(self.first)}/{self.prefixlen}"
+        return str(self.ip_network)
+
+    @property
+    def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        if self.family == 4:
+            return ipaddress.IPv4Network((self.first, self.prefixlen))
+        return ipaddress.IPv6Network((self.first, self.prefixlen))
+
+    @property
+    def start_key(self) -> str:
+        """The first address as fixed-width hex, so text order is numeric order in the database."""
+        return hex_key(self.family, self.first)
+
+    @property
+    def end_key(self) -> str:
+        return hex_key(self.family, self.last)
+
+    @classmethod
+    def from_ip_network(cls, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Network:
+        return cls(net.version, int(net.network_address), net.prefixlen)
+
+
+def hex_key(family: int, address: int) -> str:
+    """`address` as fixed-width lowercase hex (8 digits for IPv4, 32 for IPv6)."""
+    return format(address, "08x" if family == 4 else "032x")
+
+
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parse one IP address; IPv4-mapped IPv6 addresses stay IPv6 (RFC 5782 lists them apart)."""
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise AddressError(f"{text!r} is not a valid IPv4 or IPv6 address") from None
+
+
+def parse_network(text: str, *, strict: bool = False) -> Network:
+    """Parse `a.b.c.d`, `a.b.c.d/n`, `v6`, or `v6/n` into a `Network`.
+
+    With `strict`, host bits set below the prefix are an error; otherwise they are cleared.
+    """
+    value = text.strip()
+    try:
+        net = ipaddress.ip_network(value, strict=strict)
+    except ValueError as exc:
+        raise AddressError(f"{text!r} is not a valid IP address or network ({exc})") from None
+    return Network.from_ip_network(net)
+
+
+def parse_range(first_text: str, last_text: str) -> list[Network]:
+    """The fewest CIDR networks that cover `first`-`last` inclusive."""
+    first = parse_address(first_text)
+    last = parse_address(last_text)
+    if first.version != last.version:
+        raise AddressError(f"range {first_text}-{last_text} mixes IPv4 and IPv6")
+    if int(last) < int(first):
+        raise AddressError(f"range {first_text}-{last_text} ends before it starts")
+    return [
+        Network.from_ip_network(net)
+        for net in ipaddress.summarize_address_range(first, last)  # type: ignore[arg-type]
+    ]
+
+
+def parse_networks(text: str) -> list[Network]:
+    """Parse an address, a CIDR network, or a dash range `a-b` into CIDR networks."""
+    if "-" in text:
+        first, _, last = text.partition("-")
+        return parse_range(first, last)
+    return [parse_network(text)]
+
+
+def ipv4_text(address: int) -> str:
+    """Dotted-quad text of an IPv4 address given as an integer (faster than `ipaddress`)."""
+    return f"{address >> 24}.{(address >> 16) & 255}.{(address >> 8) & 255}.{address & 255}"
+
+
+def address_text(family: int, address: int) -> str:
+    """The conventional text form of an address (dotted quad, or compressed IPv6)."""
+    if family == 4:
+        return ipv4_text(address)
+    return str(ipaddress.IPv6Address(address))
+
+
+def reverse_name(address: ipaddress.IPv4Address | ipaddress.IPv6Address, zone: str) -> str:
+    """The RFC 5782 query name for `address` under `zone` (reversed octets or nibbles)."""
+    if address.version == 4:
+        labels = str(address).split(".")
+    else:
+        labels = list(format(int(address), "032x"))
+    return ".".join(reversed(labels)) + "." + zone.rstrip(".")

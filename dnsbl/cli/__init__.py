@@ -1,0 +1,60 @@
+"""The `dnsbl` command: one entry point, a sub-command per operation.
+
+Each sub-command group lives in its own module with a `register(subparsers)` function; this
+module only parses the common options, loads the configuration, and turns errors into one
+clear line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dnsbl.errors import DnsblError
+
+# The modules that register sub-commands, in the order `--help` lists them.
+_COMMAND_MODULES = (
+    "dnsbl.cli.run",
+    "dnsbl.cli.database",
+    "dnsbl.cli.listings",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="dnsbl", description="A private DNSBL server.")
+    parser.add_argument(
+        "--config", "-c", metavar="FILE", help="TOML configuration file (default: $DNSBL_CONFIG)"
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from dnsbl.cli.context import Context
+
+        context = Context.from_args(args)
+        logging.basicConfig(
+            level=(args.log_level or context.settings.log_level).upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        result = args.handler(context, args)
+    except DnsblError as exc:
+        print(f"dnsbl: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The configuration: a TOML file (`--config` / `DNSBL_CONFIG`) overridden by `DNSBL_*` variables.
+
+Nested keys are reached with a double underscore (`DNSBL_DNS__LISTEN='["0.0.0.0:53"]'`).
+A bad configuration is refused at start with a message that names the key and the problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from dnsbl.errors import ConfigError
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$"
+)
+
+
+def _domain(value: str) -> str:
+    name = value.strip().rstrip(".").lower()
+    if not _HOSTNAME.match(name):
+        raise ValueError(f"{value!r} is not a valid domain name")
+    return name
+
+
+def _return_code(value: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+    if not address.is_loopback:
+        raise ValueError(f"{value!r} is not in 127.0.0.0/8 (RFC 5782 return codes)")
+    return str(address)
+
+
+def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
+    """Split `host:port`, `[v6]:port` or a bare host into (host, port)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":") or str(default_port)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, str(default_port)
+    ipaddress.ip_address(host)
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} out of range")
+    return host, number
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DnsSettings(_Section):
+    """The `[dns]` section: where the DNS server listens and whom it serves transfers to."""
+
+    listen: list[str] = ["127.0.0.1:5353"]
+    transfer_peers: list[str] = []
+    notify: list[str] = []
+    sync_interval: float = Field(0.25, gt=0, le=60)
+    max_udp_payload: int = Field(1232, ge=512, le=65535)
+
+    @field_validator("listen", "notify")
+    @classmethod
+    def _endpoints(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                parse_endpoint(value, 53)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
+        return values
+
+    @field_validator("transfer_peers")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or network") from None
+        return values
+
+
+class ApiSettings(_Section):
+    """The `[api]` section."""
+
+    listen: str = "127.0.0.1:8000"
+    public_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("listen")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        try:
+            parse_endpoint(value, 8000)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
+        return value
+
+
+class ZoneSettings(_Section):
+    """One `[[zones]]` entry: a blocklist zone and the parameters of its SOA and answers."""
+
+    name: str
+    ns: list[str] = Field(min_length=1)
+    hostmaster: str
+    ttl: int = Field(2100, ge=0, le=2**31 - 1)
+    negative_ttl: int = Field(300, ge=0, le=2**31 - 1)
+    refresh: int = Field(3600, ge=1)
+    retry: int = Field(600, ge=1)
+    expire: int = Field(604800, ge=1)
+    default_code: str = "127.0.0.2"
+    txt: str = "Listed: see http://127.0.0.1:8000/lookup/$"
+    categories: dict[str, str] = {}
+
+    _check_name = field_validator("name", "hostmaster")(classmethod(lambda cls, v: _domain(v)))
+    _check_code = field_validator("default_code")(classmethod(lambda cls, v: _return_code(v)))
+
+    @field_validator("ns")
+    @classmethod
+    def _ns(cls, values: list[str]) -> list[str]:
+        return [_domain(v) for v in values]
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, values: dict[str, str]) -> dict[str, str]:
+        return {name: _return_code(code) for name, code in values.items()}
+
+    def code_for(self, category: str) -> str:
+        """The A return code of `category` in this zone (its own, else the zone's default)."""
+        return self.categories.get(category, self.default_code)
+
+
+class Settings(BaseSettings):
+    """All of dnsbl's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DNSBL_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    database_url: str = "sqlite:///dnsbl.sqlite3"
+    log_level: str = "INFO"
+    dns: DnsSettings = DnsSettings()
+    api: ApiSettings = ApiSettings()
+    zones: list[ZoneSettings] = []
+    tester: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> Settings:
+        seen: set[str] = set()
+        for zone in self.zones:
+            if zone.name in seen:
+                raise ValueError(f"zone {zone.name!r} is declared twice")
+            seen.add(zone.name)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    def zone(self, name: str) -> ZoneSettings:
+        """The configured zone called `name` (case-insensitive, trailing dot allowed)."""
+        from dnsbl.errors import UnknownZoneError
+
+        wanted = name.rstrip(".").lower()
+        for zone in self.zones:
+            if zone.name == wanted:
+                return zone
+        raise UnknownZoneError(f"unknown zone {name!r}; configured: {', '.join(self.zone_names)}")
+
+    @property
+    def zone_names(self) -> list[str]:
+        return [zone.name for zone in self.zones]
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {message}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the settings from `path` (or `$DNSBL_CONFIG`) and the environment.
+
+    Raises `ConfigError` with one line per bad key.
+    """
+    chosen = path or os.environ.get("DNSBL_CONFIG")
+    toml_path = Path(chosen) if chosen else None
+    if toml_path is not None:
+        if not toml_path.is_file():
+            raise ConfigError(f"config file {toml_path} does not exist")
+        try:
+            tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
+    bound = type("BoundSettings", (Settings,), {"toml_path": toml_path})
+    try:
+        settings: Settings = bound(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    return settings

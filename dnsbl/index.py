@@ -1,0 +1,386 @@
+"""The zone index: an immutable, compact lookup structure for one zone, built from the store.
+
+Per category and family, the index keeps one sorted array of network starts per prefix length
+(`array('I')` for IPv4, so a single listed address costs 4 bytes plus its value id) and a
+parallel array of value ids. A lookup walks the prefix lengths present, longest first, and
+bisects; the first hit decides (longest-prefix match), and a hit on an exclusion means "not
+listed in this category". A zone that aggregates several categories answers one value per
+category that lists the address.
+
+Changes from the change log are applied as a small overlay (`delta`) on top of the arrays, so
+following the log never needs a full rebuild; `compacted()` folds the overlay into new arrays
+when it grows. Every method returns a new index: the DNS server swaps one reference.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnsbl.addresses import Network
+
+EXCLUDED = 0  # value id of an exclusion ("!" in rbldnsd data): stops the match, lists nothing
+_V4_TEST_LISTED = int(ipaddress.IPv4Address("127.0.0.2"))
+_V6_TEST_LISTED = int(ipaddress.IPv6Address("::ffff:7f00:2"))
+TEST_LISTED = {4: _V4_TEST_LISTED, 6: _V6_TEST_LISTED}
+TEST_UNLISTED = {4: int(ipaddress.IPv4Address("127.0.0.1")), 6: int(ipaddress.IPv6Address("::1"))}
+TEST_UNLISTED_MAPPED = int(ipaddress.IPv6Address("::ffff:7f00:1"))
+COMPACT_AFTER = 4096  # overlay entries before a compaction is worth its cost
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """What a listing answers: its category, its A return code, and its TXT template.
+
+    `txt` is None when the entry has no text (no TXT record is answered); `$` in it stands
+    for the queried address.
+    """
+
+    category: str
+    code: str
+    txt: str | None
+
+    @property
+    def code_rdata(self) -> bytes:
+        return ipaddress.IPv4Address(self.code).packed
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """All entries of one prefix length: sorted starts and their value ids."""
+
+    starts: Any  # array('I') for IPv4, list[int] for IPv6
+    values: array[int]
+
+    def find(self, start: int) -> int | None:
+        i = bisect_left(self.starts, start)
+        if i < len(self.starts) and self.starts[i] == start:
+            return int(self.values[i])
+        return None
+
+    def any_between(self, low: int, high: int) -> Iterator[int]:
+        i = bisect_left(self.starts, low)
+        while i < len(self.starts) and self.starts[i] <= high:
+            yield int(self.values[i])
+            i += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """One category's entries of one family: a level per prefix length, plus the overlay.
+
+    `delta` maps (prefix length, start) to a value id, or to None where a base entry was
+    removed. `lengths` holds every length present in either, longest first.
+    """
+
+    bits: int
+    levels: Mapping[int, _Level]
+    delta: Mapping[tuple[int, int], int | None]
+    lengths: tuple[int, ...]
+
+    def match(self, address: int) -> int | None:
+        """The value id of the longest prefix containing `address`, or None."""
+        bits = self.bits
+        delta = self.delta
+        levels = self.levels
+        for length in self.lengths:
+            start = address >> (bits - length) << (bits - length) if length else 0
+            if delta:
+                key = (length, start)
+                if key in delta:
+                    hit = delta[key]
+                    if hit is None:
+                        continue
+                    return hit
+            level = levels.get(length)
+            if level is not None:
+                found = level.find(start)
+                if found is not None:
+                    return found
+        return None
+
+    def entries(self) -> Iterator[tuple[int, int, int]]:
+        """Every live (prefix length, start, value id), base and overlay merged."""
+        delta = self.delta
+        for length, level in self.levels.items():
+            for start, value in zip(level.starts, level.values, strict=True):
+                if (length, start) not in delta:
+                    yield length, start, int(value)
+        for (length, start), value in delta.items():
+            if value is not None:
+                yield length, start, value
+
+    def overlaps(self, low: int, high: int, length: int) -> bool:
+        """Whether an entry that is not an exclusion meets [low, high] (a prefix of `length`)."""
+        if self.match(low) not in (None, EXCLUDED):
+            return True
+        for level_length, level in self.levels.items():
+            if level_length > length:
+                for value in level.any_between(low, high):
+                    if value != EXCLUDED:
+                        return True
+        return any(
+            value not in (None, EXCLUDED) and size > length and low <= start <= high
+            for (size, start), value in self.delta.items()
+        )
+
+
+def _table(bits: int, rows: Iterable[tuple[int, int, int]]) -> _Table:
+    """Build a table from (prefix length, start, value id) rows in any order."""
+    by_length: dict[int, list[tuple[int, int]]] = {}
+    for length, start, value in rows:
+        by_length.setdefault(length, []).append((start, value))
+    levels = {length: _level(bits, sorted(pairs)) for length, pairs in by_length.items()}
+    return _Table(bits, levels, {}, tuple(sorted(levels, reverse=True)))
+
+
+def _level(bits: int, pairs: list[tuple[int, int]]) -> _Level:
+    """A level from (start, value id) pairs sorted by start."""
+    starts: Any = array("I", (s for s, _ in pairs)) if bits == 32 else [s for s, _ in pairs]
+    values = array(_value_typecode(max((v for _, v in pairs), default=0)))
+    values.extend(v for _, v in pairs)
+    return _Level(starts, values)
+
+
+def _value_typecode(largest: int) -> str:
+    return "B" if largest < 2**8 else "H" if largest < 2**16 else "I"
+
+
+@dataclass(frozen=True)
+class ZoneIndex:
+    """The immutable index of one zone at one serial."""
+
+    zone: str
+    serial: int
+    values: tuple[Value | None, ...]  # by id; id 0 is EXCLUDED
+    tables: Mapping[tuple[str, int], _Table]  # by (category, family)
+    _value_ids: Mapping[Value, int] = field(repr=False, default_factory=dict)
+
+    # -- building ------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        zone: str,
+        serial: int,
+        rows: Iterable[tuple[str, int, int, int, bool, str | None, str | None]],
+        *,
+        default_code: str = "127.0.0.2",
+        default_txt: str | None = None,
+        category_codes: Mapping[str, str] | None = None,
+    ) -> ZoneIndex:
+        """Build from (category, family, start, prefix length, excluded, code, txt) rows.
+
+        A row's code or txt of None takes the zone's: the category's code (else the zone's
+        default code) and the zone's TXT template. A txt of "" means "no TXT".
+        """
+        codes = category_codes or {}
+        value_ids: dict[Value, int] = {}
+        values: list[Value | None] = [None]
+        raw_ids: dict[tuple[str, str | None, str | None], int] = {}
+        grouped: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
+        for category, family, start, length, excluded, code, txt in rows:
+            if excluded:
+                value_id = EXCLUDED
+            else:
+                raw = (category, code, txt)
+                value_id = raw_ids.get(raw, -1)
+                if value_id < 0:
+                    value = Value(
+                        category,
+                        code if code is not None else codes.get(category, default_code),
+                        (txt if txt is not None else default_txt) or None,
+                    )
+                    value_id = value_ids.get(value, -1)
+                    if value_id < 0:
+                        value_id = value_ids[value] = len(values)
+                        values.append(value)
+                    raw_ids[raw] = value_id
+            grouped.setdefault((category, family), []).append((length, start, value_id))
+        tables = {
+            key: _table(32 if key[1] == 4 else 128, table_rows)
+            for key, table_rows in grouped.items()
+        }
+        return cls(zone, serial, tuple(values), tables, value_ids)
+
+    @classmethod
+    def from_groups(
+        cls,
+        zone: str,
+        serial: int,
+        groups: Iterable[Any],
+        *,
+        default_code: str = "127.0.0.2",
+        default_txt: str | None = None,
+        category_codes: Mapping[str, str] | None = None,
+    ) -> ZoneIndex:
+        """Build from `LoadGroup`s: sorted starts sharing family, length and value.
+
+        The common case, one value per prefix length, takes the group's array as it is.
+        """
+        codes = category_codes or {}
+        value_ids: dict[Value, int] = {}
+        values: list[Value | None] = [None]
+        parts: dict[tuple[str, int], dict[int, list[tuple[Sequence[int], int]]]] = {}
+        for group in groups:
+            if group.excluded:
+                value_id = EXCLUDED
+            else:
+                value = Value(
+                    group.category,
+                    group.code if group.code is not None else codes.get(group.category, default_code),
+                    (group.txt if group.txt is not None else default_txt) or None,
+                )
+                value_id = value_ids.setdefault(value, len(values))
+                if value_id == len(values):
+                    values.append(value)
+            by_length = parts.setdefault((group.category, group.family), {})
+            by_length.setdefault(group.prefixlen, []).append((group.starts, value_id))
+        tables = {}
+        for (category, family), by_length in parts.items():
+            bits = 32 if family == 4 else 128
+            levels = {}
+            for length, pieces in by_length.items():
+                if len(pieces) == 1:
+                    starts, value_id = pieces[0]
+                    if family == 4 and not isinstance(starts, array):
+                        starts = array("I", starts)
+                    ids = array(_value_typecode(value_id), [value_id]) * len(starts)
+                    levels[length] = _Level(starts, ids)
+                else:
+                    pairs = sorted((s, v) for starts, v in pieces for s in starts)
+                    levels[length] = _level(bits, pairs)
+            tables[(category, family)] = _Table(
+                bits, levels, {}, tuple(sorted(levels, reverse=True))
+            )
+        return cls(zone, serial, tuple(values), tables, value_ids)
+
+    def with_changes(
+        self,
+        serial: int,
+        changes: Iterable[tuple[str, str, Network, bool, Value | None]],
+    ) -> ZoneIndex:
+        """A new index with `changes` applied: (action, category, network, excluded, value).
+
+        `action` is "add" or "remove"; `value` is the resolved value of an added entry that is
+        not an exclusion. Only the overlays of the tables touched are copied.
+        """
+        values = list(self.values)
+        value_ids = dict(self._value_ids)
+        deltas: dict[tuple[str, int], dict[tuple[int, int], int | None]] = {}
+        for action, category, net, excluded, value in changes:
+            key = (category, net.family)
+            delta = deltas.get(key)
+            if delta is None:
+                table = self.tables.get(key)
+                delta = deltas[key] = dict(table.delta) if table else {}
+            slot = (net.prefixlen, net.first)
+            if action == "remove":
+                table = self.tables.get(key)
+                level = table.levels.get(net.prefixlen) if table else None
+                in_base = level is not None and level.find(net.first) is not None
+                if in_base:
+                    delta[slot] = None
+                else:
+                    delta.pop(slot, None)
+                continue
+            if excluded or value is None:
+                delta[slot] = EXCLUDED
+                continue
+            value_id = value_ids.get(value, -1)
+            if value_id < 0:
+                value_id = value_ids[value] = len(values)
+                values.append(value)
+            delta[slot] = value_id
+        tables = dict(self.tables)
+        for key, delta in deltas.items():
+            old = tables.get(key)
+            bits = 32 if key[1] == 4 else 128
+            levels = old.levels if old else {}
+            lengths = set(levels) | {length for length, _ in delta}
+            tables[key] = _Table(bits, levels, delta, tuple(sorted(lengths, reverse=True)))
+        return ZoneIndex(self.zone, serial, tuple(values), tables, value_ids)
+
+    @property
+    def overlay_size(self) -> int:
+        return sum(len(table.delta) for table in self.tables.values())
+
+    def compacted(self) -> ZoneIndex:
+        """The same content with every overlay folded into the arrays."""
+        tables = {
+            key: _table(table.bits, table.entries())
+            for key, table in self.tables.items()
+        }
+        return ZoneIndex(self.zone, self.serial, self.values, tables, self._value_ids)
+
+    # -- answering -----------------------------------------------------------------------
+
+    def lookup(self, family: int, address: int) -> tuple[Value, ...]:
+        """The values that list `address`, one per category; empty when it is not listed.
+
+        RFC 5782 test addresses: 127.0.0.2 and ::ffff:7f00:2 are always listed (with the
+        zone's own listing if one exists, else the default value); 127.0.0.1 and ::1 never.
+        """
+        found: list[Value] = []
+        if family == 4 and address == _V4_TEST_LISTED or (
+            family == 6 and address in (_V6_TEST_LISTED,)
+        ):
+            return self._test_listed(family, address)
+        if address == TEST_UNLISTED[family] or (family == 6 and address == TEST_UNLISTED_MAPPED):
+            return ()
+        for (_, table_family), table in self.tables.items():
+            if table_family != family:
+                continue
+            hit = table.match(address)
+            if hit:
+                value = self.values[hit]
+                if value is not None:
+                    found.append(value)
+        return tuple(found)
+
+    def _test_listed(self, family: int, address: int) -> tuple[Value, ...]:
+        found = [
+            self.values[hit]
+            for (_, table_family), table in self.tables.items()
+            if table_family == family and (hit := table.match(address))
+        ]
+        listed = tuple(v for v in found if v is not None)
+        return listed or (self.test_value,)
+
+    test_value: Value = Value("test", "127.0.0.2", None)
+
+    def has_names_under(self, family: int, start: int, length: int) -> bool:
+        """Whether any listed address lies in the prefix (start/length): an empty non-terminal."""
+        bits = 32 if family == 4 else 128
+        high = start | ((1 << (bits - length)) - 1)
+        if start <= TEST_LISTED[family] <= high:
+            return True
+        return any(
+            table.overlaps(start, high, length)
+            for (_, table_family), table in self.tables.items()
+            if table_family == family
+        )
+
+    # -- enumerating ---------------------------------------------------------------------
+
+    def entries(self) -> Iterator[tuple[str, Network, Value | None]]:
+        """Every entry: (category, network, value), value None for an exclusion."""
+        for (category, family), table in sorted(self.tables.items()):
+            for length, start, value_id in sorted(table.entries()):
+                yield category, Network(family, start, length), self.values[value_id]
+
+    def __len__(self) -> int:
+        return sum(
+            sum(len(level.starts) for level in table.levels.values()) + len(table.delta)
+            for table in self.tables.values()
+        )
+
+
+def with_test_value(index: ZoneIndex, code: str, txt: str | None) -> ZoneIndex:
+    """Set the value answered for 127.0.0.2 when no listing covers it."""
+    object.__setattr__(index, "test_value", Value("test", code, txt))
+    return index
