@@ -232,7 +232,9 @@ class ZoneIndex:
             else:
                 value = Value(
                     group.category,
-                    group.code if group.code is not None else codes.get(group.category, default_code),
+                    group.code
+                    if group.code is not None
+                    else codes.get(group.category, default_code),
                     (group.txt if group.txt is not None else default_txt) or None,
                 )
                 value_id = value_ids.setdefault(value, len(values))
@@ -311,10 +313,7 @@ class ZoneIndex:
 
     def compacted(self) -> ZoneIndex:
         """The same content with every overlay folded into the arrays."""
-        tables = {
-            key: _table(table.bits, table.entries())
-            for key, table in self.tables.items()
-        }
+        tables = {key: _table(table.bits, table.entries()) for key, table in self.tables.items()}
         return ZoneIndex(self.zone, self.serial, self.values, tables, self._value_ids)
 
     # -- answering -----------------------------------------------------------------------
@@ -326,8 +325,10 @@ class ZoneIndex:
         zone's own listing if one exists, else the default value); 127.0.0.1 and ::1 never.
         """
         found: list[Value] = []
-        if family == 4 and address == _V4_TEST_LISTED or (
-            family == 6 and address in (_V6_TEST_LISTED,)
+        if (
+            (family == 4
+            and address == _V4_TEST_LISTED)
+            or (family == 6 and address in (_V6_TEST_LISTED,))
         ):
             return self._test_listed(family, address)
         if address == TEST_UNLISTED[family] or (family == 6 and address == TEST_UNLISTED_MAPPED):

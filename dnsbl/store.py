@@ -197,7 +197,11 @@ class ListingStore:
             for key, old in self._active_by_key(conn, zone_id, pending).items():
                 new = pending[key]
                 if (old.excluded, old.code, old.txt, old.reason, _naive(old.expires_at)) == (
-                    new.excluded, new.code, new.txt, new.reason, _naive(new.expires_at)
+                    new.excluded,
+                    new.code,
+                    new.txt,
+                    new.reason,
+                    _naive(new.expires_at),
                 ):
                     del pending[key]
                     result.unchanged += 1
@@ -207,7 +211,9 @@ class ListingStore:
                 self._end(conn, zone_id, serial, replaced, now, actor, "replaced")
                 result.removed += len(replaced)
             if pending:
-                result.listing_ids = self._insert(conn, zone_id, serial, pending, now, actor, source)
+                result.listing_ids = self._insert(
+                    conn, zone_id, serial, pending, now, actor, source
+                )
                 result.added = len(pending)
             if result.added or result.removed:
                 self._commit_serial(conn, zone_id, serial)
@@ -230,8 +236,15 @@ class ListingStore:
         stamp = _bind_time(conn, now)
         rows = (
             (
-                zone_id, value_ids[entry.value_key], entry.network.family, entry.network.start_key,
-                entry.network.prefixlen, entry.reason, source, stamp, actor,
+                zone_id,
+                value_ids[entry.value_key],
+                entry.network.family,
+                entry.network.start_key,
+                entry.network.prefixlen,
+                entry.reason,
+                source,
+                stamp,
+                actor,
                 _bind_time(conn, entry.expires_at),
             )
             for entry in pending.values()
@@ -244,8 +257,12 @@ class ListingStore:
             insert(Change).from_select(
                 ["zone_id", "serial", "listing_id", "action", "at", "actor"],
                 select(
-                    Listing.zone_id, literal(serial), Listing.id, literal("add"),
-                    Listing.created_at, literal(actor),
+                    Listing.zone_id,
+                    literal(serial),
+                    Listing.id,
+                    literal("add"),
+                    Listing.created_at,
+                    literal(actor),
                 ).where(mine),
             )
         )
@@ -254,8 +271,12 @@ class ListingStore:
     def _value_ids(self, conn: Connection, keys: set[_ValueKey]) -> dict[_ValueKey, int]:
         """The id of each value, creating the missing ones."""
         found: dict[_ValueKey, int] = {}
-        columns = (ListingValue.category, ListingValue.excluded, ListingValue.code,
-                   ListingValue.txt)
+        columns = (
+            ListingValue.category,
+            ListingValue.excluded,
+            ListingValue.code,
+            ListingValue.txt,
+        )
         categories = {key[0] for key in keys}
         for row in conn.execute(
             select(ListingValue.id, *columns).where(ListingValue.category.in_(categories))
@@ -362,8 +383,14 @@ class ListingStore:
             conn.execute(
                 insert(Change),
                 [
-                    {"zone_id": zone_id, "serial": serial, "listing_id": listing_id,
-                     "action": "remove", "at": now, "actor": actor}
+                    {
+                        "zone_id": zone_id,
+                        "serial": serial,
+                        "listing_id": listing_id,
+                        "action": "remove",
+                        "at": now,
+                        "actor": actor,
+                    }
                     for listing_id in chunk
                 ],
             )
@@ -374,9 +401,16 @@ class ListingStore:
         """The active listings of the zone that share a key with `wanted`."""
         query = (
             select(
-                Listing.id, ListingValue.category, Listing.family, Listing.start_key,
-                Listing.prefixlen, ListingValue.excluded, ListingValue.code, ListingValue.txt,
-                Listing.reason, Listing.expires_at,
+                Listing.id,
+                ListingValue.category,
+                Listing.family,
+                Listing.start_key,
+                Listing.prefixlen,
+                ListingValue.excluded,
+                ListingValue.code,
+                ListingValue.txt,
+                Listing.reason,
+                Listing.expires_at,
             )
             .join(ListingValue, ListingValue.id == Listing.value_id)
             .where(Listing.zone_id == zone_id, Listing.ended_at.is_(None))
@@ -411,8 +445,9 @@ class ListingStore:
             concat = (
                 func.group_concat(Listing.start_key, "")
                 if conn.dialect.name == "sqlite"
-                else func.string_agg(Listing.start_key, aggregate_order_by(literal(""),
-                                                                           Listing.start_key))
+                else func.string_agg(
+                    Listing.start_key, aggregate_order_by(literal(""), Listing.start_key)
+                )
             )
             grouped = (
                 select(Listing.family, Listing.prefixlen, Listing.value_id, concat)
@@ -422,16 +457,28 @@ class ListingStore:
             values = {
                 row.id: row
                 for row in conn.execute(
-                    select(ListingValue.id, ListingValue.category, ListingValue.excluded,
-                           ListingValue.code, ListingValue.txt)
+                    select(
+                        ListingValue.id,
+                        ListingValue.category,
+                        ListingValue.excluded,
+                        ListingValue.code,
+                        ListingValue.txt,
+                    )
                 )
             }
             groups = []
             for family, prefixlen, value_id, keys in conn.execute(grouped):
                 value = values[value_id]
                 groups.append(
-                    LoadGroup(family, prefixlen, value.category, bool(value.excluded),
-                              value.code, value.txt, _starts(family, keys or ""))
+                    LoadGroup(
+                        family,
+                        prefixlen,
+                        value.category,
+                        bool(value.excluded),
+                        value.code,
+                        value.txt,
+                        _starts(family, keys or ""),
+                    )
                 )
             expired = [
                 _row(row)
@@ -514,8 +561,16 @@ def _starts(family: int, keys: str) -> Sequence[int]:
 _LISTING_INSERT = (
     "listings",
     (
-        "zone_id", "value_id", "family", "start_key", "prefixlen", "reason", "source",
-        "created_at", "created_by", "expires_at",
+        "zone_id",
+        "value_id",
+        "family",
+        "start_key",
+        "prefixlen",
+        "reason",
+        "source",
+        "created_at",
+        "created_by",
+        "expires_at",
     ),
 )
 

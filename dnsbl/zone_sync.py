@@ -21,6 +21,7 @@ from dnsbl.store import ChangeRecord, ListingStore
 
 log = logging.getLogger(__name__)
 
+
 def load_index(engine: Engine, zone: ZoneSettings) -> ZoneIndex:
     """Build the index of `zone` from the active listings in the store."""
     serial, groups, expired = ListingStore(engine).load_groups(zone.name)
@@ -39,8 +40,9 @@ def load_index(engine: Engine, zone: ZoneSettings) -> ZoneIndex:
     return index
 
 
-def apply_changes(index: ZoneIndex, zone: ZoneSettings, serial: int,
-                  changes: list[ChangeRecord]) -> ZoneIndex:
+def apply_changes(
+    index: ZoneIndex, zone: ZoneSettings, serial: int, changes: list[ChangeRecord]
+) -> ZoneIndex:
     """The index with the change log entries applied, at `serial`."""
     decoded = []
     for change in changes:

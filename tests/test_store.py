@@ -41,8 +41,11 @@ def test_same_values_are_left_alone_and_new_values_replace(store: ListingStore) 
 
 
 def test_later_entry_in_one_batch_wins(store: ListingStore) -> None:
-    store.add(ZONE, [Entry(net("192.0.2.1"), code="127.0.0.3"),
-                     Entry(net("192.0.2.1"), code="127.0.0.4")], actor="t")
+    store.add(
+        ZONE,
+        [Entry(net("192.0.2.1"), code="127.0.0.3"), Entry(net("192.0.2.1"), code="127.0.0.4")],
+        actor="t",
+    )
     [listing] = store.listings_containing("192.0.2.1")
     assert listing.code == "127.0.0.4"
 
@@ -66,10 +69,21 @@ def test_ending_nothing_changes_nothing(store: ListingStore) -> None:
 
 
 def test_listings_containing_orders_most_specific_first(store: ListingStore) -> None:
-    store.add(ZONE, [Entry(net("10.0.0.0/8")), Entry(net("10.1.0.0/16"), excluded=True),
-                     Entry(net("10.1.2.3")), Entry(net("2001:db8::/32"))], actor="t")
+    store.add(
+        ZONE,
+        [
+            Entry(net("10.0.0.0/8")),
+            Entry(net("10.1.0.0/16"), excluded=True),
+            Entry(net("10.1.2.3")),
+            Entry(net("2001:db8::/32")),
+        ],
+        actor="t",
+    )
     assert [x.network for x in store.listings_containing("10.1.2.3")] == [
-        "10.1.2.3/32", "10.1.0.0/16", "10.0.0.0/8"]
+        "10.1.2.3/32",
+        "10.1.0.0/16",
+        "10.0.0.0/8",
+    ]
     assert [x.network for x in store.listings_containing("2001:db8::1")] == ["2001:db8::/32"]
     assert store.listings_containing("11.0.0.1") == []
 
@@ -85,9 +99,12 @@ def test_expired_listings_are_swept_with_a_trace(store: ListingStore) -> None:
 
 
 def test_load_groups_gives_sorted_starts_per_value(store: ListingStore) -> None:
-    store.add(ZONE, [Entry(net(f"192.0.2.{i}")) for i in (9, 3, 5)]
-              + [Entry(net("198.51.100.0/24"), excluded=True), Entry(net("2001:db8::1"))],
-              actor="t")
+    store.add(
+        ZONE,
+        [Entry(net(f"192.0.2.{i}")) for i in (9, 3, 5)]
+        + [Entry(net("198.51.100.0/24"), excluded=True), Entry(net("2001:db8::1"))],
+        actor="t",
+    )
     serial, groups, expired = store.load_groups(ZONE)
     assert serial == store.serial(ZONE) and expired == []
     by_length = {(g.family, g.prefixlen): g for g in groups}

@@ -59,20 +59,32 @@ def _list(context: Context, args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise AddressError(f"--code: {exc}") from None
     entries = [
-        Entry(net, category=args.category, excluded=args.exclude, code=args.code, txt=args.txt,
-              reason=args.reason, expires_at=expires)
+        Entry(
+            net,
+            category=args.category,
+            excluded=args.exclude,
+            code=args.code,
+            txt=args.txt,
+            reason=args.reason,
+            expires_at=expires,
+        )
         for net in _networks(args.addresses)
     ]
     result = context.store.add(zone.name, entries, actor="cli", source="manual")
-    print(f"{zone.name}: {result.added} listed, {result.unchanged} unchanged, "
-          f"{result.removed} replaced; serial {result.serial}")
+    print(
+        f"{zone.name}: {result.added} listed, {result.unchanged} unchanged, "
+        f"{result.removed} replaced; serial {result.serial}"
+    )
     return 0
 
 
 def _delist(context: Context, args: argparse.Namespace) -> int:
     zone = context.settings.zone(args.zone)
     result = context.store.end(
-        zone.name, _networks(args.addresses), actor="cli", reason=args.reason,
+        zone.name,
+        _networks(args.addresses),
+        actor="cli",
+        reason=args.reason,
         category=args.category,
     )
     print(f"{zone.name}: {result.removed} delisted; serial {result.serial}")
@@ -85,8 +97,14 @@ def _check(context: Context, args: argparse.Namespace) -> int:
         print(f"{args.address}: not listed")
         return 1
     for listing in listings:
-        state = "ACTIVE" if listing.active else f"ended {listing.ended_at:%Y-%m-%d %H:%M} ({listing.end_reason})"
+        state = (
+            "ACTIVE"
+            if listing.active
+            else f"ended {listing.ended_at:%Y-%m-%d %H:%M} ({listing.end_reason})"
+        )
         kind = "excluded" if listing.excluded else f"code {listing.code or 'default'}"
-        print(f"{listing.zone.name}\t{listing.network}\t{listing.category}\t{kind}\t{state}\t"
-              f"since {listing.created_at:%Y-%m-%d %H:%M}\t{listing.reason or ''}")
+        print(
+            f"{listing.zone.name}\t{listing.network}\t{listing.category}\t{kind}\t{state}\t"
+            f"since {listing.created_at:%Y-%m-%d %H:%M}\t{listing.reason or ''}"
+        )
     return 0 if any(listing.active and not listing.excluded for listing in listings) else 1

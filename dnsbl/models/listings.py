@@ -1,4 +1,4 @@
-"""The listing store's tables: zones, listings and the append-only change log.
+"""The listing store's tables: zones, listing values, listings and the append-only change log.
 
 A listing is never deleted: ending it sets `ended_at`, `ended_by` and `end_reason`, and the
 change log records the removal under a new zone serial. The serial of a zone is bumped once per
@@ -8,41 +8,23 @@ gap-free and commit in order (followers never miss a change that committed late)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dnsbl.addresses import Network
-
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+from dnsbl.models.base import Base, utcnow
 
 
 class Zone(Base):

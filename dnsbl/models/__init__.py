@@ -1,0 +1,10 @@
+"""The database tables. Importing this package registers every table on `Base.metadata`.
+
+One module per area: `listings` (the listing store and its change log); later areas add
+theirs here so that Alembic sees the whole schema.
+"""
+
+from dnsbl.models.base import Base, utcnow
+from dnsbl.models.listings import Change, Listing, ListingValue, Zone
+
+__all__ = ["Base", "Change", "Listing", "ListingValue", "Zone", "utcnow"]
