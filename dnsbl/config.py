@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -145,6 +145,61 @@ class ZoneSettings(_Section):
         return self.categories.get(category, self.default_code)
 
 
+class TesterSettings(_Section):
+    """The `[tester]` section: how the relay tester probes hosts and where its collector listens.
+
+    `testable_networks` empty means every globally routable unicast address (`is_global`);
+    a lab lists its own networks (e.g. `127.0.0.0/8`). `never_test` always wins.
+    """
+
+    collector_domain: str = "relaytest.example"
+    collector_listen: str = "127.0.0.1:2525"
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    testable_networks: list[str] = []
+    never_test: list[str] = []
+    source_address: str | None = None
+    connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    data_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    session_timeout: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    wait_window: Annotated[float, Field(ge=0, le=86400)] = 120.0
+    max_message_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
+    helo_name: str = "dnsbl-tester.example"
+
+    _check_domains = field_validator("collector_domain", "helo_name")(
+        classmethod(lambda cls, v: _domain(v))
+    )
+
+    @field_validator("collector_listen")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        try:
+            parse_endpoint(value, 25)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
+        return value
+
+    @field_validator("testable_networks", "never_test")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or network") from None
+        return values
+
+    @field_validator("source_address")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+
+
 class Settings(BaseSettings):
     """All of dnsbl's settings."""
 
@@ -158,7 +213,7 @@ class Settings(BaseSettings):
     dns: DnsSettings = DnsSettings()
     api: ApiSettings = ApiSettings()
     zones: list[ZoneSettings] = []
-    tester: dict[str, Any] = {}
+    tester: TesterSettings = TesterSettings()
 
     @model_validator(mode="after")
     def _unique_zones(self) -> Settings:
