@@ -165,6 +165,21 @@ class TesterSettings(_Section):
     wait_window: Annotated[float, Field(ge=0, le=86400)] = 120.0
     max_message_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
     helo_name: str = "dnsbl-tester.example"
+    # The job loop around the tester: workers, listings, retests and per-requester limits.
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 20  # tests one worker runs at once
+    lease_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0  # a dead worker's job frees
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    min_test_interval: Annotated[float, Field(ge=0)] = 86400.0  # RFC 6471 §3.6: once a day
+    retest_interval: Annotated[float, Field(gt=0)] = 7 * 86400.0  # listed hosts, periodically
+    sweep_interval: Annotated[float, Field(gt=0)] = 300.0  # expiry sweeps
+    listing_days: Annotated[float, Field(gt=0)] = 30.0  # a confirmation lists for this long
+    list_zones: list[str] = []  # zones relays are listed in; empty: every configured zone
+    nominations_per_submitter: Annotated[int, Field(ge=1)] = 20
+    nomination_window: Annotated[float, Field(gt=0)] = 3600.0
+    delists_per_address: Annotated[int, Field(ge=1)] = 3
+    delists_per_requester: Annotated[int, Field(ge=1)] = 10
+    delist_window: Annotated[float, Field(gt=0)] = 86400.0
 
     _check_domains = field_validator("collector_domain", "helo_name")(
         classmethod(lambda cls, v: _domain(v))
