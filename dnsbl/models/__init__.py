@@ -6,5 +6,6 @@ theirs here so that Alembic sees the whole schema.
 
 from dnsbl.models.base import Base, utcnow
 from dnsbl.models.listings import Change, Listing, ListingValue, Zone
+from dnsbl.models.testing import Job, Nomination, RelayTest  # noqa: F401 (relay testing)
 
 __all__ = ["Base", "Change", "Listing", "ListingValue", "Zone", "utcnow"]
