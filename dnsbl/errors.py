@@ -32,3 +32,19 @@ class NotListedError(DnsblError, LookupError):
 
 class ImportFormatError(DnsblError):
     """The data file cannot be imported."""
+
+
+class PolicyRefused(DnsblError):
+    """Policy forbids testing (or listing) this address."""
+
+
+class RateLimited(DnsblError):
+    """Too many requests; try again later."""
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail or f"too many requests; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class ConfirmationRequired(DnsblError):
+    """Confirm that the host has been fixed before asking for its removal."""
