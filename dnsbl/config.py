@@ -165,6 +165,7 @@ class TesterSettings(_Section):
     wait_window: Annotated[float, Field(ge=0, le=86400)] = 120.0
     max_message_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
     helo_name: str = "dnsbl-tester.example"
+    reverse_dns_timeout: Annotated[float, Field(ge=0, le=60)] = 5.0  # 0: skip the PTR lookup
     # The job loop around the tester: workers, listings, retests and per-requester limits.
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 20  # tests one worker runs at once
     lease_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0  # a dead worker's job frees
