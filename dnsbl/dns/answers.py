@@ -1,0 +1,276 @@
+"""The general path: any query, parsed and answered through dnslib.
+
+Everything the hot path (`wire`) passes on comes here: EDNS with options or another version,
+apex and prefix names, other types and classes, zone transfers, and every malformed packet.
+It is also the oracle the hot path is tested against, so it decides on its own (through
+`query.look_up`) and encodes with dnslib. It does no I/O; a transfer's messages are built by
+`transfer`, and the server sends whatever list of messages it returns.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from dnslib import EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.dns import DNSBuffer
+
+from dnsbl.config import ZoneSettings
+from dnsbl.dns import transfer
+from dnsbl.dns.query import Verdict, look_up
+from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
+from dnsbl.index import ZoneIndex
+
+log = logging.getLogger(__name__)
+
+RCODE_NAMES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    16: "BADVERS",
+}
+TYPE_OPT = 41
+TYPE_IXFR = 251
+TYPE_AXFR = 252
+TYPE_ANY = 255
+TCP_LIMIT = 65535
+RecordSource = Callable[[ZoneIndex, ZoneSettings], Iterable[tuple[str, str, int, str]]]
+
+
+class Reply(NamedTuple):
+    """What to send back (no message: drop the query), and the (zone, rcode) to count."""
+
+    messages: Iterable[bytes]
+    key: tuple[str, str]
+
+
+_DROP = Reply([], ("-", "DROPPED"))
+
+
+class _Refusal(Exception):
+    """The query is answered with just an rcode (and its question, when it has one)."""
+
+    def __init__(self, rcode: int, zone: str = "-") -> None:
+        super().__init__(rcode)
+        self.rcode = rcode
+        self.zone = zone
+
+
+class Responder:
+    """Answers one query message of any shape, given the zones and the transfer policy."""
+
+    def __init__(
+        self,
+        table: ZoneTable,
+        *,
+        max_payload: int,
+        transfer_peers: Iterable[str] = (),
+        records: RecordSource | None = None,
+    ) -> None:
+        self.table = table
+        self.max_payload = max_payload
+        self.transfer_peers = [ipaddress.ip_network(p, strict=False) for p in transfer_peers]
+        self.records = records
+
+    def may_transfer(self, peer: str) -> bool:
+        """Whether `peer` (an IP address) may AXFR/IXFR."""
+        try:
+            address = ipaddress.ip_address(peer.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.transfer_peers)
+
+    def respond(self, packet: bytes, *, tcp: bool = False, peer: str = "") -> Reply:
+        """The reply to `packet` received over TCP or UDP from `peer`. Never raises."""
+        if len(packet) < 12 or packet[2] & 0x80:
+            return _DROP  # too short to answer, or itself a response: answering could loop
+        try:
+            record = _parse(packet)
+        except Exception:
+            return Reply([_header_only(packet, 1)], ("-", "FORMERR"))
+        try:
+            return self._respond(record, tcp=tcp, peer=peer)
+        except _Refusal as refusal:
+            return Reply(
+                [_rcode_reply(record, refusal.rcode, self._opt(record))],
+                (refusal.zone, RCODE_NAMES[refusal.rcode]),
+            )
+        except Exception:
+            log.exception("failed to answer a query from %s", peer or "?")
+            return Reply([_rcode_reply(record, 2, self._opt(record))], ("-", "SERVFAIL"))
+
+    def _opt(self, record: DNSRecord) -> EDNS0 | None:
+        opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
+        return EDNS0(udp_len=self.max_payload) if len(opts) == 1 else None
+
+    def _respond(self, record: DNSRecord, *, tcp: bool, peer: str) -> Reply:
+        header = record.header
+        if header.opcode != 0:
+            raise _Refusal(4)
+        if len(record.questions) != 1:
+            raise _Refusal(1)
+        opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
+        if len(opts) > 1 or (opts and opts[0].rname.label != ()):
+            raise _Refusal(1)
+        limit = 512
+        if opts:
+            if (opts[0].ttl >> 16) & 0xFF:
+                return Reply([_badvers(record, self.max_payload)], ("-", "BADVERS"))
+            limit = min(max(opts[0].rclass, 512), self.max_payload)
+        question = record.q
+        if question.qclass != 1:
+            raise _Refusal(5)
+        labels = tuple(label.lower() for label in question.qname.label)
+        found = self.table.match(labels)
+        if found is None:
+            raise _Refusal(5)
+        zone, below = found
+        if zone.index is None:
+            raise _Refusal(2, zone.name)
+        if question.qtype in (TYPE_AXFR, TYPE_IXFR):
+            if below or not tcp or not self.may_transfer(peer):
+                raise _Refusal(5, zone.name)
+            return self._transfer(record, zone, peer)
+
+        reply = DNSRecord(
+            DNSHeader(id=header.id, qr=1, aa=1, rd=header.rd, cd=header.cd), q=question
+        )
+        apex = DNSLabel(question.qname.label[below:])
+        rcode = self._fill(reply, zone, below, apex)
+        reply.header.rcode = rcode
+        if opts:
+            reply.add_ar(EDNS0(udp_len=self.max_payload))
+        data: bytes = reply.pack()
+        if not tcp and len(data) > limit:
+            data = _truncated(reply)
+        return Reply([data], (zone.name, RCODE_NAMES[rcode]))
+
+    def _fill(self, reply: DNSRecord, zone: PublishedZone, below: int, apex: DNSLabel) -> int:
+        """Add the answer and authority records; returns the rcode."""
+        question = reply.q
+        qtype = question.qtype
+        settings = zone.settings
+        if below == 0:
+            if qtype in (QTYPE.SOA, TYPE_ANY):
+                reply.add_answer(_soa(zone, apex))
+            if qtype in (QTYPE.NS, TYPE_ANY):
+                for ns in settings.ns:
+                    reply.add_answer(RR(apex, QTYPE.NS, ttl=settings.ttl, rdata=NS(ns + ".")))
+            if not reply.rr:
+                reply.add_auth(_soa(zone, apex))
+            return 0
+        assert zone.index is not None
+        labels = tuple(label.lower() for label in question.qname.label[:below])
+        found = look_up(zone.index, labels)
+        if found.verdict == Verdict.LISTED:
+            from dnsbl.addresses import address_text
+            from dnsbl.txt_template import render_txt
+
+            if qtype in (QTYPE.A, TYPE_ANY):
+                codes = dict.fromkeys(value.code for value in found.values)
+                for code in codes:
+                    reply.add_answer(RR(question.qname, QTYPE.A, ttl=zone.ttl, rdata=A(code)))
+            if qtype in (QTYPE.TXT, TYPE_ANY):
+                text = address_text(found.family, found.address)
+                for value in found.values:
+                    if value.txt is not None:
+                        strings = txt_strings(render_txt(value.txt, text))
+                        reply.add_answer(
+                            RR(question.qname, QTYPE.TXT, ttl=zone.ttl, rdata=TXT(strings))
+                        )
+        if not reply.rr:
+            reply.add_auth(_soa(zone, apex))
+        return 3 if found.verdict == Verdict.NXDOMAIN else 0
+
+    def _transfer(self, record: DNSRecord, zone: PublishedZone, peer: str) -> Reply:
+        assert zone.index is not None
+        client_serial = _ixfr_serial(record) if record.q.qtype == TYPE_IXFR else None
+        if client_serial is not None and not _serial_newer(zone.serial, client_serial):
+            # RFC 1995 §4: the client is up to date: the current SOA alone.
+            messages: Iterable[bytes] = [transfer.up_to_date(record, zone)]
+        else:
+            source = self.records or transfer.default_records
+            messages = transfer.axfr_messages(record, zone, source(zone.index, zone.settings))
+        log.info("zone %s (serial %d) transferred to %s", zone.name, zone.serial, peer)
+        return Reply(messages, (zone.name, "NOERROR"))
+
+
+def _parse(packet: bytes) -> DNSRecord:
+    """Parse a whole message; trailing bytes after the last record are an error."""
+    buffer = DNSBuffer(packet)
+    header = DNSHeader.parse(buffer)
+    questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
+    answers = [RR.parse(buffer) for _ in range(header.a)]
+    authority = [RR.parse(buffer) for _ in range(header.auth)]
+    additional = [RR.parse(buffer) for _ in range(header.ar)]
+    if buffer.offset != len(packet):
+        raise ValueError("trailing bytes after the last record")
+    return DNSRecord(header, questions, answers, auth=authority, ar=additional)
+
+
+def _soa(zone: PublishedZone, apex: DNSLabel) -> RR:
+    settings = zone.settings
+    times = (zone.serial, settings.refresh, settings.retry, settings.expire, settings.negative_ttl)
+    rdata = SOA(settings.ns[0] + ".", settings.hostmaster + ".", times)
+    return RR(apex, QTYPE.SOA, ttl=settings.negative_ttl, rdata=rdata)
+
+
+def _header_only(packet: bytes, rcode: int) -> bytes:
+    """A header-only reply (the question could not be read): id, opcode and RD kept."""
+    flags = 0x8000 | (packet[2] & 0x79) << 8 | rcode
+    return packet[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
+
+
+def _rcode_reply(record: DNSRecord, rcode: int, opt: EDNS0 | None) -> bytes:
+    header = record.header
+    reply = DNSRecord(
+        DNSHeader(
+            id=header.id, qr=1, opcode=header.opcode, rd=header.rd, cd=header.cd, rcode=rcode
+        ),
+        q=record.q if len(record.questions) == 1 else None,
+    )
+    if len(record.questions) != 1:
+        reply.questions = []
+    if opt is not None:
+        reply.add_ar(opt)
+    data: bytes = reply.pack()
+    return data
+
+
+def _badvers(record: DNSRecord, max_payload: int) -> bytes:
+    header = record.header
+    reply = DNSRecord(DNSHeader(id=header.id, qr=1, rd=header.rd, cd=header.cd), q=record.q)
+    reply.add_ar(EDNS0(udp_len=max_payload, ext_rcode=1))  # 16 = BADVERS: upper 8 bits are 1
+    data: bytes = reply.pack()
+    return data
+
+
+def _truncated(reply: DNSRecord) -> bytes:
+    """The reply cut to its question (and OPT), with TC set: the client retries over TCP."""
+    short = DNSRecord(DNSHeader(id=reply.header.id, bitmap=reply.header.bitmap), q=reply.q)
+    short.header.tc = 1
+    for rr in reply.ar:
+        short.add_ar(rr)
+    data: bytes = short.pack()
+    return data
+
+
+def _ixfr_serial(record: DNSRecord) -> int | None:
+    for rr in record.auth:
+        if rr.rtype == QTYPE.SOA:
+            return int(rr.rdata.times[0])
+    return None
+
+
+def _serial_newer(ours: int, theirs: int) -> bool:
+    """RFC 1982 serial number arithmetic: whether `ours` is after `theirs`."""
+    difference = (ours - theirs) % 2**32
+    return 0 < difference < 2**31

@@ -1,0 +1,203 @@
+"""The DNS server: UDP and TCP listeners around the hot path and the general path.
+
+This is the only module of the server that does socket I/O. Every datagram and every TCP
+message is answered by `wire.answer_fast` when it can, else by `answers.Responder`; an
+exception never leaves a handler, so one bad packet never stops the server. TCP carries
+several queries per connection with 2-byte length framing, an idle timeout and a size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from typing import Any
+
+from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
+from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Responder
+from dnsbl.dns.notify import Notifier
+from dnsbl.dns.wire import answer_fast
+from dnsbl.dns.zones import ZoneTable
+from dnsbl.index import ZoneIndex
+
+log = logging.getLogger(__name__)
+
+TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
+TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
+_BIND_ATTEMPTS = 20
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Answers datagrams; the hot path is inlined here to save a call per query."""
+
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        server = self.server
+        transport = self.transport
+        assert transport is not None
+        try:
+            fast = answer_fast(data, server.table, server.max_payload, None)
+            if fast is not None:
+                transport.sendto(fast[0], addr)
+                server.counts[fast[1]] += 1
+                return
+            reply = server.responder.respond(data, tcp=False, peer=addr[0])
+            for message in reply.messages:
+                transport.sendto(message, addr)
+            server.counts[reply.key] += 1
+        except Exception:
+            log.exception("failed to answer a UDP query from %s", addr[0])
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP socket error: %s", exc)
+
+
+class DnsServer:
+    """An authoritative server for `zones`, listening where `settings.listen` says."""
+
+    def __init__(
+        self,
+        zones: list[ZoneSettings],
+        settings: DnsSettings,
+        *,
+        tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+        records: RecordSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.table = ZoneTable(zones)
+        self.max_payload = settings.max_udp_payload
+        self.responder = Responder(
+            self.table,
+            max_payload=settings.max_udp_payload,
+            transfer_peers=settings.transfer_peers,
+            records=records,
+        )
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.notifier = Notifier(settings.notify)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._endpoints: list[tuple[str, int]] = []
+
+    # -- zones -----------------------------------------------------------------------------
+
+    def publish(self, index: ZoneIndex) -> None:
+        """Answer `index`'s zone from `index` from the next query on (any thread may call).
+
+        A new serial is NOTIFYed to `settings.notify` while the server runs.
+        """
+        zone, previous = self.table.publish(index)
+        loop = self._loop
+        if loop is not None and previous != zone.serial and not loop.is_closed():
+            loop.call_soon_threadsafe(self.notifier.zone_changed, zone)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        """The (host, port) of every listener, UDP and TCP alike, once started."""
+        return list(self._endpoints)
+
+    async def start(self) -> None:
+        """Bind UDP and TCP on every `settings.listen` address (port 0: one free port for both)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            for text in self.settings.listen:
+                host, port = parse_endpoint(text, 53)
+                self._endpoints.append(await self._bind(host, port))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("DNS listening on %s", ", ".join(f"{h}:{p}" for h, p in self._endpoints))
+
+    async def _bind(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        for attempt in range(_BIND_ATTEMPTS if port == 0 else 1):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port)
+            )
+            bound = udp.get_extra_info("sockname")[1]
+            try:
+                tcp = await asyncio.start_server(self._serve_tcp, host, bound)
+            except OSError:
+                udp.close()
+                if port or attempt == _BIND_ATTEMPTS - 1:
+                    raise
+                continue  # the port UDP got is taken for TCP: try another
+            self._udp.append(udp)
+            self._tcp.append(tcp)
+            return host, bound
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        """Close every listener and connection, and stop sending NOTIFY."""
+        for udp in self._udp:
+            udp.close()
+        for tcp in self._tcp:
+            tcp.close()
+        for writer in list(self._connections):
+            writer.close()
+        for tcp in self._tcp:
+            with contextlib.suppress(Exception):
+                await tcp.wait_closed()
+        await self.notifier.close()
+        self._udp.clear()
+        self._tcp.clear()
+        self._endpoints.clear()
+        self._loop = None
+
+    # -- TCP -------------------------------------------------------------------------------
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername: Any = writer.get_extra_info("peername")
+        peer = str(peername[0]) if peername else ""
+        self._connections.add(writer)
+        try:
+            while True:
+                query = await self._read_message(reader)
+                if query is None:
+                    break
+                try:
+                    fast = answer_fast(query, self.table, self.max_payload, TCP_LIMIT)
+                    if fast is not None:
+                        writer.write(len(fast[0]).to_bytes(2, "big") + fast[0])
+                        self.counts[fast[1]] += 1
+                    else:
+                        reply = self.responder.respond(query, tcp=True, peer=peer)
+                        for message in reply.messages:
+                            writer.write(len(message).to_bytes(2, "big") + message)
+                            await writer.drain()
+                        self.counts[reply.key] += 1
+                    await writer.drain()
+                except (ConnectionError, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    log.exception("failed to answer a TCP query from %s", peer)
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next length-prefixed message, or None when the client is done, idle or wrong."""
+        try:
+            prefix = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle_timeout)
+            length = int.from_bytes(prefix, "big")
+            if not 12 <= length <= TCP_MAX_QUERY:
+                return None
+            return await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            return None

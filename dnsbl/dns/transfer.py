@@ -1,0 +1,138 @@
+"""Zone transfers (AXFR, and IXFR answered AXFR-style) and NOTIFY messages. No I/O.
+
+A transfer is the SOA, the apex NS records, every data record, and the SOA again (RFC 5936),
+split over as many TCP messages as it takes, each at most 64 KiB. Owner names are compressed
+against the question (the zone apex, always at offset 12), so a record costs a few bytes more
+than its relative labels and data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import struct
+from collections.abc import Iterable, Iterator
+
+from dnslib import DNSRecord
+
+from dnsbl.config import ZoneSettings
+from dnsbl.dns.zones import (
+    CLASS_IN,
+    QUESTION_POINTER,
+    TYPE_A,
+    TYPE_NS,
+    TYPE_SOA,
+    TYPE_TXT,
+    PublishedZone,
+    name_wire,
+    soa_rdata,
+    txt_strings,
+)
+from dnsbl.index import ZoneIndex
+
+MESSAGE_LIMIT = 65535
+_OPCODE_NOTIFY = 4
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(rb"\\(\d{3}|.)", re.DOTALL)
+
+
+def default_records(index: ZoneIndex, zone: ZoneSettings) -> Iterable[tuple[str, str, int, str]]:
+    """The data records of `index`: owner, type ("A" or "TXT"), TTL and data as zone text."""
+    from dnsbl.zone_records import zone_records  # shared with `dnsbl export --format bind`
+
+    return zone_records(index, zone)
+
+
+def _rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
+    return owner + struct.pack(">HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
+
+
+def _owner(fqdn: str, zone: PublishedZone) -> bytes:
+    """`fqdn` (under the zone) in wire form, ending in a pointer to the question's apex."""
+    name = fqdn.rstrip(".").lower()
+    if name == zone.name:
+        return QUESTION_POINTER
+    relative = name[: -len(zone.name) - 1]
+    if not name.endswith("." + zone.name):
+        return name_wire(name)
+    return name_wire(relative)[:-1] + QUESTION_POINTER
+
+
+def txt_rdata_from_text(text: str) -> bytes:
+    """TXT record data from its zone-file text: quoted strings (with escapes) or one bare word."""
+    quoted = _QUOTED.findall(text)
+    if quoted:
+        parts = [
+            _ESCAPE.sub(lambda m: bytes((int(m[1]),)) if m[1].isdigit() else m[1], part.encode())
+            for part in quoted
+        ]
+    else:
+        parts = txt_strings(text.strip())
+    return b"".join(bytes((len(part),)) + part for part in parts)
+
+
+def _record(owner: str, rtype: str, ttl: int, rdata: str, zone: PublishedZone) -> bytes:
+    if rtype == "A":
+        return _rr(_owner(owner, zone), TYPE_A, ttl, ipaddress.IPv4Address(rdata).packed)
+    if rtype == "TXT":
+        return _rr(_owner(owner, zone), TYPE_TXT, ttl, txt_rdata_from_text(rdata))
+    raise ValueError(f"unexpected record type {rtype!r} in zone {zone.name}")
+
+
+def _apex_records(zone: PublishedZone) -> tuple[bytes, list[bytes]]:
+    settings = zone.settings
+    soa = _rr(QUESTION_POINTER, TYPE_SOA, settings.negative_ttl, soa_rdata(settings, zone.serial))
+    ns = [_rr(QUESTION_POINTER, TYPE_NS, settings.ttl, name_wire(n)) for n in settings.ns]
+    return soa, ns
+
+
+def _question(query: DNSRecord) -> bytes:
+    """The query's question in wire form, its case kept."""
+    data: bytes = DNSRecord(q=query.q).pack()[12:]
+    return data
+
+
+def axfr_messages(
+    query: DNSRecord, zone: PublishedZone, records: Iterable[tuple[str, str, int, str]]
+) -> Iterator[bytes]:
+    """The messages of a full transfer of `zone` answering `query` (AXFR or IXFR)."""
+    question = _question(query)
+    flags = 0x8400 | (query.header.rd << 8)
+    soa, ns = _apex_records(zone)
+
+    def stream() -> Iterator[bytes]:
+        yield soa
+        yield from ns
+        for owner, rtype, ttl, rdata in records:
+            yield _record(owner, rtype, ttl, rdata, zone)
+        yield soa
+
+    batch: list[bytes] = []
+    size = 12 + len(question)
+    for record in stream():
+        if batch and size + len(record) > MESSAGE_LIMIT:
+            yield _message(query.header.id, flags, question, batch)
+            batch = []
+            size = 12 + len(question)
+        batch.append(record)
+        size += len(record)
+    yield _message(query.header.id, flags, question, batch)
+
+
+def up_to_date(query: DNSRecord, zone: PublishedZone) -> bytes:
+    """The IXFR answer to a client that already has the current serial: the SOA alone."""
+    soa, _ = _apex_records(zone)
+    return _message(query.header.id, 0x8400 | (query.header.rd << 8), _question(query), [soa])
+
+
+def _message(message_id: int, flags: int, question: bytes, records: list[bytes]) -> bytes:
+    header = struct.pack(">HHHHHH", message_id, flags, 1, len(records), 0, 0)
+    return b"".join((header, question, *records))
+
+
+def notify_message(zone: PublishedZone, message_id: int) -> bytes:
+    """A NOTIFY (RFC 1996) for `zone`: the apex SOA as question, the current SOA as answer."""
+    flags = 0x0400 | _OPCODE_NOTIFY << 11  # AA, opcode NOTIFY
+    question = zone.wire + struct.pack(">HH", TYPE_SOA, CLASS_IN)
+    soa, _ = _apex_records(zone)
+    return _message(message_id, flags, question, [soa])

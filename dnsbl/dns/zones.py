@@ -1,0 +1,185 @@
+"""The zones a server answers for: each one's settings, current index and answer templates.
+
+A `PublishedZone` is immutable and built once per published index: the SOA and NS records and
+the A records of every return code are encoded here, so that answering a query only joins
+prebuilt bytes. `ZoneTable` maps query names to zones (longest zone suffix wins) and swaps a
+zone's `PublishedZone` in one assignment, so every query sees either the old or the new index.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Iterable, Iterator
+
+from dnsbl.addresses import address_text
+from dnsbl.config import ZoneSettings
+from dnsbl.index import Value, ZoneIndex
+from dnsbl.txt_template import render_txt
+
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_SOA = 6
+TYPE_TXT = 16
+CLASS_IN = 1
+QUESTION_POINTER = b"\xc0\x0c"  # the question's name always starts right after the header
+
+
+def name_wire(name: str) -> bytes:
+    """`name` (dotted, no trailing dot needed) in uncompressed wire form, lowercased."""
+    labels = [label for label in name.rstrip(".").lower().split(".") if label]
+    return b"".join(bytes((len(label),)) + label.encode() for label in labels) + b"\x00"
+
+
+def name_labels(name: str) -> tuple[bytes, ...]:
+    """The lowercase labels of `name`, leftmost first."""
+    return tuple(label.encode() for label in name.rstrip(".").lower().split(".") if label)
+
+
+def txt_strings(text: str) -> list[bytes]:
+    """`text` as the <=255-byte character-strings of one TXT record."""
+    data = text.encode()
+    return [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
+
+
+def _rr_tail(rtype: int, ttl: int, rdata: bytes) -> bytes:
+    """A resource record without its owner name: type, class, TTL, length and data."""
+    return struct.pack(">HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
+
+
+def soa_rdata(settings: ZoneSettings, serial: int) -> bytes:
+    """The SOA record data of the zone at `serial` (names uncompressed)."""
+    return (
+        name_wire(settings.ns[0])
+        + name_wire(settings.hostmaster)
+        + struct.pack(
+            ">IIIII",
+            serial & 0xFFFFFFFF,
+            settings.refresh,
+            settings.retry,
+            settings.expire,
+            settings.negative_ttl,
+        )
+    )
+
+
+class PublishedZone:
+    """One zone as it is answered now: its settings, its index and its prebuilt records."""
+
+    __slots__ = (
+        "_txt_cache",
+        "a_records",
+        "index",
+        "key_noerror",
+        "key_nxdomain",
+        "labels",
+        "name",
+        "ns_tails",
+        "serial",
+        "settings",
+        "soa_tail",
+        "ttl",
+        "wire",
+    )
+
+    def __init__(self, settings: ZoneSettings, index: ZoneIndex | None) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.wire = name_wire(settings.name)
+        self.labels = name_labels(settings.name)
+        self.index = index
+        self.serial = index.serial if index is not None else 0
+        self.ttl = settings.ttl
+        self.soa_tail = _rr_tail(TYPE_SOA, settings.negative_ttl, soa_rdata(settings, self.serial))
+        self.ns_tails = tuple(_rr_tail(TYPE_NS, settings.ttl, name_wire(ns)) for ns in settings.ns)
+        codes = {settings.default_code, *settings.categories.values()}
+        if index is not None:
+            codes.update(value.code for value in index.values if value is not None)
+            codes.add(index.test_value.code)
+        self.a_records = {
+            code: QUESTION_POINTER + _rr_tail(TYPE_A, self.ttl, ipaddress.IPv4Address(code).packed)
+            for code in codes
+        }
+        self.key_noerror = (self.name, "NOERROR")
+        self.key_nxdomain = (self.name, "NXDOMAIN")
+        self._txt_cache: dict[str, bytes] = {}
+
+    def a_record(self, code: str) -> bytes:
+        """The A record answering `code`, owned by the question's name."""
+        record = self.a_records.get(code)
+        if record is None:  # a code set after this zone was published (not expected)
+            rdata = ipaddress.IPv4Address(code).packed
+            record = QUESTION_POINTER + _rr_tail(TYPE_A, self.ttl, rdata)
+        return record
+
+    def txt_record(self, template: str, family: int, address: int) -> bytes:
+        """The TXT record of `template` for `address`, owned by the question's name."""
+        if "$" not in template:
+            record = self._txt_cache.get(template)
+            if record is None:
+                record = self._txt_cache[template] = QUESTION_POINTER + _rr_tail(
+                    TYPE_TXT, self.ttl, _txt_rdata(template)
+                )
+            return record
+        text = render_txt(template, address_text(family, address))
+        return QUESTION_POINTER + _rr_tail(TYPE_TXT, self.ttl, _txt_rdata(text))
+
+    def answer_records(
+        self, qtype: int, values: tuple[Value, ...], family: int, address: int
+    ) -> list[bytes]:
+        """The answer records of a listed name for `qtype` (A, TXT or ANY; else none)."""
+        records: list[bytes] = []
+        if qtype in (TYPE_A, 255):
+            seen: set[str] = set()
+            for value in values:
+                if value.code not in seen:
+                    seen.add(value.code)
+                    records.append(self.a_record(value.code))
+        if qtype in (TYPE_TXT, 255):
+            records.extend(
+                self.txt_record(value.txt, family, address)
+                for value in values
+                if value.txt is not None
+            )
+        return records
+
+
+def _txt_rdata(text: str) -> bytes:
+    return b"".join(bytes((len(part),)) + part for part in txt_strings(text))
+
+
+class ZoneTable:
+    """The zones of a server by name; `publish` swaps one zone's index."""
+
+    def __init__(self, zones: Iterable[ZoneSettings]) -> None:
+        self.by_wire: dict[bytes, PublishedZone] = {}
+        for settings in zones:
+            zone = PublishedZone(settings, None)
+            self.by_wire[zone.wire] = zone
+        # Longest first, so that the first suffix that matches is the longest zone.
+        self.suffixes: tuple[bytes, ...] = tuple(sorted(self.by_wire, key=len, reverse=True))
+        self._by_labels = {zone.labels: wire for wire, zone in self.by_wire.items()}
+
+    def publish(self, index: ZoneIndex) -> tuple[PublishedZone, int | None]:
+        """Make `index` the answer of its zone; returns the new zone and the serial it replaces."""
+        wire = name_wire(index.zone)
+        old = self.by_wire.get(wire)
+        if old is None:
+            raise KeyError(f"zone {index.zone!r} is not configured on this server")
+        zone = PublishedZone(old.settings, index)
+        self.by_wire[wire] = zone
+        return zone, (old.serial if old.index is not None else None)
+
+    def zone(self, name: str) -> PublishedZone:
+        return self.by_wire[name_wire(name)]
+
+    def match(self, labels: tuple[bytes, ...]) -> tuple[PublishedZone, int] | None:
+        """The zone `labels` (lowercase) fall in, and how many labels lie below its apex."""
+        for count in range(len(labels) + 1):
+            wire = self._by_labels.get(labels[count:])
+            if wire is not None:
+                return self.by_wire[wire], count
+        return None
+
+    def __iter__(self) -> Iterator[PublishedZone]:
+        return iter(list(self.by_wire.values()))
