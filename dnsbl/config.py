@@ -101,6 +101,7 @@ class ApiSettings(_Section):
 
     listen: str = "127.0.0.1:8000"
     public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(65536, ge=1024, le=64 * 1024 * 1024)
 
     @field_validator("listen")
     @classmethod
@@ -151,6 +152,8 @@ class TesterSettings(_Section):
     `testable_networks` empty means every globally routable unicast address (`is_global`);
     a lab lists its own networks (e.g. `127.0.0.0/8`). `never_test` always wins.
     """
+
+    __test__: ClassVar[bool] = False  # its name starts with "Test"; pytest must not collect it
 
     collector_domain: str = "relaytest.example"
     collector_listen: str = "127.0.0.1:2525"
