@@ -58,7 +58,7 @@ class _RecordingSMTP(SMTP):
             return
         await self.push(reply)
 
-    async def smtp_MAIL(self, arg: str | None) -> None:  # type: ignore[override]
+    async def smtp_MAIL(self, arg: str | None) -> None:
         raw = _strip_keyword(arg, "FROM:")
         self._fake.recorded.mail_args.append(raw)
         reply = self._fake.policy.mail_reply
@@ -69,7 +69,7 @@ class _RecordingSMTP(SMTP):
         self.envelope.mail_from = raw
         await self.push(reply)
 
-    async def smtp_RCPT(self, arg: str | None) -> None:  # type: ignore[override]
+    async def smtp_RCPT(self, arg: str | None) -> None:
         raw = _strip_keyword(arg, "TO:")
         self._fake.recorded.rcpt_args.append(raw)
         reply = self._fake.policy.rcpt_reply

@@ -20,10 +20,6 @@ IP = "192.0.2.25"
 S = "mx.example.net"
 
 
-def _named(name: str) -> str:
-    return name.replace("-", "")[:20]
-
-
 def _by_name(forms: list[EnvelopeForm]) -> dict[str, EnvelopeForm]:
     return {form.name: form for form in forms}
 
@@ -117,7 +113,9 @@ def test_tokens_are_unguessable_and_stable_per_form() -> None:
 
 # --- every form on the wire, against a fake server that records the raw arguments ------------
 
-_FORM_NAMES = [form.name for form in battery(token_factory("1"), C, "127.0.0.1", "fake.lab.example")]
+_FORM_NAMES = [
+    form.name for form in battery(token_factory("1"), C, "127.0.0.1", "fake.lab.example")
+]
 
 
 @pytest.fixture(scope="module")

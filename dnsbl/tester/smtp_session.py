@@ -225,6 +225,7 @@ class SmtpSession:
 
     async def close(self, quit_timeout: float = 5.0) -> None:
         """Say QUIT (briefly, ignoring failures) and close the connection."""
+        quit_timeout = min(quit_timeout, self._command_timeout)
         if self._writer.is_closing():
             return
         if not self.closed:
