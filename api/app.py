@@ -1,0 +1,119 @@
+"""The FastAPI application: the REST API under /v1, health and metrics, and the human pages.
+
+`create_app` builds one application over one engine; `dnsbl api` serves it with uvicorn and
+`dnsbl serve` runs it beside the DNS server, handing it the DNS query counter and a readiness
+callable so that `/metrics` and `/readyz` can speak for the DNS side too.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import Engine
+
+from api import problems
+from api.body_limit import BodyLimitMiddleware
+from dnsbl.config import Settings
+from dnsbl.db import make_engine
+from dnsbl.store import ListingStore
+
+# The routers, in the order /docs lists them: public first, then admin, then operations.
+_ROUTE_MODULES = (
+    "api.routes.lookup",
+    "api.routes.nominations",
+    "api.routes.delist_requests",
+    "api.routes.relay_tests",
+    "api.routes.listings",
+    "api.routes.retests",
+    "api.routes.queue",
+    "api.routes.policy_networks",
+    "api.routes.audit",
+    "api.routes.zones",
+    "api.routes.keys",
+    "api.routes.health",
+    "api.pages",
+)
+
+DESCRIPTION = """\
+A private DNSBL (RFC 5782) with ORBS-style relay testing.
+
+Public: look an address up, nominate a host for a relay test, request removal of a listed
+host (by a retest). Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`):
+listings, retests, the job queue, policy networks, the audit log, zones and keys.
+Every error is an RFC 9457 problem document (`application/problem+json`).
+"""
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine | None = None,
+    *,
+    dns_counts: collections.Counter[tuple[str, str]] | None = None,
+    dns_ready: Callable[[], bool] | None = None,
+) -> FastAPI:
+    """The application for `settings`, over `engine` (one is made from the settings if None).
+
+    `dns_counts` is the DNS server's counter of queries by (zone, rcode), exported by /metrics;
+    `dns_ready` tells /readyz whether the DNS index is loaded.
+    """
+    app = FastAPI(
+        title="dnsbl",
+        version="1",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine if engine is not None else make_engine(settings.database_url)
+    app.state.store = ListingStore(app.state.engine)
+    app.state.store.ensure_zones(settings.zone_names)
+    app.state.dns_counts = dns_counts
+    app.state.dns_ready = dns_ready
+    problems.install(app)
+    for name in _ROUTE_MODULES:
+        app.include_router(importlib.import_module(name).router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with every error response declared as a problem document."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ProblemDetail"] = problems.ProblemDetail.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    problem_content = {
+        problems.PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}
+    }
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            answers = operation.get("responses", {})
+            if "422" in answers:
+                answers["422"] = {"description": "Invalid request", "content": problem_content}
+            for code in ("405", "500"):
+                answers.setdefault(code, {"description": _phrase(code), "content": problem_content})
+            if "requestBody" in operation:
+                answers.setdefault(
+                    "413", {"description": _phrase("413"), "content": problem_content}
+                )
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    app.openapi_schema = schema
+    return schema
+
+
+def _phrase(code: str) -> str:
+    from http import HTTPStatus
+
+    return HTTPStatus(int(code)).phrase

@@ -1,0 +1,72 @@
+"""Admin authentication: `Authorization: Bearer <key>`, and the role a route needs.
+
+Without a valid key the answer is 401 with `WWW-Authenticate: Bearer`; with a valid key of too
+low a role it is 403. Operators may read and schedule retests; admins may also change listings,
+policy networks and keys. Routes take the caller as `OperatorKey` or `AdminKey`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import EngineDep
+from api.problems import Problem
+from dnsbl.apikeys import KeyInfo, verify_key
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `dnsbl apikey create --role admin|operator`.",
+)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dnsbl"'}
+
+
+def _caller(
+    engine: EngineDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> KeyInfo:
+    if credentials is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "this path needs an API key: send 'Authorization: Bearer <key>'",
+            headers=_CHALLENGE,
+        )
+    key = verify_key(engine, credentials.credentials)
+    if key is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "the API key is not valid (unknown, malformed or revoked)",
+            headers={"WWW-Authenticate": 'Bearer realm="dnsbl", error="invalid_token"'},
+        )
+    return key
+
+
+def _require(role: str) -> Callable[[KeyInfo], KeyInfo]:
+    def check(key: Annotated[KeyInfo, Depends(_caller)]) -> KeyInfo:
+        if not key.may(role):
+            raise Problem(
+                403,
+                "forbidden",
+                f"this action needs the {role} role; key {key.id} has the {key.role} role",
+            )
+        return key
+
+    return check
+
+
+require_operator = _require("operator")
+require_admin = _require("admin")
+
+OperatorKey = Annotated[KeyInfo, Depends(require_operator)]
+AdminKey = Annotated[KeyInfo, Depends(require_admin)]
+
+
+def actor(key: KeyInfo) -> str:
+    """How a key is named in listings and the change log."""
+    return f"key:{key.id}"

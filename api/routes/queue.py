@@ -1,0 +1,34 @@
+"""`/v1/admin/queue`: the job queue — what is waiting, running, failed or done."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from api.auth import OperatorKey
+from api.deps import EngineDep
+from api.problems import responses
+from api.schemas.admin import JobPublic, QueuePublic
+from dnsbl import jobs
+
+router = APIRouter(prefix="/v1/admin/queue", tags=["admin: queue"])
+
+
+@router.get("", response_model=QueuePublic, responses=responses(401, 403, 422, 500))
+def read_queue(
+    key: OperatorKey,
+    engine: EngineDep,
+    status: Literal["waiting", "running", "failed", "done"] = "waiting",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> QueuePublic:
+    """How many jobs are in each state, and the jobs in `status`, newest first."""
+    items = jobs.list_jobs(engine, status, limit, offset)
+    return QueuePublic(
+        counts=jobs.queue_summary(engine),
+        status=status,
+        items=[JobPublic.model_validate(job) for job in items],
+        limit=limit,
+        offset=offset,
+    )

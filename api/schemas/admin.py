@@ -1,0 +1,137 @@
+"""The admin API's other resources: retests, the queue, policy networks, audit, zones, keys."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.schemas.common import AddressText, NetworkText, Public, Reason, UtcDatetime
+
+
+class RetestCreate(BaseModel):
+    """A retest of one address, or of every active listing of a zone (optionally one category)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: AddressText | None = None
+    zone: str | None = Field(None, min_length=1, max_length=253)
+    category: str | None = Field(None, min_length=1, max_length=64)
+    reason: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RetestCreate:
+        if (self.address is None) == (self.zone is None):
+            raise ValueError("give either address, or zone (with an optional category)")
+        if self.category is not None and self.zone is None:
+            raise ValueError("category needs zone")
+        return self
+
+
+class RetestsScheduled(BaseModel):
+    """What scheduling did: the addresses queued for a retest."""
+
+    scheduled: int
+    addresses: list[str]
+    skipped: list[str] = Field(description="Hosts that policy forbids to test")
+
+
+class JobPublic(Public):
+    """A job of the queue: a test, retest or expiry sweep, and its state."""
+
+    id: int
+    kind: str
+    target: str
+    status: str
+    forced: bool
+    attempts: int
+    run_after: UtcDatetime
+    lease_owner: str | None
+    lease_until: UtcDatetime | None
+    last_error: str | None
+    created_at: UtcDatetime
+    created_by: str | None
+    finished_at: UtcDatetime | None
+    test_id: int | None
+
+
+class QueuePublic(BaseModel):
+    """How many jobs are in each state, and the jobs in the state asked for."""
+
+    counts: dict[str, int]
+    status: str
+    items: list[JobPublic]
+    limit: int
+    offset: int
+
+
+class PolicyNetworkCreate(BaseModel):
+    """A network never to test, or never to list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: NetworkText
+    kind: Literal["never-test", "never-list"]
+    reason: Reason
+
+
+class PolicyNetworkPublic(Public):
+    """A policy network."""
+
+    id: int
+    network: str
+    kind: str
+    reason: str | None = None
+    created_at: UtcDatetime | None = None
+    created_by: str | None = None
+
+
+class AuditEntryPublic(Public):
+    """One administrative change: who (API key id), when, what, on what, and why."""
+
+    id: int
+    at: UtcDatetime
+    actor_key_id: int | None
+    action: str
+    target: str
+    detail: dict[str, Any] | None
+    reason: str | None
+
+
+class ZonePublic(BaseModel):
+    """A configured zone: its serial and how many listings each category has in force."""
+
+    name: str
+    serial: int | None = Field(description="The SOA serial (null: not yet in the database)")
+    default_code: str
+    categories: dict[str, str] = Field(description="The return code of each named category")
+    listings: dict[str, int] = Field(description="Active listings by category")
+    exclusions: int
+    ttl: int
+    negative_ttl: int
+
+
+class KeyCreate(BaseModel):
+    """A new API key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["operator", "admin"]
+    name: str | None = Field(None, min_length=1, max_length=128)
+
+
+class KeyPublic(Public):
+    """An API key without its secret."""
+
+    id: int
+    name: str
+    role: str
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None
+    last_used_at: UtcDatetime | None
+
+
+class KeyIssued(KeyPublic):
+    """A new key: `key` is shown this once and cannot be read again."""
+
+    key: str

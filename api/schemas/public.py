@@ -1,0 +1,89 @@
+"""The public resources: nominations, delist requests, and the relay tests that are evidence."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.common import AddressText, Email, Note, Public, UtcDatetime
+
+
+class NominationCreate(BaseModel):
+    """A host to test for open relaying."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: AddressText
+    email: Email | None = None
+    note: Note | None = Field(None, description="Why this host (e.g. a spam sample's headers)")
+
+
+class NominationPublic(Public):
+    """A nomination: where it is in the queue, and the verdict of its test once done."""
+
+    id: int
+    address: str
+    status: str = Field(description="queued, testing, done or refused")
+    queue_position: int | None = Field(description="1 = next to run; null unless waiting")
+    verdict: str | None
+    test_id: int | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    refusal_reason: str | None
+    test_url: str | None = None
+
+
+class DelistRequestCreate(BaseModel):
+    """A request to remove a listed host, by a retest the requester accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: AddressText
+    confirmed_fixed: bool = Field(
+        description="I confirm the relay has been fixed and accept a retest (must be true)"
+    )
+    email: Email | None = None
+    note: Note | None = None
+
+
+class DelistRequestPublic(Public):
+    """A delist request and the outcome of its retest."""
+
+    id: int
+    address: str
+    status: str = Field(description="pending, testing, delisted, still-open, failed…")
+    test_id: int | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    queue_position: int | None = None
+    test_url: str | None = None
+    page_url: str | None = None
+
+
+class ArrivalPublic(Public):
+    """A test message that reached the collector: the envelope form, its token, the IP that
+    delivered it (another IP than the tested host's: a multi-stage relay's output), and when."""
+
+    form: str
+    token: str
+    delivered_by: str
+    received_at: UtcDatetime
+
+
+class RelayTestPublic(Public):
+    """A relay test: what the host said, what was tried, and what arrived at the collector."""
+
+    id: int
+    address: str
+    verdict: str | None = Field(description="confirmed, suspicious, closed or untestable")
+    reason: str | None
+    forced: bool
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    banner: str | None
+    ehlo_reply: str | None
+    reverse_name: str | None
+    forward_matches: bool | None
+    transcript: str | None
+    accepted_forms: list[str] = Field(description="The envelope forms the host accepted")
+    arrivals: list[ArrivalPublic] = Field(description="Test messages that arrived")
+    listed_as: list[str] = Field(description="Listings in force that this test made")

@@ -1,0 +1,64 @@
+"""Serving the application with uvicorn, alone (`dnsbl api`) or beside other roles (`serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Callable, Generator
+
+import uvicorn
+from sqlalchemy import Engine
+
+from api.app import create_app
+from dnsbl.config import Settings, parse_endpoint
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to its host process (which stops it by cancelling)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _config(
+    settings: Settings,
+    engine: Engine | None,
+    dns_counts: collections.Counter[tuple[str, str]] | None,
+    dns_ready: Callable[[], bool] | None,
+) -> uvicorn.Config:
+    host, port = parse_endpoint(settings.api.listen, 8000)
+    app = create_app(settings, engine, dns_counts=dns_counts, dns_ready=dns_ready)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+async def run_api(
+    settings: Settings,
+    engine: Engine | None = None,
+    *,
+    dns_counts: collections.Counter[tuple[str, str]] | None = None,
+    dns_ready: Callable[[], bool] | None = None,
+) -> None:
+    """Serve the API on `settings.api.listen` until cancelled (a role of `dnsbl serve`)."""
+    server = _Server(_config(settings, engine, dns_counts, dns_ready))
+    task = asyncio.create_task(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await task
+        raise
+
+
+def serve_forever(settings: Settings, engine: Engine | None = None) -> None:
+    """Serve the API in the foreground, stopped by SIGINT or SIGTERM (`dnsbl api`)."""
+    uvicorn.Server(_config(settings, engine, None, None)).run()
