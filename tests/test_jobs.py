@@ -102,7 +102,9 @@ def test_a_job_whose_lease_keeps_running_out_fails(engine: Engine) -> None:
         assert [c.id for c in _claim(engine, f"w{attempt}", now=now)] == [job.id]
     assert _claim(engine, "w9", now=now + timedelta(seconds=61)) == []
     failed = get_job(engine, job.id)
-    assert failed is not None and failed.status == "failed" and "3 times" in (failed.last_error or "")
+    assert (
+        failed is not None and failed.status == "failed" and "3 times" in (failed.last_error or "")
+    )
 
 
 def test_fail_retries_then_gives_up(engine: Engine) -> None:
