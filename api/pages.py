@@ -17,8 +17,9 @@ from fastapi.templating import Jinja2Templates
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.lookup import lookup, relay_tests_of
 from api.problems import from_error
-from api.routes.delist_requests import delisting, submit, to_public
+from api.routes.delist_requests import submit, to_public
 from api.schemas.public import DelistRequestCreate
+from dnsbl import delisting
 from dnsbl.addresses import parse_address
 from dnsbl.errors import AddressError, DnsblError
 
@@ -26,7 +27,7 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=FsPath(__file__).parent / "templates")
 
 # Delist request states after which nothing more will happen.
-_FINAL = {"delisted", "still-open", "refused", "failed", "not-listed", "done", "untestable"}
+_FINAL = {"delisted", "still-listed", "untestable"}
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -76,7 +77,7 @@ def delist_status_page(
     settings: SettingsDep,
 ) -> HTMLResponse:
     """The progress and outcome of a removal request; refreshes itself until it is decided."""
-    view = delisting().get_delist_request(engine, request_id)
+    view = delisting.get_delist_request(engine, request_id)
     if view is None:
         return _page(
             request, "message.html", 404, title="Not found", message=f"No request {request_id}."

@@ -8,7 +8,6 @@ per address and per requester, and never refused because the requester is itself
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
@@ -18,18 +17,11 @@ from api.deps import ClientDep, EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.routes.nominations import contact_note
 from api.schemas.public import DelistRequestCreate, DelistRequestPublic
-from dnsbl import jobs
+from dnsbl import delisting, jobs
 from dnsbl.config import Settings
 from dnsbl.models.testing import DelistRequest
 
 router = APIRouter(prefix="/v1/delist-requests", tags=["public"])
-
-
-def delisting() -> ModuleType:
-    """The delisting service (imported late: it is another part's module)."""
-    import dnsbl.delisting
-
-    return dnsbl.delisting
 
 
 def job_of(engine: EngineDep, request_id: int) -> int | None:
@@ -57,7 +49,7 @@ def submit(
     engine: EngineDep, settings: Settings, body: DelistRequestCreate, client: str
 ) -> DelistRequestPublic:
     """File the request (shared by the REST route and the removal page)."""
-    view = delisting().request_delist(
+    view = delisting.request_delist(
         engine,
         settings,
         body.address,
@@ -96,7 +88,7 @@ def read_delist_request(
     settings: SettingsDep,
 ) -> DelistRequestPublic:
     """Where a removal request stands: pending, testing, or its outcome."""
-    view = delisting().get_delist_request(engine, request_id)
+    view = delisting.get_delist_request(engine, request_id)
     if view is None:
         raise Problem(404, "not-found", f"no delist request {request_id}")
     return to_public(engine, view, settings)

@@ -50,7 +50,7 @@ class DelistRequestPublic(Public):
 
     id: int
     address: str
-    status: str = Field(description="pending, testing, delisted, still-open, failed…")
+    status: str = Field(description="pending, retesting, delisted, still-listed or untestable")
     test_id: int | None
     created_at: UtcDatetime
     finished_at: UtcDatetime | None
