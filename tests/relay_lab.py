@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import Engine
 
 from dnsbl.config import Settings, load_settings
+from dnsbl.nominations import get_nomination
 from dnsbl.tester.tokens import find_token
+from dnsbl.worker import run_worker
 from tests.conftest import zone_config
 from tests.smtp_fakes import free_port
 
@@ -148,3 +153,41 @@ class FakeHost:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@pytest.fixture(name="hosts")
+def hosts_fixture(lab: Settings) -> Iterator[Callable[..., FakeHost]]:
+    """Start fake hosts on the lab's port; all are stopped at the end."""
+    started: list[FakeHost] = []
+    host, port = lab.tester.collector_listen.split(":")
+    collector = (host, int(port))
+
+    def start(address: str, behaviour: str, **kwargs: Any) -> FakeHost:
+        fake = FakeHost(address, lab.tester.port, behaviour, collector, **kwargs).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture(name="worker")
+async def worker_fixture(engine: Engine, lab: Settings) -> AsyncIterator[asyncio.Event]:
+    """`run_worker` (collector + worker) running for the test; yields its stop event."""
+    started, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_worker(lab, engine, started=started, stop=stop))
+    await asyncio.wait_for(started.wait(), 10)
+    yield stop
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def settled(engine: Engine, nomination_ids: list[int], timeout: float = 60.0) -> None:
+    """Wait until every nomination is done (or refused)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            views = [get_nomination(engine, n) for n in nomination_ids]
+            if all(v is not None and v.status in ("done", "refused") for v in views):
+                return
+            await asyncio.sleep(0.1)

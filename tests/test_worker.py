@@ -9,7 +9,7 @@ retried and then given up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,52 +25,20 @@ from dnsbl.nominations import get_nomination, submit_nomination
 from dnsbl.relay_tests import get_test, tests_for
 from dnsbl.store import ListingStore
 from dnsbl.verdicts import relay_listings
-from dnsbl.worker import Worker, run_worker, schedule_periodic
+from dnsbl.worker import Worker, schedule_periodic
 from tests.conftest import ZONE
-from tests.relay_lab import FakeHost, lab_settings
+from tests.relay_lab import (  # noqa: F401 (fixtures)
+    FakeHost,
+    hosts_fixture,
+    lab_settings,
+    settled,
+    worker_fixture,
+)
 
 
 @pytest.fixture
 def lab(database_url: str) -> Settings:
     return lab_settings(database_url)
-
-
-@pytest.fixture
-def hosts(lab: Settings) -> Iterator[Callable[..., FakeHost]]:
-    """Start fake hosts on the lab's port; all are stopped at the end."""
-    started: list[FakeHost] = []
-    host, port = lab.tester.collector_listen.split(":")
-    collector = (host, int(port))
-
-    def start(address: str, behaviour: str, **kwargs: Any) -> FakeHost:
-        fake = FakeHost(address, lab.tester.port, behaviour, collector, **kwargs).start()
-        started.append(fake)
-        return fake
-
-    yield start
-    for fake in started:
-        fake.stop()
-
-
-@pytest.fixture
-async def worker(engine: Engine, lab: Settings) -> AsyncIterator[asyncio.Event]:
-    """`run_worker` (collector + worker) running for the test; yields its stop event."""
-    started, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(lab, engine, started=started, stop=stop))
-    await asyncio.wait_for(started.wait(), 10)
-    yield stop
-    stop.set()
-    await asyncio.wait_for(task, 30)
-
-
-async def settled(engine: Engine, nomination_ids: list[int], timeout: float = 60.0) -> None:
-    """Wait until every nomination is done (or refused)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            views = [get_nomination(engine, n) for n in nomination_ids]
-            if all(v is not None and v.status in ("done", "refused") for v in views):
-                return
-            await asyncio.sleep(0.1)
 
 
 async def test_verdicts_and_listings(
