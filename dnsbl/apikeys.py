@@ -90,9 +90,11 @@ def create_key(engine: Engine, role: str, name: str | None = None) -> IssuedKey:
 def _split(key: str) -> tuple[int, str] | None:
     prefix, _, rest = key.partition("_")
     key_id, _, secret = rest.partition("_")
-    if prefix != _PREFIX or not key_id.isdigit() or not secret or len(key_id) > 12:
+    if prefix != _PREFIX or not key_id.isascii() or not key_id.isdigit() or not secret:
         return None
-    return int(key_id), secret
+    number = int(key_id[:12])
+    # Ids are 32-bit integers in the database; a larger one must not reach a query.
+    return (number, secret) if len(key_id) <= 12 and number < 2**31 else None
 
 
 def verify_key(engine: Engine, key: str, *, touch: bool = True) -> KeyInfo | None:

@@ -1,0 +1,137 @@
+"""Errors as problem documents, body limits, the OpenAPI document, health and metrics."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
+
+from api import create_app
+from dnsbl.config import Settings
+from tests.api_fixtures import *  # noqa: F403
+from tests.api_fixtures import ZONE, add_listing, assert_problem, bearer
+
+
+def test_unknown_path_and_method(client: TestClient) -> None:
+    body = assert_problem(client.get("/v1/nothing-here"), 404, "not-found")
+    assert "/v1/nothing-here" in body["detail"]
+    response = client.delete("/v1/lookup/192.0.2.1")
+    assert_problem(response, 405, "method-not-allowed")
+    assert "GET" in response.headers["allow"]
+
+
+def test_validation_errors_name_the_field(client: TestClient) -> None:
+    body = assert_problem(
+        client.post("/v1/nominations", json={"address": 7, "extra": 1}), 422, "validation"
+    )
+    fields = {error["field"] for error in body["errors"]}
+    assert {"body.address", "body.extra"} <= fields
+    assert_problem(
+        client.post(
+            "/v1/nominations",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        ),
+        422,
+        "validation",
+    )
+    assert_problem(client.post("/v1/nominations", content=b"\xff\xfe"), 422)
+
+
+def test_oversized_body_by_content_length(client: TestClient) -> None:
+    big = {"address": "192.0.2.1", "note": "x" * 5000}  # the test settings allow 4096 bytes
+    body = assert_problem(client.post("/v1/nominations", json=big), 413, "too-large")
+    assert "4096" in body["detail"]
+
+
+def test_oversized_streamed_body(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"address": "192.0.2.1", "note": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}'
+
+    # A generator body goes out chunked, with no Content-Length to check up front.
+    response = client.post(
+        "/v1/nominations", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "too-large")
+
+
+def test_unhandled_error_is_a_500_problem_without_a_trace(
+    app: FastAPI, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    body = assert_problem(client.get("/boom"), 500, "internal")
+    assert "secret" not in body["detail"]
+    assert "Traceback" not in str(body)
+    assert "secret internals" in caplog.text  # logged for the operator
+
+
+def test_openapi_declares_problems_and_security(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "ProblemDetail" in schema["components"]["schemas"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for code, answer in operation["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert list(answer["content"]) == ["application/problem+json"], (
+                        path,
+                        method,
+                        code,
+                    )
+            if path.startswith("/v1/admin"):
+                assert operation["security"] == [{"ApiKey": []}], (path, method)
+                assert {"401", "403"} <= operation["responses"].keys()
+    lookup = schema["paths"]["/v1/lookup/{addr}"]["get"]
+    assert lookup["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LookupPublic"
+    }
+    assert client.get("/docs").status_code == 200
+
+
+def test_healthz_and_readyz(api_settings: Settings, engine: Engine, client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
+    assert client.get("/readyz").json()["checks"] == {"database": "ok"}
+    ready = {"value": False}
+    app = create_app(api_settings, engine, dns_ready=lambda: ready["value"])
+    with TestClient(app, raise_server_exceptions=False) as other:
+        assert_problem(other.get("/readyz"), 503, "not-ready")
+        ready["value"] = True
+        assert other.get("/readyz").json()["checks"] == {"database": "ok", "dns_index": "ok"}
+
+
+def test_metrics_parse_and_count(
+    api_settings: Settings, engine: Engine, client: TestClient, admin_key: str
+) -> None:
+    add_listing(engine, "192.0.2.1")
+    add_listing(engine, "192.0.2.2")
+    add_listing(engine, "192.0.2.3", excluded=True)
+    client.post("/v1/admin/retests", headers=bearer(admin_key), json={"address": "192.0.2.9"})
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    counts[(ZONE, "NOERROR")] += 5
+    counts[(ZONE, "NXDOMAIN")] += 2
+    app = create_app(api_settings, engine, dns_counts=counts)
+    with TestClient(app) as other:
+        response = other.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    assert samples[("dnsbl_dns_queries_total", (("rcode", "NOERROR"), ("zone", ZONE)))] == 5
+    assert samples[("dnsbl_dns_queries_total", (("rcode", "NXDOMAIN"), ("zone", ZONE)))] == 2
+    assert samples[("dnsbl_listings", (("category", "open-relay"), ("zone", ZONE)))] == 2
+    assert samples[("dnsbl_queue_jobs", (("status", "waiting"),))] == 1
+    assert samples[("dnsbl_queue_jobs", (("status", "failed"),))] == 0
