@@ -1,0 +1,380 @@
+"""A lab of real Postfix relays on loopback aliases, for the tester's end-to-end tests.
+
+Two Postfix instances (Debian's `postfix` package), each with its own configuration, queue
+and log under a temporary directory, each routing the collector domain to the collector with
+`transport_maps` and sending from its own address (`smtp_bind_address`):
+
+- `open`   on 127.0.0.10: an open relay (`mynetworks = 0.0.0.0/0`; Postfix refuses
+  `smtpd_relay_restrictions = permit` alone, so openness comes from mynetworks);
+- `closed` on 127.0.0.11: relays only for itself (`mynetworks = 127.0.0.11/32`), so the
+  tester, which connects from 127.0.0.1 (`source_address`; left to itself the kernel would
+  pick 127.0.0.11), is refused.
+
+Postfix binds only addresses that exist on an interface, so the lab adds them to `lo`
+(root needed). Instances are started with `postfix -c DIR start`; Postfix accepts such a
+directory only when the default instance's `alternate_config_directories` lists it, so the
+lab writes the default `/etc/postfix/main.cf` if it is missing and adds its directory there.
+Runs are serialised by a lock file: the addresses and port 25 are shared by every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dnsbl.collector import Arrival, Collector
+from dnsbl.config import TesterSettings
+from tests.conftest import need, need_program
+
+OPEN_ADDRESS = "127.0.0.10"
+CLOSED_ADDRESS = "127.0.0.11"
+COLLECTOR_DOMAIN = "relaytest.example"
+SMTP_PORT = 25
+TESTER_ADDRESS = "127.0.0.1"
+DEFAULT_CONFIG = Path("/etc/postfix")
+_LOCK = Path("/tmp/dnsbl-postfix-lab.lock")
+_STARTED = Path("/tmp/dnsbl-postfix-lab.running")  # config dirs of a run that may have crashed
+
+# Services of a minimal master.cf; chroot off (column 5 "n"), since the queue lives in a tmp dir
+_MASTER_CF = """\
+smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       1       1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+@dataclass
+class PostfixInstance:
+    """One running Postfix of the lab: its address, configuration directory and log."""
+
+    name: str
+    address: str
+    config_dir: Path
+    log_file: Path
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["postfix", "-c", str(self.config_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def set(self, **parameters: str) -> None:
+        """Change main.cf parameters (not yet in effect: `reload`)."""
+        pairs = [f"{key}={value}" for key, value in parameters.items()]
+        subprocess.run(["postconf", "-c", str(self.config_dir), "-e", *pairs], check=True)
+
+    def reload(self) -> None:
+        """Make the running instance read its main.cf again."""
+        result = self._postfix("reload")
+        assert result.returncode == 0, result.stderr
+        # `postfix reload` only signals the master; give idle smtpd processes time to go
+        time.sleep(0.5)
+
+    def close_relay(self) -> None:
+        """Make this instance a closed relay (only itself in mynetworks) and reload it."""
+        self.set(mynetworks=f"{self.address}/32")
+        self.reload()
+
+    def open_relay(self) -> None:
+        """Make this instance an open relay (every address in mynetworks) and reload it."""
+        self.set(mynetworks="0.0.0.0/0")
+        self.reload()
+
+    def flush(self) -> None:
+        """Ask the queue manager to try every deferred message now."""
+        subprocess.run(
+            ["postqueue", "-c", str(self.config_dir), "-f"], capture_output=True, check=False
+        )
+
+    def queue(self) -> str:
+        """The queue listing (`postqueue -p`), for failure messages."""
+        result = subprocess.run(
+            ["postqueue", "-c", str(self.config_dir), "-p"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
+    def log(self) -> str:
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
+    def start(self) -> subprocess.Popen[str]:
+        """Begin starting this instance (`postfix start` takes seconds: run them side by side)."""
+        return subprocess.Popen(
+            ["postfix", "-c", str(self.config_dir), "start"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def stop(self) -> None:
+        """Stop the instance at once and wait until its address no longer answers."""
+        if self._postfix("status").returncode == 0:
+            self._postfix("abort")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.address, SMTP_PORT), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.1)
+
+
+@dataclass
+class PostfixLab:
+    """The running lab: an open and a closed relay, both routing the collector domain."""
+
+    open: PostfixInstance
+    closed: PostfixInstance
+    collector_port: int
+
+    def tester_settings(self, **overrides: object) -> TesterSettings:
+        """Tester settings aimed at the lab (port 25, loopback testable, quick timeouts)."""
+        values: dict[str, object] = {
+            "collector_domain": COLLECTOR_DOMAIN,
+            "collector_listen": f"127.0.0.1:{self.collector_port}",
+            "port": SMTP_PORT,
+            "testable_networks": ["127.0.0.0/8"],
+            # Without it the kernel sends from the alias itself (127.0.0.11 to 127.0.0.11),
+            # which is in the closed relay's mynetworks.
+            "source_address": TESTER_ADDRESS,
+            "connect_timeout": 5,
+            "command_timeout": 10,
+            "data_timeout": 10,
+            "session_timeout": 60,
+            "wait_window": 3,
+        }
+        values.update(overrides)
+        return TesterSettings.model_validate(values)
+
+
+def _wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _ensure_loopback_alias(address: str) -> None:
+    shown = subprocess.run(
+        ["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
+    ).stdout
+    if f"inet {address}/" not in shown:
+        subprocess.run(
+            ["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True, check=True
+        )
+
+
+def _allow_alternate_directory(config_dir: Path) -> None:
+    """List `config_dir` in the default instance's alternate_config_directories."""
+    main_cf = DEFAULT_CONFIG / "main.cf"
+    if not main_cf.exists():
+        main_cf.write_text("compatibility_level = 3.6\n")
+    current = subprocess.run(
+        ["postconf", "-c", str(DEFAULT_CONFIG), "-h", "alternate_config_directories"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    listed = [item for item in current.replace(",", " ").split() if Path(item).exists()]
+    listed.append(str(config_dir))
+    value = " ".join(dict.fromkeys(listed))
+    subprocess.run(
+        ["postconf", "-c", str(DEFAULT_CONFIG), "-e", f"alternate_config_directories={value}"],
+        check=True,
+    )
+
+
+def _main_cf(base: Path, name: str, address: str, mynetworks: str, collector_port: int) -> str:
+    return f"""\
+compatibility_level = 3.6
+myhostname = {name}.lab.example
+mydomain = lab.example
+myorigin = $myhostname
+mydestination = $myhostname
+inet_interfaces = {address}
+inet_protocols = ipv4
+smtp_bind_address = {address}
+mynetworks = {mynetworks}
+relay_domains =
+transport_maps = texthash:{base}/transport
+queue_directory = {base}/queue
+data_directory = {base}/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {base}/log/postfix.log
+maillog_file_prefixes = /var, /dev/stdout, {base}/log
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+smtpd_banner = $myhostname ESMTP lab
+smtp_dns_support_level = disabled
+smtpd_peername_lookup = no
+# the real-world closed relay: 554 (not the default's 454 "defer") for other domains
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+# no penalty sleep per refused command, so a 26-form battery takes well under a second; the
+# default hard error limit (20) stays, so the tester's reconnect runs against a real server
+smtpd_error_sleep_time = 0s
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+smtp_connect_timeout = 5s
+bounce_queue_lifetime = 0
+maximal_queue_lifetime = 1h
+"""
+
+
+def _write_instance(
+    root: Path, name: str, address: str, mynetworks: str, collector_port: int
+) -> PostfixInstance:
+    base = root / name
+    config_dir = base / "etc"
+    for sub in ("etc", "log", "queue"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    (base / "transport").write_text(f"{COLLECTOR_DOMAIN} smtp:[127.0.0.1]:{collector_port}\n")
+    (config_dir / "main.cf").write_text(_main_cf(base, name, address, mynetworks, collector_port))
+    (config_dir / "master.cf").write_text(_MASTER_CF)
+    # postfix needs to traverse the tmp path as its own user, and own its data directory
+    for parent in [base, *base.parents]:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    (base / "data").mkdir(exist_ok=True)
+    shutil.chown(base / "data", "postfix", "postfix")
+    return PostfixInstance(name, address, config_dir, base / "log" / "postfix.log")
+
+
+def _stop_leftovers() -> None:
+    """Stop instances a crashed earlier run left behind (they would hold the addresses)."""
+    if not _STARTED.exists():
+        return
+    for line in _STARTED.read_text().splitlines():
+        if line and Path(line, "main.cf").exists():
+            subprocess.run(["postfix", "-c", line, "abort"], capture_output=True, check=False)
+    _STARTED.unlink()
+
+
+@contextlib.contextmanager
+def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
+    """Start the open and the closed relay under `root`; stop them on exit."""
+    need(os.geteuid() == 0, "the Postfix lab needs root (loopback aliases, postfix start)")
+    need_program("postfix")
+    need_program("ip")
+    with _LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _stop_leftovers()
+        instances = [
+            _write_instance(root, "open", OPEN_ADDRESS, "0.0.0.0/0", collector_port),
+            _write_instance(root, "closed", CLOSED_ADDRESS, f"{CLOSED_ADDRESS}/32", collector_port),
+        ]
+        _STARTED.write_text("".join(f"{i.config_dir}\n" for i in instances))
+        try:
+            for instance in instances:
+                _ensure_loopback_alias(instance.address)
+                _allow_alternate_directory(instance.config_dir)
+            starting = [instance.start() for instance in instances]
+            for instance, process in zip(instances, starting, strict=True):
+                output, _ = process.communicate(timeout=60)
+                assert process.returncode == 0, f"postfix {instance.name} did not start: {output}"
+                _wait_for_port(instance.address, SMTP_PORT)
+            yield PostfixLab(instances[0], instances[1], collector_port)
+        finally:
+            for instance in instances:
+                instance.stop()
+            _STARTED.unlink(missing_ok=True)
+
+
+class ArrivalLog:
+    """Arrivals recorded by the lab's collector (called on the collector's thread)."""
+
+    def __init__(self) -> None:
+        self.items: list[Arrival] = []
+
+    def __call__(self, arrival: Arrival) -> None:
+        self.items.append(arrival)
+
+    def arrived(self, tokens: set[str]) -> list[Arrival]:
+        """The arrivals so far that carry one of `tokens`."""
+        return [arrival for arrival in list(self.items) if arrival.token in tokens]
+
+    def wait_for(
+        self,
+        tokens: set[str],
+        timeout: float,
+        flush: PostfixInstance | None = None,
+        count: int = 1,
+    ) -> list[Arrival]:
+        """Wait until `count` of `tokens` have arrived (or `timeout` passes); the arrivals."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len({arrival.token for arrival in self.arrived(tokens)}) >= count:
+                break
+            if flush is not None:
+                flush.flush()
+            time.sleep(0.2)
+        return self.arrived(tokens)
+
+
+@pytest.fixture(scope="module")
+def lab_arrivals() -> ArrivalLog:
+    """Every arrival at the lab's collector (shared by a module: filter by your tokens)."""
+    return ArrivalLog()
+
+
+@pytest.fixture(scope="module")
+def lab_collector(lab_arrivals: ArrivalLog) -> Iterator[Collector]:
+    """The collector the lab's relays deliver to, on a free port of 127.0.0.1."""
+    settings = TesterSettings(collector_listen="127.0.0.1:0", collector_domain=COLLECTOR_DOMAIN)
+    with Collector(settings, lab_arrivals) as collector:
+        yield collector
+
+
+@pytest.fixture(scope="module")
+def postfix_lab(
+    tmp_path_factory: pytest.TempPathFactory, lab_collector: Collector
+) -> Iterator[PostfixLab]:
+    """The running lab (one per test module: starting Postfix takes seconds).
+
+    A test that reconfigures an instance must put it back (`open_relay()` / `close_relay()`).
+    """
+    root = tmp_path_factory.mktemp("postfix-lab")
+    with running_lab(root, lab_collector.endpoint[1]) as lab:
+        yield lab
