@@ -1,0 +1,140 @@
+"""The whole relay loop against real Postfix: nominate → test → listed in DNS → fixed → delisted.
+
+An open Postfix relay on 127.0.0.10 and a closed one on 127.0.0.11 (tests/postfix_lab.py) route
+the collector domain to the collector that `run_worker` runs in-process. A DNS server fed by a
+zone follower answers the zone the verdicts write to, and a real DNS client asks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+from sqlalchemy import Engine
+
+from dnsbl.config import Settings, load_settings
+from dnsbl.delisting import DelistRequestView, get_delist_request, request_delist
+from dnsbl.dns.server import DnsServer
+from dnsbl.nominations import get_nomination, submit_nomination
+from dnsbl.relay_tests import get_test
+from dnsbl.store import ListingStore
+from dnsbl.verdicts import relay_listings
+from dnsbl.worker import run_worker
+from dnsbl.zone_sync import ZoneFollower
+from tests.conftest import ZONE, zone_config
+from tests.postfix_lab import CLOSED_ADDRESS, OPEN_ADDRESS, PostfixLab, running_lab
+from tests.relay_lab import settled
+from tests.smtp_fakes import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _settings(database_url: str, lab: PostfixLab) -> Settings:
+    tester = lab.tester_settings(wait_window=15, lease_seconds=60, poll_interval=0.1)
+    return load_settings(
+        None,
+        database_url=database_url,
+        zones=[zone_config()],
+        dns={"listen": ["127.0.0.1:0"]},
+        tester=tester.model_dump(),
+    )
+
+
+async def _dns_rcode_and_a(server: DnsServer, address: str) -> tuple[int, list[str]]:
+    name = ".".join(reversed(address.split("."))) + "." + ZONE
+    host, port = server.endpoints[0]
+    reply = await dns.asyncquery.udp(dns.message.make_query(name, "A"), host, port=port, timeout=2)
+    answers = [item.to_text() for rrset in reply.answer for item in rrset]
+    return reply.rcode(), answers
+
+
+async def _dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 10) -> list[str]:
+    async with asyncio.timeout(timeout):
+        while True:
+            got, answers = await _dns_rcode_and_a(server, address)
+            if got == rcode:
+                return answers
+            await asyncio.sleep(0.1)
+
+
+async def _answered(engine: Engine, request_id: int) -> DelistRequestView:
+    async with asyncio.timeout(90):
+        while True:
+            view = get_delist_request(engine, request_id)
+            assert view is not None
+            if view.status not in ("pending", "retesting"):
+                return view
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsServer]:
+    ListingStore(engine).ensure_zones(lab_settings.zone_names)
+    server = DnsServer(lab_settings.zones, lab_settings.dns)
+    follower = ZoneFollower(engine, lab_settings.zones, server.publish, 0.1)
+    await asyncio.to_thread(follower.load_all)
+    await server.start()
+    following = asyncio.create_task(follower.run())
+    yield server
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)
+    await server.stop()
+
+
+@pytest.fixture
+def postfix(tmp_path: Path) -> AsyncIterator[PostfixLab]:
+    with running_lab(tmp_path / "postfix", free_port()) as lab:
+        yield lab  # type: ignore[misc]
+
+
+@pytest.fixture
+def lab_settings(database_url: str, postfix: PostfixLab) -> Settings:
+    return _settings(database_url, postfix)
+
+
+async def test_nominate_list_fix_delist(
+    engine: Engine, lab_settings: Settings, postfix: PostfixLab, dns_node: DnsServer
+) -> None:
+    started, stop = asyncio.Event(), asyncio.Event()
+    worker = asyncio.create_task(run_worker(lab_settings, engine, started=started, stop=stop))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        opened = submit_nomination(engine, lab_settings, OPEN_ADDRESS, "e2e@lab")
+        closed = submit_nomination(engine, lab_settings, CLOSED_ADDRESS, "e2e@lab")
+        await settled(engine, [opened.id, closed.id], timeout=120)
+
+        open_view = get_nomination(engine, opened.id)
+        closed_view = get_nomination(engine, closed.id)
+        assert open_view is not None and closed_view is not None
+        open_test = get_test(engine, open_view.test_id or 0)
+        assert open_view.verdict == "confirmed", (open_test, postfix.open.log())
+        assert closed_view.verdict == "closed", get_test(engine, closed_view.test_id or 0)
+        assert open_test is not None and open_test.listed_as == [f"{ZONE} open-relay"]
+        assert {arrival.delivered_by for arrival in open_test.arrivals} == {OPEN_ADDRESS}
+        assert open_test.banner and open_test.banner.startswith("220 open.lab.example")
+        [listing] = relay_listings(engine, OPEN_ADDRESS)
+        assert f"#{open_test.id}" in (listing.reason or "")
+        assert relay_listings(engine, CLOSED_ADDRESS) == []
+
+        # listed in DNS: the open relay answers 127.0.0.2, the closed one is not there
+        assert await _dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.2"]
+        assert (await _dns_rcode_and_a(dns_node, CLOSED_ADDRESS))[0] == dns.rcode.NXDOMAIN
+
+        # the operator fixes the relay and asks out; the forced retest finds it closed
+        await asyncio.to_thread(postfix.open.close_relay)
+        request = request_delist(engine, lab_settings, OPEN_ADDRESS, "postmaster@lab", True)
+        answered = await _answered(engine, request.id)
+        retest = get_test(engine, answered.test_id or 0)
+        assert answered.status == "delisted", retest
+        assert retest is not None and retest.verdict == "closed" and retest.forced
+        assert relay_listings(engine, OPEN_ADDRESS) == []
+        await _dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NXDOMAIN)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        await asyncio.to_thread(postfix.open.open_relay)
