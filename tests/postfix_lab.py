@@ -202,8 +202,8 @@ def _ensure_loopback_alias(address: str) -> None:
         )
 
 
-def _allow_alternate_directory(config_dir: Path) -> None:
-    """List `config_dir` in the default instance's alternate_config_directories."""
+def _set_alternate_directories(add: list[Path], remove: list[Path]) -> None:
+    """Edit the default instance's alternate_config_directories (dropping vanished ones)."""
     main_cf = DEFAULT_CONFIG / "main.cf"
     if not main_cf.exists():
         main_cf.write_text("compatibility_level = 3.6\n")
@@ -212,10 +212,14 @@ def _allow_alternate_directory(config_dir: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
-    listed = [item for item in current.replace(",", " ").split() if Path(item).exists()]
-    listed.append(str(config_dir))
-    value = " ".join(dict.fromkeys(listed))
+    ).stdout
+    gone = {str(path) for path in remove}
+    listed = [
+        item
+        for item in current.replace(",", " ").split()
+        if Path(item).exists() and item not in gone
+    ]
+    value = " ".join(dict.fromkeys([*listed, *(str(path) for path in add)]))
     subprocess.run(
         ["postconf", "-c", str(DEFAULT_CONFIG), "-e", f"alternate_config_directories={value}"],
         check=True,
@@ -309,7 +313,7 @@ def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
         try:
             for instance in instances:
                 _ensure_loopback_alias(instance.address)
-                _allow_alternate_directory(instance.config_dir)
+            _set_alternate_directories([i.config_dir for i in instances], [])
             starting = [instance.start() for instance in instances]
             for instance, process in zip(instances, starting, strict=True):
                 output, _ = process.communicate(timeout=60)
@@ -319,6 +323,7 @@ def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
         finally:
             for instance in instances:
                 instance.stop()
+            _set_alternate_directories([], [i.config_dir for i in instances])
             _STARTED.unlink(missing_ok=True)
 
 
