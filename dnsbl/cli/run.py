@@ -1,0 +1,71 @@
+"""`dnsbl dns` and `dnsbl serve`: the long-running roles, stopped cleanly by SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from dnsbl.cli.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    dns = subparsers.add_parser("dns", help="run a DNS node (answers the zones from the database)")
+    dns.set_defaults(handler=_dns)
+    serve = subparsers.add_parser(
+        "serve", help="run everything in one process: migrations, then DNS, API, worker"
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _dns(context: Context, args: argparse.Namespace) -> int:
+    from dnsbl.dns_node import run_dns_node
+
+    context.store  # noqa: B018 -- make sure every configured zone has its row
+    return run_until_signal([run_dns_node(context.settings, context.engine)])
+
+
+def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
+    """The coroutines `dnsbl serve` runs side by side (one line per role)."""
+    from dnsbl.dns_node import run_dns_node
+
+    return [
+        run_dns_node(context.settings, context.engine),
+    ]
+
+
+def _serve(context: Context, args: argparse.Namespace) -> int:
+    context.migrate()
+    context.store  # noqa: B018 -- make sure every configured zone has its row
+    return run_until_signal(serve_roles(context))
+
+
+def run_until_signal(roles: list[Coroutine[Any, Any, None]]) -> int:
+    """Run `roles` until SIGINT or SIGTERM, or until one of them fails; 0 on a clean stop."""
+    return asyncio.run(_run(roles))
+
+
+async def _run(roles: list[Coroutine[Any, Any, None]]) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    tasks = [asyncio.create_task(role) for role in roles]
+    waiter = asyncio.create_task(stopping.wait())
+    await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+    status = 0
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("a role failed, stopping: %s", exc, exc_info=exc)
+            status = 1
+        task.cancel()
+    waiter.cancel()
+    await asyncio.gather(*tasks, waiter, return_exceptions=True)
+    # The handlers stay until the loop closes: a second signal during shutdown changes nothing.
+    return status
