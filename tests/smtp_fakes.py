@@ -39,7 +39,7 @@ class Policy:
 
 def _strip_keyword(arg: str | None, keyword: str) -> str:
     text = arg or ""
-    return text[len(keyword):] if text.upper().startswith(keyword) else text
+    return text[len(keyword) :] if text.upper().startswith(keyword) else text
 
 
 class _RecordingSMTP(SMTP):

@@ -27,9 +27,7 @@ async def reverse_lookup(ip: str, timeout: float) -> ReverseDns:
     """Look up the PTR of `ip` and check the name's addresses; `NOTHING` on failure or timeout."""
     loop = asyncio.get_running_loop()
     try:
-        name, _ = await asyncio.wait_for(
-            loop.getnameinfo((ip, 0), socket.NI_NAMEREQD), timeout
-        )
+        name, _ = await asyncio.wait_for(loop.getnameinfo((ip, 0), socket.NI_NAMEREQD), timeout)
     except (TimeoutError, OSError, UnicodeError):
         return NOTHING
     wanted = ipaddress.ip_address(ip)

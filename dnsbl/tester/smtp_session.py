@@ -119,8 +119,10 @@ class SmtpSession:
     ) -> SmtpSession:
         """Connect to `host:port` (from `source_address` if given). Raises `SmtpError`."""
         local = (source_address, 0) if source_address else None
-        transcript.note(f"connecting to {host} port {port}"
-                        + (f" from {source_address}" if source_address else ""))
+        transcript.note(
+            f"connecting to {host} port {port}"
+            + (f" from {source_address}" if source_address else "")
+        )
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, local_addr=local, limit=_MAX_LINE * 4),
