@@ -232,3 +232,53 @@ def test_banner_host_name() -> None:
     assert banner_host_name("220 192.0.2.1 ESMTP") is None
     assert banner_host_name("220 [192.0.2.1]") is None
     assert banner_host_name("220 ") is None
+
+
+def _line_server(
+    answer: Callable[[bytes], bytes | None],
+) -> Serve:
+    """A peer that greets, then answers each line with `answer(line)` (None: hang up)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 picky.lab.example ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                reply = answer(line)
+                if reply is None:
+                    break
+                writer.write(reply)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return serve
+
+
+async def test_a_host_that_hangs_up_on_some_forms_refused_them(
+    raw_server: Callable[[Serve], Awaitable[int]],
+) -> None:
+    def answer(line: bytes) -> bytes | None:
+        if line.startswith(b"RCPT"):
+            return None if b":<@" in line else b"550 5.7.1 No relaying\r\n"
+        return b"250 ok\r\n"
+
+    port = await raw_server(_line_server(answer))
+    report = await _probe(_settings(port))
+    source_routes = [r for r in report.forms if r.form.rcpt_to.startswith("<@")]
+    assert len(source_routes) == 3
+    assert report.outcome == "refused"
+    assert report.reason == "connection dropped at 3 forms"
+    assert all(r.rcpt_reply is None and not r.accepted for r in source_routes)
+
+
+async def test_a_host_that_hangs_up_on_every_form_is_untestable(
+    raw_server: Callable[[Serve], Awaitable[int]],
+) -> None:
+    port = await raw_server(
+        _line_server(lambda line: None if line[:4] == b"MAIL" else b"250 ok\r\n")
+    )
+    report = await _probe(_settings(port))
+    assert report.outcome == "untestable"
+    assert report.reason is not None
+    assert report.reason.startswith("the host keeps dropping the connection")
+    assert report.transcript.count("connecting to") == 3

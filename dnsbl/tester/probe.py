@@ -92,6 +92,7 @@ class _Prober:
         self.banner: Reply | None = None
         self.ehlo: Reply | None = None
         self.results: list[FormResult] = []
+        self.unanswered = 0  # forms the host hung up on, twice, instead of answering
 
     async def connect(self) -> SmtpSession:
         """Open a session, read the greeting, say EHLO (HELO if refused). Raises on failure."""
@@ -213,9 +214,13 @@ class _Prober:
                 session.abort()
             if not decided and not session.closed:
                 await session.close()
-            if decided or result.form.name in retried:
+            if decided:
                 pending.pop(0)
                 decided_here += 1
+            elif result.form.name in retried:
+                # dropped at this form twice: it did not take the message either way
+                pending.pop(0)
+                self.unanswered += 1
             else:
                 retried.add(result.form.name)
         await session.close()
@@ -228,9 +233,16 @@ class _Prober:
         transient = sum(
             1
             for r in self.results
-            if any(reply and reply[:1] == "4" for reply in (r.mail_reply, r.rcpt_reply))
+            if any(
+                reply and reply[:1] == "4" for reply in (r.mail_reply, r.rcpt_reply, r.data_reply)
+            )
         )
-        return "refused", (f"temporary failure on {transient} forms" if transient else None)
+        notes = []
+        if transient:
+            notes.append(f"temporary failure on {transient} forms")
+        if self.unanswered:
+            notes.append(f"connection dropped at {self.unanswered} forms")
+        return "refused", "; ".join(notes) or None
 
     def abort(self) -> None:
         """Drop the current connection at once (the session deadline has passed)."""
