@@ -1,0 +1,126 @@
+"""Helpers for the DNS server tests: zones, indexes, a running server, and a dnspython client."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import dns.asyncquery
+import dns.message
+import dns.rdatatype
+
+from dnsbl.config import DnsSettings, ZoneSettings
+from dnsbl.dns.server import DnsServer
+from dnsbl.index import ZoneIndex
+
+ZONE = "bl.example.org"
+TXT = "Listed: see https://bl.example.org/lookup/$"
+Row = tuple[str, int, int, int, bool, str | None, str | None]
+
+
+def zone_settings(name: str = ZONE, **overrides: Any) -> ZoneSettings:
+    fields: dict[str, Any] = {
+        "name": name,
+        "ns": ["ns1.example.org", "ns2.example.org"],
+        "hostmaster": "hostmaster.example.org",
+        "ttl": 2100,
+        "negative_ttl": 300,
+        "refresh": 3600,
+        "retry": 600,
+        "expire": 604800,
+        "txt": TXT,
+        "categories": {"open-relay": "127.0.0.2", "relay-output": "127.0.0.3"},
+    }
+    fields.update(overrides)
+    return ZoneSettings(**fields)
+
+
+def row(
+    network: str,
+    category: str = "manual",
+    *,
+    code: str | None = None,
+    txt: str | None = None,
+    excluded: bool = False,
+) -> Row:
+    """An index row for `network` (as `ZoneIndex.build` takes them)."""
+    net = ipaddress.ip_network(network, strict=False)
+    return (category, net.version, int(net.network_address), net.prefixlen, excluded, code, txt)
+
+
+def make_index(rows: Iterable[Row], serial: int = 1, zone: ZoneSettings | None = None) -> ZoneIndex:
+    zone = zone or zone_settings()
+    return ZoneIndex.build(
+        zone.name,
+        serial,
+        rows,
+        default_code=zone.default_code,
+        default_txt=zone.txt,
+        category_codes=zone.categories,
+    )
+
+
+@asynccontextmanager
+async def running(
+    indexes: Iterable[ZoneIndex] = (),
+    zones: list[ZoneSettings] | None = None,
+    **dns: Any,
+) -> AsyncIterator[DnsServer]:
+    """A started server on 127.0.0.1 (a free port) publishing `indexes`."""
+    dns.setdefault("listen", ["127.0.0.1:0"])
+    dns.setdefault("transfer_peers", ["127.0.0.1"])
+    timeout = dns.pop("tcp_idle_timeout", 10.0)
+    server = DnsServer(zones or [zone_settings()], DnsSettings(**dns), tcp_idle_timeout=timeout)
+    for index in indexes:
+        server.publish(index)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def ask(
+    server: DnsServer,
+    name: str,
+    rdtype: str = "A",
+    *,
+    tcp: bool = False,
+    edns: int | None = 0,
+    payload: int = 1232,
+    rd: bool = True,
+) -> dns.message.Message:
+    """Query `server` with dnspython over UDP or TCP."""
+    query = dns.message.make_query(
+        name, rdtype, use_edns=edns if edns is not None else False, payload=payload
+    )
+    if not rd:
+        query.flags &= ~dns.flags.RD
+    host, port = server.endpoints[0]
+    if tcp:
+        return await dns.asyncquery.tcp(query, host, port=port, timeout=3)
+    return await dns.asyncquery.udp(query, host, port=port, timeout=3)
+
+
+def answers(message: dns.message.Message, rdtype: str) -> list[str]:
+    """The text of every record of `rdtype` in the answer section, in order."""
+    wanted = dns.rdatatype.from_text(rdtype)
+    return [rd.to_text() for rrset in message.answer if rrset.rdtype == wanted for rd in rrset]
+
+
+async def raw_udp(server: DnsServer, packet: bytes, timeout: float = 0.3) -> bytes | None:
+    """Send `packet` as it is; the reply, or None when none comes within `timeout`."""
+    host, port = server.endpoints[0]
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        await loop.sock_sendall(sock, packet)
+        try:
+            return await asyncio.wait_for(loop.sock_recv(sock, 65535), timeout)
+        except TimeoutError:
+            return None
