@@ -15,7 +15,9 @@ relay keeps the message and tries again; a bad session never takes the server do
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,12 +29,21 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from dnsbl.config import TesterSettings, parse_endpoint
+from dnsbl.errors import DnsblError
 from dnsbl.tester.message import TOKEN_HEADER
 from dnsbl.tester.tokens import find_token
 
 log = logging.getLogger(__name__)
 
 _MAX_RECIPIENTS = 10
+
+
+class CollectorError(DnsblError):
+    """The collector cannot run."""
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,17 @@ class Collector:
         self._running = False
 
     def start(self) -> None:
-        """Start listening (on a thread of its own)."""
+        """Start listening (on a thread of its own). Raises `CollectorError` if it cannot."""
+        host, port = self.endpoint
+        # aiosmtpd reports a failed bind only after its ready timeout; find out at once
+        try:
+            with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        except OSError as exc:
+            raise CollectorError(
+                f"the collector cannot listen on {host} port {port}: {exc.strerror or exc}"
+            ) from None
         self._controller.start()
         self._running = True
         log.info("collector listening on %s port %s", *self.endpoint)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsbl.collector import Arrival, Collector
+from dnsbl.collector import Arrival, Collector, CollectorError
 from dnsbl.config import TesterSettings
 
 C = "relaytest.example"
@@ -155,3 +155,10 @@ def test_stop_frees_the_port(arrivals: _Arrivals) -> None:
     collector.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(endpoint, timeout=5).close()
+
+
+def test_a_taken_port_is_reported_at_once(collector: Collector, arrivals: _Arrivals) -> None:
+    host, port = collector.endpoint
+    settings = TesterSettings(collector_listen=f"{host}:{port}", collector_domain=C)
+    with pytest.raises(CollectorError, match=f"cannot listen on 127.0.0.1 port {port}"):
+        Collector(settings, arrivals).start()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from dnsbl.config import TesterSettings
+from dnsbl.errors import DnsblError
 from dnsbl.tester.battery import EnvelopeForm, battery
 from dnsbl.tester.message import build_message
 from dnsbl.tester.policy import is_testable
@@ -67,7 +68,7 @@ class ProbeReport:
     transcript: str = ""
 
 
-class _Untestable(Exception):
+class _Untestable(DnsblError):
     """The host cannot be tested (no SMTP service, refused greeting); the reason is the text."""
 
 
