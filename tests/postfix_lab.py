@@ -226,7 +226,7 @@ def _set_alternate_directories(add: list[Path], remove: list[Path]) -> None:
     )
 
 
-def _main_cf(base: Path, name: str, address: str, mynetworks: str, collector_port: int) -> str:
+def _main_cf(base: Path, name: str, address: str, mynetworks: str) -> str:
     return f"""\
 compatibility_level = 3.6
 myhostname = {name}.lab.example
@@ -274,16 +274,27 @@ def _write_instance(
     for sub in ("etc", "log", "queue"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     (base / "transport").write_text(f"{COLLECTOR_DOMAIN} smtp:[127.0.0.1]:{collector_port}\n")
-    (config_dir / "main.cf").write_text(_main_cf(base, name, address, mynetworks, collector_port))
+    (config_dir / "main.cf").write_text(_main_cf(base, name, address, mynetworks))
     (config_dir / "master.cf").write_text(_MASTER_CF)
-    # postfix needs to traverse the tmp path as its own user, and own its data directory
+    # Postfix's daemons run as `postfix` and must traverse the (private) tmp path
     for parent in [base, *base.parents]:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+        mode = parent.stat().st_mode
+        if mode & 0o001 == 0:
+            parent.chmod(mode | 0o011)
     (base / "data").mkdir(exist_ok=True)
     shutil.chown(base / "data", "postfix", "postfix")
     return PostfixInstance(name, address, config_dir, base / "log" / "postfix.log")
+
+
+def _check_port_free(address: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, SMTP_PORT))
+        except OSError as exc:
+            pytest.fail(
+                f"{address} port {SMTP_PORT} is taken (a leftover Postfix? ss -ltnp): {exc}"
+            )
 
 
 def _stop_leftovers() -> None:
@@ -313,6 +324,7 @@ def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
         try:
             for instance in instances:
                 _ensure_loopback_alias(instance.address)
+                _check_port_free(instance.address)
             _set_alternate_directories([i.config_dir for i in instances], [])
             starting = [instance.start() for instance in instances]
             for instance, process in zip(instances, starting, strict=True):
