@@ -247,7 +247,10 @@ async def test_edns_options_are_ignored(server: DnsServer) -> None:
     import dns.edns
 
     query = dns.message.make_query(
-        "1.0.0.10." + ZONE, "A", use_edns=0, options=[dns.edns.GenericOption(10, b"\x01" * 8)]
+        "1.0.0.10." + ZONE,
+        "A",
+        use_edns=0,
+        options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"\x01" * 8)],
     )
     host, port = server.endpoints[0]
     reply = await dns.asyncquery.udp(query, host, port=port, timeout=3)
