@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from api import problems
@@ -75,8 +76,15 @@ def create_app(
     app.state.dns_counts = dns_counts
     app.state.dns_ready = dns_ready
     problems.install(app)
+    app.state.routes = []
     for name in _ROUTE_MODULES:
-        app.include_router(importlib.import_module(name).router)
+        router = importlib.import_module(name).router
+        app.include_router(router)
+        app.state.routes += [
+            (route.path_regex, set(route.methods or ()))
+            for route in router.routes
+            if isinstance(route, APIRoute)
+        ]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -104,13 +112,29 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for code in ("405", "500"):
                 answers.setdefault(code, {"description": _phrase(code), "content": problem_content})
             if "requestBody" in operation:
-                answers.setdefault(
-                    "413", {"description": _phrase("413"), "content": problem_content}
-                )
+                # A body that is not JSON (or not UTF-8) cannot be parsed at all: 400.
+                for code in ("400", "413"):
+                    answers.setdefault(
+                        code, {"description": _phrase(code), "content": problem_content}
+                    )
+    _zone_enums(components, [zone.name for zone in app.state.settings.zones])
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     app.openapi_schema = schema
     return schema
+
+
+def _zone_enums(components: dict[str, Any], zones: list[str]) -> None:
+    """Name the configured zones in the schema, where a request body must give one."""
+    if not zones:
+        return
+    for model in ("ListingCreate", "RetestCreate"):
+        zone = components.get(model, {}).get("properties", {}).get("zone")
+        if zone is None:
+            continue
+        for branch in zone.get("anyOf", [zone]):
+            if branch.get("type") == "string":
+                branch["enum"] = zones
 
 
 def _phrase(code: str) -> str:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas.common import NETWORK_PATTERN, RETURN_CODE_PATTERN
 from dnsbl.errors import AddressError, DnsblError, NotListedError, UnknownZoneError
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _retry_after(exc: Exception) -> dict[str, str]:
 # eagerly (the job queue's): (status, slug, title).
 _BY_NAME: dict[str, tuple[int, str, str]] = {
     "RateLimited": (429, "rate-limited", "Too many requests"),
-    "PolicyRefused": (422, "not-testable", "Address outside the testable space"),
+    "PolicyRefused": (403, "not-testable", "Refused by policy"),
     "ConfirmationRequired": (422, "confirmation-required", "Confirmation required"),
     "NotListedError": (409, "not-listed", "Not listed"),
     "UnknownRoleError": (422, "unknown-role", "Unknown role"),
@@ -111,11 +112,21 @@ def from_error(exc: DnsblError) -> Problem:
     return Problem(400, "refused", exc.detail)
 
 
+_PATTERN_NAMES = {
+    NETWORK_PATTERN: "a valid IPv4 or IPv6 address or CIDR network",
+    RETURN_CODE_PATTERN: "a return code in 127.0.0.0/8 (RFC 5782)",
+}
+
+
 def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     for item in exc.errors():
         location = ".".join(str(part) for part in item.get("loc", ()))
         message = str(item.get("msg", "invalid"))
+        if item.get("type") == "string_pattern_mismatch":
+            pattern = str((item.get("ctx") or {}).get("pattern"))
+            bad = item.get("input")
+            message = f"{bad!r} is not {_PATTERN_NAMES.get(pattern, 'in the expected form')}"
         errors.append({"field": location, "message": message})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]) or "invalid request"
     return summary, errors
@@ -146,11 +157,29 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no resource at {request.url.path}"
-    elif exc.status_code == 405 and detail == "Method Not Allowed":
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(
-        request, Problem(exc.status_code, slug, detail, headers=dict(exc.headers or {}))
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        if detail == "Method Not Allowed":
+            detail = (
+                f"{request.method} is not allowed on {request.url.path}; use {headers['Allow']}"
+            )
+    elif exc.status_code == 400 and slug == "http-error":
+        slug = "bad-body"
+    return problem_response(request, Problem(exc.status_code, slug, detail, headers=headers))
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's).
+
+    `app.state.routes` holds the (path regex, methods) of every route, gathered by `create_app`.
+    """
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for regex, route_methods in getattr(request.app.state, "routes", ()):
+        if regex.match(path):
+            methods |= route_methods
+    return ", ".join(sorted(methods))
 
 
 async def _on_crash(request: Request, exc: Exception) -> JSONResponse:

@@ -130,9 +130,16 @@ def test_create_listing_refusals(client: TestClient, admin_key: str) -> None:
         return client.post("/v1/admin/listings", headers=headers, json=body)
 
     assert_problem(create(zone="nope.example"), 422, "unknown-zone")
-    assert_problem(create(network="192.0.2.300"), 400, "bad-address")
-    assert_problem(create(code="10.0.0.1"), 422, "bad-code")
-    assert_problem(create(code="banana"), 422, "bad-code")
+    bad = assert_problem(create(network="192.0.2.300"), 422, "validation")
+    assert bad["errors"] == [
+        {
+            "field": "body.network",
+            "message": "'192.0.2.300' is not a valid IPv4 or IPv6 address or CIDR network",
+        }
+    ]
+    assert_problem(create(network="192.0.2.0/33"), 422, "validation")
+    assert_problem(create(code="10.0.0.1"), 422, "validation")
+    assert_problem(create(code="banana"), 422, "validation")
     assert_problem(create(expires_at="2001-01-01T00:00:00Z"), 422)
     assert_problem(create(expires_at="2101-01-01T00:00:00Z", expires_in_days=2), 422)
     assert_problem(create(reason=""), 422, "validation")
@@ -154,7 +161,7 @@ def test_never_list_policy_refuses_a_manual_listing(client: TestClient, admin_ke
         headers=headers,
         json={"zone": ZONE, "network": "198.51.100.7", "reason": "r"},
     )
-    assert_problem(refused, 422, "never-list")
+    assert_problem(refused, 403, "never-list")
     listed = client.get("/v1/admin/policy-networks?kind=never-list", headers=headers).json()
     assert [item["network"] for item in listed] == ["198.51.100.0/24"]
     removed = client.delete(
@@ -202,8 +209,9 @@ def test_listing_filters_and_pagination(client: TestClient, engine: Engine, admi
         client.get("/v1/admin/listings", headers=headers, params={"limit": 0}), 422, "validation"
     )
     assert_problem(
-        client.get("/v1/admin/listings", headers=headers, params={"network": "x/99"}), 400
+        client.get("/v1/admin/listings", headers=headers, params={"network": "x/99"}), 422
     )
+    assert_problem(client.get("/v1/admin/listings", headers=headers, params={"address": "x"}), 400)
     one = client.get(f"/v1/admin/listings/{ended}", headers=headers).json()
     assert one["end_reason"] == "gone"
     assert_problem(client.get("/v1/admin/listings/5555", headers=headers), 404)
@@ -226,7 +234,7 @@ def test_retests_and_queue(client: TestClient, engine: Engine, operator_key: str
     assert zone.json()["addresses"] == ["192.0.2.80", "192.0.2.81"]
     assert_problem(
         client.post("/v1/admin/retests", headers=headers, json={"address": "10.1.1.1"}),
-        422,
+        403,
         "not-testable",
     )
     assert_problem(client.post("/v1/admin/retests", headers=headers, json={}), 422, "validation")
@@ -270,6 +278,8 @@ def test_keys_are_issued_listed_and_revoked(client: TestClient, admin_key: str) 
     assert revoked.json()["revoked_at"] is not None
     assert_problem(client.get("/v1/admin/queue", headers=bearer(key["key"])), 401)
     assert_problem(client.delete("/v1/admin/keys/99999", headers=headers), 404)
+    own = int(admin_key.split("_")[1])
+    assert_problem(client.delete(f"/v1/admin/keys/{own}", headers=headers), 409, "own-key")
     assert_problem(
         client.post("/v1/admin/keys", headers=headers, json={"role": "root"}), 422, "validation"
     )

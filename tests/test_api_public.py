@@ -137,7 +137,7 @@ def test_nomination_is_queued_and_readable(client: TestClient) -> None:
 def test_nomination_refusals(client: TestClient) -> None:
     assert_problem(client.post("/v1/nominations", json={"address": "nope"}), 400, "bad-address")
     body = assert_problem(
-        client.post("/v1/nominations", json={"address": "10.0.0.1"}), 422, "not-testable"
+        client.post("/v1/nominations", json={"address": "10.0.0.1"}), 403, "not-testable"
     )
     assert "10.0.0.1" in body["detail"]
     assert_problem(client.post("/v1/nominations", json={}), 422, "validation")

@@ -64,7 +64,7 @@ def submit(
     "",
     response_model=DelistRequestPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(400, 409, 413, 422, 429, 500),
+    responses=responses(400, 403, 409, 413, 422, 429, 500),
 )
 def request_delist(
     body: DelistRequestCreate,

@@ -35,11 +35,15 @@ def create_key(key: AdminKey, body: KeyCreate, engine: EngineDep) -> KeyIssued:
     return KeyIssued(**KeyPublic.model_validate(issued.info).model_dump(), key=issued.key)
 
 
-@router.delete("/{key_id}", response_model=KeyPublic, responses=responses(401, 403, 404, 422, 500))
+@router.delete(
+    "/{key_id}", response_model=KeyPublic, responses=responses(401, 403, 404, 409, 422, 500)
+)
 def revoke_key(
     key: AdminKey, key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: EngineDep
 ) -> KeyPublic:
     """Revoke a key: from now on it is refused (401). Revoking twice changes nothing."""
+    if key_id == key.id:
+        raise Problem(409, "own-key", "a key cannot revoke itself; use another admin key")
     info = apikeys.revoke_key(engine, key_id)
     if info is None:
         raise Problem(404, "not-found", f"no key {key_id}")

@@ -19,7 +19,7 @@ from api.auth import AdminKey, OperatorKey, actor
 from api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
 from api.listing_queries import ListingFilter, find_listings, get_listing
 from api.problems import Problem, responses
-from api.schemas.common import Page
+from api.schemas.common import ADDRESS_SCHEMA, NETWORK_PATTERN, Page
 from api.schemas.listings import ListingCreate, ListingEnd, ListingPublic
 from dnsbl.addresses import parse_address, parse_network
 from dnsbl.errors import AddressError, UnknownZoneError
@@ -44,10 +44,20 @@ def list_listings(
     source: Annotated[str | None, Query(max_length=32)] = None,
     active: Annotated[bool | None, Query(description="true: in force; false: ended")] = None,
     network: Annotated[
-        str | None, Query(max_length=64, description="Only listings inside this network")
+        str | None,
+        Query(
+            max_length=64,
+            pattern=NETWORK_PATTERN,
+            description="Only listings inside this network",
+        ),
     ] = None,
     address: Annotated[
-        str | None, Query(max_length=64, description="Only listings containing this address")
+        str | None,
+        Query(
+            max_length=64,
+            description="Only listings containing this address",
+            json_schema_extra=ADDRESS_SCHEMA,
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
@@ -131,7 +141,7 @@ def create_listing(
         _check_code(body.code)
     refusal = None if body.excluded else refusal_to_list(engine, str(network).split("/")[0])
     if refusal is not None:
-        raise Problem(422, "never-list", f"{network}: {refusal}", title="Never listed by policy")
+        raise Problem(403, "never-list", f"{network}: {refusal}", title="Never listed by policy")
     entry = Entry(
         network,
         category=body.category,

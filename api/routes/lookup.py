@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 from api.deps import EngineDep, SettingsDep
 from api.lookup import lookup
 from api.problems import responses
+from api.schemas.common import ADDRESS_SCHEMA
 from api.schemas.lookup import LookupPublic
 
 router = APIRouter(prefix="/v1/lookup", tags=["public"])
@@ -18,7 +19,12 @@ router = APIRouter(prefix="/v1/lookup", tags=["public"])
 def lookup_address(
     addr: Annotated[
         str,
-        Path(max_length=64, description="IPv4 or IPv6 address", examples=["192.0.2.25"]),
+        Path(
+            max_length=64,
+            description="IPv4 or IPv6 address",
+            examples=["192.0.2.25"],
+            json_schema_extra=ADDRESS_SCHEMA,
+        ),
     ],
     engine: EngineDep,
     settings: SettingsDep,

@@ -35,7 +35,7 @@ def _public(view: NominationView, settings: Settings) -> NominationPublic:
     "",
     response_model=NominationPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(400, 413, 422, 429, 500),
+    responses=responses(400, 403, 413, 422, 429, 500),
 )
 def nominate(
     body: NominationCreate,
@@ -45,7 +45,7 @@ def nominate(
     settings: SettingsDep,
 ) -> NominationPublic:
     """Queue a relay test of a host. A host already queued, or tested within the last day,
-    answers with that record instead of a new test. Refused (422) when the address is outside
+    answers with that record instead of a new test. Refused (403) when the address is outside
     the testable space; limited per submitter (429 with Retry-After)."""
     view = nominations.submit_nomination(
         engine, settings, body.address, client, contact_note(body.email, body.note)

@@ -11,6 +11,7 @@ from api.auth import AdminKey, OperatorKey, actor
 from api.deps import EngineDep
 from api.problems import Problem, responses
 from api.schemas.admin import PolicyNetworkCreate, PolicyNetworkPublic
+from api.schemas.common import NETWORK_PATTERN
 from dnsbl import policy
 
 router = APIRouter(prefix="/v1/admin/policy-networks", tags=["admin: policy networks"])
@@ -57,7 +58,7 @@ def add_policy_network(
 def remove_policy_network(
     key: AdminKey,
     engine: EngineDep,
-    network: Annotated[str, Query(min_length=1, max_length=64)],
+    network: Annotated[str, Query(min_length=1, max_length=64, pattern=NETWORK_PATTERN)],
     kind: Kind,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> None:

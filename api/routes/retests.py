@@ -52,7 +52,7 @@ def schedule_retests(
 ) -> RetestsScheduled:
     """Queue a retest (forced: the once-a-day limit does not apply) of one address, or of
     every host listed in a zone, optionally in one category. Hosts that policy forbids to
-    test are skipped; a single address that policy forbids is refused (422)."""
+    test are skipped; a single address that policy forbids is refused (403)."""
     who = actor(key)
     if body.address is not None:
         job = jobs.schedule_retest(engine, settings, body.address, actor=who, forced=True)

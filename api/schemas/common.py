@@ -14,7 +14,21 @@ T = TypeVar("T")
 # A moment in UTC; SQLite hands timestamps back naive, and they were written in UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(aware)]
 
-# Long enough for any textual IPv6 address (with an embedded IPv4 part) and a prefix.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+_H = "[0-9a-fA-F]{1,4}"
+_IPV6 = (
+    f"(({_H}:){{7}}{_H}|({_H}:){{1,7}}:|({_H}:){{1,6}}:{_H}|({_H}:){{1,5}}(:{_H}){{1,2}}"
+    f"|({_H}:){{1,4}}(:{_H}){{1,3}}|({_H}:){{1,3}}(:{_H}){{1,4}}|({_H}:){{1,2}}(:{_H}){{1,5}}"
+    f"|{_H}:(:{_H}){{1,6}}|:((:{_H}){{1,7}}|:)|::(ffff(:0{{1,4}})?:)?{_IPV4}"
+    f"|({_H}:){{1,4}}:{_IPV4})"
+)
+# An address, or a CIDR network, in the usual notations (what `ipaddress` reads, less the
+# rarely used ones), so that a client generating values from the schema makes valid ones.
+NETWORK_PATTERN = rf"^({_IPV4}(/(3[0-2]|[12]?[0-9]))?|{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
+ADDRESS_SCHEMA: dict[str, object] = {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+
+# Checked by the routes (a precise 400 "bad address"), described as ipv4 or ipv6 in the schema.
 AddressText = Annotated[
     str,
     Field(
@@ -22,6 +36,7 @@ AddressText = Annotated[
         max_length=64,
         description="An IPv4 or IPv6 address",
         examples=["192.0.2.25", "2001:db8::25"],
+        json_schema_extra=ADDRESS_SCHEMA,
     ),
 ]
 NetworkText = Annotated[
@@ -29,10 +44,12 @@ NetworkText = Annotated[
     Field(
         min_length=1,
         max_length=64,
+        pattern=NETWORK_PATTERN,
         description="An address or a CIDR network",
         examples=["192.0.2.25", "192.0.2.0/24", "2001:db8::/48"],
     ),
 ]
+RETURN_CODE_PATTERN = rf"^127\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 Email = Annotated[
     str,
     Field(

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import NetworkText, Reason, UtcDatetime
+from api.schemas.common import RETURN_CODE_PATTERN, NetworkText, Reason, UtcDatetime
 
 
 class ListingCreate(BaseModel):
@@ -23,6 +23,7 @@ class ListingCreate(BaseModel):
     code: str | None = Field(
         None,
         max_length=15,
+        pattern=RETURN_CODE_PATTERN,
         description="A return code in 127.0.0.0/8 (default: the category's, else the zone's)",
         examples=["127.0.0.2"],
     )

@@ -39,7 +39,8 @@ class DelistRequestCreate(BaseModel):
 
     address: AddressText
     confirmed_fixed: bool = Field(
-        description="I confirm the relay has been fixed and accept a retest (must be true)"
+        description="I confirm the relay has been fixed and accept a retest (must be true)",
+        json_schema_extra={"const": True},
     )
     email: Email | None = None
     note: Note | None = None
