@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 from dnsbl.addresses import parse_address
 from dnsbl.db import writer
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.models.testing import ProbeToken, RelayTest, RelayTestListing, TokenArrival
+from dnsbl.models.testing import (
+    Nomination,
+    ProbeToken,
+    RelayTest,
+    RelayTestListing,
+    TokenArrival,
+)
 from dnsbl.store import active_clause
 from dnsbl.timestamps import aware, maybe_aware
 
@@ -150,6 +156,24 @@ def set_verdict(engine: Engine, test_id: int, verdict: str, reason: str | None) 
             .where(RelayTest.id == test_id, RelayTest.finished_at.is_(None))
             .values(verdict=verdict, reason=reason, finished_at=utcnow())
         )
+    return bool(done.rowcount)
+
+
+def revise_verdict(engine: Engine, test_id: int, old: str, new: str, reason: str) -> bool:
+    """Change a finished test's verdict from `old` to `new` (False if it was not `old`).
+
+    The nominations answered by the test follow it.
+    """
+    with writer(engine).begin() as conn:
+        done = conn.execute(
+            update(RelayTest)
+            .where(RelayTest.id == test_id, RelayTest.verdict == old)
+            .values(verdict=new, reason=reason)
+        )
+        if done.rowcount:
+            conn.execute(
+                update(Nomination).where(Nomination.test_id == test_id).values(verdict=new)
+            )
     return bool(done.rowcount)
 
 

@@ -24,9 +24,9 @@ from dnsbl.addresses import parse_address, parse_network
 from dnsbl.config import Settings, ZoneSettings
 from dnsbl.errors import PolicyRefused
 from dnsbl.models import Listing, utcnow
-from dnsbl.models.testing import RelayTest, RelayTestListing
+from dnsbl.models.testing import ProbeToken, RelayTest, RelayTestListing, TokenArrival
 from dnsbl.policy import refusal_to_list
-from dnsbl.relay_tests import ArrivalView, link_listings
+from dnsbl.relay_tests import ArrivalView, arrivals_for, link_listings, revise_verdict
 from dnsbl.store import Entry, ListingStore
 
 CONFIRMED = "confirmed"
@@ -56,11 +56,53 @@ def decide(report: Any, arrivals: list[ArrivalView]) -> tuple[str, str | None]:
         )
     if report.outcome == "untestable":
         return UNTESTABLE, report.reason or "the host could not be tested"
+    replies = [reply for r in report.forms for reply in (r.mail_reply, r.rcpt_reply) if reply]
+    if replies and not any(str(reply)[:1] == "5" for reply in replies):
+        # Only 4xx answers (greylisting, a full queue): nothing was refused for good.
+        return UNTESTABLE, report.reason or "only temporary failures"
     return CLOSED, report.reason or "refused every relay form"
 
 
 def _is_2xx(reply: str | None) -> bool:
     return bool(reply) and str(reply)[:1] == "2"
+
+
+def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7.0) -> list[int]:
+    """Confirm suspicious tests whose tokens arrived after their wait window; their ids.
+
+    A relay that queues before delivering (a slow multi-stage chain, a retry after a
+    temporary failure) proves itself open late; the newest test of a host is what counts,
+    so a suspicious test is revised only while no later test of the host has a verdict.
+    """
+    since = utcnow() - timedelta(days=days)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(RelayTest.id, RelayTest.address)
+            .join(ProbeToken, ProbeToken.test_id == RelayTest.id)
+            .join(TokenArrival, TokenArrival.token == ProbeToken.token)
+            .where(RelayTest.verdict == SUSPICIOUS, RelayTest.started_at > since)
+            .distinct()
+        ).all()
+        revised = []
+        for test_id, address in rows:
+            newer = conn.scalar(
+                select(RelayTest.id).where(
+                    RelayTest.address == address,
+                    RelayTest.id > test_id,
+                    RelayTest.verdict.is_not(None),
+                )
+            )
+            if newer is None:
+                revised.append((test_id, address))
+    confirmed = []
+    for test_id, address in revised:
+        arrivals = arrivals_for(engine, test_id)
+        forms = ", ".join(sorted({arrival.form for arrival in arrivals}))
+        reason = f"test messages arrived after the wait window ({forms})"
+        if revise_verdict(engine, test_id, SUSPICIOUS, CONFIRMED, reason):
+            apply_verdict(engine, settings, test_id, address, CONFIRMED, arrivals)
+            confirmed.append(test_id)
+    return confirmed
 
 
 def outputs_of(address: str, arrivals: Iterable[ArrivalView]) -> list[str]:

@@ -6,7 +6,8 @@ evidence, waits up to `tester.wait_window` for its tokens to reach the collector
 database, where the collector of any worker writes arrivals), decides the verdict, makes the
 list agree, and answers the nominations and delist requests that asked for it. A sweep job ends
 expired listings. Between claims the worker queues the periodic work: retests of listed relays
-every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`.
+every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`; and it
+confirms suspicious tests whose messages arrived after their wait window.
 
 One failing job never stops the worker: it is recorded on the job (retried later, failed after
 `tester.max_attempts`) and the loop goes on. Stopping releases the jobs in hand for others.
@@ -53,13 +54,20 @@ from dnsbl.relay_tests import (
     start_test,
 )
 from dnsbl.store import ListingStore
-from dnsbl.verdicts import OPEN_RELAY, UNTESTABLE, apply_verdict, decide
+from dnsbl.verdicts import (
+    OPEN_RELAY,
+    UNTESTABLE,
+    apply_verdict,
+    confirm_late_arrivals,
+    decide,
+)
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[..., Awaitable[Any]]
 _ARRIVAL_POLL = 0.25  # seconds between looks for arrivals during the wait window
 _RETRY_IN = 60.0  # seconds before a job that raised is tried again
+_LATE_EVERY = 5.0  # seconds between looks for arrivals that came after their wait window
 
 
 def _default_probe() -> Probe:
@@ -89,6 +97,7 @@ class Worker:
         self._probe = probe or _default_probe()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._last_schedule = 0.0
+        self._last_late = 0.0
         self.finished = 0  # jobs this worker completed (for benchmarks and tests)
 
     @property
@@ -104,6 +113,9 @@ class Worker:
                 if loop.time() - self._last_schedule >= min(self.tester.sweep_interval, 60.0):
                     self._last_schedule = loop.time()
                     await self._guarded(schedule_periodic, self.engine, self.settings)
+                if loop.time() - self._last_late >= _LATE_EVERY:
+                    self._last_late = loop.time()
+                    await self._guarded(confirm_late_arrivals, self.engine, self.settings)
                 await self.claim_and_start()
                 await self._idle(stop)
         finally:

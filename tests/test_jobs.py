@@ -172,3 +172,21 @@ def test_one_sweep_at_a_time(engine: Engine) -> None:
     finish(engine, first.id, "w")
     second = ensure_sweep(engine, delay=300)
     assert second.id != first.id and second.run_after > utcnow() + timedelta(seconds=250)
+
+
+def test_concurrent_workers_never_claim_the_same_job(engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for n in range(40):
+        enqueue(engine, "test", f"192.0.2.{n}", actor="a")
+
+    def worker(name: str) -> list[int]:
+        mine: list[int] = []
+        while batch := _claim(engine, name, limit=3):
+            mine += [job.id for job in batch]
+        return mine
+
+    with ThreadPoolExecutor(4) as pool:
+        claimed = list(pool.map(worker, ["w1", "w2", "w3", "w4"]))
+    every = [job_id for ids in claimed for job_id in ids]
+    assert len(every) == len(set(every)) == 40

@@ -183,3 +183,57 @@ def test_manual_and_report_listings(engine: Engine, lab: Settings) -> None:
             expires_at=None,
             actor="admin",
         )
+
+
+def test_only_temporary_failures_are_untestable() -> None:
+    greylisted = _report("refused", ("classic", "450 4.7.1 greylisted", False))
+    greylisted.reason = "temporary failure on 1 forms"
+    assert decide(greylisted, []) == ("untestable", "temporary failure on 1 forms")
+    mixed = _report(
+        "refused", ("classic", "450 4.7.1 greylisted", False), ("bang", "554 5.7.1 no", False)
+    )
+    assert decide(mixed, [])[0] == "closed"
+
+
+def test_late_arrivals_confirm_a_suspicious_test(engine: Engine, lab: Settings) -> None:
+    from dnsbl.collector import Arrival
+    from dnsbl.jobs import claim
+    from dnsbl.nominations import get_nomination, settle_nominations, submit_nomination
+    from dnsbl.relay_tests import record_arrival, record_probe
+    from dnsbl.verdicts import confirm_late_arrivals
+
+    ListingStore(engine).ensure_zones(lab.zone_names)
+    nomination = submit_nomination(engine, lab, "192.0.2.1", "alice")
+    [job] = claim(engine, "w", limit=1, lease_seconds=60, max_attempts=3)
+    test_id = start_test(engine, "192.0.2.1", job_id=job.id, forced=False)
+    report = _report("accepted", ("classic", "250 ok", True))
+    record_probe(engine, test_id, report)
+    set_verdict(engine, test_id, "suspicious", "no test message arrived")
+    settle_nominations(engine, job.id, test_id=test_id, verdict="suspicious")
+    assert confirm_late_arrivals(engine, lab) == []  # nothing arrived yet
+    record_arrival(engine, Arrival("tok0", "192.0.2.1", "", [], utcnow(), "Subject: x"))
+    assert confirm_late_arrivals(engine, lab) == [test_id]
+    test = get_test(engine, test_id)
+    assert (
+        test is not None
+        and test.verdict == "confirmed"
+        and "after the wait window" in (test.reason or "")
+    )
+    assert test.listed_as == [f"{ZONE} open-relay"]
+    assert get_nomination(engine, nomination.id).verdict == "confirmed"  # type: ignore[union-attr]
+    assert confirm_late_arrivals(engine, lab) == []  # done once
+
+
+def test_a_newer_test_outranks_a_late_arrival(engine: Engine, lab: Settings) -> None:
+    from dnsbl.collector import Arrival
+    from dnsbl.relay_tests import record_arrival, record_probe
+    from dnsbl.verdicts import confirm_late_arrivals
+
+    old = start_test(engine, "192.0.2.1", job_id=None, forced=False)
+    record_probe(engine, old, _report("accepted", ("classic", "250 ok", True)))
+    set_verdict(engine, old, "suspicious", "no test message arrived")
+    newer = start_test(engine, "192.0.2.1", job_id=None, forced=True)
+    set_verdict(engine, newer, "closed", "refused every relay form")
+    record_arrival(engine, Arrival("tok0", "192.0.2.1", "", [], utcnow(), ""))
+    assert confirm_late_arrivals(engine, lab) == []
+    assert relay_listings(engine, "192.0.2.1") == []
