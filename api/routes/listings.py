@@ -19,7 +19,7 @@ from api.auth import AdminKey, OperatorKey, actor
 from api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
 from api.listing_queries import ListingFilter, find_listings, get_listing
 from api.problems import Problem, responses
-from api.schemas.common import ADDRESS_SCHEMA, NETWORK_PATTERN, Page
+from api.schemas.common import ADDRESS_PATTERN, NETWORK_PATTERN, Page
 from api.schemas.listings import ListingCreate, ListingEnd, ListingPublic
 from dnsbl.addresses import parse_address, parse_network
 from dnsbl.errors import AddressError, UnknownZoneError
@@ -55,8 +55,8 @@ def list_listings(
         str | None,
         Query(
             max_length=64,
+            pattern=ADDRESS_PATTERN,
             description="Only listings containing this address",
-            json_schema_extra=ADDRESS_SCHEMA,
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -64,12 +64,12 @@ def list_listings(
 ) -> Page[ListingPublic]:
     """Listings, newest first, filtered; `total` counts every match across pages."""
     wanted = ListingFilter(
-        zone=zone.rstrip(".").lower() if zone else None,
+        zone=zone.rstrip(".").lower() if zone is not None else None,
         category=category,
         source=source,
         active=active,
-        within=parse_network(network) if network else None,
-        containing=parse_address(address) if address else None,
+        within=parse_network(network) if network is not None else None,
+        containing=parse_address(address) if address is not None else None,
     )
     total, items = find_listings(session, settings, wanted, limit=limit, offset=offset)
     return Page[ListingPublic](items=items, total=total, limit=limit, offset=offset)

@@ -25,6 +25,7 @@ _IPV6 = (
 )
 # An address, or a CIDR network, in the usual notations (what `ipaddress` reads, less the
 # rarely used ones), so that a client generating values from the schema makes valid ones.
+ADDRESS_PATTERN = rf"^({_IPV4}|{_IPV6})$"
 NETWORK_PATTERN = rf"^({_IPV4}(/(3[0-2]|[12]?[0-9]))?|{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
 ADDRESS_SCHEMA: dict[str, object] = {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
 
