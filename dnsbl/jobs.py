@@ -246,7 +246,7 @@ def claim(
         rows = conn.execute(
             select(Job.id, Job.status, Job.attempts)
             .where(due)
-            .order_by(Job.run_after, Job.id)
+            .order_by(Job.forced.desc(), Job.run_after, Job.id)  # an admin's retest first
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
@@ -278,7 +278,7 @@ def claim(
             )
             claimed.append(job_id)
         views = [_view(r) for r in conn.execute(select(*_COLUMNS).where(Job.id.in_(claimed)))]
-    return sorted(views, key=lambda view: (view.run_after, view.id))
+    return sorted(views, key=lambda view: (not view.forced, view.run_after, view.id))
 
 
 def _abandon_tests(conn: Connection, job_id: int, now: datetime) -> None:
@@ -381,19 +381,22 @@ def postpone(engine: Engine, job_id: int, owner: str, until: datetime, why: str)
 def queue_position(engine: Engine, job_id: int) -> int | None:
     """1 for the next waiting job to run, and so on; None unless the job is waiting."""
     with engine.connect() as conn:
-        job = conn.execute(select(Job.status, Job.run_after).where(Job.id == job_id)).first()
+        job = conn.execute(
+            select(Job.status, Job.forced, Job.run_after).where(Job.id == job_id)
+        ).first()
         if job is None or job.status != "waiting":
             return None
+        # The claim order: forced first, then by due time, then by age.
+        same_class_before = and_(
+            Job.forced == job.forced,
+            or_(
+                Job.run_after < job.run_after,
+                and_(Job.run_after == job.run_after, Job.id < job_id),
+            ),
+        )
+        before = same_class_before if job.forced else or_(Job.forced, same_class_before)
         ahead = conn.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(
-                Job.status == "waiting",
-                or_(
-                    Job.run_after < job.run_after,
-                    and_(Job.run_after == job.run_after, Job.id < job_id),
-                ),
-            )
+            select(func.count()).select_from(Job).where(Job.status == "waiting", before)
         )
     return int(ahead or 0) + 1
 

@@ -365,17 +365,21 @@ async def run_worker(
     *,
     started: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    collector: bool = True,
 ) -> None:
     """Run the collector and a worker until `stop` is set or the task is cancelled.
 
     The collector runs on its own thread and writes each arrival to the database; `started`
-    is set once both are up. This is what `dnsbl worker` and `dnsbl serve` run.
+    is set once both are up. This is what `dnsbl worker` and `dnsbl serve` run. Further
+    workers beside the one that runs the collector pass `collector=False`: arrivals reach
+    every worker through the database.
     """
     from dnsbl.collector import Collector
 
     stop = stop or asyncio.Event()
-    collector = Collector(settings.tester, lambda arrival: record_arrival(engine, arrival))
-    await asyncio.to_thread(collector.start)
+    sink = Collector(settings.tester, lambda arrival: record_arrival(engine, arrival))
+    if collector:
+        await asyncio.to_thread(sink.start)
     try:
         worker = Worker(engine, settings)
         log.info("worker %s running (concurrency %s)", worker.name, settings.tester.concurrency)
@@ -383,4 +387,4 @@ async def run_worker(
             started.set()
         await worker.run(stop)
     finally:
-        await asyncio.to_thread(collector.stop)
+        await asyncio.to_thread(sink.stop)

@@ -190,3 +190,10 @@ def test_concurrent_workers_never_claim_the_same_job(engine: Engine) -> None:
         claimed = list(pool.map(worker, ["w1", "w2", "w3", "w4"]))
     every = [job_id for ids in claimed for job_id in ids]
     assert len(every) == len(set(every)) == 40
+
+
+def test_an_admins_retest_jumps_the_queue(engine: Engine) -> None:
+    first = enqueue(engine, "test", "192.0.2.1", actor="a")
+    forced = enqueue(engine, "retest", "192.0.2.9", actor="admin", forced=True)
+    assert queue_position(engine, forced.id) == 1 and queue_position(engine, first.id) == 2
+    assert [job.id for job in _claim(engine, "w", limit=1)] == [forced.id]

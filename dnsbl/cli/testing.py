@@ -50,6 +50,11 @@ def register(subparsers: Any) -> None:
     worker = subparsers.add_parser(
         "worker", help="run the relay tester's worker and collector until SIGINT/SIGTERM"
     )
+    worker.add_argument(
+        "--no-collector",
+        action="store_true",
+        help="leave the collector to another worker (arrivals come through the database)",
+    )
     worker.set_defaults(handler=_worker)
 
 
@@ -182,4 +187,6 @@ def _worker(context: Context, args: argparse.Namespace) -> int:
     from dnsbl.worker import run_worker
 
     context.store  # noqa: B018 -- make sure every configured zone has its row
-    return run_until_signal([run_worker(context.settings, context.engine)])
+    return run_until_signal(
+        [run_worker(context.settings, context.engine, collector=not args.no_collector)]
+    )
