@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -107,16 +108,24 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
 
 def outputs_of(address: str, arrivals: Iterable[ArrivalView]) -> list[str]:
     """The IPs that delivered for `address` other than itself: a multi-stage relay's outputs."""
-    tested = parse_address(address)
+    tested = _unmapped(address)
     seen: list[str] = []
     for arrival in arrivals:
         try:
-            ip = parse_address(arrival.delivered_by)
+            ip = _unmapped(arrival.delivered_by)
         except ValueError:
             continue
         if ip != tested and str(ip) not in seen:
             seen.append(str(ip))
     return seen
+
+
+def _unmapped(text: str) -> IPv4Address | IPv6Address:
+    """The address, with an IPv4-mapped IPv6 peer (a dual-stack collector's view) as IPv4."""
+    ip = parse_address(text)
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def relay_zones(settings: Settings) -> list[ZoneSettings]:

@@ -69,6 +69,8 @@ def test_outputs_are_the_other_delivering_addresses() -> None:
         _arrival("d", "2001:db8::1"),
     ]
     assert outputs_of("192.0.2.1", arrivals) == ["198.51.100.7", "2001:db8::1"]
+    # a dual-stack collector sees IPv4 peers as IPv4-mapped IPv6: the same host
+    assert outputs_of("192.0.2.1", [_arrival("a", "::ffff:192.0.2.1")]) == []
 
 
 @pytest.fixture

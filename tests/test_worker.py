@@ -203,3 +203,22 @@ def test_periodic_retests_and_sweeps(engine: Engine, lab: Settings) -> None:
     assert relay_listings(engine, "192.0.2.7") == []
     [ended] = store.listings_containing("192.0.2.7", active_only=False)
     assert ended.end_reason == "expired"
+
+
+async def test_a_periodic_retest_waits_out_the_day(engine: Engine, lab: Settings) -> None:
+    from dnsbl.relay_tests import set_verdict, start_test
+
+    earlier = start_test(engine, "127.0.0.43", job_id=None, forced=False)
+    set_verdict(engine, earlier, "confirmed", "arrived")
+    job = enqueue(engine, "retest", "127.0.0.43", actor="scheduler")  # not forced
+
+    async def no_probe(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("tested twice within a day")
+
+    worker = Worker(engine, lab, name="w", probe=no_probe)
+    await worker.claim_and_start()
+    await worker.wait_idle()
+    waiting = get_job(engine, job.id)
+    assert waiting is not None and waiting.status == "waiting" and waiting.attempts == 0
+    assert waiting.run_after > utcnow() + timedelta(hours=23)
+    assert [test.id for test in tests_for(engine, "127.0.0.43")] == [earlier]
