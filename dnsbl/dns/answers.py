@@ -148,7 +148,7 @@ class Responder:
         reply.header.rcode = rcode
         if opts:
             reply.add_ar(EDNS0(udp_len=self.max_payload))
-        data: bytes = reply.pack()
+        data = bytes(reply.pack())
         if not tcp and len(data) > limit:
             data = _truncated(reply)
         return Reply([data], (zone.name, RCODE_NAMES[rcode]))
@@ -241,7 +241,7 @@ def _rcode_reply(record: DNSRecord, rcode: int, opt: EDNS0 | None) -> bytes:
         reply.questions = []
     if opt is not None:
         reply.add_ar(opt)
-    data: bytes = reply.pack()
+    data = bytes(reply.pack())
     return data
 
 
@@ -249,7 +249,7 @@ def _badvers(record: DNSRecord, max_payload: int) -> bytes:
     header = record.header
     reply = DNSRecord(DNSHeader(id=header.id, qr=1, rd=header.rd, cd=header.cd), q=record.q)
     reply.add_ar(EDNS0(udp_len=max_payload, ext_rcode=1))  # 16 = BADVERS: upper 8 bits are 1
-    data: bytes = reply.pack()
+    data = bytes(reply.pack())
     return data
 
 
@@ -259,7 +259,7 @@ def _truncated(reply: DNSRecord) -> bytes:
     short.header.tc = 1
     for rr in reply.ar:
         short.add_ar(rr)
-    data: bytes = short.pack()
+    data = bytes(short.pack())
     return data
 
 

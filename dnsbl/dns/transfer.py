@@ -88,7 +88,7 @@ def _apex_records(zone: PublishedZone) -> tuple[bytes, list[bytes]]:
 
 def _question(query: DNSRecord) -> bytes:
     """The query's question in wire form, its case kept."""
-    data: bytes = DNSRecord(q=query.q).pack()[12:]
+    data = bytes(DNSRecord(q=query.q).pack())[12:]
     return data
 
 

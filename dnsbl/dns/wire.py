@@ -104,8 +104,11 @@ def answer_fast(
         records = zone.answer_records(qtype, values, family, address)
         rcode = 0
         key = zone.key_noerror
-    elif offset == 20:
-        return None  # four one-digit labels also name an IPv6 prefix: the general path asks
+    elif offset == 20 and index.has_names_under(6, int(qname[7:0:-2], 16) << 112, 16):
+        # Four one-digit labels also name an IPv6 /16, which has names under it.
+        records = []
+        rcode = 0
+        key = zone.key_noerror
     else:
         records = []
         rcode = _NXDOMAIN
