@@ -72,3 +72,47 @@ def test_policy_lists(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "never-test\t192.0.2.0/25\tx" in capsys.readouterr().out
     assert main(["-c", config, "policy", "remove", "never-test", "192.0.2.0/25"]) == 0
     assert main(["-c", config, "policy", "remove", "never-test", "192.0.2.0/25"]) == 1
+
+
+def test_worker_command_tests_and_stops_on_sigterm(tmp_path: Path, sqlite_url: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dnsbl.config import load_settings
+    from dnsbl.nominations import get_nomination, submit_nomination
+    from tests.relay_lab import FakeHost
+    from tests.smtp_fakes import free_port
+
+    port, collector_port = free_port(), free_port()
+    tester = "\n".join(
+        [
+            'testable_networks = ["127.0.0.0/8"]',
+            "reverse_dns_timeout = 0",
+            f"port = {port}",
+            f'collector_listen = "127.0.0.1:{collector_port}"',
+            "wait_window = 2",
+            "poll_interval = 0.1",
+        ]
+    )
+    config = write_config(tmp_path / "worker.toml", sqlite_url, tester=tester)
+    settings = load_settings(config)
+    engine = make_engine(sqlite_url)
+    dnsbl = str(Path(sys.executable).with_name("dnsbl"))
+    with FakeHost("127.0.0.60", port, "open", ("127.0.0.1", collector_port)):
+        nomination = submit_nomination(engine, settings, "127.0.0.60", "cli")
+        process = subprocess.Popen([dnsbl, "-c", str(config), "worker"], stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                view = get_nomination(engine, nomination.id)
+                if view is not None and view.status == "done":
+                    break
+                time.sleep(0.1)
+            assert view is not None and view.verdict == "confirmed"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+    engine.dispose()
+    assert process.returncode == 0, err.decode()
