@@ -127,5 +127,6 @@ def test_queued_job_is_a_test_job(engine: Engine, lab: Settings) -> None:
     view = submit_nomination(engine, lab, "2001:db8::25", "alice")
     with engine.connect() as conn:
         job_id = conn.scalar(select(Nomination.job_id).where(Nomination.id == view.id))
+    assert job_id is not None
     job = get_job(engine, job_id)
     assert job is not None and (job.kind, job.target, job.forced) == ("test", "2001:db8::25", False)

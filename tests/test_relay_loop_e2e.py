@@ -8,7 +8,7 @@ zone follower answers the zone the verdicts write to, and a real DNS client asks
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import dns.asyncquery
@@ -87,9 +87,9 @@ async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsS
 
 
 @pytest.fixture
-def postfix(tmp_path: Path) -> AsyncIterator[PostfixLab]:
+def postfix(tmp_path: Path) -> Iterator[PostfixLab]:
     with running_lab(tmp_path / "postfix", free_port()) as lab:
-        yield lab  # type: ignore[misc]
+        yield lab
 
 
 @pytest.fixture
