@@ -19,13 +19,19 @@ log = logging.getLogger(__name__)
 
 
 async def run_dns_node(
-    settings: Settings, engine: Engine, *, started: asyncio.Event | None = None
+    settings: Settings,
+    engine: Engine,
+    *,
+    started: asyncio.Event | None = None,
+    server: DnsServer | None = None,
 ) -> None:
     """Load every zone, answer DNS, and follow the change log until cancelled.
 
-    `started` is set once the server answers with every zone loaded.
+    `started` is set once the server answers with every zone loaded. Pass `server` (not yet
+    started) to read its `endpoints` and `counts` from outside, e.g. for /metrics.
     """
-    server = DnsServer(settings.zones, settings.dns)
+    if server is None:
+        server = DnsServer(settings.zones, settings.dns)
     follower = ZoneFollower(engine, settings.zones, server.publish, settings.dns.sync_interval)
     await asyncio.to_thread(follower.load_all)
     await server.start()

@@ -1,0 +1,160 @@
+"""A DNS node follows the database: in-process on SQLite and PostgreSQL, and as `dnsbl dns`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+from sqlalchemy import Engine
+
+from dnsbl.addresses import parse_network
+from dnsbl.config import load_settings
+from dnsbl.dns.server import DnsServer
+from dnsbl.dns_node import run_dns_node
+from dnsbl.store import Entry, ListingStore
+from tests.conftest import ZONE, write_config, zone_config
+from tests.dns_support import answers, ask
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> float:
+    """Poll the async `check` until it is true; the seconds it took."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < timeout, "condition not met in time"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def test_node_answers_what_the_store_holds(engine: Engine, database_url: str) -> None:
+    settings = load_settings(
+        None,
+        database_url=database_url,
+        zones=[zone_config()],
+        dns={"listen": ["127.0.0.1:0"], "sync_interval": 0.05},
+    )
+    store = ListingStore(engine)
+    store.ensure_zones(settings.zone_names)
+    store.add(ZONE, [Entry(parse_network("10.0.0.1"))], actor="test", source="manual")
+    server = DnsServer(settings.zones, settings.dns)
+    started = asyncio.Event()
+    node = asyncio.create_task(run_dns_node(settings, engine, started=started, server=server))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        assert answers(await ask(server, "1.0.0.10." + ZONE), "A") == ["127.0.0.2"]
+        await asyncio.to_thread(
+            store.add, ZONE, [Entry(parse_network("10.0.0.2"))], actor="test", source="manual"
+        )
+
+        async def listed() -> bool:
+            return bool((await ask(server, "2.0.0.10." + ZONE)).answer)
+
+        await _until(listed)
+        await asyncio.to_thread(
+            store.end, ZONE, [parse_network("10.0.0.1")], actor="test", reason="test"
+        )
+
+        async def gone() -> bool:
+            return (await ask(server, "1.0.0.10." + ZONE)).rcode() == dns.rcode.NXDOMAIN
+
+        await _until(gone)
+    finally:
+        node.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await node
+    assert server.endpoints == []  # stopped with the node
+
+
+# -- as processes ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _process(
+    config: Path, command: str, log: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`dnsbl --config CONFIG COMMAND`, and the DNS port it reports once it listens."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dnsbl", "--config", str(config), command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            found = re.search(r"DNS listening on 127\.0\.0\.1:(\d+)", log.read_text())
+            if found:
+                break
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield process, int(found[1])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _ask(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype)
+    return dns.query.udp(query, "127.0.0.1", port=port, timeout=3)
+
+
+def _cli(config: Path, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "dnsbl", "--config", str(config), *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _serial(port: int) -> int:
+    return int(_ask(port, ZONE, "SOA").answer[0][0].serial)
+
+
+def _wait(check: Callable[[], bool], timeout: float) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, "DNS did not follow the change in time"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+@pytest.mark.e2e
+def test_dnsbl_dns_follows_list_and_delist(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(tmp_path / "dnsbl.toml", sqlite_url)
+    with _process(config, "dns", tmp_path / "dns.log") as (process, port):
+        name = "2.0.0.10." + ZONE
+        assert _ask(port, name).rcode() == dns.rcode.NXDOMAIN
+        before = _serial(port)
+        _cli(config, "list", ZONE, "10.0.0.2")
+        # sync_interval is 0.2 s: the change shows well within a second; 3 s leaves room for CI.
+        _wait(lambda: answers(_ask(port, name), "A") == ["127.0.0.2"], 3)
+        assert _serial(port) > before
+        _cli(config, "delist", ZONE, "10.0.0.2")
+        _wait(lambda: _ask(port, name).rcode() == dns.rcode.NXDOMAIN, 3)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
+@pytest.mark.e2e
+def test_dnsbl_serve_migrates_and_answers(tmp_path: Path) -> None:
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    config = write_config(tmp_path / "dnsbl.toml", fresh)
+    with _process(config, "serve", tmp_path / "serve.log") as (process, port):
+        reply = _ask(port, "2.0.0.127." + ZONE, "ANY")
+        assert answers(reply, "A") == ["127.0.0.2"]
+        assert answers(reply, "TXT") == ['"Listed: see https://bl.example.org/lookup/127.0.0.2"']
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
