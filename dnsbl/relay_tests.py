@@ -159,6 +159,17 @@ def set_verdict(engine: Engine, test_id: int, verdict: str, reason: str | None) 
     return bool(done.rowcount)
 
 
+def close_unfinished(engine: Engine, job_id: int, reason: str) -> int:
+    """Close a job's tests that never got a verdict (kept as evidence, `untestable`)."""
+    with writer(engine).begin() as conn:
+        done = conn.execute(
+            update(RelayTest)
+            .where(RelayTest.job_id == job_id, RelayTest.finished_at.is_(None))
+            .values(verdict="untestable", reason=reason[:2000], finished_at=utcnow())
+        )
+    return int(done.rowcount)
+
+
 def revise_verdict(engine: Engine, test_id: int, old: str, new: str, reason: str) -> bool:
     """Change a finished test's verdict from `old` to `new` (False if it was not `old`).
 

@@ -48,6 +48,7 @@ from dnsbl.relay_tests import (
     ArrivalView,
     accepted_tokens,
     arrivals_for,
+    close_unfinished,
     record_arrival,
     record_probe,
     set_verdict,
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 Probe = Callable[..., Awaitable[Any]]
 _ARRIVAL_POLL = 0.25  # seconds between looks for arrivals during the wait window
 _RETRY_IN = 60.0  # seconds before a job that raised is tried again
+_PROBE_GRACE = 30.0  # seconds a probe may overrun its session timeout before it is cut
 _LATE_EVERY = 5.0  # seconds between looks for arrivals that came after their wait window
 
 
@@ -231,6 +233,7 @@ class Worker:
                 return
 
     async def _failed(self, job: JobView, error: str) -> None:
+        await self._guarded(close_unfinished, self.engine, job.id, f"the test failed: {error}")
         status = await self._guarded(
             fail,
             self.engine,
@@ -273,18 +276,41 @@ class Worker:
         test_id = await asyncio.to_thread(
             start_test, self.engine, address, job_id=job.id, forced=job.forced
         )
-        report = await self._probe(address, self.tester, test_id=str(test_id))
+        # The probe keeps its own session timeout; this bound is for a probe that does not.
+        limit = self.tester.session_timeout + _PROBE_GRACE
+        try:
+            report = await asyncio.wait_for(
+                self._probe(address, self.tester, test_id=str(test_id)), limit
+            )
+        except TimeoutError:
+            overran = f"the probe did not end within {limit:g} s"
+            await self._conclude(job, test_id, UNTESTABLE, overran, [], lost)
+            return
         await asyncio.to_thread(record_probe, self.engine, test_id, report)
         arrivals = await self._await_arrivals(test_id)
         verdict, reason = decide(report, arrivals)
+        await self._conclude(job, test_id, verdict, reason, arrivals, lost)
+
+    async def _conclude(
+        self,
+        job: JobView,
+        test_id: int,
+        verdict: str,
+        reason: str | None,
+        arrivals: list[ArrivalView],
+        lost: asyncio.Event,
+    ) -> None:
+        """Record the verdict, make the list agree, finish the job, answer who asked."""
         if lost.is_set():
             raise _LeaseLost()
         if not await asyncio.to_thread(set_verdict, self.engine, test_id, verdict, reason):
             raise _LeaseLost()
         notes = await asyncio.to_thread(
-            apply_verdict, self.engine, self.settings, test_id, address, verdict, arrivals
+            apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
         )
-        log.info("test #%s of %s: %s (%s) %s", test_id, address, verdict, reason, "; ".join(notes))
+        log.info(
+            "test #%s of %s: %s (%s) %s", test_id, job.target, verdict, reason, "; ".join(notes)
+        )
         if not await asyncio.to_thread(finish, self.engine, job.id, self.name, test_id=test_id):
             raise _LeaseLost()
         await asyncio.to_thread(

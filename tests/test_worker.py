@@ -146,6 +146,10 @@ async def test_a_failing_probe_is_retried_then_given_up(engine: Engine, database
     assert get_job(engine, job.id).status == "failed"  # type: ignore[union-attr]
     view = get_nomination(engine, nomination.id)
     assert view is not None and (view.status, view.verdict) == ("done", "untestable")
+    # both attempts' tests stay as evidence, closed with the error
+    attempts = tests_for(engine, "127.0.0.41")
+    assert len(attempts) == 2
+    assert all(t.verdict == "untestable" and "probe exploded" in (t.reason or "") for t in attempts)
 
 
 async def test_policy_checked_again_when_the_job_runs(engine: Engine, lab: Settings) -> None:
@@ -222,3 +226,25 @@ async def test_a_periodic_retest_waits_out_the_day(engine: Engine, lab: Settings
     assert waiting is not None and waiting.status == "waiting" and waiting.attempts == 0
     assert waiting.run_after > utcnow() + timedelta(hours=23)
     assert [test.id for test in tests_for(engine, "127.0.0.43")] == [earlier]
+
+
+async def test_a_probe_that_overruns_is_cut_off(engine: Engine, database_url: str) -> None:
+    lab = lab_settings(database_url, session_timeout=0.1)
+
+    async def stuck_probe(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    import dnsbl.worker as worker_module
+
+    nomination = submit_nomination(engine, lab, "127.0.0.44", "tester@lab")
+    grace, worker_module._PROBE_GRACE = worker_module._PROBE_GRACE, 0.1
+    try:
+        worker = Worker(engine, lab, name="w", probe=stuck_probe)
+        await worker.claim_and_start()
+        await worker.wait_idle()
+    finally:
+        worker_module._PROBE_GRACE = grace
+    view = get_nomination(engine, nomination.id)
+    assert view is not None and (view.status, view.verdict) == ("done", "untestable")
+    [test] = tests_for(engine, "127.0.0.44")
+    assert test.finished_at is not None and "did not end" in (test.reason or "")
