@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -188,17 +190,17 @@ def test_listing_filters_and_pagination(client: TestClient, engine: Engine, admi
     ListingStore(engine).end_ids([ended], actor="test", reason="gone")
     headers = bearer(admin_key)
 
-    def page(**params: object) -> dict[str, object]:
+    def page(**params: str | int | bool) -> dict[str, Any]:
         response = client.get("/v1/admin/listings", headers=headers, params=params)
         assert response.status_code == 200, response.text
-        body: dict[str, object] = response.json()
+        body: dict[str, Any] = response.json()
         return body
 
     first = page(limit=3, category="open-relay")
     assert first["total"] == 7
-    assert len(first["items"]) == 3  # type: ignore[arg-type]
+    assert len(first["items"]) == 3
     rest = page(limit=3, offset=6, category="open-relay")
-    assert len(rest["items"]) == 1  # type: ignore[arg-type]
+    assert len(rest["items"]) == 1
     assert page(active=False)["total"] == 1
     assert page(active=True, source="manual")["total"] == 1
     assert page(network="192.0.2.0/29")["total"] == 7
