@@ -180,6 +180,17 @@ def test_unusual_queries_take_the_general_path(packet: bytes) -> None:
     assert answer_fast(packet, server.table, 1232, None) is None
 
 
+def test_zone_named_like_an_address_prefix_below_another() -> None:
+    child = zone_settings("10." + ZONE)
+    server = DnsServer([zone_settings(), child], DnsSettings.model_validate({}))
+    server.publish(make_index([row("10.0.0.1")], 3))
+    server.publish(make_index([row("1.0.0.0/24")], 4, child))
+    packet = _make("1.0.0.10." + ZONE)
+    assert answer_fast(packet, server.table, 1232, None) is None
+    reply = dns.message.from_wire(next(iter(server.responder.respond(packet).messages)))
+    assert reply.authority[0].name.to_text() == "10." + ZONE + "."  # the longest zone
+
+
 def test_hot_path_leaves_a_big_answer_to_the_general_path() -> None:
     rows = [row("10.0.0.1", f"c{i}", txt="z" * 200 + "$") for i in range(4)]
     server = _server([make_index(rows, 3)])

@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 import struct
 
-from dnsbl.dns.query import OCTETS
+from dnsbl.dns.query import OCTETS as _OCTETS
 from dnsbl.dns.zones import ZoneTable
 
 _FAST_QTYPES = {b"\x00\x01": 1, b"\x00\x10": 16, b"\x00\xff": 255, b"\x00\x1c": 28}
 _COUNTS_NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
-_NIBBLES = re.compile(rb"[0-9a-f]{32}")
+# Strict octets (0-255, no leading zero) and nibbles; one group per label form.
+_V4 = re.compile(rb"(?:\x01(\d)|\x02([1-9]\d)|\x03(1\d\d|2[0-4]\d|25[0-5]))" * 4)
+_V6 = re.compile(rb"(?:\x01[0-9a-fA-F]){32}")
 _HEADER = struct.Struct(">2sBBHHHH")
 _NXDOMAIN = 3
 Key = tuple[str, str]
@@ -34,23 +36,40 @@ def answer_fast(
     size = len(packet)
     if size < 17 or packet[2] & 0xFE or packet[4:12] not in (_COUNTS_NO_EDNS, _COUNTS_EDNS):
         return None
-    # The question name: plain labels only (a pointer in a query's question is unusual).
-    pos = 12
-    starts = []
-    while True:
-        length = packet[pos]
-        if not length:
-            break
-        if length > 63:
+    # The name is four octet labels or 32 nibble labels, then exactly a zone's name.
+    by_wire = table.by_wire
+    zone = None
+    octets = _V4.match(packet, 12)
+    if octets is not None:
+        offset = octets.end()
+        end = packet.find(b"\x00", offset)
+        zone = by_wire.get(packet[offset : end + 1].lower())
+    if zone is None:
+        if _V6.match(packet, 12) is None:
             return None
-        starts.append(pos)
-        pos += length + 1
-        if pos >= size:
+        offset = 76
+        end = packet.find(b"\x00", offset)
+        zone = by_wire.get(packet[offset : end + 1].lower())
+        if zone is None:
             return None
-    qend = pos + 5
-    if pos > 266 or packet[pos + 3 : qend] != b"\x00\x01":  # name <= 255 bytes, class IN
+        family = 6
+        address = int(packet[75:12:-2], 16)
+    else:
+        family = 4
+        g = octets.groups()  # type: ignore[union-attr]
+        address = (
+            _OCTETS[g[9] or g[10] or g[11]] << 24
+            | _OCTETS[g[6] or g[7] or g[8]] << 16
+            | _OCTETS[g[3] or g[4] or g[5]] << 8
+            | _OCTETS[g[0] or g[1] or g[2]]
+        )
+    index = zone.index
+    if index is None or zone.wire in table.parents or end > 266:
+        return None  # not loaded, a longer zone may match, or a name over 255 bytes
+    qend = end + 5
+    if packet[end + 3 : qend] != b"\x00\x01":  # class IN
         return None
-    qtype = _FAST_QTYPES.get(packet[pos + 1 : pos + 3])
+    qtype = _FAST_QTYPES.get(packet[end + 1 : end + 3])
     if qtype is None:
         return None
     if packet[11]:
@@ -70,41 +89,13 @@ def answer_fast(
         if limit is None:
             limit = 512
 
-    qname = packet[12 : pos + 1].lower()
-    for suffix in table.suffixes:
-        if qname.endswith(suffix):
-            offset = len(qname) - len(suffix) + 12
-            if offset in starts:
-                break
-    else:
-        return None
-    zone = table.by_wire[suffix]
-    index = zone.index
-    if index is None:
-        return None
-    count = starts.index(offset)
-    if count == 4:
-        octets = [OCTETS.get(packet[s + 1 : s + 1 + packet[s]]) for s in starts[:4]]
-        if None in octets:
-            return None
-        family = 4
-        address = octets[3] << 24 | octets[2] << 16 | octets[1] << 8 | octets[0]  # type: ignore[operator]
-    elif count == 32 and offset == 76:
-        nibbles = qname[1:64:2]
-        if not _NIBBLES.fullmatch(nibbles):
-            return None
-        family = 6
-        address = int(nibbles[::-1], 16)
-    else:
-        return None
-
     values = index.lookup(family, address)
     soa = (0xC000 | offset).to_bytes(2, "big") + zone.soa_tail
     if values:
         records = zone.answer_records(qtype, values, family, address)
         rcode = 0
         key = zone.key_noerror
-    elif offset == 20 and index.has_names_under(6, int(qname[7:0:-2], 16) << 112, 16):
+    elif offset == 20 and index.has_names_under(6, int(packet[19:12:-2], 16) << 112, 16):
         # Four one-digit labels also name an IPv6 /16, which has names under it.
         records = []
         rcode = 0

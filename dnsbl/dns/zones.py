@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
+from dnsbl.dns.query import NIBBLES, OCTETS
 from dnsbl.index import Value, ZoneIndex, with_test_value
 from dnsbl.txt_template import render_txt
 
@@ -159,6 +160,16 @@ class ZoneTable:
         # Longest first, so that the first suffix that matches is the longest zone.
         self.suffixes: tuple[bytes, ...] = tuple(sorted(self.by_wire, key=len, reverse=True))
         self._by_labels = {zone.labels: wire for wire, zone in self.by_wire.items()}
+        # Zones with a zone below them named like an address prefix (`10.bl.example.org`):
+        # the hot path leaves their names to the general path's longest-suffix search.
+        self.parents = frozenset(
+            wire
+            for wire, zone in self.by_wire.items()
+            for other in self._by_labels
+            if len(other) > len(zone.labels)
+            and other[-len(zone.labels) :] == zone.labels
+            and all(label in OCTETS or label in NIBBLES for label in other[: -len(zone.labels)])
+        )
 
     def publish(self, index: ZoneIndex) -> tuple[PublishedZone, int | None]:
         """Make `index` the answer of its zone; returns the new zone and the serial it replaces."""
