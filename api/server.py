@@ -36,7 +36,7 @@ def _config(
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        proxy_headers=False,
+        proxy_headers=True,  # X-Forwarded-For only from forwarded_allow_ips (127.0.0.1)
         server_header=False,
     )
 

@@ -243,6 +243,14 @@ class Settings(BaseSettings):
             seen.add(zone.name)
         return self
 
+    @model_validator(mode="after")
+    def _txt_points_at_lookup(self) -> Settings:
+        # A zone without its own TXT template sends mail admins to this API's lookup page.
+        for zone in self.zones:
+            if "txt" not in zone.model_fields_set:
+                zone.txt = f"Listed: see {self.api.public_url.rstrip('/')}/lookup/$"
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -212,3 +212,16 @@ def test_relay_test_evidence(client: TestClient, engine: Engine) -> None:
     assert "EHLO tester" in body["transcript"]
     assert body["verdict"] == CONFIRMED
     assert_problem(client.get("/v1/relay-tests/77777"), 404, "not-found")
+
+
+def test_zone_txt_defaults_to_the_lookup_page() -> None:
+    from dnsbl.config import load_settings
+
+    zone = {"name": "bl.example.net", "ns": ["ns1.example.net"], "hostmaster": "h.example.net"}
+    settings = load_settings(
+        None,
+        api={"public_url": "https://dnsbl.example.net/"},
+        zones=[zone, {**zone, "name": "own.example.net", "txt": "see $"}],
+    )
+    assert settings.zones[0].txt == "Listed: see https://dnsbl.example.net/lookup/$"
+    assert settings.zones[1].txt == "see $"
