@@ -32,10 +32,21 @@ def _dns(context: Context, args: argparse.Namespace) -> int:
 
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     """The coroutines `dnsbl serve` runs side by side (one line per role)."""
+    from api.server import run_api
+    from dnsbl.dns.server import DnsServer
     from dnsbl.dns_node import run_dns_node
 
+    # The API reports the DNS server's query counts (/metrics) and readiness (/readyz).
+    dns_server = DnsServer(context.settings.zones, context.settings.dns)
+    dns_started = asyncio.Event()
     return [
-        run_dns_node(context.settings, context.engine),
+        run_dns_node(context.settings, context.engine, started=dns_started, server=dns_server),
+        run_api(
+            context.settings,
+            context.engine,
+            dns_counts=dns_server.counts,
+            dns_ready=dns_started.is_set,
+        ),
     ]
 
 
