@@ -58,7 +58,3 @@ async def run_api(
         await task
         raise
 
-
-def serve_forever(settings: Settings, engine: Engine | None = None) -> None:
-    """Serve the API in the foreground, stopped by SIGINT or SIGTERM (`dnsbl api`)."""
-    uvicorn.Server(_config(settings, engine, None, None)).run()

@@ -28,11 +28,11 @@ def register(subparsers: Any) -> None:
 
 
 def _api(context: Context, args: argparse.Namespace) -> int:
-    from api.server import serve_forever
+    from api.server import run_api
+    from dnsbl.cli.run import run_until_signal
 
     context.store  # noqa: B018 -- make sure every configured zone has its row
-    serve_forever(context.settings, context.engine)
-    return 0
+    return run_until_signal([run_api(context.settings, context.engine)])
 
 
 def _create(context: Context, args: argparse.Namespace) -> int:
