@@ -56,13 +56,16 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
-        # A 1M-listing zone's indexes outgrow the 2 MB default cache; bulk imports crawl then.
-        cursor.execute("PRAGMA cache_size=-131072")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        if immediate:
+            # Writers get a large page cache: a million-row import's indexes outgrow the 2 MB
+            # default and the import crawls. Readers (a DNS node) keep the small default, so a
+            # zone load does not leave ~100 MB of cached pages in the DNS process.
+            connection.exec_driver_sql("PRAGMA cache_size=-131072")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
