@@ -175,12 +175,15 @@ class ListingStore:
         *,
         actor: str,
         source: str = "manual",
+        replace_category: str | None = None,
     ) -> WriteResult:
         """List (or exclude) `entries` in `zone` in one transaction.
 
         An entry whose network is already active in the same category replaces it when its
         values differ and is left alone when they are the same; within one call a later entry
-        for the same network wins, as a data file reads top to bottom. Nothing is written
+        for the same network wins, as a data file reads top to bottom. With
+        `replace_category`, that category's active listings that `entries` do not contain are
+        ended too (a bulk import replacing the category's content). Nothing is written
         unless everything is: any error rolls the whole transaction back.
         """
         now = utcnow()
@@ -190,6 +193,7 @@ class ListingStore:
             key = (entry.category, net.family, net.first, net.prefixlen)
             pending.pop(key, None)
             pending[key] = entry
+        incoming = set(pending) if replace_category is not None else set()
         with writer(self.engine).begin() as conn:
             zone_id, serial = self._lock_zone(conn, zone)
             result = WriteResult(serial=serial)
@@ -207,6 +211,8 @@ class ListingStore:
                     result.unchanged += 1
                 else:
                     replaced.append(old.id)
+            if replace_category is not None:
+                replaced += self._stale(conn, zone_id, replace_category, incoming)
             if replaced:
                 self._end(conn, zone_id, serial, replaced, now, actor, "replaced")
                 result.removed += len(replaced)
@@ -221,6 +227,25 @@ class ListingStore:
                 result.serial = serial - 1
         return result
 
+    def _stale(
+        self, conn: Connection, zone_id: int, category: str, incoming: set[_Key]
+    ) -> list[int]:
+        """Ids of the category's active listings whose network is not in `incoming`."""
+        rows = conn.execute(
+            select(Listing.id, Listing.family, Listing.start_key, Listing.prefixlen)
+            .join(ListingValue, ListingValue.id == Listing.value_id)
+            .where(
+                Listing.zone_id == zone_id,
+                Listing.ended_at.is_(None),
+                ListingValue.category == category,
+            )
+        )
+        return [
+            row.id
+            for row in rows
+            if (category, row.family, int(row.start_key, 16), row.prefixlen) not in incoming
+        ]
+
     def _insert(
         self,
         conn: Connection,
@@ -234,20 +259,24 @@ class ListingStore:
         value_ids = self._value_ids(conn, {entry.value_key for entry in pending.values()})
         first_new = conn.scalar(select(func.coalesce(func.max(Listing.id), 0)))
         stamp = _bind_time(conn, now)
+        # Rows in address order: the indexes on start_key then grow at a few places instead
+        # of at random pages, which makes a large import several times faster on SQLite.
+        ordered = sorted(pending.values(), key=_address_order)
         rows = (
             (
                 zone_id,
-                value_ids[entry.value_key],
-                entry.network.family,
-                entry.network.start_key,
-                entry.network.prefixlen,
+                value_ids[(entry.category, entry.excluded, entry.code, entry.txt)],
+                net.family,
+                format(net.first, "08x" if net.family == 4 else "032x"),
+                net.prefixlen,
                 entry.reason,
                 source,
                 stamp,
                 actor,
-                _bind_time(conn, entry.expires_at),
+                None if entry.expires_at is None else _bind_time(conn, entry.expires_at),
             )
-            for entry in pending.values()
+            for entry in ordered
+            for net in (entry.network,)
         )
         _insert_many(conn, _LISTING_INSERT, rows)
         # Our zone lock keeps other writers of this zone out, so every listing of the zone
@@ -266,7 +295,17 @@ class ListingStore:
                 ).where(mine),
             )
         )
-        return list(conn.scalars(select(Listing.id).where(mine)))
+        # Straight from the driver: a million ids through SQLAlchemy's rows cost seconds.
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(
+                f"SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}",
+                (zone_id, first_new),
+            )
+            return [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.close()
 
     def _value_ids(self, conn: Connection, keys: set[_ValueKey]) -> dict[_ValueKey, int]:
         """The id of each value, creating the missing ones."""
@@ -584,6 +623,10 @@ _LISTING_INSERT = (
         "expires_at",
     ),
 )
+
+
+def _address_order(entry: Entry) -> tuple[int, int]:
+    return entry.network.family, entry.network.first
 
 
 def _bind_time(conn: Connection, value: datetime | None) -> Any:

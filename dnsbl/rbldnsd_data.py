@@ -1,0 +1,654 @@
+"""rbldnsd data files: their syntax, and what rbldnsd answers for them, as CIDR entries.
+
+This reads the IP dataset types of rbldnsd (ip4set, ip4trie, ip6trie, ip6tset) the way
+rbldnsd 1.0 reads them, and turns each dataset into entries — (network, value or None for an
+exclusion) — that the zone index's longest-prefix match answers exactly as rbldnsd answers.
+What rbldnsd does, checked against its source and a running rbldnsd:
+
+- Lines: leading and trailing blanks are ignored; empty lines and lines starting with `#` or
+  `;` are comments. `$X`, `#$X` and `:$X` lines are specials: `$n text` (n a digit) and
+  `$= text` (base template) define substitution variables, the first definition in a dataset
+  winning; `$SOA`, `$NS`, `$TTL`, `$TIMESTAMP` are not data (dnsbl takes them from its own
+  configuration: a warning, then ignored); `$MAXRANGE4` drops larger IPv4 entries.
+- Addresses. ip4set: `a.b.c.d`, abbreviated prefixes (`10.1` is 10.1.0.0/16, `10.1.2` a /24;
+  a bare `10` is refused: write `10/8`), CIDR (`10.1/16`, `10.1.2.0/24`), and ranges
+  `a-b` between prefixes of the same length (`10.1.2.3-10.1.2.9`, `10.1-10.3` = 10.1.0.0 to
+  10.3.255.255, and a one-number end is the last octet: `10.1.2.3-9`). ip4trie: prefixes and
+  CIDR only. A CIDR with host bits set is refused (rbldnsd's default, without `-e`).
+  ip6trie: groups of hex (`2001:db8` is a /32, `2001:db8:1:2` a /64, a lone group refused),
+  `::` compression (a full /128), and `/n`. ip6tset: /64s as four groups, exclusions as /128.
+- Values (`:A:TXT`). After the address: nothing or a comment → the default value; `:A:TXT`;
+  `:A` (TXT from the default); `:A:` (no TXT); otherwise the text is the TXT with the default
+  A. `A` may be abbreviated: `:5` is 127.0.0.5, `:1.2` is 1.0.0.2, `:1.2.3` is 1.2.0.3. A line
+  starting with `:` sets the default value for the rest of the *file* (each file starts with
+  A 127.0.0.2 and no TXT); ip6tset has one value for the whole dataset, the first default
+  line's, and ignores per-entry values.
+- TXT: `$` is the queried address, `$$` a dollar sign, `$n` the variable (literally `$n` when
+  undefined), `$=` the entry's own text under a base template. Texts are cut at 255 bytes.
+- Longest-prefix match and ties. ip4trie and ip6trie keep the *first* entry for a network
+  (a later duplicate, even an exclusion, is warned about and ignored) and answer the longest
+  matching prefix. ip4set works on octet boundaries: each entry is cut into /32, /24, /16 and
+  /8 units, a query takes the units of the longest of those four lengths that has one, and
+  when several entries give the same unit an exclusion wins, else rbldnsd answers *all* their
+  values. dnsbl keeps one value per network: it keeps the first and warns. Because of the
+  octet levels, a listed /26 inside an excluded /25 is not listed in ip4set (both are /32
+  units; the exclusion wins) but is in ip4trie; the entries produced here carry ip4set's
+  answer exactly, by merging each level's units back into CIDRs no shorter than the level.
+- ip6tset: listed if the /64 is listed and the address is not an excluded /128.
+
+The `auto` type reads IPv4 lines as ip4set (the classic and most used rbldnsd dataset) and
+IPv6 lines as ip6trie (the general one), as two datasets of the same files.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from dnsbl.addresses import Network, ipv4_text
+from dnsbl.txt_template import literal_txt
+
+_LOOPBACK = 0x7F000000
+_MAX_TXT = 255
+_IP4 = re.compile(r"([0-9]+)(?:\.([0-9]+)(?:\.([0-9]+)(?:\.([0-9]+))?)?)?")
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DIGIT_CHARS = frozenset("0123456789")
+_BLANK = " \t"
+_AFTER_ADDRESS = " \t#;:"
+
+
+class DatasetType(enum.StrEnum):
+    """The rbldnsd dataset types that hold IP addresses (and `auto`, see the module doc)."""
+
+    AUTO = "auto"
+    IP4SET = "ip4set"
+    IP4TRIE = "ip4trie"
+    IP6TRIE = "ip6trie"
+    IP6TSET = "ip6tset"
+
+    @property
+    def family(self) -> int:
+        return 6 if self in (DatasetType.IP6TRIE, DatasetType.IP6TSET) else 4
+
+
+@dataclass(frozen=True, slots=True)
+class DataValue:
+    """What an entry answers: its A code and its TXT template in dnsbl's syntax (None: no TXT)."""
+
+    code: str
+    txt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _RawValue:
+    """An A code and a TXT text as rbldnsd keeps them, before substitution."""
+
+    code: str
+    text: str
+
+
+_GLOBAL_DEFAULT = _RawValue("127.0.0.2", "")
+DataEntry = tuple[Network, DataValue | None]  # None: an exclusion
+_Converter = Callable[[_RawValue | None], DataValue | None]
+
+
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    """A line that was skipped (or a warning about one), as FILE:LINE: message."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class _BadLine(Exception):
+    """A line that cannot be read; its message says why."""
+
+
+class RbldnsdData:
+    """rbldnsd data files read into one dataset (two for `auto`: IPv4 and IPv6)."""
+
+    def __init__(self, kind: DatasetType = DatasetType.AUTO) -> None:
+        self.kind = kind
+        self.variables: dict[str, str] = {}  # "0".."9" and "=" (the base template)
+        self.maxrange4 = 0
+        self._default = _GLOBAL_DEFAULT
+        self._tset_default: _RawValue | None = None
+        self._values: dict[tuple[str, str], _RawValue] = {}
+        self._tries: dict[int, dict[int, _RawValue | None]] = {4: {}, 6: {}}  # first << 8 | bits
+        # ip4set units by (level << 32 | first address): a value, None (an exclusion), or
+        # the list of everything given for the unit when several entries meet there.
+        self._units: dict[int, _RawValue | list[_RawValue | None] | None] = {}
+        self._tset: set[int] = set()
+        self._tset_excluded: set[int] = set()
+        self.problems: list[LineProblem] = []
+        self.lines = 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, name: str, lines: Iterable[str]) -> Iterator[LineProblem]:
+        """Read one file's lines; yields the problems of its bad lines as they are found."""
+        self._default = _GLOBAL_DEFAULT
+        # The common line, a bare dotted quad, skips the general parser: inet_pton takes
+        # exactly a.b.c.d with octets up to 255, which means the same to rbldnsd.
+        fast = self.kind in (DatasetType.AUTO, DatasetType.IP4SET, DatasetType.IP4TRIE)
+        units = self._units if self.kind is not DatasetType.IP4TRIE else None
+        trie = self._tries[4]
+        pton = socket.inet_pton
+        from_bytes = int.from_bytes
+        number = 0
+        for raw in lines:
+            number += 1
+            line = raw.strip(" \t\r\n")
+            if not line:
+                continue
+            if fast and line[0] in _DIGIT_CHARS:
+                try:
+                    address = from_bytes(pton(socket.AF_INET, line), "big")
+                except OSError:
+                    pass
+                else:
+                    if units is not None:
+                        if address in units:
+                            self._unit(units, address, self._default)
+                        else:
+                            units[address] = self._default
+                        continue
+                    key = address << 8 | 32
+                    if key not in trie:
+                        trie[key] = self._default
+                        continue
+            elif line[0] in "#;" and not line.startswith("#$"):
+                continue
+            try:
+                warning = self._line(line)
+            except _BadLine as exc:
+                warning = str(exc)
+            if warning:
+                problem = LineProblem(name, number, warning)
+                self.problems.append(problem)
+                yield problem
+        self.lines += number
+
+    def _line(self, line: str) -> str | None:
+        first = line[0]
+        if first == "$" or (first in "#:" and line[1:2] == "$"):
+            return self._special(line[1:] if first == "$" else line[2:])
+        if first == ":" and line[1:2] != ":":
+            value = self._value(line, _GLOBAL_DEFAULT)
+            self._default = value
+            if self._tset_default is None:
+                self._tset_default = value
+            return None
+        excluded = first == "!"
+        text = line[1:].lstrip(_BLANK) if excluded else line
+        kind = self.kind
+        if kind is DatasetType.AUTO:
+            token_end = len(text)
+            for stop in " \t#;":
+                found = text.find(stop)
+                if 0 <= found < token_end:
+                    token_end = found
+            colon = text.find(":", 0, token_end)
+            # An IPv4 entry's first colon starts its value: `1.2.3.4:5` (no dot after it).
+            ipv6 = colon >= 0 and (colon == 0 or "." not in text[:colon])
+            kind = DatasetType.IP6TRIE if ipv6 else DatasetType.IP4SET
+        if kind is DatasetType.IP4SET:
+            return self._ip4set_line(text, excluded)
+        if kind is DatasetType.IP4TRIE:
+            return self._ip4trie_line(text, excluded)
+        if kind is DatasetType.IP6TRIE:
+            return self._ip6trie_line(text, excluded)
+        return self._ip6tset_line(text, excluded)
+
+    def _special(self, word: str) -> str | None:
+        keyword = word.split(None, 1)[0].lower() if word.strip() else ""
+        if keyword in ("soa", "ns", "ttl", "timestamp"):
+            return f"${keyword.upper()} ignored: dnsbl takes it from its configuration"
+        if keyword == "maxrange4":
+            argument = word.split(None, 1)[1:] or [""]
+            size = _maxrange(argument[0].strip())
+            if self.maxrange4 and size > self.maxrange4:
+                return "ignoring an attempt to increase $MAXRANGE4"
+            self.maxrange4 = size
+            return None
+        if word[:1] and word[0] in "0123456789=" and word[1:2] in (" ", "\t"):
+            text = word[2:].lstrip(_BLANK)
+            if not text:
+                raise _BadLine("invalid or unrecognized special entry")
+            self.variables.setdefault(word[0], text)
+            return None
+        raise _BadLine("invalid or unrecognized special entry")
+
+    def _value(self, text: str, default: _RawValue) -> _RawValue:
+        """The value after an address (or of a default line), as rbldnsd's parse_a_txt."""
+        key = (text, default.text if text.startswith(":") else default.code)
+        cached = self._values.get(key)
+        if cached is not None:
+            return cached
+        if text.startswith(":"):
+            match = _IP4.match(text, 1)
+            parts = [int(g) for g in match.groups() if g is not None] if match else []
+            if not parts or any(part > 255 for part in parts):
+                raise _BadLine("invalid A RR")
+            code_int = _abbreviated_address(parts)
+            if not code_int:
+                raise _BadLine("invalid A RR")
+            assert match is not None
+            rest = text[match.end() :].lstrip(_BLANK)
+            if rest.startswith(":"):
+                txt = rest[1:].lstrip(_BLANK)
+            elif rest:
+                raise _BadLine("unrecognized value for an entry")
+            else:
+                txt = default.text
+            code = ipv4_text(code_int)
+        else:
+            code, txt = default.code, text
+        if len(txt.encode()) > _MAX_TXT:
+            txt = txt.encode()[:_MAX_TXT].decode(errors="ignore")
+        value = self._values[key] = _RawValue(code, txt)
+        return value
+
+    def _entry_value(self, rest: str, excluded: bool) -> _RawValue | None:
+        """The value of an entry whose address is followed by `rest` (None: an exclusion)."""
+        if rest and rest[0] not in _AFTER_ADDRESS:
+            raise _BadLine("invalid address")
+        if excluded:
+            return None  # whatever follows an exclusion is ignored
+        rest = rest.lstrip(_BLANK)
+        if not rest or rest[0] in "#;":
+            return self._default
+        return self._value(rest, self._default)
+
+    def _check_range(self, size: int) -> None:
+        if self.maxrange4 and size > self.maxrange4:
+            raise _BadLine(f"too large range ({size}) ignored ({self.maxrange4} max)")
+
+    def _ip4set_line(self, text: str, excluded: bool) -> str | None:
+        first, last, end = _ip4_range(text)
+        value = self._entry_value(text[end:], excluded)
+        self._check_range(last - first + 1)
+        units = self._units
+        if first == last:
+            self._unit(units, first, value)
+            return None
+        for level, start, count in _ip4set_units(first, last):
+            step = 1 << (8 * level)
+            for unit in range(start, start + count * step, step):
+                self._unit(units, level << 32 | unit, value)
+        return None
+
+    @staticmethod
+    def _unit(
+        units: dict[int, _RawValue | list[_RawValue | None] | None],
+        key: int,
+        value: _RawValue | None,
+    ) -> None:
+        if key not in units:
+            units[key] = value
+            return
+        held = units[key]
+        if isinstance(held, list):
+            held.append(value)
+        elif held != value:
+            units[key] = [held, value]
+
+    def _ip4trie_line(self, text: str, excluded: bool) -> str | None:
+        first, bits, end = _ip4_cidr(text)
+        value = self._entry_value(text[end:], excluded)
+        self._check_range(1 << (32 - bits))
+        return self._trie_add(4, first, bits, value)
+
+    def _ip6trie_line(self, text: str, excluded: bool) -> str | None:
+        first, bits, end = _ip6_cidr(text)
+        value = self._entry_value(text[end:], excluded)
+        return self._trie_add(6, first, bits, value)
+
+    def _trie_add(self, family: int, first: int, bits: int, value: _RawValue | None) -> str | None:
+        trie = self._tries[family]
+        key = first << 8 | bits
+        if key in trie:
+            return f"duplicated entry for {Network(family, first, bits)} (the first one is kept)"
+        trie[key] = value
+        return None
+
+    def _ip6tset_line(self, text: str, excluded: bool) -> str | None:
+        address, bits, end = _ip6_prefix(text)
+        rest = text[end:]
+        if rest and rest[0] not in _AFTER_ADDRESS:
+            raise _BadLine("invalid address")
+        wanted = 128 if excluded else 64
+        if bits != wanted:
+            kind = "exclusion" if excluded else "regular entry"
+            raise _BadLine(f"invalid address for {kind} (should be {wanted} bits)")
+        (self._tset_excluded if excluded else self._tset).add(address)
+        return None
+
+    # -- answering -------------------------------------------------------------------------
+
+    def entries(self) -> Iterator[DataEntry]:
+        """Every entry to store: CIDR networks whose longest-prefix match answers as rbldnsd."""
+        resolved: dict[int, tuple[_RawValue, DataValue]] = {}
+
+        def convert(raw: _RawValue | None) -> DataValue | None:
+            if raw is None:
+                return None
+            # By identity: the reader hands out one object per distinct value.
+            found = resolved.get(id(raw))
+            if found is None:
+                found = resolved[id(raw)] = (raw, DataValue(raw.code, self.template(raw.text)))
+            return found[1]
+
+        for family in (4, 6):
+            for key, raw in self._tries[family].items():
+                yield Network(family, key >> 8, key & 255), convert(raw)
+        yield from self._ip4set_entries(convert)
+        if self._tset:
+            tset_value = convert(self._tset_default or _GLOBAL_DEFAULT)
+            for address in sorted(self._tset):
+                yield Network(6, address, 64), tset_value
+            for address in sorted(self._tset_excluded):
+                yield Network(6, address, 128), None
+
+    def _ip4set_entries(self, convert: _Converter) -> Iterator[DataEntry]:
+        """ip4set's units, each level's runs of one value merged into CIDRs."""
+        units = self._units
+        run_level = -1
+        run_start = run_end = 0
+        run_value: _RawValue | None = None
+        for key in sorted(units):
+            held = units[key]
+            level, unit = key >> 32, key & 0xFFFFFFFF
+            value = (
+                self._unit_value(level, unit, held, convert) if isinstance(held, list) else held
+            )
+            if (
+                unit == run_end + 1
+                and level == run_level
+                and (value is run_value or value == run_value)
+            ):
+                run_end = unit + (1 << (8 * level)) - 1
+                continue
+            if run_level >= 0:
+                if run_level == 0 and run_start == run_end:
+                    yield Network(4, run_start, 32), convert(run_value)
+                else:
+                    yield from _cidrs(run_start, run_end, run_level, convert(run_value))
+            run_level, run_start, run_value = level, unit, value
+            run_end = unit + (1 << (8 * level)) - 1
+        if run_level >= 0:
+            yield from _cidrs(run_start, run_end, run_level, convert(run_value))
+
+    def _unit_value(
+        self,
+        level: int,
+        unit: int,
+        held: list[_RawValue | None],
+        convert: _Converter,
+    ) -> _RawValue | None:
+        """The value rbldnsd answers for a unit: an exclusion wins, else (here) the first."""
+        if None in held:
+            return None
+        distinct = {convert(value) for value in held}
+        if len(distinct) > 1:
+            network = Network(4, unit, 32 - 8 * level)
+            self.problems.append(
+                LineProblem(
+                    "(ip4set)",
+                    0,
+                    f"{len(distinct)} values for {network}: rbldnsd answers them all, "
+                    "dnsbl keeps the first",
+                )
+            )
+        return held[0]
+
+    def template(self, text: str) -> str | None:
+        """The dnsbl TXT template for an rbldnsd TXT text (rbldnsd's txtsubst), None for none."""
+        variables = self.variables
+        base = variables.get("=")
+        if text.startswith("="):
+            body = text[1:]
+            own = literal_txt(body)
+        elif base:
+            body = base
+            own = literal_txt(text) if text else "$"
+        else:
+            if not text:
+                return None
+            body = text
+            own = literal_txt(text)
+        if "$" not in body:
+            return body or None
+        out: list[str] = []
+        position = 0
+        while True:
+            dollar = body.find("$", position)
+            if dollar < 0:
+                out.append(literal_txt(body[position:]))
+                break
+            out.append(literal_txt(body[position:dollar]))
+            following = body[dollar + 1 : dollar + 2]
+            position = dollar + 2
+            if following == "$":
+                out.append("$$")
+            elif following and following in "0123456789":
+                out.append(literal_txt(variables.get(following, "$" + following)))
+            elif following == "=":
+                out.append(own)
+            else:
+                out.append("$")
+                position = dollar + 1
+        return "".join(out) or None
+
+
+
+
+def _maxrange(text: str) -> int:
+    try:
+        if text.startswith("/"):
+            bits = int(text[1:])
+            if not 0 <= bits <= 32:
+                raise ValueError
+            return 1 << (32 - bits)
+        size = int(text)
+        if size <= 0:
+            raise ValueError
+        return size
+    except ValueError:
+        raise _BadLine("invalid or unrecognized special entry") from None
+
+
+def _abbreviated_address(parts: list[int]) -> int:
+    """rbldnsd's ip4addr for an A value: `a` = 127.0.0.a (later), `a.b` = a.0.0.b, ..."""
+    if len(parts) == 1:
+        return _LOOPBACK | parts[0] if parts[0] else 0
+    if len(parts) == 2:
+        return parts[0] << 24 | parts[1]
+    if len(parts) == 3:
+        return parts[0] << 24 | parts[1] << 16 | parts[2]
+    return parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]
+
+
+def _ip4_prefix(text: str, position: int = 0) -> tuple[int, int, int]:
+    """rbldnsd's ip4prefix: (address, bits 8/16/24/32, end position)."""
+    match = _IP4.match(text, position)
+    if not match:
+        raise _BadLine("invalid address")
+    address = 0
+    bits = 0
+    for shift, group in zip((24, 16, 8, 0), match.groups(), strict=True):
+        if group is None:
+            break
+        octet = int(group)
+        if octet > 255:
+            raise _BadLine("invalid address")
+        address |= octet << shift
+        bits += 8
+    return address, bits, match.end()
+
+
+def _mask4(bits: int) -> int:
+    return (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+
+
+def _mask_bits(text: str, position: int, limit: int) -> tuple[int, int]:
+    match = _DIGITS.match(text, position)
+    if not match or int(match.group()) > limit:
+        raise _BadLine("invalid address")
+    return int(match.group()), match.end()
+
+
+def _ip4_range(text: str) -> tuple[int, int, int]:
+    """An ip4set entry: prefix, CIDR or range → (first, last, end position)."""
+    first, bits, end = _ip4_prefix(text)
+    if text[end : end + 1] == "-":
+        last, last_bits, end = _ip4_prefix(text, end + 1)
+        if last_bits == 8:
+            # `1.2.3.4-9`: a lone number is the last octet of the first prefix.
+            last = (last >> (bits - 8)) | (first & _mask4(bits - 8))
+            last_bits = bits
+        elif last_bits != bits:
+            raise _BadLine("invalid address")
+        last |= ~_mask4(last_bits) & 0xFFFFFFFF
+        if first > last:
+            raise _BadLine("invalid address")
+        return first, last, end
+    if text[end : end + 1] == "/":
+        bits, end = _mask_bits(text, end + 1, 32)
+    elif bits == 8:
+        raise _BadLine("invalid address")
+    if first & ~_mask4(bits) & 0xFFFFFFFF:
+        raise _BadLine("invalid range (non-zero host part)")
+    return first, first | (~_mask4(bits) & 0xFFFFFFFF), end
+
+
+def _ip4_cidr(text: str) -> tuple[int, int, int]:
+    """An ip4trie entry: prefix or CIDR → (first, bits, end position)."""
+    first, bits, end = _ip4_prefix(text)
+    if text[end : end + 1] == "/":
+        bits, end = _mask_bits(text, end + 1, 32)
+    elif bits == 8:
+        raise _BadLine("invalid address")
+    if first & ~_mask4(bits) & 0xFFFFFFFF:
+        raise _BadLine("invalid range (non-zero host part)")
+    return first, bits, end
+
+
+def _ip6_prefix(text: str) -> tuple[int, int, int]:
+    """rbldnsd's ip6prefix: (address, bits, end position); groups of 16 bits, `::` = /128."""
+    groups: list[int] = []
+    gap = -1
+    position = 0
+    length = len(text)
+    if text.startswith("::"):
+        gap = 0
+        position = 2
+    bits = -1
+    while True:
+        start = position
+        value = 0
+        while position < length and text[position] in _HEX:
+            value = (value << 4) | int(text[position], 16)
+            if value > 0xFFFF:
+                break
+            position += 1
+        if position == start or value > 0xFFFF:
+            break
+        groups.append(value)
+        if text[position : position + 1] != ":" or len(groups) >= 8:
+            bits = 16 * len(groups)
+            break
+        position += 1
+        if gap < 0 and text[position : position + 1] == ":":
+            gap = len(groups)
+            position += 1
+    if gap >= 0:
+        missing = 8 - len(groups)
+        if missing == 0:
+            raise _BadLine("invalid address")
+        groups[gap:gap] = [0] * missing
+        bits = 128
+    if bits < 0:
+        raise _BadLine("invalid address")
+    groups += [0] * (8 - len(groups))
+    address = 0
+    for group in groups:
+        address = (address << 16) | group
+    return address, bits, position
+
+
+def _ip6_cidr(text: str) -> tuple[int, int, int]:
+    """An ip6trie entry → (first, bits, end position); host bits set are refused."""
+    address, bits, end = _ip6_prefix(text)
+    if text[end : end + 1] == "/":
+        bits, end = _mask_bits(text, end + 1, 128)
+    elif bits == 16:
+        raise _BadLine("invalid address")
+    if address & ((1 << (128 - bits)) - 1):
+        raise _BadLine("invalid range (non-zero host part)")
+    return address, bits, end
+
+
+def _ip4set_units(first: int, last: int) -> Iterator[tuple[int, int, int]]:
+    """rbldnsd's ip4range_expand: (level 0-3 = /32 /24 /16 /8, first address, unit count)."""
+    a, b = first, last
+    for bits in (0, 8, 16):
+        level = bits // 8
+        if (a | 255) >= b:
+            if b - a == 255:
+                yield level + 1, a << bits, 1
+            elif b >= a:
+                yield level, a << bits, b - a + 1
+            return
+        if a & 255:
+            yield level, a << bits, 256 - (a & 255)
+            a = (a >> 8) + 1
+        else:
+            a >>= 8
+        if (b & 255) != 255:
+            yield level, (b & ~255) << bits, (b & 255) + 1
+            b = (b >> 8) - 1
+        else:
+            b >>= 8
+    if b >= a:
+        yield 3, a << 24, b - a + 1
+
+
+def _cidrs(first: int, last: int, level: int, value: DataValue | None) -> Iterator[DataEntry]:
+    """ip4set units [first, last] of one level as aligned CIDRs no shorter than the level.
+
+    Runs are kept within the level's band of prefix lengths (/25-/32 for /32 units, ...,
+    /0-/8 for /8 units) so that the longest-prefix match still prefers every higher level.
+    """
+    unit = 1 << (8 * level)
+    if last - first + 1 == unit:
+        yield Network(4, first, 32 - 8 * level), value
+        return
+    largest = 1 << 32 if level == 3 else unit << 7
+    while first <= last:
+        size = first & -first if first else 1 << 32
+        size = min(size, largest)
+        while first + size - 1 > last:
+            size >>= 1
+        yield Network(4, first, 33 - size.bit_length()), value
+        first += size
+
+
+def read_data(
+    files: Iterable[tuple[str, Iterable[str]]], kind: DatasetType = DatasetType.AUTO
+) -> tuple[list[DataEntry], list[LineProblem]]:
+    """Read (name, lines) pairs as one dataset; returns its entries and the problems found."""
+    data = RbldnsdData(kind)
+    for name, lines in files:
+        for _ in data.read(name, lines):
+            pass
+    entries = list(data.entries())
+    return entries, data.problems
