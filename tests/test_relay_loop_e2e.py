@@ -26,7 +26,7 @@ from dnsbl.store import ListingStore
 from dnsbl.verdicts import relay_listings
 from dnsbl.worker import run_worker
 from dnsbl.zone_sync import ZoneFollower
-from tests.conftest import ZONE, zone_config
+from tests.conftest import PG_URL, ZONE, zone_config
 from tests.postfix_lab import CLOSED_ADDRESS, OPEN_ADDRESS, PostfixLab, running_lab
 from tests.relay_lab import settled
 from tests.smtp_fakes import free_port
@@ -97,6 +97,8 @@ def lab_settings(database_url: str, postfix: PostfixLab) -> Settings:
     return _settings(database_url, postfix)
 
 
+# One run is enough (Postfix takes seconds to start): on PostgreSQL when there is one.
+@pytest.mark.parametrize("database_url", ["postgresql" if PG_URL else "sqlite"], indirect=True)
 async def test_nominate_list_fix_delist(
     engine: Engine, lab_settings: Settings, postfix: PostfixLab, dns_node: DnsServer
 ) -> None:
