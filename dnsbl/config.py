@@ -179,7 +179,7 @@ class TesterSettings(_Section):
     sweep_interval: Annotated[float, Field(gt=0)] = 300.0  # expiry sweeps
     listing_days: Annotated[float, Field(gt=0)] = 30.0  # a confirmation lists for this long
     list_zones: list[str] = []  # zones relays are listed in; empty: every configured zone
-    nominations_per_submitter: Annotated[int, Field(ge=1)] = 20
+    nominations_per_submitter: Annotated[int, Field(ge=1)] = 100
     nomination_window: Annotated[float, Field(gt=0)] = 3600.0
     delists_per_address: Annotated[int, Field(ge=1)] = 3
     delists_per_requester: Annotated[int, Field(ge=1)] = 10
