@@ -57,4 +57,3 @@ async def run_api(
         server.should_exit = True
         await task
         raise
-

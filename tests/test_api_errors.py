@@ -139,3 +139,19 @@ def test_metrics_parse_and_count(
     assert samples[("dnsbl_listings", (("category", "open-relay"), ("zone", ZONE)))] == 2
     assert samples[("dnsbl_queue_jobs", (("status", "waiting"),))] == 1
     assert samples[("dnsbl_queue_jobs", (("status", "failed"),))] == 0
+
+
+def test_nul_characters_are_refused_before_the_database(client: TestClient, admin_key: str) -> None:
+    # PostgreSQL cannot store NUL; without the check these would be 500s there.
+    body = assert_problem(
+        client.post("/v1/nominations", json={"address": "192.0.2.1", "note": "a\x00b"}),
+        422,
+        "validation",
+    )
+    assert body["errors"][0]["field"] == "body.note"
+    assert_problem(
+        client.get("/v1/admin/listings", params={"category": "x\x00"}, headers=bearer(admin_key)),
+        422,
+        "validation",
+    )
+    assert_problem(client.get("/v1/lookup/192.0.2.1%00"), 400, "bad-address")

@@ -11,7 +11,7 @@ from api.auth import OperatorKey
 from api.deps import EngineDep
 from api.problems import responses
 from api.schemas.admin import AuditEntryPublic
-from api.schemas.common import Page
+from api.schemas.common import TEXT_PATTERN, Page
 
 router = APIRouter(prefix="/v1/admin/audit", tags=["admin: audit"])
 
@@ -20,7 +20,9 @@ router = APIRouter(prefix="/v1/admin/audit", tags=["admin: audit"])
 def read_audit(
     key: OperatorKey,
     engine: EngineDep,
-    action: Annotated[str | None, Query(max_length=64, examples=["listing.create"])] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, pattern=TEXT_PATTERN, examples=["listing.create"])
+    ] = None,
     actor_key_id: Annotated[int | None, Query(ge=0, le=2**31)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,

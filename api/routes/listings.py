@@ -19,7 +19,7 @@ from api.auth import AdminKey, OperatorKey, actor
 from api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
 from api.listing_queries import ListingFilter, find_listings, get_listing
 from api.problems import Problem, responses
-from api.schemas.common import ADDRESS_PATTERN, NETWORK_PATTERN, Page
+from api.schemas.common import ADDRESS_PATTERN, NETWORK_PATTERN, TEXT_PATTERN, Page
 from api.schemas.listings import ListingCreate, ListingEnd, ListingPublic
 from dnsbl.addresses import parse_address, parse_network
 from dnsbl.errors import AddressError, UnknownZoneError
@@ -39,9 +39,9 @@ def list_listings(
     key: OperatorKey,
     session: SessionDep,
     settings: SettingsDep,
-    zone: Annotated[str | None, Query(max_length=253)] = None,
-    category: Annotated[str | None, Query(max_length=64)] = None,
-    source: Annotated[str | None, Query(max_length=32)] = None,
+    zone: Annotated[str | None, Query(max_length=253, pattern=TEXT_PATTERN)] = None,
+    category: Annotated[str | None, Query(max_length=64, pattern=TEXT_PATTERN)] = None,
+    source: Annotated[str | None, Query(max_length=32, pattern=TEXT_PATTERN)] = None,
     active: Annotated[bool | None, Query(description="true: in force; false: ended")] = None,
     network: Annotated[
         str | None,

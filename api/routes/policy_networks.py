@@ -11,7 +11,7 @@ from api.auth import AdminKey, OperatorKey, actor
 from api.deps import EngineDep
 from api.problems import Problem, responses
 from api.schemas.admin import PolicyNetworkCreate, PolicyNetworkPublic
-from api.schemas.common import NETWORK_PATTERN
+from api.schemas.common import NETWORK_PATTERN, TEXT_PATTERN
 from dnsbl import policy
 
 router = APIRouter(prefix="/v1/admin/policy-networks", tags=["admin: policy networks"])
@@ -60,7 +60,7 @@ def remove_policy_network(
     engine: EngineDep,
     network: Annotated[str, Query(min_length=1, max_length=64, pattern=NETWORK_PATTERN)],
     kind: Kind,
-    reason: Annotated[str | None, Query(max_length=2000)] = None,
+    reason: Annotated[str | None, Query(max_length=2000, pattern=TEXT_PATTERN)] = None,
 ) -> None:
     """Take a network off a list."""
     if not policy.remove_policy_network(engine, network, kind, actor(key)):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from api.schemas.common import AddressText, NetworkText, Public, Reason, UtcDatetime
+from api.schemas.common import AddressText, Input, NetworkText, Public, Reason, UtcDatetime
 
 
-class RetestCreate(BaseModel):
+class RetestCreate(Input):
     """A retest of one address, or of every active listing of a zone (optionally one category)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     address: AddressText | None = None
     zone: str | None = Field(None, min_length=1, max_length=253)
@@ -65,10 +63,8 @@ class QueuePublic(BaseModel):
     offset: int
 
 
-class PolicyNetworkCreate(BaseModel):
+class PolicyNetworkCreate(Input):
     """A network never to test, or never to list."""
-
-    model_config = ConfigDict(extra="forbid")
 
     network: NetworkText
     kind: Literal["never-test", "never-list"]
@@ -111,10 +107,8 @@ class ZonePublic(BaseModel):
     negative_ttl: int
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(Input):
     """A new API key."""
-
-    model_config = ConfigDict(extra="forbid")
 
     role: Literal["operator", "admin"]
     name: str | None = Field(None, min_length=1, max_length=128)

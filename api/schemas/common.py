@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from dnsbl.timestamps import aware
 
@@ -61,6 +61,27 @@ Email = Annotated[
 ]
 Note = Annotated[str, Field(max_length=2000)]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+# Text a client sends: PostgreSQL cannot store NUL, and nothing legitimate contains one.
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
+def _no_nul(value: object) -> object:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class Input(BaseModel):
+    """A request body: unknown fields are refused, and no text field may hold a NUL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return _no_nul(value)
 
 
 class Public(BaseModel):

@@ -5,15 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from api.schemas.common import RETURN_CODE_PATTERN, NetworkText, Reason, UtcDatetime
+from api.schemas.common import RETURN_CODE_PATTERN, Input, NetworkText, Reason, UtcDatetime
 
 
-class ListingCreate(BaseModel):
+class ListingCreate(Input):
     """A manual or report-based listing to add to a zone."""
-
-    model_config = ConfigDict(extra="forbid")
 
     zone: str = Field(min_length=1, max_length=253, examples=["bl.example.org"])
     network: NetworkText
@@ -39,10 +37,8 @@ class ListingCreate(BaseModel):
     )
 
 
-class ListingEnd(BaseModel):
+class ListingEnd(Input):
     """Why a listing ends."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reason: Reason
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from api.schemas.common import AddressText, Email, Note, Public, UtcDatetime
+from api.schemas.common import AddressText, Email, Input, Note, Public, UtcDatetime
 
 
-class NominationCreate(BaseModel):
+class NominationCreate(Input):
     """A host to test for open relaying."""
-
-    model_config = ConfigDict(extra="forbid")
 
     address: AddressText
     email: Email | None = None
@@ -32,10 +30,8 @@ class NominationPublic(Public):
     test_url: str | None = None
 
 
-class DelistRequestCreate(BaseModel):
+class DelistRequestCreate(Input):
     """A request to remove a listed host, by a retest the requester accepts."""
-
-    model_config = ConfigDict(extra="forbid")
 
     address: AddressText
     confirmed_fixed: bool = Field(
