@@ -332,3 +332,18 @@ async def test_same_port_for_udp_and_tcp_on_every_listen_address() -> None:
             udp = await dns.asyncquery.udp(query, host, port=port, timeout=3)
             tcp = await dns.asyncquery.tcp(query, host, port=port, timeout=3)
             assert answers(udp, "A") == answers(tcp, "A") == ["127.0.0.2"]
+
+
+async def test_listens_on_ipv6_loopback() -> None:
+    import socket
+
+    from tests.conftest import need
+
+    need(socket.has_ipv6, "no IPv6")
+    async with running([make_index([])], listen=["[::1]:0"]) as server:
+        host, port = server.endpoints[0]
+        assert host == "::1"
+        query = dns.message.make_query("2.0.0.127." + ZONE, "A")
+        udp = await dns.asyncquery.udp(query, host, port=port, timeout=3)
+        tcp = await dns.asyncquery.tcp(query, host, port=port, timeout=3)
+        assert answers(udp, "A") == answers(tcp, "A") == ["127.0.0.2"]

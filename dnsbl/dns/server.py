@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import logging
+import socket
 from typing import Any
 
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
@@ -26,37 +28,51 @@ log = logging.getLogger(__name__)
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
 TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
 _BIND_ATTEMPTS = 20
+_UDP_BATCH = 64  # datagrams answered per readiness event before other tasks get a turn
+_UDP_BUFFER = 4 << 20  # receive buffer asked for (the kernel caps it at net.core.rmem_max)
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    """Answers datagrams; the hot path is inlined here to save a call per query."""
+class _UdpListener:
+    """One UDP socket, read straight from the event loop's selector.
 
-    def __init__(self, server: DnsServer) -> None:
+    asyncio's datagram transport hands over one datagram per loop iteration; reading up to
+    `_UDP_BATCH` per readiness event and answering in place saves that round per query. A
+    reply the socket cannot take right now is dropped, as UDP allows: the client retries.
+    """
+
+    def __init__(self, server: DnsServer, sock: socket.socket) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def read_ready(self) -> None:
         server = self.server
-        transport = self.transport
-        assert transport is not None
-        try:
-            fast = answer_fast(data, server.table, server.max_payload, None)
-            if fast is not None:
-                transport.sendto(fast[0], addr)
-                server.counts[fast[1]] += 1
+        table = server.table
+        max_payload = server.max_payload
+        counts = server.counts
+        recvfrom = self.sock.recvfrom
+        sendto = self.sock.sendto
+        for _ in range(_UDP_BATCH):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
                 return
-            reply = server.responder.respond(data, tcp=False, peer=addr[0])
-            for message in reply.messages:
-                transport.sendto(message, addr)
-            server.counts[reply.key] += 1
-        except Exception:
-            log.exception("failed to answer a UDP query from %s", addr[0])
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP socket error: %s", exc)
+            except OSError as exc:  # e.g. an ICMP error reported for an earlier reply
+                log.debug("UDP receive error: %s", exc)
+                continue
+            try:
+                fast = answer_fast(data, table, max_payload, None)
+                if fast is not None:
+                    counts[fast[1]] += 1
+                    sendto(fast[0], addr)
+                    continue
+                reply = server.responder.respond(data, tcp=False, peer=addr[0])
+                counts[reply.key] += 1
+                for message in reply.messages:
+                    sendto(message, addr)
+            except OSError as exc:
+                log.debug("UDP reply to %s dropped: %s", addr[0], exc)
+            except Exception:
+                log.exception("failed to answer a UDP query from %s", addr[0])
 
 
 class DnsServer:
@@ -83,7 +99,7 @@ class DnsServer:
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.notifier = Notifier(settings.notify)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []
         self._connections: set[asyncio.StreamWriter] = set()
         self._endpoints: list[tuple[str, int]] = []
@@ -122,10 +138,8 @@ class DnsServer:
     async def _bind(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         for attempt in range(_BIND_ATTEMPTS if port == 0 else 1):
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port)
-            )
-            bound = udp.get_extra_info("sockname")[1]
+            udp = _udp_socket(host, port)
+            bound = udp.getsockname()[1]
             try:
                 tcp = await asyncio.start_server(self._serve_tcp, host, bound)
             except OSError:
@@ -133,6 +147,7 @@ class DnsServer:
                 if port or attempt == _BIND_ATTEMPTS - 1:
                     raise
                 continue  # the port UDP got is taken for TCP: try another
+            loop.add_reader(udp.fileno(), _UdpListener(self, udp).read_ready)
             self._udp.append(udp)
             self._tcp.append(tcp)
             return host, bound
@@ -141,6 +156,8 @@ class DnsServer:
     async def stop(self) -> None:
         """Close every listener and connection, and stop sending NOTIFY."""
         for udp in self._udp:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(udp.fileno())
             udp.close()
         for tcp in self._tcp:
             tcp.close()
@@ -201,3 +218,18 @@ class DnsServer:
             return await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             return None
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    """A bound, non-blocking UDP socket for `host:port`."""
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
