@@ -53,7 +53,7 @@ async def test_axfr_to_a_peer() -> None:
 
 
 async def test_big_zone_takes_several_messages() -> None:
-    rows = [row(f"10.{i // 256}.{i % 256}.1", txt="x" * 40 + " $") for i in range(3000)]
+    rows = [row(f"10.{i // 256}.{i % 256}.1", txt="x" * 80 + " $") for i in range(1500)]
     async with running([make_index(rows, serial=3)]) as server:
         messages = await asyncio.to_thread(_xfr, server)
         assert len(messages) > 1
@@ -61,7 +61,7 @@ async def test_big_zone_takes_several_messages() -> None:
         records = _records(messages)
         assert records[0].rdtype == records[-1].rdtype == dns.rdatatype.SOA
         a_records = [r for r in records if r.rdtype == dns.rdatatype.A]
-        assert len(a_records) == 3002  # and 127.0.0.2, ::ffff:7f00:2
+        assert len(a_records) == 1502  # and 127.0.0.2, ::ffff:7f00:2
 
 
 async def test_axfr_refused_to_others_and_over_udp() -> None:
