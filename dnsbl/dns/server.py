@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
 TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
 _BIND_ATTEMPTS = 20
+_UDP_MAX_QUERY = 4096  # longer datagrams arrive cut, and get FORMERR
 _UDP_BATCH = 64  # datagrams answered per readiness event before other tasks get a turn
 _UDP_BUFFER = 4 << 20  # receive buffer asked for (the kernel caps it at net.core.rmem_max)
 
@@ -53,7 +54,7 @@ class _UdpListener:
         sendto = self.sock.sendto
         for _ in range(_UDP_BATCH):
             try:
-                data, addr = recvfrom(65535)
+                data, addr = recvfrom(_UDP_MAX_QUERY)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. an ICMP error reported for an earlier reply
@@ -193,6 +194,9 @@ class DnsServer:
                         for message in reply.messages:
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
+                            # drain() does not yield while the socket keeps up: let the
+                            # other clients in between the messages of a long transfer.
+                            await asyncio.sleep(0)
                         self.counts[reply.key] += 1
                     await writer.drain()
                 except (ConnectionError, asyncio.CancelledError):
