@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "dnsbl.cli.run",
     "dnsbl.cli.database",
     "dnsbl.cli.listings",
+    "dnsbl.cli.transfer",
     "dnsbl.cli.testing",
     "dnsbl.cli.admin",
 )
