@@ -128,7 +128,7 @@ def _zone_enums(components: dict[str, Any], zones: list[str]) -> None:
     """Name the configured zones in the schema, where a request body must give one."""
     if not zones:
         return
-    for model in ("ListingCreate", "RetestCreate"):
+    for model in ("ListingCreate", "RetestZoneCreate"):
         zone = components.get(model, {}).get("properties", {}).get("zone")
         if zone is None:
             continue

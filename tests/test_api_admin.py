@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -85,7 +86,7 @@ def test_create_list_and_end_a_listing(client: TestClient, engine: Engine, admin
             "code": "127.0.0.9",
             "reason": "trap hits",
             "source": "report",
-            "expires_in_days": 7,
+            "expires_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
         },
     )
     assert response.status_code == 201, response.text
@@ -144,6 +145,13 @@ def test_create_listing_refusals(client: TestClient, admin_key: str) -> None:
     assert_problem(create(code="banana"), 422, "validation")
     assert_problem(create(expires_at="2001-01-01T00:00:00Z"), 422)
     assert_problem(create(expires_at="2101-01-01T00:00:00Z", expires_in_days=2), 422)
+    assert_problem(
+        client.post(
+            "/v1/admin/retests", headers=headers, json={"address": "192.0.2.1", "zone": ZONE}
+        ),
+        422,
+        "validation",
+    )
     assert_problem(create(reason=""), 422, "validation")
     assert_problem(create(colour="red"), 422, "validation")
     assert_problem(create(source="rumour"), 422, "validation")

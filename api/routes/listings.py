@@ -7,7 +7,7 @@ and the DNS nodes, which follow the log, answer it within their sync interval.
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -89,10 +89,6 @@ def read_listing(
 
 
 def _expiry(body: ListingCreate) -> datetime | None:
-    if body.expires_at is not None and body.expires_in_days is not None:
-        raise Problem(422, "validation", "give expires_at or expires_in_days, not both")
-    if body.expires_in_days is not None:
-        return utcnow() + timedelta(days=body.expires_in_days)
     if body.expires_at is None:
         return None
     expires = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=UTC)

@@ -9,7 +9,7 @@ from api import audit
 from api.auth import OperatorKey, actor
 from api.deps import EngineDep, SettingsDep
 from api.problems import Problem, responses
-from api.schemas.admin import RetestCreate, RetestsScheduled
+from api.schemas.admin import RetestAddressCreate, RetestCreate, RetestsScheduled
 from dnsbl import jobs
 from dnsbl.addresses import IPV4_BITS, IPV6_BITS, address_text
 from dnsbl.errors import PolicyRefused, UnknownZoneError
@@ -54,13 +54,12 @@ def schedule_retests(
     every host listed in a zone, optionally in one category. Hosts that policy forbids to
     test are skipped; a single address that policy forbids is refused (403)."""
     who = actor(key)
-    if body.address is not None:
+    if isinstance(body, RetestAddressCreate):
         job = jobs.schedule_retest(engine, settings, body.address, actor=who, forced=True)
         audit.record(
             engine, key, "retest.schedule", job.target, reason=body.reason, detail={"job": job.id}
         )
         return RetestsScheduled(scheduled=1, addresses=[job.target], skipped=[])
-    assert body.zone is not None
     try:
         zone = settings.zone(body.zone)
     except UnknownZoneError as exc:

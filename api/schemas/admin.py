@@ -4,26 +4,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from api.schemas.common import AddressText, Input, NetworkText, Public, Reason, UtcDatetime
 
 
-class RetestCreate(Input):
-    """A retest of one address, or of every active listing of a zone (optionally one category)."""
+class RetestAddressCreate(Input):
+    """A retest of one address."""
 
-    address: AddressText | None = None
-    zone: str | None = Field(None, min_length=1, max_length=253)
+    address: AddressText
+    reason: str | None = Field(None, max_length=2000)
+
+
+class RetestZoneCreate(Input):
+    """A retest of every host listed in a zone, or in one category of it."""
+
+    zone: str = Field(min_length=1, max_length=253)
     category: str | None = Field(None, min_length=1, max_length=64)
     reason: str | None = Field(None, max_length=2000)
 
-    @model_validator(mode="after")
-    def _one_target(self) -> RetestCreate:
-        if (self.address is None) == (self.zone is None):
-            raise ValueError("give either address, or zone (with an optional category)")
-        if self.category is not None and self.zone is None:
-            raise ValueError("category needs zone")
-        return self
+
+RetestCreate = RetestAddressCreate | RetestZoneCreate
 
 
 class RetestsScheduled(BaseModel):

@@ -32,9 +32,6 @@ class ListingCreate(Input):
     source: Literal["manual", "report"] = "manual"
     excluded: bool = Field(False, description="An exclusion: never listed, whatever covers it")
     expires_at: datetime | None = Field(None, description="When it leaves the zone by itself")
-    expires_in_days: float | None = Field(
-        None, gt=0, le=36500, description="Alternative to expires_at: expire after so many days"
-    )
 
 
 class ListingEnd(Input):
