@@ -90,7 +90,6 @@ def answer_fast(
             limit = 512
 
     values = index.lookup(family, address)
-    soa = (0xC000 | offset).to_bytes(2, "big") + zone.soa_tail
     if values:
         records = zone.answer_records(qtype, values, family, address)
         rcode = 0
@@ -116,6 +115,8 @@ def answer_fast(
     if records:
         response = b"".join((header, packet[12:qend], *records, opt))
     else:
+        # The SOA's owner is the zone apex: a pointer to it inside the question's name.
+        soa = (0xC000 | offset).to_bytes(2, "big") + zone.soa_tail
         response = b"".join((header, packet[12:qend], soa, opt))
     if len(response) > limit:
         return None
