@@ -18,11 +18,13 @@ from typing import NamedTuple
 from dnslib import EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.dns import DNSBuffer
 
+from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns import transfer
 from dnsbl.dns.query import Verdict, look_up
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
 from dnsbl.index import ZoneIndex
+from dnsbl.txt_template import render_txt
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +173,6 @@ class Responder:
         labels = tuple(label.lower() for label in question.qname.label[:below])
         found = look_up(zone.index, labels)
         if found.verdict == Verdict.LISTED:
-            from dnsbl.addresses import address_text
-            from dnsbl.txt_template import render_txt
-
             if qtype in (QTYPE.A, TYPE_ANY):
                 codes = dict.fromkeys(value.code for value in found.values)
                 for code in codes:
