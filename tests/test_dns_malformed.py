@@ -206,3 +206,19 @@ async def test_tcp_abuse_never_stops_the_server() -> None:
         for transport in (False, True):
             reply = await ask(server, "1.0.0.10." + ZONE, tcp=transport)
             assert answers(reply, "A") == ["127.0.0.2"]
+
+
+def test_the_dns_package_never_loads_the_database_layer() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, dnsbl.dns, dnsbl.zone_records\n"
+        "for m in pkgutil.iter_modules(dnsbl.dns.__path__): importlib.import_module("
+        "'dnsbl.dns.' + m.name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'"
+        " or m in ('dnsbl.store', 'dnsbl.models', 'dnsbl.db')]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
