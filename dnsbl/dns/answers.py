@@ -138,8 +138,13 @@ class Responder:
         if zone.index is None:
             raise _Refusal(2, zone.name)
         if question.qtype in (TYPE_AXFR, TYPE_IXFR):
-            if below or not tcp or not self.may_transfer(peer):
+            if below or not self.may_transfer(peer):
                 raise _Refusal(5, zone.name)
+            if not tcp:
+                if question.qtype == TYPE_AXFR:
+                    raise _Refusal(5, zone.name)
+                # RFC 1995 §2: over UDP, the current SOA alone; a client behind retries on TCP.
+                return Reply([transfer.up_to_date(record, zone)], (zone.name, "NOERROR"))
             return self._transfer(record, zone, peer)
 
         reply = DNSRecord(
@@ -195,10 +200,11 @@ class Responder:
         if client_serial is not None and not _serial_newer(zone.serial, client_serial):
             # RFC 1995 §4: the client is up to date: the current SOA alone.
             messages: Iterable[bytes] = [transfer.up_to_date(record, zone)]
+            log.debug("zone %s: %s is up to date at serial %d", zone.name, peer, zone.serial)
         else:
             source = self.records or transfer.default_records
             messages = transfer.axfr_messages(record, zone, source(zone.index, zone.settings))
-        log.info("zone %s (serial %d) transferred to %s", zone.name, zone.serial, peer)
+            log.info("zone %s (serial %d) transferred to %s", zone.name, zone.serial, peer)
         return Reply(messages, (zone.name, "NOERROR"))
 
 
