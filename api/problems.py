@@ -17,7 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.schemas.common import ADDRESS_PATTERN, NETWORK_PATTERN, RETURN_CODE_PATTERN
+from api.schemas.common import (
+    ADDRESS_PATTERN,
+    EMAIL_PATTERN,
+    NETWORK_PATTERN,
+    RETURN_CODE_PATTERN,
+)
 from dnsbl.errors import AddressError, DnsblError, NotListedError, UnknownZoneError
 
 log = logging.getLogger(__name__)
@@ -114,6 +119,7 @@ def from_error(exc: DnsblError) -> Problem:
 
 _PATTERN_NAMES = {
     ADDRESS_PATTERN: "a valid IPv4 or IPv6 address",
+    EMAIL_PATTERN: "an email address",
     NETWORK_PATTERN: "a valid IPv4 or IPv6 address or CIDR network",
     RETURN_CODE_PATTERN: "a return code in 127.0.0.0/8 (RFC 5782)",
 }

@@ -51,11 +51,14 @@ NetworkText = Annotated[
     ),
 ]
 RETURN_CODE_PATTERN = rf"^127\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+# Loose on purpose (mail admins have odd addresses); whitespace spelled out, because regex
+# engines disagree on what `\s` covers.
+EMAIL_PATTERN = r"^[^@ \t\r\n]+@[^@ \t\r\n]+$"
 Email = Annotated[
     str,
     Field(
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+$",
+        pattern=EMAIL_PATTERN,
         description="Where to reach the requester (optional)",
     ),
 ]
