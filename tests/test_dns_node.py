@@ -23,7 +23,7 @@ from dnsbl.config import load_settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns_node import run_dns_node
 from dnsbl.store import Entry, ListingStore
-from tests.conftest import ZONE, write_config, zone_config
+from tests.conftest import ZONE, need_program, write_config, zone_config
 from tests.dns_support import answers, ask
 
 
@@ -156,5 +156,14 @@ def test_dnsbl_serve_migrates_and_answers(tmp_path: Path) -> None:
         reply = _ask(port, "2.0.0.127." + ZONE, "ANY")
         assert answers(reply, "A") == ["127.0.0.2"]
         assert answers(reply, "TXT") == ['"Listed: see https://bl.example.org/lookup/127.0.0.2"']
+        # dig as an operator would run it (EDNS with a cookie option: the general path).
+        dig = subprocess.run(
+            [need_program("dig"), "@127.0.0.1", "-p", str(port), "2.0.0.127." + ZONE, "A"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "status: NOERROR" in dig.stdout and "flags: qr aa rd;" in dig.stdout
+        assert re.search(r"IN\s+A\s+127\.0\.0\.2", dig.stdout), dig.stdout
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
