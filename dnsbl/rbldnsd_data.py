@@ -126,6 +126,11 @@ class RbldnsdData:
         # ip4set units by (level << 32 | first address): a value, None (an exclusion), or
         # the list of everything given for the unit when several entries meet there.
         self._units: dict[int, _RawValue | list[_RawValue | None] | None] = {}
+        # The line (by count) that gave a unit, for units of ranges and CIDRs: only units of
+        # one line are merged back, so that a listed address stays the network it was written
+        # as (`dnsbl delist 192.0.2.3` finds it), however many neighbours it has.
+        self._origins: dict[int, int] = {}
+        self._ranges = 0
         self._tset: set[int] = set()
         self._tset_excluded: set[int] = set()
         self.problems: list[LineProblem] = []
@@ -280,10 +285,15 @@ class RbldnsdData:
         if first == last:
             self._unit(units, first, value)
             return None
+        origins = self._origins
+        self._ranges += 1
+        origin = self._ranges
         for level, start, count in _ip4set_units(first, last):
             step = 1 << (8 * level)
             for unit in range(start, start + count * step, step):
-                self._unit(units, level << 32 | unit, value)
+                key = level << 32 | unit
+                self._unit(units, key, value)
+                origins.setdefault(key, origin)
         return None
 
     @staticmethod
@@ -361,17 +371,22 @@ class RbldnsdData:
     def _ip4set_entries(self, convert: _Converter) -> Iterator[DataEntry]:
         """ip4set's units, each level's runs of one value merged into CIDRs."""
         units = self._units
+        origins = self._origins
         run_level = -1
         run_start = run_end = 0
         run_value: _RawValue | None = None
+        run_origin: int | None = None
         for key in sorted(units):
             held = units[key]
             level, unit = key >> 32, key & 0xFFFFFFFF
             value = (
                 self._unit_value(level, unit, held, convert) if isinstance(held, list) else held
             )
+            origin = origins.get(key)
             if (
                 unit == run_end + 1
+                and origin is not None
+                and origin == run_origin
                 and level == run_level
                 and (value is run_value or value == run_value)
             ):
@@ -382,7 +397,7 @@ class RbldnsdData:
                     yield Network(4, run_start, 32), convert(run_value)
                 else:
                     yield from _cidrs(run_start, run_end, run_level, convert(run_value))
-            run_level, run_start, run_value = level, unit, value
+            run_level, run_start, run_value, run_origin = level, unit, value, origin
             run_end = unit + (1 << (8 * level)) - 1
         if run_level >= 0:
             yield from _cidrs(run_start, run_end, run_level, convert(run_value))

@@ -1,0 +1,148 @@
+"""The importer on SQLite and PostgreSQL: one transaction, problems, replace, values, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from dnsbl.cli import main
+from dnsbl.config import Settings, ZoneSettings
+from dnsbl.errors import ImportFormatError, UnknownZoneError
+from dnsbl.importer import Progress, import_files
+from dnsbl.rbldnsd_data import DatasetType, LineProblem
+from dnsbl.store import ListingStore
+from dnsbl.zone_sync import load_index
+from tests.conftest import ZONE, write_config
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _answer(engine: Engine, zone: ZoneSettings, address: str) -> list[tuple[str, str | None]]:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    return [(v.code, v.txt) for v in load_index(engine, zone).lookup(ip.version, int(ip))]
+
+
+def test_files_are_imported_in_one_write_with_explicit_values(
+    tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
+) -> None:
+    zone = settings.zone(ZONE)
+    plain = _write(tmp_path / "plain.txt", "192.0.2.1\n198.51.100.0/24\n2001:db8::/32\n")
+    data = _write(tmp_path / "data.txt", ":3:Listed $\n203.0.113.0/24\n!203.0.113.5\n")
+    before = store.serial(ZONE)
+    result = import_files(store, zone, [plain, data])
+    assert result.write is not None
+    assert (result.files, result.lines, result.entries) == (2, 6, 5)
+    assert result.write.serial == before + 1 and result.write.added == 5
+    # No value and no default line: rbldnsd's 127.0.0.2 and no TXT, not the zone's template.
+    assert _answer(engine, zone, "192.0.2.1") == [("127.0.0.2", None)]
+    assert _answer(engine, zone, "203.0.113.9") == [("127.0.0.3", "Listed $")]
+    assert _answer(engine, zone, "203.0.113.5") == []
+    [listing] = store.listings_containing("192.0.2.1")
+    assert (listing.category, listing.source, listing.txt) == ("imported", "import", "")
+
+
+def test_zone_values_give_valueless_entries_the_zones_code_and_text(
+    tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
+) -> None:
+    zone = settings.zone(ZONE)
+    path = _write(tmp_path / "list.txt", "192.0.2.1\n192.0.2.2 :5\n")
+    import_files(store, zone, [path], category="relay-output", zone_values=True)
+    assert _answer(engine, zone, "192.0.2.1") == [("127.0.0.3", zone.txt)]
+    assert _answer(engine, zone, "192.0.2.2") == [("127.0.0.5", None)]
+
+
+def test_bad_lines_are_reported_with_file_and_line_and_skipped(
+    tmp_path: Path, store: ListingStore, settings: Settings
+) -> None:
+    path = _write(tmp_path / "bad.txt", "192.0.2.1\nnot an address\n$SOA 0 a b 1 2 3 4 5\n"
+                                        "192.0.2.0/33\n192.0.2.2\n")
+    reported: list[LineProblem] = []
+    result = import_files(store, settings.zone(ZONE), [path], report=reported.append)
+    assert [str(p) for p in reported] == [
+        f"{path}:2: invalid address",
+        f"{path}:3: $SOA ignored: dnsbl takes it from its configuration",
+        f"{path}:4: invalid address",
+    ]
+    assert result.entries == 2 and result.write and result.write.added == 2
+
+
+def test_an_unreadable_file_or_unknown_zone_writes_nothing(
+    tmp_path: Path, store: ListingStore, settings: Settings
+) -> None:
+    good = _write(tmp_path / "good.txt", "192.0.2.1\n")
+    before = store.serial(ZONE)
+    with pytest.raises(ImportFormatError, match=r"missing\.txt: cannot read"):
+        import_files(store, settings.zone(ZONE), [good, tmp_path / "missing.txt"])
+    other = ZoneSettings(name="other.example.org", ns=["ns1.example.org"],
+                         hostmaster="hostmaster.example.org")
+    with pytest.raises(UnknownZoneError):
+        import_files(store, other, [good])
+    assert store.serial(ZONE) == before
+    assert store.listings_containing("192.0.2.1", active_only=False) == []
+
+
+def test_replace_ends_what_the_files_no_longer_list_and_reimport_is_a_no_op(
+    tmp_path: Path, store: ListingStore, settings: Settings
+) -> None:
+    zone = settings.zone(ZONE)
+    first = _write(tmp_path / "v1.txt", "192.0.2.1\n192.0.2.2\n")
+    second = _write(tmp_path / "v2.txt", "192.0.2.2\n192.0.2.3\n")
+    import_files(store, zone, [first])
+    again = import_files(store, zone, [first])
+    assert again.write and (again.write.added, again.write.unchanged) == (0, 2)
+    result = import_files(store, zone, [second], replace=True)
+    assert result.write and (result.write.added, result.write.removed) == (1, 1)
+    assert store.listings_containing("192.0.2.1") == []
+    assert [x.network for x in store.listings_containing("192.0.2.3")] == ["192.0.2.3/32"]
+
+
+def test_gzip_files_and_explicit_types(
+    tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
+) -> None:
+    zone = settings.zone(ZONE)
+    path = tmp_path / "data.gz"
+    with gzip.open(path, "wt") as out:
+        out.write("!10.0.0.0/25\n10.0.0.0/26 :4\n")
+    import_files(store, zone, [path], kind=DatasetType.IP4TRIE)
+    assert _answer(engine, zone, "10.0.0.1") == [("127.0.0.4", None)]
+    assert _answer(engine, zone, "10.0.0.100") == []
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_counts_otherwise() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    bar = Progress(1000, terminal)
+    bar.update(10, 500)
+    bar.message("done")
+    assert "\rreading [###############               ]  50% 10 lines" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\x1b[Kdone\n")
+    log = io.StringIO()
+    counter = Progress(1000, log, every=100)
+    counter.update(50, 10)
+    counter.update(150, 20)
+    assert log.getvalue() == "read 150 lines\n"
+
+
+def test_cli_import_reports_problems_on_stderr_and_a_summary(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "dnsbl.toml", database_url)
+    path = _write(tmp_path / "list.txt", "192.0.2.1\nbogus\n")
+    assert main(["--config", str(config), "import", ZONE, str(path), "--category", "x"]) == 0
+    captured = capsys.readouterr()
+    assert f"{path}:2: invalid address" in captured.err
+    assert f"{ZONE}: 2 lines, 1 entries: 1 added, 0 unchanged" in captured.out
+    assert main(["--config", str(config), "import", "nope.example.org", str(path)]) == 2
+    assert "unknown zone" in capsys.readouterr().err
