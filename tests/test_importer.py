@@ -16,7 +16,7 @@ from dnsbl.importer import Progress, import_files
 from dnsbl.rbldnsd_data import DatasetType, LineProblem
 from dnsbl.store import ListingStore
 from dnsbl.zone_sync import load_index
-from tests.conftest import ZONE, write_config
+from tests.conftest import ZONE, write_config, zone_config
 
 
 def _write(path: Path, text: str) -> Path:
@@ -82,8 +82,7 @@ def test_an_unreadable_file_or_unknown_zone_writes_nothing(
     before = store.serial(ZONE)
     with pytest.raises(ImportFormatError, match=r"missing\.txt: cannot read"):
         import_files(store, settings.zone(ZONE), [good, tmp_path / "missing.txt"])
-    other = ZoneSettings(name="other.example.org", ns=["ns1.example.org"],
-                         hostmaster="hostmaster.example.org")
+    other = ZoneSettings(**zone_config("other.example.org"))  # type: ignore[arg-type]
     with pytest.raises(UnknownZoneError):
         import_files(store, other, [good])
     assert store.serial(ZONE) == before
