@@ -38,6 +38,7 @@ _ROUTE_MODULES = (
     "api.routes.keys",
     "api.routes.health",
     "api.pages",
+    "api.nomination_pages",
 )
 
 DESCRIPTION = """\

@@ -30,11 +30,13 @@ templates = Jinja2Templates(directory=FsPath(__file__).parent / "templates")
 _FINAL = {"delisted", "still-listed", "untestable"}
 
 
-def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render template `name` with `context`."""
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def _address_path(address: str) -> str:
+def address_path(address: str) -> str:
+    """An address as a URL path segment."""
     return quote(address, safe=":.")
 
 
@@ -42,8 +44,8 @@ def _address_path(address: str) -> str:
 def home(request: Request, client: ClientDep, addr: str | None = None) -> Response:
     """The lookup form, with the visitor's own address filled in."""
     if addr:
-        return RedirectResponse(f"/lookup/{_address_path(addr.strip()[:64])}", status_code=303)
-    return _page(request, "index.html", visitor=client)
+        return RedirectResponse(f"/lookup/{address_path(addr.strip()[:64])}", status_code=303)
+    return page(request, "index.html", visitor=client)
 
 
 @router.get("/lookup/{addr}", response_class=HTMLResponse)
@@ -58,14 +60,14 @@ def lookup_page(
     try:
         result = lookup(engine, settings, addr)
     except AddressError as exc:
-        return _page(request, "index.html", 400, visitor=addr, error=exc.detail)
+        return page(request, "index.html", 400, visitor=addr, error=exc.detail)
     tests = relay_tests_of(engine, result.address)
-    return _page(
+    return page(
         request,
         "lookup.html",
         result=result,
         tests=tests,
-        address_path=_address_path(result.address),
+        address_path=address_path(result.address),
     )
 
 
@@ -79,18 +81,18 @@ def delist_status_page(
     """The progress and outcome of a removal request; refreshes itself until it is decided."""
     view = delisting.get_delist_request(engine, request_id)
     if view is None:
-        return _page(
+        return page(
             request, "message.html", 404, title="Not found", message=f"No request {request_id}."
         )
     public = to_public(engine, view, settings)
     tests = [t for t in relay_tests_of(engine, public.address) if t.id == public.test_id]
-    return _page(
+    return page(
         request,
         "delist_status.html",
         item=public,
         test=tests[0] if tests else None,
         final=public.status in _FINAL,
-        address_path=_address_path(public.address),
+        address_path=address_path(public.address),
     )
 
 
@@ -105,8 +107,8 @@ def delist_form(
     try:
         result = lookup(engine, settings, addr)
     except AddressError as exc:
-        return _page(request, "index.html", 400, visitor=addr, error=exc.detail)
-    return _page(request, "delist.html", result=result, address_path=_address_path(result.address))
+        return page(request, "index.html", 400, visitor=addr, error=exc.detail)
+    return page(request, "delist.html", result=result, address_path=address_path(result.address))
 
 
 @router.post("/delist/{addr}", response_class=HTMLResponse)
@@ -132,24 +134,24 @@ def delist_submit(
     except DnsblError as exc:
         problem = from_error(exc)
         result = lookup(engine, settings, addr) if _is_address(addr) else None
-        return _page(
+        return page(
             request,
             "delist.html",
             problem.status,
             result=result,
-            address_path=_address_path(addr),
+            address_path=address_path(addr),
             error=problem.detail,
             email=email,
             note=note,
         )
     except ValueError as exc:  # the body's own validation (a malformed email, say)
         result = lookup(engine, settings, addr) if _is_address(addr) else None
-        return _page(
+        return page(
             request,
             "delist.html",
             422,
             result=result,
-            address_path=_address_path(addr),
+            address_path=address_path(addr),
             error=_first_error(exc),
             email=email,
             note=note,

@@ -58,3 +58,17 @@ def test_delist_form_for_an_unlisted_address(client: TestClient) -> None:
     answer = client.post("/delist/192.0.2.99", data={"confirmed_fixed": "true"})
     assert answer.status_code == 409
     assert "not listed" in answer.text
+
+
+def test_nominate_from_the_lookup_page(client: TestClient) -> None:
+    lookup = client.get("/lookup/192.0.2.30")
+    assert 'action="/nominate/192.0.2.30"' in lookup.text
+    queued = client.post("/nominate/192.0.2.30", follow_redirects=False)
+    assert queued.status_code == 303
+    status = client.get(queued.headers["location"])
+    assert "position 1 in the queue" in status.text
+    assert 'http-equiv="refresh"' in status.text
+    refused = client.post("/nominate/10.9.9.9")
+    assert refused.status_code == 403
+    assert "outside testable networks" in refused.text
+    assert client.get("/nominations/4242").status_code == 404

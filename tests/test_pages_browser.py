@@ -165,3 +165,4 @@ def test_lookup_delist_and_see_the_outcome(
     assert ListingStore(browser_engine).listings_containing(ADDRESS) == []
     browser.navigate(f"{server_url}/lookup/{ADDRESS}")
     assert "Not listed" in browser.text()
+    browser.screenshot(ARTIFACTS / "lookup-delisted.png")
