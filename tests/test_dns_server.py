@@ -347,3 +347,11 @@ async def test_listens_on_ipv6_loopback() -> None:
         udp = await dns.asyncquery.udp(query, host, port=port, timeout=3)
         tcp = await dns.asyncquery.tcp(query, host, port=port, timeout=3)
         assert answers(udp, "A") == answers(tcp, "A") == ["127.0.0.2"]
+
+
+async def test_publishing_an_unconfigured_zone_is_an_error(server: DnsServer) -> None:
+    from dnsbl.errors import UnknownZoneError
+
+    with pytest.raises(UnknownZoneError):
+        server.publish(make_index([], zone=zone_settings("other.example.org")))
+    assert answers(await ask(server, "1.0.0.10." + ZONE), "A") == ["127.0.0.2"]

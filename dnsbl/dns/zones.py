@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.query import NIBBLES, OCTETS
+from dnsbl.errors import UnknownZoneError
 from dnsbl.index import Value, ZoneIndex, with_test_value
 from dnsbl.txt_template import render_txt
 
@@ -176,7 +177,7 @@ class ZoneTable:
         wire = name_wire(index.zone)
         old = self.by_wire.get(wire)
         if old is None:
-            raise KeyError(f"zone {index.zone!r} is not configured on this server")
+            raise UnknownZoneError(f"zone {index.zone!r} is not configured on this server")
         if index.test_value is ZoneIndex.test_value:
             # 127.0.0.2 answers with the zone's own code and text (RFC 5782 §5).
             index = with_test_value(index, old.settings.default_code, old.settings.txt or None)
