@@ -7,6 +7,7 @@ policy that allows the documentation networks, so nominations of 192.0.2.x are t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,10 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from api import create_app
+from dnsbl import relay_tests
 from dnsbl.addresses import parse_network
 from dnsbl.apikeys import create_key
 from dnsbl.config import Settings, load_settings
 from dnsbl.store import Entry, ListingStore
+from dnsbl.tester.probe import ProbeReport
+from dnsbl.verdicts import CONFIRMED
 from tests.conftest import ZONE, zone_config
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "bearer",
     "client",
     "operator_key",
+    "relay_test_of",
 ]
 
 PUBLIC_URL = "https://bl.example.org"
@@ -116,3 +121,21 @@ def add_listing(
         source=source,
     )
     return result.listing_ids[0]
+
+
+def relay_test_of(engine: Engine, address: str, verdict: str = CONFIRMED) -> int:
+    """A finished relay test of `address`, as the worker records one."""
+    test_id = relay_tests.start_test(engine, address, job_id=None, forced=False)
+    now = datetime.now(UTC)
+    report = ProbeReport(
+        target=address,
+        started_at=now,
+        finished_at=now,
+        outcome="accepted",
+        banner="220 mx.example.net ESMTP",
+        ehlo_reply="250 mx.example.net",
+        transcript="S: 220 mx.example.net ESMTP\nC: EHLO tester\n",
+    )
+    relay_tests.record_probe(engine, test_id, report)
+    relay_tests.set_verdict(engine, test_id, verdict, "test messages arrived")
+    return test_id

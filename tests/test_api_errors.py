@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from api import create_app
 from dnsbl.config import Settings
 from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import ZONE, add_listing, assert_problem, bearer
+from tests.api_fixtures import ZONE, add_listing, assert_problem, bearer, relay_test_of
 
 
 def test_unknown_path_and_method(client: TestClient) -> None:
@@ -121,6 +121,11 @@ def test_metrics_parse_and_count(
     add_listing(engine, "192.0.2.1")
     add_listing(engine, "192.0.2.2")
     add_listing(engine, "192.0.2.3", excluded=True)
+    relay_test_of(engine, "192.0.2.1")
+    relay_test_of(engine, "192.0.2.4", verdict="closed")
+    relay_test_of(engine, "192.0.2.5", verdict="closed")
+    delist = {"address": "192.0.2.1", "confirmed_fixed": True}
+    assert client.post("/v1/delist-requests", json=delist).status_code == 202
     client.post("/v1/admin/retests", headers=bearer(admin_key), json={"address": "192.0.2.9"})
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     counts[(ZONE, "NOERROR")] += 5
@@ -137,8 +142,11 @@ def test_metrics_parse_and_count(
     assert samples[("dnsbl_dns_queries_total", (("rcode", "NOERROR"), ("zone", ZONE)))] == 5
     assert samples[("dnsbl_dns_queries_total", (("rcode", "NXDOMAIN"), ("zone", ZONE)))] == 2
     assert samples[("dnsbl_listings", (("category", "open-relay"), ("zone", ZONE)))] == 2
-    assert samples[("dnsbl_queue_jobs", (("status", "waiting"),))] == 1
+    assert samples[("dnsbl_queue_jobs", (("status", "waiting"),))] == 2  # retest, delist
     assert samples[("dnsbl_queue_jobs", (("status", "failed"),))] == 0
+    assert samples[("dnsbl_relay_tests_total", (("verdict", "confirmed"),))] == 1
+    assert samples[("dnsbl_relay_tests_total", (("verdict", "closed"),))] == 2
+    assert samples[("dnsbl_delist_requests_total", (("outcome", "pending"),))] == 1
 
 
 def test_nul_characters_are_refused_before_the_database(client: TestClient, admin_key: str) -> None:

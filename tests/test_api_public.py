@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from dnsbl import relay_tests
-from dnsbl.tester.probe import ProbeReport
 from dnsbl.verdicts import CONFIRMED
 from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import ZONE, add_listing, assert_problem
-
-
-def _evidence(engine: Engine, address: str) -> int:
-    """A finished relay test of `address`, as the worker records one."""
-    test_id = relay_tests.start_test(engine, address, job_id=None, forced=False)
-    now = datetime.now(UTC)
-    report = ProbeReport(
-        target=address,
-        started_at=now,
-        finished_at=now,
-        outcome="accepted",
-        banner="220 mx.example.net ESMTP",
-        ehlo_reply="250 mx.example.net",
-        transcript="S: 220 mx.example.net ESMTP\nC: EHLO tester\n",
-    )
-    relay_tests.record_probe(engine, test_id, report)
-    relay_tests.set_verdict(engine, test_id, CONFIRMED, "test messages arrived")
-    return test_id
-
+from tests.api_fixtures import ZONE, add_listing, assert_problem, relay_test_of
 
 # -- lookup ----------------------------------------------------------------------------------
 
@@ -46,11 +23,11 @@ def test_lookup_unlisted_address(client: TestClient) -> None:
     assert body["zones"] == [ZONE, "pbl.example.org"]
 
 
-def test_lookup_listed_address_gives_code_reason_and_evidence(
+def test_lookup_listed_address_gives_code_reason_andrelay_test_of(
     client: TestClient, engine: Engine
 ) -> None:
     listing_id = add_listing(engine, "192.0.2.10")
-    test_id = _evidence(engine, "192.0.2.10")
+    test_id = relay_test_of(engine, "192.0.2.10")
     body = client.get("/v1/lookup/192.0.2.10").json()
     assert body["listed"] is True
     [item] = body["listings"]
@@ -204,8 +181,8 @@ def test_delist_request_queues_a_retest(client: TestClient, engine: Engine) -> N
 # -- evidence --------------------------------------------------------------------------------
 
 
-def test_relay_test_evidence(client: TestClient, engine: Engine) -> None:
-    test_id = _evidence(engine, "192.0.2.70")
+def test_relay_testrelay_test_of(client: TestClient, engine: Engine) -> None:
+    test_id = relay_test_of(engine, "192.0.2.70")
     body = client.get(f"/v1/relay-tests/{test_id}").json()
     assert body["address"] == "192.0.2.70"
     assert body["banner"] == "220 mx.example.net ESMTP"
