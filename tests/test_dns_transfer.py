@@ -128,6 +128,9 @@ async def test_notify_on_a_new_serial(secondary: _Secondary) -> None:
     async with running(
         [make_index(ROWS, serial=1)], notify=[f"127.0.0.1:{secondary.port}"]
     ) as server:
+        at_start, peer = await secondary.receive()  # once it answers
+        assert at_start.answer[0][0].serial == 1
+        await secondary.acknowledge(at_start, peer)
         server.publish(make_index(ROWS, serial=1))  # the same serial: nothing to tell
         server.publish(make_index(ROWS, serial=2))
         message, peer = await secondary.receive()
@@ -143,7 +146,7 @@ async def test_notify_on_a_new_serial(secondary: _Secondary) -> None:
 
 
 async def test_notify_is_retried_until_acknowledged(secondary: _Secondary) -> None:
-    async with running([make_index(ROWS)], notify=[f"127.0.0.1:{secondary.port}"]) as server:
+    async with running([], notify=[f"127.0.0.1:{secondary.port}"]) as server:
         server.notifier.timeout = 0.2
         server.publish(make_index(ROWS, serial=5))
         first, _ = await secondary.receive()

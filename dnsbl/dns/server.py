@@ -125,7 +125,10 @@ class DnsServer:
         return list(self._endpoints)
 
     async def start(self) -> None:
-        """Bind UDP and TCP on every `settings.listen` address (port 0: one free port for both)."""
+        """Bind UDP and TCP on every `settings.listen` address (port 0: one free port for both).
+
+        Every zone already published is NOTIFYed once the server answers.
+        """
         self._loop = asyncio.get_running_loop()
         try:
             for text in self.settings.listen:
@@ -135,6 +138,10 @@ class DnsServer:
             await self.stop()
             raise
         log.info("DNS listening on %s", ", ".join(f"{h}:{p}" for h, p in self._endpoints))
+        # The zones may have changed while no server ran: tell the secondaries now.
+        for zone in self.table:
+            if zone.index is not None:
+                self.notifier.zone_changed(zone)
 
     async def _bind(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
