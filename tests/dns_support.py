@@ -73,8 +73,10 @@ async def running(
     """A started server on 127.0.0.1 (a free port) publishing `indexes`."""
     dns.setdefault("listen", ["127.0.0.1:0"])
     dns.setdefault("transfer_peers", ["127.0.0.1"])
-    timeout = dns.pop("tcp_idle_timeout", 10.0)
-    server = DnsServer(zones or [zone_settings()], DnsSettings(**dns), tcp_idle_timeout=timeout)
+    limits = {
+        key: dns.pop(key) for key in ("tcp_idle_timeout", "tcp_max_connections") if key in dns
+    }
+    server = DnsServer(zones or [zone_settings()], DnsSettings(**dns), **limits)
     for index in indexes:
         server.publish(index)
     await server.start()

@@ -227,3 +227,18 @@ def test_the_dns_package_never_loads_the_database_layer() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_tcp_connections_beyond_the_limit_are_turned_away() -> None:
+    async with running([make_index([row("10.0.0.1")])], tcp_max_connections=2) as server:
+        host, port = server.endpoints[0]
+        held = [await asyncio.open_connection(host, port) for _ in range(2)]
+        await asyncio.sleep(0.05)  # let the server accept them
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed at once
+        writer.close()
+        for _, held_writer in held:
+            held_writer.close()
+        await asyncio.sleep(0.05)
+        reply = await ask(server, "1.0.0.10." + ZONE, tcp=True)
+        assert answers(reply, "A") == ["127.0.0.2"]

@@ -26,6 +26,7 @@ from dnsbl.index import ZoneIndex
 log = logging.getLogger(__name__)
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
+TCP_MAX_CONNECTIONS = 512  # beyond this, new TCP clients are closed at once (fd exhaustion)
 TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
 _BIND_ATTEMPTS = 20
 _UDP_MAX_QUERY = 4096  # longer datagrams arrive cut, and get FORMERR
@@ -85,6 +86,7 @@ class DnsServer:
         settings: DnsSettings,
         *,
         tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+        tcp_max_connections: int = TCP_MAX_CONNECTIONS,
         records: RecordSource | None = None,
     ) -> None:
         self.settings = settings
@@ -97,6 +99,7 @@ class DnsServer:
             records=records,
         )
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_max_connections = tcp_max_connections
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.notifier = Notifier(settings.notify)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,6 +188,12 @@ class DnsServer:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername: Any = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
+        if len(self._connections) >= self.tcp_max_connections:
+            log.warning(
+                "TCP client %s turned away: %d connections open", peer, len(self._connections)
+            )
+            writer.close()
+            return
         self._connections.add(writer)
         try:
             while True:
