@@ -102,22 +102,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components["ProblemDetail"] = problems.ProblemDetail.model_json_schema(
         ref_template="#/components/schemas/{model}"
     )
-    problem_content = {
-        problems.PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}
-    }
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             answers = operation.get("responses", {})
             if "422" in answers:
-                answers["422"] = {"description": "Invalid request", "content": problem_content}
+                answers["422"] = problems.error_response(422)
             for code in ("405", "500"):
-                answers.setdefault(code, {"description": _phrase(code), "content": problem_content})
+                answers.setdefault(code, problems.error_response(int(code)))
             if "requestBody" in operation:
                 # A body that is not JSON (or not UTF-8) cannot be parsed at all: 400.
                 for code in ("400", "413"):
-                    answers.setdefault(
-                        code, {"description": _phrase(code), "content": problem_content}
-                    )
+                    answers.setdefault(code, problems.error_response(int(code)))
     _zone_enums(components, [zone.name for zone in app.state.settings.zones])
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
@@ -137,8 +132,3 @@ def _zone_enums(components: dict[str, Any], zones: list[str]) -> None:
             if branch.get("type") == "string":
                 branch["enum"] = zones
 
-
-def _phrase(code: str) -> str:
-    from http import HTTPStatus
-
-    return HTTPStatus(int(code)).phrase

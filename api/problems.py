@@ -204,12 +204,30 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_crash)
 
 
+# The headers that come with some error statuses, as OpenAPI declares them.
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge"}},
+    405: {"Allow": {"schema": {"type": "string"}, "description": "The methods of this path"}},
+    429: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before asking again",
+        }
+    },
+}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the error statuses an operation can answer."""
-    return {
-        status: {
-            "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
-        }
-        for status in statuses
+    return {status: error_response(status) for status in statuses}
+
+
+def error_response(status: int) -> dict[str, Any]:
+    """The OpenAPI response object of one error status: a problem document, and its headers."""
+    answer: dict[str, Any] = {
+        "description": HTTPStatus(status).phrase,
+        "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
     }
+    if status in ERROR_HEADERS:
+        answer["headers"] = ERROR_HEADERS[status]
+    return answer

@@ -97,10 +97,14 @@ def test_openapi_declares_problems_and_security(client: TestClient) -> None:
             if path.startswith("/v1/admin"):
                 assert operation["security"] == [{"ApiKey": []}], (path, method)
                 assert {"401", "403"} <= operation["responses"].keys()
+                assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+            assert "Allow" in operation["responses"]["405"]["headers"]
     lookup = schema["paths"]["/v1/lookup/{addr}"]["get"]
     assert lookup["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/LookupPublic"
     }
+    nominate = schema["paths"]["/v1/nominations"]["post"]["responses"]
+    assert "Retry-After" in nominate["429"]["headers"]
     assert client.get("/docs").status_code == 200
 
 
