@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -231,19 +231,15 @@ class ListingStore:
         self, conn: Connection, zone_id: int, category: str, incoming: set[_Key]
     ) -> list[int]:
         """Ids of the category's active listings whose network is not in `incoming`."""
-        rows = conn.execute(
-            select(Listing.id, Listing.family, Listing.start_key, Listing.prefixlen)
-            .join(ListingValue, ListingValue.id == Listing.value_id)
-            .where(
-                Listing.zone_id == zone_id,
-                Listing.ended_at.is_(None),
-                ListingValue.category == category,
-            )
+        sql = (
+            "SELECT l.id, l.family, l.start_key, l.prefixlen FROM listings l"
+            " JOIN listing_values v ON v.id = l.value_id"
+            " WHERE l.zone_id = {mark} AND l.ended_at IS NULL AND v.category = {mark}"
         )
         return [
-            row.id
-            for row in rows
-            if (category, row.family, int(row.start_key, 16), row.prefixlen) not in incoming
+            row[0]
+            for row in _driver_rows(conn, sql, (zone_id, category))
+            if (category, row[1], int(row[2], 16), row[3]) not in incoming
         ]
 
     def _insert(
@@ -296,16 +292,8 @@ class ListingStore:
             )
         )
         # Straight from the driver: a million ids through SQLAlchemy's rows cost seconds.
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(
-                f"SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}",
-                (zone_id, first_new),
-            )
-            return [row[0] for row in cursor.fetchall()]
-        finally:
-            cursor.close()
+        sql = "SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}"
+        return [row[0] for row in _driver_rows(conn, sql, (zone_id, first_new))]
 
     def _value_ids(self, conn: Connection, keys: set[_ValueKey]) -> dict[_ValueKey, int]:
         """The id of each value, creating the missing ones."""
@@ -457,14 +445,35 @@ class ListingStore:
         found: dict[_Key, Any] = {}
         if not wanted:
             return found
-        if len(wanted) <= _BATCH:
-            # Few entries: probe by start instead of reading the whole zone.
-            starts = sorted({hex_key(family, first) for _, family, first, _ in wanted})
-            query = query.where(Listing.start_key.in_(starts))
+        if len(wanted) > _BATCH:
+            return self._scan_active(conn, zone_id, wanted)
+        # Few entries: probe by start instead of reading the whole zone.
+        starts = sorted({hex_key(family, first) for _, family, first, _ in wanted})
+        query = query.where(Listing.start_key.in_(starts))
         for row in conn.execute(query):
             key = (row.category, row.family, int(row.start_key, 16), row.prefixlen)
             if key in wanted:
                 found[key] = row
+        return found
+
+    def _scan_active(
+        self, conn: Connection, zone_id: int, wanted: dict[_Key, Entry]
+    ) -> dict[_Key, Any]:
+        """`_active_by_key` for a bulk write: one scan of the zone, straight from the driver
+        (a million SQLAlchemy rows cost seconds more than the scan itself)."""
+        found: dict[_Key, Any] = {}
+        sql = (
+            "SELECT l.id, v.category, l.family, l.start_key, l.prefixlen, v.excluded, v.code,"
+            " v.txt, l.reason, l.expires_at FROM listings l"
+            " JOIN listing_values v ON v.id = l.value_id"
+            " WHERE l.zone_id = {mark} AND l.ended_at IS NULL"
+        )
+        for row in _driver_rows(conn, sql, (zone_id,)):
+            key = (row[1], row[2], int(row[3], 16), row[4])
+            if key in wanted:
+                found[key] = _ActiveRow(
+                    row[0], bool(row[5]), row[6], row[7], row[8], _as_datetime(row[9])
+                )
         return found
 
     # -- reading -------------------------------------------------------------------------
@@ -625,8 +634,40 @@ _LISTING_INSERT = (
 )
 
 
-def _address_order(entry: Entry) -> tuple[int, int]:
-    return entry.network.family, entry.network.first
+@dataclass(frozen=True, slots=True)
+class _ActiveRow:
+    """The columns of an active listing that a write compares with a new entry."""
+
+    id: int
+    excluded: bool
+    code: str | None
+    txt: str | None
+    reason: str | None
+    expires_at: datetime | None
+
+
+def _driver_rows(conn: Connection, sql: str, parameters: tuple[Any, ...]) -> Iterator[Any]:
+    """Rows of `sql` (`{mark}` for each parameter) from the driver's own cursor, in batches."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql.format(mark=mark), parameters)
+        while batch := cursor.fetchmany(_BATCH * 4):
+            yield from batch
+    finally:
+        cursor.close()
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A timestamp read through the driver: text on SQLite (SQLAlchemy's), datetime elsewhere."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _address_order(entry: Entry) -> int:
+    network = entry.network
+    return network.family << 128 | network.first
 
 
 def _bind_time(conn: Connection, value: datetime | None) -> Any:

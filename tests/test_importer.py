@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import gzip
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from dnsbl.addresses import parse_network
 from dnsbl.cli import main
 from dnsbl.config import Settings, ZoneSettings
 from dnsbl.errors import ImportFormatError, UnknownZoneError
 from dnsbl.importer import Progress, import_files
+from dnsbl.models import utcnow
 from dnsbl.rbldnsd_data import DatasetType, LineProblem
-from dnsbl.store import ListingStore
+from dnsbl.store import Entry, ListingStore
 from dnsbl.zone_sync import load_index
 from tests.conftest import ZONE, write_config, zone_config
 
@@ -145,3 +148,26 @@ def test_cli_import_reports_problems_on_stderr_and_a_summary(
     assert f"{ZONE}: 2 lines, 1 entries: 1 added, 0 unchanged" in captured.out
     assert main(["--config", str(config), "import", "nope.example.org", str(path)]) == 2
     assert "unknown zone" in capsys.readouterr().err
+
+
+def test_bulk_rewrites_compare_with_the_whole_zone(
+    tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
+) -> None:
+    # More entries than one probe batch: the store scans the zone instead (its bulk path).
+    zone = settings.zone(ZONE)
+    lines = [f"10.0.{i >> 8}.{i & 255}" for i in range(6000)]
+    first = _write(tmp_path / "v1.txt", "\n".join(lines) + "\n")
+    import_files(store, zone, [first])
+    changed = [*lines[2:5999], "10.0.0.1 :7", "10.200.0.1"]
+    second = _write(tmp_path / "v2.txt", "\n".join(changed) + "\n")
+    result = import_files(store, zone, [second], replace=True)
+    assert result.write is not None
+    # 10.0.0.1 changes value, 10.0.0.0 and 10.0.23.111 are gone, 10.200.0.1 is new.
+    assert (result.write.added, result.write.removed, result.write.unchanged) == (2, 3, 5997)
+    assert _answer(engine, zone, "10.0.0.1") == [("127.0.0.7", None)]
+    assert _answer(engine, zone, "10.0.0.0") == []
+    expiring = [Entry(parse_network(f"10.1.{i >> 8}.{i & 255}"), "t",
+                      expires_at=utcnow() + timedelta(days=1)) for i in range(5001)]
+    store.add(ZONE, expiring, actor="t")
+    again = store.add(ZONE, expiring, actor="t")
+    assert (again.added, again.unchanged) == (0, 5001)
