@@ -2,25 +2,30 @@
 
 N fake hosts listen on 127.0.1.1 … 127.0.1.N (one port for all, as port 25 would be), served
 by a separate process so they do not share the worker's interpreter: a mix of open relays
-(deliver every test message to the collector from their own address), closed servers (refuse
-relaying at RCPT) and slow ones (greet after `--slow-delay` seconds, then open or closed). One
-worker with the collector in-process (`run_worker`) tests all N nominations on SQLite; the
-figure is N over the time from the first claim to the last verdict, and every verdict is
-checked against what the host is.
+(take every message, then deliver it to the collector from their own address), closed
+servers (refuse relaying at RCPT) and slow ones (greet after `--slow-delay` seconds, then
+open or closed). One worker with the collector in-process (`run_worker`) tests all N
+nominations, on SQLite or (`--database-url`) on a fresh PostgreSQL schema; the figure is N
+over the time from the worker's start to the last verdict, and every verdict is checked
+against what the host is.
 
     .venv/bin/python -m bench.tester_throughput [--hosts 200] [--concurrency 50]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,14 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
         async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
             tokens = [t for t in map(find_token, envelope.rcpt_tos) if t]
             if tokens:
+                # Like a real relay: take the message, answer, deliver from the queue after.
+                delivery = asyncio.create_task(self._deliver(envelope, tokens))
+                deliveries.add(delivery)
+                delivery.add_done_callback(deliveries.discard)
+            return "250 2.0.0 queued"
+
+        async def _deliver(self, envelope: Envelope, tokens: list[str]) -> None:
+            try:
                 await aiosmtplib.send(
                     envelope.original_content or b"",
                     sender=f"relay@[{self.address}]",
@@ -68,9 +81,12 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
                     hostname="127.0.0.1",
                     port=collector_port,
                     source_address=(self.address, 0),
-                    timeout=10,
+                    timeout=30,
                 )
-            return "250 2.0.0 queued"
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                print(f"fake {self.address}: delivery failed: {exc}", file=sys.stderr)
+
+    deliveries: set[asyncio.Task[None]] = set()
 
     class SlowSMTP(SMTP):
         async def _handle_client(self) -> None:
@@ -98,15 +114,46 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
 
 
 async def _measure(args: argparse.Namespace, directory: Path) -> int:
-    from dnsbl.config import load_settings
-    from dnsbl.db import make_engine, upgrade
-    from dnsbl.nominations import get_nomination, submit_nomination
-    from dnsbl.worker import run_worker
     from tests.smtp_fakes import free_port
 
     port, collector_port = free_port(), free_port()
-    url = f"sqlite:///{directory / 'bench.sqlite3'}"
-    upgrade(url)
+    with _database(args.database_url, directory) as url:
+        return await _run(args, url, port, collector_port)
+
+
+@contextlib.contextmanager
+def _database(base: str | None, directory: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite in `directory`, or a fresh schema of `base`."""
+    from sqlalchemy import text
+
+    from dnsbl.db import make_engine, normalise_url, upgrade
+
+    if base is None:
+        url = f"sqlite:///{directory / 'bench.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    joiner = "&" if "?" in base else "?"
+    url = f"{normalise_url(base)}{joiner}options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+async def _run(args: argparse.Namespace, url: str, port: int, collector_port: int) -> int:
+    from dnsbl.config import load_settings
+    from dnsbl.db import make_engine
+    from dnsbl.nominations import get_nomination, submit_nomination
+    from dnsbl.worker import run_worker
+
     settings = load_settings(
         None,
         database_url=url,
@@ -148,17 +195,16 @@ async def _measure(args: argparse.Namespace, directory: Path) -> int:
         worker = asyncio.create_task(run_worker(settings, engine, started=started, stop=stop))
         await started.wait()
         begin = time.perf_counter()
-        verdicts: dict[str, str | None] = {}
-        while len(verdicts) < len(ids):
+        # One cheap count per look, so that watching does not load the database it measures.
+        while await asyncio.to_thread(_settled, engine) < len(ids):
             await asyncio.sleep(0.2)
-            for address, nomination_id in ids.items():
-                if address not in verdicts:
-                    view = await asyncio.to_thread(get_nomination, engine, nomination_id)
-                    if view is not None and view.status == "done":
-                        verdicts[address] = view.verdict
         elapsed = time.perf_counter() - begin
         stop.set()
         await worker
+        verdicts: dict[str, str | None] = {}
+        for address, nomination_id in ids.items():
+            view = get_nomination(engine, nomination_id)
+            verdicts[address] = view.verdict if view is not None else None
     finally:
         fakes.terminate()
         fakes.join()
@@ -173,12 +219,22 @@ async def _measure(args: argparse.Namespace, directory: Path) -> int:
     kinds = Counter(_kind(n) for n in range(1, args.hosts + 1))
     print(
         f"hosts: {len(ids)} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
-        f"concurrency {args.concurrency}; slow greeting {args.slow_delay:g} s"
+        f"concurrency {args.concurrency}; slow greeting {args.slow_delay:g} s; "
+        f"database {url.split(':', 1)[0]}"
     )
     print(f"verdicts: {dict(Counter(verdicts.values()))}; wrong: {len(wrong)} {wrong[:5]}")
     print(f"elapsed: {elapsed:.1f} s")
     print(f"throughput: {rate:.0f} hosts/min (target >= 100)")
     return 0 if not wrong and rate >= 100 else 1
+
+
+def _settled(engine: Any) -> int:
+    from sqlalchemy import func, select
+
+    from dnsbl.models.testing import Nomination
+
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).where(Nomination.status == "done")) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--slow-delay", type=float, default=3.0)
     parser.add_argument("--wait-window", type=float, default=120.0)
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL URL to run on (a fresh schema); default SQLite"
+    )
     args = parser.parse_args(argv)
     if args.hosts > 254:
         parser.error("--hosts: at most 254 (127.0.1.1 … 127.0.1.254)")

@@ -117,23 +117,31 @@ def record_probe(engine: Engine, test_id: int, report: Any) -> None:
 
 def record_arrival(engine: Engine, arrival: Any) -> None:
     """Store a message the collector received (a `dnsbl.collector.Arrival`); thread-safe."""
+    record_arrivals(engine, [arrival])
+
+
+def record_arrivals(engine: Engine, arrivals: list[Any]) -> int:
+    """Store several arrivals in one transaction; returns how many carried a token."""
+    rows = [row for row in map(_arrival_row, arrivals) if row is not None]
+    if rows:
+        with writer(engine).begin() as conn:
+            conn.execute(insert(TokenArrival), rows)
+    return len(rows)
+
+
+def _arrival_row(arrival: Any) -> dict[str, Any] | None:
     token = getattr(arrival, "token", None)
     if not token:
-        return
+        return None
     rcpt_tos = getattr(arrival, "rcpt_tos", None) or []
-    headers = getattr(arrival, "headers", None)
-    received = getattr(arrival, "received_at", None) or utcnow()
-    with writer(engine).begin() as conn:
-        conn.execute(
-            insert(TokenArrival).values(
-                token=str(token)[:64],
-                delivered_by=str(arrival.delivered_by),
-                mail_from=getattr(arrival, "mail_from", None),
-                rcpt_tos="\n".join(str(r) for r in rcpt_tos),
-                received_at=received,
-                headers=_text(headers),
-            )
-        )
+    return {
+        "token": str(token)[:64],
+        "delivered_by": str(arrival.delivered_by),
+        "mail_from": getattr(arrival, "mail_from", None),
+        "rcpt_tos": "\n".join(str(r) for r in rcpt_tos),
+        "received_at": getattr(arrival, "received_at", None) or utcnow(),
+        "headers": _text(getattr(arrival, "headers", None)),
+    }
 
 
 def _text(headers: Any) -> str | None:

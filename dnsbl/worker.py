@@ -22,8 +22,10 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, select
 
@@ -49,7 +51,6 @@ from dnsbl.relay_tests import (
     accepted_tokens,
     arrivals_for,
     close_unfinished,
-    record_arrival,
     record_probe,
     set_verdict,
     start_test,
@@ -64,10 +65,12 @@ from dnsbl.verdicts import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Probe = Callable[..., Awaitable[Any]]
 _ARRIVAL_POLL = 0.25  # seconds between looks for arrivals during the wait window
 _RETRY_IN = 60.0  # seconds before a job that raised is tried again
+_DB_THREADS = 12
 _PROBE_GRACE = 30.0  # seconds a probe may overrun its session timeout before it is cut
 _LATE_EVERY = 5.0  # seconds between looks for arrivals that came after their wait window
 
@@ -101,6 +104,9 @@ class Worker:
         self._last_schedule = 0.0
         self._last_late = 0.0
         self.finished = 0  # jobs this worker completed (for benchmarks and tests)
+        # Its own threads for database calls: the loop's default pool has only cpu + 4, and
+        # each test makes a dozen short calls. Fewer than the engine's pool (5 + 10 overflow).
+        self._threads = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="worker-db")
 
     @property
     def tester(self) -> TesterSettings:
@@ -108,7 +114,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until `stop` is set; then release the jobs still in hand."""
-        await asyncio.to_thread(ListingStore(self.engine).ensure_zones, self.settings.zone_names)
+        await self._db(ListingStore(self.engine).ensure_zones, self.settings.zone_names)
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -122,6 +128,7 @@ class Worker:
                 await self._idle(stop)
         finally:
             await self.release_all()
+            self._threads.shutdown(wait=False)
 
     async def claim_and_start(self) -> int:
         """Claim as many due jobs as there is room for and start them; returns how many."""
@@ -172,10 +179,15 @@ class Worker:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
+    async def _db(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a (blocking) database call on one of the worker's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, partial(function, *args, **kwargs))
+
     async def _guarded(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a database call on a thread; a failure is logged, never fatal to the loop."""
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await self._db(function, *args, **kwargs)
         except Exception:
             log.exception("worker %s: %s failed", self.name, getattr(function, "__name__", ""))
             return None
@@ -190,7 +202,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(job, current, lost))
         try:
             if job.kind == "expire":
-                await asyncio.to_thread(self._sweep, job)
+                await self._db(self._sweep, job)
             else:
                 await self._test(job, lost)
             self.finished += 1
@@ -201,9 +213,7 @@ class Worker:
             # Stopping: hand the job back at once instead of leaving it to its lease.
             with contextlib.suppress(Exception):
                 await asyncio.shield(
-                    asyncio.to_thread(
-                        postpone, self.engine, job.id, self.name, utcnow(), "worker stopped"
-                    )
+                    self._db(postpone, self.engine, job.id, self.name, utcnow(), "worker stopped")
                 )
             raise
         except _LeaseLost:
@@ -221,7 +231,7 @@ class Worker:
         while True:
             await asyncio.sleep(every)
             try:
-                held = await asyncio.to_thread(
+                held = await self._db(
                     renew_lease, self.engine, job.id, self.name, self.tester.lease_seconds
                 )
             except Exception:
@@ -261,21 +271,19 @@ class Worker:
 
     async def _test(self, job: JobView, lost: asyncio.Event) -> None:
         address = job.target
-        refusal = await asyncio.to_thread(refusal_to_test, self.engine, self.tester, address)
+        refusal = await self._db(refusal_to_test, self.engine, self.tester, address)
         if refusal is not None:
             await self._refused(job, refusal)
             return
         if not job.forced:
-            allowed = await asyncio.to_thread(
+            allowed = await self._db(
                 next_allowed_test, self.engine, self.settings, address, excluding_job=job.id
             )
             if allowed > utcnow():
                 why = f"tested less than {self.tester.min_test_interval:g} s ago"
-                await asyncio.to_thread(postpone, self.engine, job.id, self.name, allowed, why)
+                await self._db(postpone, self.engine, job.id, self.name, allowed, why)
                 return
-        test_id = await asyncio.to_thread(
-            start_test, self.engine, address, job_id=job.id, forced=job.forced
-        )
+        test_id = await self._db(start_test, self.engine, address, job_id=job.id, forced=job.forced)
         # The probe keeps its own session timeout; this bound is for a probe that does not.
         limit = self.tester.session_timeout + _PROBE_GRACE
         try:
@@ -286,7 +294,7 @@ class Worker:
             overran = f"the probe did not end within {limit:g} s"
             await self._conclude(job, test_id, UNTESTABLE, overran, [], lost)
             return
-        await asyncio.to_thread(record_probe, self.engine, test_id, report)
+        await self._db(record_probe, self.engine, test_id, report)
         arrivals = await self._await_arrivals(test_id)
         verdict, reason = decide(report, arrivals)
         await self._conclude(job, test_id, verdict, reason, arrivals, lost)
@@ -303,27 +311,25 @@ class Worker:
         """Record the verdict, make the list agree, finish the job, answer who asked."""
         if lost.is_set():
             raise _LeaseLost()
-        if not await asyncio.to_thread(set_verdict, self.engine, test_id, verdict, reason):
+        if not await self._db(set_verdict, self.engine, test_id, verdict, reason):
             raise _LeaseLost()
-        notes = await asyncio.to_thread(
+        notes = await self._db(
             apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
         )
         log.info(
             "test #%s of %s: %s (%s) %s", test_id, job.target, verdict, reason, "; ".join(notes)
         )
-        if not await asyncio.to_thread(finish, self.engine, job.id, self.name, test_id=test_id):
+        if not await self._db(finish, self.engine, job.id, self.name, test_id=test_id):
             raise _LeaseLost()
-        await asyncio.to_thread(
-            settle_nominations, self.engine, job.id, test_id=test_id, verdict=verdict
-        )
-        await asyncio.to_thread(
+        await self._db(settle_nominations, self.engine, job.id, test_id=test_id, verdict=verdict)
+        await self._db(
             settle_delist_requests, self.engine, job.id, test_id=test_id, verdict=verdict
         )
 
     async def _refused(self, job: JobView, refusal: str) -> None:
         log.info("job %s: %s refused by policy (%s)", job.id, job.target, refusal)
-        await asyncio.to_thread(finish, self.engine, job.id, self.name)
-        await asyncio.to_thread(
+        await self._db(finish, self.engine, job.id, self.name)
+        await self._db(
             settle_nominations,
             self.engine,
             job.id,
@@ -331,19 +337,19 @@ class Worker:
             verdict=UNTESTABLE,
             refusal=refusal,
         )
-        await asyncio.to_thread(
+        await self._db(
             settle_delist_requests, self.engine, job.id, test_id=None, verdict=UNTESTABLE
         )
 
     async def _await_arrivals(self, test_id: int) -> list[ArrivalView]:
         """The arrivals of the test's accepted tokens, waiting up to the wait window for them."""
-        waiting_for = await asyncio.to_thread(accepted_tokens, self.engine, test_id)
+        waiting_for = await self._db(accepted_tokens, self.engine, test_id)
         if not waiting_for:
-            return await asyncio.to_thread(arrivals_for, self.engine, test_id)
+            return await self._db(arrivals_for, self.engine, test_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.tester.wait_window
         while True:
-            arrivals = await asyncio.to_thread(arrivals_for, self.engine, test_id)
+            arrivals = await self._db(arrivals_for, self.engine, test_id)
             if {arrival.token for arrival in arrivals} >= waiting_for.keys():
                 return arrivals
             remaining = deadline - loop.time()
@@ -395,16 +401,20 @@ async def run_worker(
 ) -> None:
     """Run the collector and a worker until `stop` is set or the task is cancelled.
 
-    The collector runs on its own thread and writes each arrival to the database; `started`
+    The collector runs on its own thread and queues each arrival for the recorder, which
+    writes them to the database in batches (`dnsbl.arrivals`); `started`
     is set once both are up. This is what `dnsbl worker` and `dnsbl serve` run. Further
     workers beside the one that runs the collector pass `collector=False`: arrivals reach
     every worker through the database.
     """
+    from dnsbl.arrivals import ArrivalRecorder
     from dnsbl.collector import Collector
 
     stop = stop or asyncio.Event()
-    sink = Collector(settings.tester, lambda arrival: record_arrival(engine, arrival))
+    recorder = ArrivalRecorder(engine)
+    sink = Collector(settings.tester, recorder)
     if collector:
+        recorder.start()
         await asyncio.to_thread(sink.start)
     try:
         worker = Worker(engine, settings)
@@ -414,3 +424,4 @@ async def run_worker(
         await worker.run(stop)
     finally:
         await asyncio.to_thread(sink.stop)
+        await asyncio.to_thread(recorder.stop)
