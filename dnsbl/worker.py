@@ -23,18 +23,16 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from dnsbl.config import Settings, TesterSettings
 from dnsbl.delisting import settle_delist_requests
 from dnsbl.jobs import (
     JobView,
     claim,
-    enqueue,
     ensure_sweep,
     fail,
     finish,
@@ -42,9 +40,9 @@ from dnsbl.jobs import (
     postpone,
     renew_lease,
 )
-from dnsbl.models import Listing, ListingValue, utcnow
-from dnsbl.models.testing import RelayTest, RelayTestListing
+from dnsbl.models import utcnow
 from dnsbl.nominations import settle_nominations
+from dnsbl.periodic import schedule_periodic
 from dnsbl.policy import refusal_to_test
 from dnsbl.relay_tests import (
     ArrivalView,
@@ -57,7 +55,6 @@ from dnsbl.relay_tests import (
 )
 from dnsbl.store import ListingStore
 from dnsbl.verdicts import (
-    OPEN_RELAY,
     UNTESTABLE,
     apply_verdict,
     confirm_late_arrivals,
@@ -356,39 +353,6 @@ class Worker:
             if remaining <= 0:
                 return arrivals
             await asyncio.sleep(min(_ARRIVAL_POLL, remaining))
-
-
-def schedule_periodic(engine: Engine, settings: Settings) -> int:
-    """Queue the periodic work: an expiry sweep, and retests of relays listed long enough.
-
-    A relay is retested when its newest test is older than `tester.retest_interval`; the
-    retest is not forced, so the 24-hour limit holds. Returns how many retests were queued.
-    """
-    ensure_sweep(engine)
-    cutoff = utcnow() - timedelta(seconds=settings.tester.retest_interval)
-    newest = (
-        select(RelayTest.address, func.max(RelayTest.started_at).label("newest"))
-        .group_by(RelayTest.address)
-        .subquery()
-    )
-    query = (
-        select(RelayTest.address)
-        .join(RelayTestListing, RelayTestListing.test_id == RelayTest.id)
-        .join(Listing, Listing.id == RelayTestListing.listing_id)
-        .join(ListingValue, ListingValue.id == Listing.value_id)
-        .join(newest, newest.c.address == RelayTest.address)
-        .where(
-            Listing.ended_at.is_(None),
-            ListingValue.category == OPEN_RELAY,
-            newest.c.newest < cutoff,
-        )
-        .distinct()
-    )
-    with engine.connect() as conn:
-        addresses = list(conn.scalars(query))
-    for address in addresses:
-        enqueue(engine, "retest", address, actor="scheduler")
-    return len(addresses)
 
 
 async def run_worker(

@@ -22,10 +22,11 @@ from dnsbl.jobs import enqueue, get_job, list_jobs, queue_summary
 from dnsbl.models import Listing, utcnow
 from dnsbl.models.testing import RelayTest
 from dnsbl.nominations import get_nomination, submit_nomination
+from dnsbl.periodic import schedule_periodic
 from dnsbl.relay_tests import get_test, tests_for
 from dnsbl.store import ListingStore
 from dnsbl.verdicts import relay_listings
-from dnsbl.worker import Worker, schedule_periodic
+from dnsbl.worker import Worker
 from tests.conftest import ZONE
 from tests.relay_lab import (  # noqa: F401 (fixtures)
     FakeHost,
