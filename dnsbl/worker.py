@@ -59,6 +59,7 @@ from dnsbl.verdicts import (
     apply_verdict,
     confirm_late_arrivals,
     decide,
+    relay_zones,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until `stop` is set; then release the jobs still in hand."""
+        relay_zones(self.settings)  # a `tester.list_zones` naming no zone fails here, at start
         await self._db(ListingStore(self.engine).ensure_zones, self.settings.zone_names)
         loop = asyncio.get_running_loop()
         try:

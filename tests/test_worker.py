@@ -249,3 +249,13 @@ async def test_a_probe_that_overruns_is_cut_off(engine: Engine, database_url: st
     assert view is not None and (view.status, view.verdict) == ("done", "untestable")
     [test] = tests_for(engine, "127.0.0.44")
     assert test.finished_at is not None and "did not end" in (test.reason or "")
+
+
+async def test_a_worker_refuses_to_start_with_an_unknown_relay_zone(
+    engine: Engine, database_url: str
+) -> None:
+    from dnsbl.errors import UnknownZoneError
+
+    lab = lab_settings(database_url, list_zones=["nowhere.example"])
+    with pytest.raises(UnknownZoneError):
+        await Worker(engine, lab, name="w").run(asyncio.Event())
