@@ -99,6 +99,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._probe = probe or _default_probe()
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._heartbeats: dict[int, asyncio.Task[None]] = {}
         self._last_schedule = 0.0
         self._last_late = 0.0
         self.finished = 0  # jobs this worker completed (for benchmarks and tests)
@@ -198,9 +199,10 @@ class Worker:
         current = asyncio.current_task()
         assert current is not None
         lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(job, current, lost))
+        self._heartbeats[job.id] = asyncio.create_task(self._heartbeat(job, current, lost))
         try:
             if job.kind == "expire":
+                self._stop_heartbeat(job)
                 await self._db(self._sweep, job)
             else:
                 await self._test(job, lost)
@@ -210,6 +212,7 @@ class Worker:
                 log.warning("worker %s: lost the lease of job %s", self.name, job.id)
                 return
             # Stopping: hand the job back at once instead of leaving it to its lease.
+            self._stop_heartbeat(job)
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     self._db(postpone, self.engine, job.id, self.name, utcnow(), "worker stopped")
@@ -223,6 +226,13 @@ class Worker:
             )
             await self._failed(job, f"{type(exc).__name__}: {exc}")
         finally:
+            self._stop_heartbeat(job)
+
+    def _stop_heartbeat(self, job: JobView) -> None:
+        """Stop renewing the lease: the job is about to be finished or handed back, after
+        which a failed renewal would look like a takeover."""
+        heartbeat = self._heartbeats.pop(job.id, None)
+        if heartbeat is not None:
             heartbeat.cancel()
 
     async def _heartbeat(self, job: JobView, task: asyncio.Task[Any], lost: asyncio.Event) -> None:
@@ -242,6 +252,7 @@ class Worker:
                 return
 
     async def _failed(self, job: JobView, error: str) -> None:
+        self._stop_heartbeat(job)
         await self._guarded(close_unfinished, self.engine, job.id, f"the test failed: {error}")
         status = await self._guarded(
             fail,
@@ -280,6 +291,7 @@ class Worker:
             )
             if allowed > utcnow():
                 why = f"tested less than {self.tester.min_test_interval:g} s ago"
+                self._stop_heartbeat(job)
                 await self._db(postpone, self.engine, job.id, self.name, allowed, why)
                 return
         test_id = await self._db(start_test, self.engine, address, job_id=job.id, forced=job.forced)
@@ -315,6 +327,7 @@ class Worker:
         notes = await self._db(
             apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
         )
+        self._stop_heartbeat(job)
         log.info(
             "test #%s of %s: %s (%s) %s", test_id, job.target, verdict, reason, "; ".join(notes)
         )
@@ -327,6 +340,7 @@ class Worker:
 
     async def _refused(self, job: JobView, refusal: str) -> None:
         log.info("job %s: %s refused by policy (%s)", job.id, job.target, refusal)
+        self._stop_heartbeat(job)
         await self._db(finish, self.engine, job.id, self.name)
         await self._db(
             settle_nominations,

@@ -259,3 +259,28 @@ async def test_a_worker_refuses_to_start_with_an_unknown_relay_zone(
     lab = lab_settings(database_url, list_zones=["nowhere.example"])
     with pytest.raises(UnknownZoneError):
         await Worker(engine, lab, name="w").run(asyncio.Event())
+
+
+async def test_a_worker_that_lost_its_lease_drops_its_result(
+    engine: Engine, database_url: str
+) -> None:
+    from dnsbl.models.testing import Job
+
+    lab = lab_settings(database_url, lease_seconds=0.3)
+    probing = asyncio.Event()
+
+    async def slow_probe(*args: Any, **kwargs: Any) -> Any:
+        probing.set()
+        await asyncio.sleep(3600)
+
+    nomination = submit_nomination(engine, lab, "127.0.0.45", "tester@lab")
+    worker = Worker(engine, lab, name="slow", probe=slow_probe)
+    await worker.claim_and_start()
+    await asyncio.wait_for(probing.wait(), 10)
+    with writer(engine).begin() as conn:  # another worker took the job over
+        conn.execute(update(Job).values(lease_owner="other"))
+    await asyncio.wait_for(worker.wait_idle(), 10)
+    [job] = list_jobs(engine)
+    assert (job.status, job.lease_owner) == ("running", "other")
+    view = get_nomination(engine, nomination.id)
+    assert view is not None and view.status == "testing"
