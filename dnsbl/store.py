@@ -10,6 +10,7 @@ and logs a removal.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -253,7 +254,7 @@ class ListingStore:
         source: str,
     ) -> list[int]:
         value_ids = self._value_ids(conn, {entry.value_key for entry in pending.values()})
-        first_new = conn.scalar(select(func.coalesce(func.max(Listing.id), 0)))
+        first_new: int = conn.scalar(select(func.coalesce(func.max(Listing.id), 0))) or 0
         stamp = _bind_time(conn, now)
         # Rows in address order: the indexes on start_key then grow at a few places instead
         # of at random pages, which makes a large import several times faster on SQLite.
@@ -291,6 +292,11 @@ class ListingStore:
                 ).where(mine),
             )
         )
+        if conn.dialect.name == "sqlite":
+            # Under the database lock, SQLite numbers new rows max(id) + 1, one after another.
+            last = conn.scalar(select(func.max(Listing.id)))
+            if last == first_new + len(ordered):
+                return list(range(first_new + 1, last + 1))
         # Straight from the driver: a million ids through SQLAlchemy's rows cost seconds.
         sql = "SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}"
         return [row[0] for row in _driver_rows(conn, sql, (zone_id, first_new))]
@@ -685,11 +691,6 @@ def _insert_many(
     name, columns = table
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-    batch: list[tuple[Any, ...]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= _BATCH:
-            conn.exec_driver_sql(sql, batch)
-            batch = []
-    if batch:
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, _BATCH)):
         conn.exec_driver_sql(sql, batch)
