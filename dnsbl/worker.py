@@ -113,7 +113,9 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until `stop` is set; then release the jobs still in hand."""
-        relay_zones(self.settings)  # a `tester.list_zones` naming no zone fails here, at start
+        # A `tester.list_zones` naming no configured zone fails here, at start.
+        if not relay_zones(self.settings):
+            log.warning("no zones configured: confirmed relays will not be listed anywhere")
         await self._db(ListingStore(self.engine).ensure_zones, self.settings.zone_names)
         loop = asyncio.get_running_loop()
         try:
