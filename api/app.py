@@ -131,4 +131,3 @@ def _zone_enums(components: dict[str, Any], zones: list[str]) -> None:
         for branch in zone.get("anyOf", [zone]):
             if branch.get("type") == "string":
                 branch["enum"] = zones
-

@@ -27,7 +27,7 @@ from tests.conftest import zone_config
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES_PER_MODE = 8  # per operation; 23 operations x 2 modes: some 350 requests
+EXAMPLES_PER_MODE = 6  # per operation; 23 operations x 2 modes: some 270 requests
 
 
 @pytest.fixture

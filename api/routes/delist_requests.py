@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.problems import Problem, responses
@@ -24,7 +24,7 @@ from dnsbl.models.testing import DelistRequest
 router = APIRouter(prefix="/v1/delist-requests", tags=["public"])
 
 
-def job_of(engine: EngineDep, request_id: int) -> int | None:
+def _job_of(engine: Engine, request_id: int) -> int | None:
     with engine.connect() as conn:
         job_id: int | None = conn.scalar(
             select(DelistRequest.job_id).where(DelistRequest.id == request_id)
@@ -32,10 +32,10 @@ def job_of(engine: EngineDep, request_id: int) -> int | None:
     return job_id
 
 
-def to_public(engine: EngineDep, view: Any, settings: Settings) -> DelistRequestPublic:
+def to_public(engine: Engine, view: Any, settings: Settings) -> DelistRequestPublic:
     """The public shape of a delist request, with its queue position and links."""
     base = settings.api.public_url.rstrip("/")
-    job_id = job_of(engine, view.id)
+    job_id = _job_of(engine, view.id)
     return DelistRequestPublic.model_validate(view).model_copy(
         update={
             "queue_position": jobs.queue_position(engine, job_id) if job_id else None,
@@ -46,7 +46,7 @@ def to_public(engine: EngineDep, view: Any, settings: Settings) -> DelistRequest
 
 
 def submit(
-    engine: EngineDep, settings: Settings, body: DelistRequestCreate, client: str
+    engine: Engine, settings: Settings, body: DelistRequestCreate, client: str
 ) -> DelistRequestPublic:
     """File the request (shared by the REST route and the removal page)."""
     view = delisting.request_delist(

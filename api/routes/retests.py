@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from api import audit
 from api.auth import OperatorKey, actor
@@ -19,7 +19,7 @@ from dnsbl.store import active_clause
 router = APIRouter(prefix="/v1/admin/retests", tags=["admin: retests"])
 
 
-def _listed_hosts(engine: EngineDep, zone: str, category: str | None) -> list[str]:
+def _listed_hosts(engine: Engine, zone: str, category: str | None) -> list[str]:
     """The single addresses listed in force in `zone` (networks cannot be tested as a whole)."""
     query = (
         select(Listing.family, Listing.start_key, Listing.prefixlen)

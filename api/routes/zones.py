@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from api.auth import OperatorKey
 from api.deps import EngineDep, SettingsDep, StoreDep
@@ -15,7 +15,7 @@ from dnsbl.store import active_clause
 router = APIRouter(prefix="/v1/admin/zones", tags=["admin: zones"])
 
 
-def listing_counts(engine: EngineDep) -> dict[tuple[str, str, bool], int]:
+def listing_counts(engine: Engine) -> dict[tuple[str, str, bool], int]:
     """Listings in force by (zone, category, excluded)."""
     query = (
         select(Zone.name, ListingValue.category, ListingValue.excluded, func.count())
