@@ -48,18 +48,28 @@ async def test_verdicts_and_listings(
     hosts("127.0.0.20", "open")
     hosts("127.0.0.21", "closed")
     hosts("127.0.0.22", "accept")
-    # 127.0.0.23: nothing listens
+    # 127.0.0.23: nothing listens; 127.0.0.24: accepts the connection and never speaks
+
+    async def tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    silent = await asyncio.start_server(tarpit, "127.0.0.24", lab.tester.port)
+    addresses = ("127.0.0.20", "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24")
     nominations = {
-        address: submit_nomination(engine, lab, address, "tester@lab").id
-        for address in ("127.0.0.20", "127.0.0.21", "127.0.0.22", "127.0.0.23")
+        address: submit_nomination(engine, lab, address, "tester@lab").id for address in addresses
     }
-    await settled(engine, list(nominations.values()))
+    try:
+        await settled(engine, list(nominations.values()))
+    finally:
+        silent.close()
     verdicts = {a: get_nomination(engine, n).verdict for a, n in nominations.items()}  # type: ignore[union-attr]
     assert verdicts == {
         "127.0.0.20": "confirmed",
         "127.0.0.21": "closed",
         "127.0.0.22": "suspicious",
         "127.0.0.23": "untestable",
+        "127.0.0.24": "untestable",
     }
     [relay] = relay_listings(engine, "127.0.0.20")
     view = get_nomination(engine, nominations["127.0.0.20"])
@@ -284,3 +294,32 @@ async def test_a_worker_that_lost_its_lease_drops_its_result(
     assert (job.status, job.lease_owner) == ("running", "other")
     view = get_nomination(engine, nomination.id)
     assert view is not None and view.status == "testing"
+
+
+async def test_concurrency_is_bounded(engine: Engine, database_url: str) -> None:
+    lab = lab_settings(database_url, concurrency=2)
+    running = peak = 0
+
+    async def counting_probe(*args: Any, **kwargs: Any) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        raise RuntimeError("no host here")
+
+    for n in range(6):
+        enqueue(engine, "test", f"127.0.0.{70 + n}", actor="t")
+    stop = asyncio.Event()
+    worker = Worker(engine, lab, name="w", probe=counting_probe)
+    task = asyncio.create_task(worker.run(stop))
+    async with asyncio.timeout(30):  # until all six were tried once and wait for a retry
+        while any(
+            job.attempts == 0 or job.status == "running"
+            for job in list_jobs(engine)
+            if job.kind == "test"
+        ):
+            await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert peak == 2
