@@ -153,6 +153,7 @@ def test_create_listing_refusals(client: TestClient, admin_key: str) -> None:
         "validation",
     )
     assert_problem(create(reason=""), 422, "validation")
+    assert_problem(create(txt="a\x00b"), 422, "validation")
     assert_problem(create(colour="red"), 422, "validation")
     assert_problem(create(source="rumour"), 422, "validation")
 
@@ -293,3 +294,26 @@ def test_keys_are_issued_listed_and_revoked(client: TestClient, admin_key: str) 
     assert_problem(
         client.post("/v1/admin/keys", headers=headers, json={"role": "root"}), 422, "validation"
     )
+
+
+def test_expiry_with_an_offset_is_kept_in_utc(client: TestClient, admin_key: str) -> None:
+    response = client.post(
+        "/v1/admin/listings",
+        headers=bearer(admin_key),
+        json={
+            "zone": ZONE,
+            "network": "192.0.2.77",
+            "reason": "r",
+            "expires_at": "2100-01-01T12:00:00+02:00",
+        },
+    )
+    assert response.status_code == 201, response.text
+    stored = datetime.fromisoformat(response.json()["expires_at"].replace("Z", "+00:00"))
+    assert stored == datetime(2100, 1, 1, 10, 0, tzinfo=UTC)
+
+
+def test_the_audit_log_cannot_be_changed(client: TestClient, admin_key: str) -> None:
+    for method in ("PUT", "PATCH", "DELETE", "POST"):
+        response = client.request(method, "/v1/admin/audit", headers=bearer(admin_key))
+        assert_problem(response, 405)
+        assert response.headers["allow"] == "GET"

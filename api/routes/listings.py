@@ -91,7 +91,9 @@ def read_listing(
 def _expiry(body: ListingCreate) -> datetime | None:
     if body.expires_at is None:
         return None
-    expires = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=UTC)
+    # Naive means UTC; any other offset is converted, since SQLite keeps only the wall time.
+    given = body.expires_at
+    expires = given.astimezone(UTC) if given.tzinfo else given.replace(tzinfo=UTC)
     if expires <= utcnow():
         raise Problem(422, "validation", f"expires_at {expires.isoformat()} is in the past")
     return expires
