@@ -36,6 +36,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from dnsbl.addresses import Network, address_text
 from dnsbl.config import ZoneSettings
@@ -48,6 +49,7 @@ Answer = tuple[Value, ...]
 _MIXED: None = None  # a subtree whose addresses do not all share one answer
 _EMPTY: Answer = ()
 _NIBBLES = "0123456789abcdef"
+_QUOTED = frozenset('"\\')
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,25 +85,19 @@ class _Segments:
     """One family's address space as sorted, disjoint runs of addresses with one answer each."""
 
     def __init__(self, index: ZoneIndex, family: int, bits: int) -> None:
-        top = (1 << bits) - 1
-        points = {0}
-        for _, net, _ in index.entries():
-            if net.family == family:
-                points.add(net.first)
-                points.add(net.last + 1)
-        specials = [TEST_LISTED[family], TEST_UNLISTED[family]]
-        if family == 6:
-            specials.append(TEST_UNLISTED_MAPPED)
-        for address in specials:
-            points.update((address, address + 1))
-        starts = sorted(p for p in points if p <= top)
         self.lows: list[int] = []
         self.highs: list[int] = []
         self.answers: list[Answer] = []
-        for i, low in enumerate(starts):
-            high = starts[i + 1] - 1 if i + 1 < len(starts) else top
-            answer = index.lookup(family, low)
-            if not answer:
+        specials = [TEST_LISTED[family], TEST_UNLISTED[family]]
+        if family == 6:
+            specials.append(TEST_UNLISTED_MAPPED)
+        tables = [table for (_, each), table in index.tables.items() if each == family]
+        if len(tables) > 1:
+            pieces = _looked_up(index, family, bits, specials)
+        else:
+            pieces = _flattened(index, tables[0] if tables else None, family, specials)
+        for low, high, answer in pieces:
+            if not answer or high < low:
                 continue
             if self.highs and self.highs[-1] == low - 1 and self.answers[-1] == answer:
                 self.highs[-1] = high
@@ -138,6 +134,73 @@ class _Segments:
         return found
 
 
+def _looked_up(
+    index: ZoneIndex, family: int, bits: int, specials: list[int]
+) -> Iterator[tuple[int, int, Answer]]:
+    """Runs with one answer, asking `lookup` once between each two entry boundaries."""
+    top = (1 << bits) - 1
+    points = {0}
+    for _, net, _ in index.entries():
+        if net.family == family:
+            points.add(net.first)
+            points.add(net.last + 1)
+    for address in specials:
+        points.update((address, address + 1))
+    starts = sorted(p for p in points if p <= top)
+    for i, low in enumerate(starts):
+        high = starts[i + 1] - 1 if i + 1 < len(starts) else top
+        yield low, high, index.lookup(family, low)
+
+
+def _flattened(
+    index: ZoneIndex, table: Any, family: int, specials: list[int]
+) -> Iterator[tuple[int, int, Answer]]:
+    """Runs with one answer for a family with one table: one sweep of its nested CIDRs.
+
+    The test addresses (`specials`) are cut out and answered by `lookup` itself.
+    """
+    values = index.values
+    bits = 32 if family == 4 else 128
+    pieces: list[tuple[int, int, Answer]] = []
+
+    def emit(low: int, high: int, value_id: int) -> None:
+        value = values[value_id]
+        if low <= high and value is not None:
+            pieces.append((low, high, (value,)))
+
+    if table is not None:
+        rows = sorted((start, length, value_id) for length, start, value_id in table.entries())
+        stack: list[tuple[int, int]] = []  # (last address, value id) of the open networks
+        position = 0
+        previous = (-1, -1)
+        for start, length, value_id in rows:
+            if (start, length) == previous:
+                continue  # the same network twice: the level's bisection finds the first
+            previous = (start, length)
+            while stack and stack[-1][0] < start:
+                last, open_id = stack.pop()
+                emit(position, last, open_id)
+                position = last + 1
+            if stack:
+                emit(position, start - 1, stack[-1][1])
+            position = start
+            stack.append((start + (1 << (bits - length)) - 1, value_id))
+        while stack:
+            last, open_id = stack.pop()
+            emit(position, last, open_id)
+            position = last + 1
+    cut: list[tuple[int, int, Answer]] = []
+    for low, high, answer in pieces:
+        for special in sorted(specials):
+            if low <= special <= high:
+                cut.append((low, special - 1, answer))
+                low = special + 1
+        cut.append((low, high, answer))
+    cut += [(address, address, index.lookup(family, address)) for address in specials]
+    cut.sort(key=lambda piece: piece[0])
+    return iter(cut)
+
+
 @dataclass(frozen=True, slots=True)
 class _Node:
     """A name in the label tree: its labels (most significant first) and each family's start."""
@@ -166,6 +229,12 @@ class _Writer:
 
     def walk(self, node: _Node) -> Iterator[Record]:
         depth = len(node.labels)
+        if node.v6 is None and node.v4 is not None and depth == _V4.depth - 1:
+            yield from self.leaves(node, _V4, node.v4)
+            return
+        if node.v4 is None and node.v6 is not None and depth == _V6.depth - 1:
+            yield from self.leaves(node, _V6, node.v6)
+            return
         for fam, start in node.states():
             if depth == fam.depth:
                 answer = self.segments[fam.family].answer(start, start)
@@ -186,6 +255,27 @@ class _Writer:
                 yield from self.walk(self.child(node, label))
             elif answer != wildcard:
                 yield from self.uniform(self.child(node, label), answer)
+
+    def leaves(self, node: _Node, fam: _Family, start: int) -> Iterator[Record]:
+        """The records of a node of one family whose children are whole addresses.
+
+        The common case of a large zone (a /24 with a few listed addresses), kept short.
+        """
+        count = 1 << fam.label_bits
+        found = self.segments[fam.family].children(start, 0, count)
+        wildcard: Answer | None = None
+        owner = self.owner(node.labels)
+        if len(found) == count:
+            counts = Counter(found.values())
+            wildcard = counts.most_common(1)[0][0]
+            network = Network(fam.family, start, fam.bits - fam.label_bits)
+            yield from self.records("*." + owner, wildcard or (), str(network))
+        label = fam.label
+        for child in sorted(found):
+            answer = found[child]
+            if answer != wildcard and answer:
+                text = address_text(fam.family, start + child)
+                yield from self.records(f"{label(child)}.{owner}", answer, text)
 
     def uniform(self, node: _Node, answer: Answer) -> Iterator[Record]:
         """The records of a node whose whole subtree has one (non-empty) answer."""
@@ -256,6 +346,12 @@ class _Writer:
         return counts.most_common(1)[0][0]
 
     def records(self, owner: str, answer: Answer, text: str) -> Iterator[Record]:
+        if len(answer) == 1:
+            [value] = answer
+            yield owner, "A", self.ttl, value.code
+            if value.txt is not None:
+                yield owner, "TXT", self.ttl, txt_rdata(render_txt(value.txt, text))
+            return
         codes = dict.fromkeys(value.code for value in answer)
         for code in codes:
             yield owner, "A", self.ttl, code
@@ -273,6 +369,8 @@ def _label_order(label: str) -> tuple[int, int, str]:
 
 def txt_rdata(text: str) -> str:
     """`text` as TXT rdata in zone file syntax: quoted strings of at most 255 bytes each."""
+    if len(text) <= 255 and text.isascii() and text.isprintable() and not _QUOTED & set(text):
+        return f'"{text}"'
     data = text.encode()
     chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
     return " ".join('"' + "".join(_escape(byte) for byte in chunk) + '"' for chunk in chunks)
