@@ -20,7 +20,7 @@ from api.schemas.lookup import EvidenceLink, LookupListing, LookupPublic
 from dnsbl.addresses import parse_address
 from dnsbl.config import Settings
 from dnsbl.models import Listing
-from dnsbl.store import ListingStore
+from dnsbl.store import ListingStore, in_force
 from dnsbl.txt_template import render_txt
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,8 @@ _NEVER_LISTED = {
 
 
 def deciding_listings(listings: list[Listing], zones: list[str]) -> list[Listing]:
-    """Per zone and category, the most specific listing; exclusions are dropped after deciding."""
-    decided: dict[tuple[str, str], Listing] = {}
-    for listing in listings:  # most specific first
-        if listing.zone.name in zones:
-            decided.setdefault((listing.zone.name, listing.category), listing)
-    return [listing for listing in decided.values() if not listing.excluded]
+    """Per configured zone and category, the listing that decides (exclusions decide "no")."""
+    return in_force(listing for listing in listings if listing.zone.name in zones)
 
 
 def lookup(engine: Engine, settings: Settings, text: str) -> LookupPublic:

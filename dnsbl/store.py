@@ -594,6 +594,18 @@ class ListingStore:
             ]
 
 
+def in_force(listings: Iterable[Listing]) -> list[Listing]:
+    """The listings that decide, per zone and category: the most specific one of each, and only
+    if it is not an exclusion — the longest-prefix rule the zone index answers by.
+
+    `listings` must come most specific first, as `listings_containing` returns them.
+    """
+    decided: dict[tuple[int, str], Listing] = {}
+    for listing in listings:
+        decided.setdefault((listing.zone_id, listing.category), listing)
+    return [listing for listing in decided.values() if not listing.excluded]
+
+
 def _ascending(values: Sequence[int]) -> bool:
     # A plain loop: no copy of the array, one int alive at a time (zip over a slice is ~4x
     # slower and doubles the memory for a moment).

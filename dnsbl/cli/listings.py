@@ -10,7 +10,7 @@ from dnsbl.addresses import Network, parse_networks
 from dnsbl.cli.context import Context
 from dnsbl.errors import AddressError
 from dnsbl.models import utcnow
-from dnsbl.store import Entry
+from dnsbl.store import Entry, in_force
 
 
 def register(subparsers: Any) -> None:
@@ -107,4 +107,5 @@ def _check(context: Context, args: argparse.Namespace) -> int:
             f"{listing.zone.name}\t{listing.network}\t{listing.category}\t{kind}\t{state}\t"
             f"since {listing.created_at:%Y-%m-%d %H:%M}\t{listing.reason or ''}"
         )
-    return 0 if any(listing.active and not listing.excluded for listing in listings) else 1
+    listed = in_force(listing for listing in listings if listing.active)
+    return 0 if listed else 1
