@@ -151,7 +151,7 @@ def test_dnsbl_dns_follows_list_and_delist(tmp_path: Path, sqlite_url: str) -> N
 @pytest.mark.e2e
 def test_dnsbl_serve_migrates_and_answers(tmp_path: Path) -> None:
     fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    config = write_config(tmp_path / "dnsbl.toml", fresh)
+    config = write_config(tmp_path / "dnsbl.toml", fresh, api='listen = "127.0.0.1:0"')
     with _process(config, "serve", tmp_path / "serve.log") as (process, port):
         reply = _ask(port, "2.0.0.127." + ZONE, "ANY")
         assert answers(reply, "A") == ["127.0.0.2"]
