@@ -105,6 +105,8 @@ class LineProblem:
     message: str
 
     def __str__(self) -> str:
+        if not self.line:  # about the dataset as a whole, found after reading it
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}: {self.message}"
 
 
@@ -417,7 +419,7 @@ class RbldnsdData:
             network = Network(4, unit, 32 - 8 * level)
             self.problems.append(
                 LineProblem(
-                    "(ip4set)",
+                    "ip4set",
                     0,
                     f"{len(distinct)} values for {network}: rbldnsd answers them all, "
                     "dnsbl keeps the first",
