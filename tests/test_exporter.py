@@ -158,3 +158,38 @@ def test_cli_export_writes_the_file_atomically(
     assert "192.0.2.1/32 :127.0.0.2:Listed: see https://bl.example.org/lookup/$" in (
         output.read_text())
     assert not output.with_name("out.txt.tmp").exists()
+
+
+async def test_random_imported_zones_survive_the_round_trip_through_rbldnsd(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from dnsbl.config import ZoneSettings
+    from dnsbl.db import make_engine
+    from dnsbl.importer import import_files
+    from tests.conftest import zone_config
+    from tests.test_rbldnsd_parity import _probes as file_probes
+    from tests.test_rbldnsd_parity import ip4_file, ip6_file
+
+    need_program("rbldnsd")
+    rng = random.Random(99)
+    engine = make_engine(sqlite_url)
+    store = ListingStore(engine)
+    zone = ZoneSettings(**zone_config(ZONE))  # type: ignore[arg-type]
+    store.ensure_zones([ZONE])
+    source = tmp_path / "source"
+    source.mkdir()
+    files = [source / "v4.txt", source / "v6.txt"]
+    files[0].write_text(ip4_file(rng, 200, ranges=True))
+    files[1].write_text(ip6_file(rng, 80))
+    import_files(store, zone, files, category="a")
+    store.add(ZONE, [Entry(parse_network("10.0.0.0/16"), "b", code="127.0.0.20")], actor="t")
+    index = load_index(engine, zone)
+    data = tmp_path / "data"
+    data.mkdir()
+    with (data / "zone.txt").open("w") as out:
+        export_zone(engine, zone, out, "rbldnsd")
+    with rbldnsd(data, [f"{ZONE}:combined:zone.txt"]) as port:
+        for address in file_probes(rng, files, 400):
+            name = reverse_name(address, ZONE)
+            assert await ask(port, name) == index_answer(index, address), str(address)
+    engine.dispose()
