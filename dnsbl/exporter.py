@@ -70,7 +70,7 @@ def rbldnsd_lines(
     yield f"# dnsbl export of zone {zone.name}, serial {index.serial}, {stamp}\n"
     if len(datasets) == 1:
         [(_, kind)] = datasets
-        yield f"# load it as a {_TRIE[kind]} dataset: rbldnsd ... {zone.name}:{_TRIE[kind]}:FILE\n"
+        yield f"# load it as an {_TRIE[kind]} dataset: rbldnsd ... {zone.name}:{_TRIE[kind]}:FILE\n"
     else:
         yield f"# load it as a combined dataset: rbldnsd ... {zone.name}:combined:FILE\n"
         yield "# (one nested dataset per category and address family)\n"

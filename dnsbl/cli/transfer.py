@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,7 +98,12 @@ def _export(context: Context, args: argparse.Namespace) -> int:
     zone = context.settings.zone(args.zone)
     family = int(args.family) if args.family else None
     if args.output is None:
-        export_zone(context.engine, zone, sys.stdout, args.format, family=family)
+        try:
+            export_zone(context.engine, zone, sys.stdout, args.format, family=family)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader stopped early (`| head`): not an error; keep Python's exit quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     temporary = args.output.with_name(args.output.name + ".tmp")
     # Written aside and renamed, so that an rbldnsd reading the file never sees half of it.
