@@ -143,8 +143,9 @@ class RbldnsdData:
     def read(self, name: str, lines: Iterable[str]) -> Iterator[LineProblem]:
         """Read one file's lines; yields the problems of its bad lines as they are found."""
         self._default = _GLOBAL_DEFAULT
-        # The common line, a bare dotted quad, skips the general parser: inet_pton takes
-        # exactly a.b.c.d with octets up to 255, which means the same to rbldnsd.
+        # The common line, a dotted quad (with a value after a blank, or none), skips the
+        # general parser: inet_pton takes exactly a.b.c.d with octets up to 255, which means
+        # the same to rbldnsd. Anything unusual goes the general way, which reports it.
         fast = self.kind in (DatasetType.AUTO, DatasetType.IP4SET, DatasetType.IP4TRIE)
         units = self._units if self.kind is not DatasetType.IP4TRIE else None
         trie = self._tries[4]
@@ -157,20 +158,27 @@ class RbldnsdData:
             if not line:
                 continue
             if fast and line[0] in _DIGIT_CHARS:
+                blank = line.find(" ")
+                value: _RawValue | None
                 try:
-                    address = from_bytes(pton(socket.AF_INET, line), "big")
-                except OSError:
+                    if blank < 0:
+                        address = from_bytes(pton(socket.AF_INET, line), "big")
+                        value = self._default
+                    else:
+                        address = from_bytes(pton(socket.AF_INET, line[:blank]), "big")
+                        value = self._entry_value(line[blank:], False)
+                except (OSError, _BadLine):
                     pass
                 else:
                     if units is not None:
                         if address in units:
-                            self._unit(units, address, self._default)
+                            self._unit(units, address, value)
                         else:
-                            units[address] = self._default
+                            units[address] = value
                         continue
                     key = address << 8 | 32
                     if key not in trie:
-                        trie[key] = self._default
+                        trie[key] = value
                         continue
             elif line[0] in "#;" and not line.startswith("#$"):
                 continue
