@@ -2,7 +2,9 @@
 
 An open Postfix relay on 127.0.0.10 and a closed one on 127.0.0.11 (tests/postfix_lab.py) route
 the collector domain to the collector that `run_worker` runs in-process. A DNS server fed by a
-zone follower answers the zone the verdicts write to, and a real DNS client asks it.
+zone follower answers the zone the verdicts write to, and a real DNS client asks it. Midway the
+two are chained into a multi-stage relay (the open one hands the collector's mail to the other,
+which relays for it), so the second stage is listed as the relay's output.
 """
 
 from __future__ import annotations
@@ -20,14 +22,22 @@ from sqlalchemy import Engine
 from dnsbl.config import Settings, load_settings
 from dnsbl.delisting import DelistRequestView, get_delist_request, request_delist
 from dnsbl.dns.server import DnsServer
+from dnsbl.jobs import get_job, schedule_retest
 from dnsbl.nominations import get_nomination, submit_nomination
-from dnsbl.relay_tests import get_test
+from dnsbl.relay_tests import RelayTestView, get_test
 from dnsbl.store import ListingStore
 from dnsbl.verdicts import relay_listings
 from dnsbl.worker import run_worker
 from dnsbl.zone_sync import ZoneFollower
 from tests.conftest import PG_URL, ZONE, zone_config
-from tests.postfix_lab import CLOSED_ADDRESS, OPEN_ADDRESS, PostfixLab, running_lab
+from tests.postfix_lab import (
+    CLOSED_ADDRESS,
+    COLLECTOR_DOMAIN,
+    OPEN_ADDRESS,
+    SMTP_PORT,
+    PostfixLab,
+    running_lab,
+)
 from tests.relay_lab import settled
 from tests.smtp_fakes import free_port
 
@@ -69,6 +79,28 @@ async def _answered(engine: Engine, request_id: int) -> DelistRequestView:
             assert view is not None
             if view.status not in ("pending", "retesting"):
                 return view
+            await asyncio.sleep(0.2)
+
+
+def _chain(lab: PostfixLab) -> None:
+    """Route the open relay's collector mail through the closed one, which relays for it."""
+    transport = lab.open.config_dir.parent / "transport"
+    transport.write_text(f"{COLLECTOR_DOMAIN} smtp:[{CLOSED_ADDRESS}]:{SMTP_PORT}\n")
+    lab.open.reload()
+    lab.closed.set(mynetworks=f"{CLOSED_ADDRESS}/32 {OPEN_ADDRESS}/32")
+    lab.closed.reload()
+
+
+async def _job_test(engine: Engine, job_id: int) -> RelayTestView:
+    """The relay test that answered a job, once the job is done."""
+    async with asyncio.timeout(90):
+        while True:
+            job = get_job(engine, job_id)
+            assert job is not None and job.status != "failed", job
+            if job.status == "done" and job.test_id is not None:
+                test = get_test(engine, job.test_id)
+                assert test is not None
+                return test
             await asyncio.sleep(0.2)
 
 
@@ -127,6 +159,18 @@ async def test_nominate_list_fix_delist(
         assert await _dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.2"]
         assert (await _dns_rcode_and_a(dns_node, CLOSED_ADDRESS))[0] == dns.rcode.NXDOMAIN
 
+        # multi-stage: the open relay now hands the collector's mail to the closed one,
+        # which relays for it; an admin's retest lists the second stage as the output
+        await asyncio.to_thread(_chain, postfix)
+        retest_job = schedule_retest(engine, lab_settings, OPEN_ADDRESS, actor="admin")
+        chained = await _job_test(engine, retest_job.id)
+        assert chained.verdict == "confirmed", (chained, postfix.open.log(), postfix.closed.log())
+        assert {arrival.delivered_by for arrival in chained.arrivals} == {CLOSED_ADDRESS}
+        assert sorted(chained.listed_as) == [f"{ZONE} open-relay", f"{ZONE} relay-output"]
+        [output] = relay_listings(engine, CLOSED_ADDRESS)
+        assert output.category == "relay-output"
+        assert await _dns_until(dns_node, CLOSED_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.3"]
+
         # the operator fixes the relay and asks out; the forced retest finds it closed
         await asyncio.to_thread(postfix.open.close_relay)
         request = request_delist(engine, lab_settings, OPEN_ADDRESS, "postmaster@lab", True)
@@ -135,7 +179,9 @@ async def test_nominate_list_fix_delist(
         assert answered.status == "delisted", retest
         assert retest is not None and retest.verdict == "closed" and retest.forced
         assert relay_listings(engine, OPEN_ADDRESS) == []
+        assert relay_listings(engine, CLOSED_ADDRESS) == []  # its output goes with it
         await _dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NXDOMAIN)
+        await _dns_until(dns_node, CLOSED_ADDRESS, dns.rcode.NXDOMAIN)
     finally:
         stop.set()
         await asyncio.wait_for(worker, 30)
