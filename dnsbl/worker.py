@@ -66,7 +66,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Probe = Callable[..., Awaitable[Any]]
-_ARRIVAL_POLL = 0.25  # seconds between looks for arrivals during the wait window
+_ARRIVAL_POLL = 0.25  # seconds between looks for arrivals, at first
+_ARRIVAL_POLL_MAX = 2.0  # and at most, later in the wait window
 _RETRY_IN = 60.0  # seconds before a job that raised is tried again
 _DB_THREADS = 12
 _PROBE_GRACE = 30.0  # seconds a probe may overrun its session timeout before it is cut
@@ -363,6 +364,7 @@ class Worker:
             return await self._db(arrivals_for, self.engine, test_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.tester.wait_window
+        pause = _ARRIVAL_POLL
         while True:
             arrivals = await self._db(arrivals_for, self.engine, test_id)
             if {arrival.token for arrival in arrivals} >= waiting_for.keys():
@@ -370,7 +372,10 @@ class Worker:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return arrivals
-            await asyncio.sleep(min(_ARRIVAL_POLL, remaining))
+            await asyncio.sleep(min(pause, remaining))
+            # Most relays deliver within a second or two; after that, look less often so
+            # that many hosts waiting out a long window do not flood the database.
+            pause = min(pause * 1.5, _ARRIVAL_POLL_MAX)
 
 
 async def run_worker(
