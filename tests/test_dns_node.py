@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import re
 import signal
+import smtplib
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from dnsbl.dns_node import run_dns_node
 from dnsbl.store import Entry, ListingStore
 from tests.conftest import ZONE, need_program, write_config, zone_config
 from tests.dns_support import answers, ask
+from tests.smtp_fakes import free_port
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> float:
@@ -105,6 +109,25 @@ def _process(
             process.wait()
 
 
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def _eventually(check: Callable[[], bool], limit: float = 30.0) -> bool:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _ask(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
     query = dns.message.make_query(name, rdtype)
     return dns.query.udp(query, "127.0.0.1", port=port, timeout=3)
@@ -151,8 +174,16 @@ def test_dnsbl_dns_follows_list_and_delist(tmp_path: Path, sqlite_url: str) -> N
 @pytest.mark.e2e
 def test_dnsbl_serve_migrates_and_answers(tmp_path: Path) -> None:
     fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    config = write_config(tmp_path / "dnsbl.toml", fresh, api='listen = "127.0.0.1:0"')
+    api_port, smtp_port = free_port(), free_port()
+    config = write_config(
+        tmp_path / "dnsbl.toml", fresh, api=f'listen = "127.0.0.1:{api_port}"',
+        tester=f'collector_listen = "127.0.0.1:{smtp_port}"',
+    )
     with _process(config, "serve", tmp_path / "serve.log") as (process, port):
+        # Every role of the one process group is up: API, worker's collector, DNS.
+        assert _eventually(lambda: _http_status(f"http://127.0.0.1:{api_port}/readyz") == 200)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
         reply = _ask(port, "2.0.0.127." + ZONE, "ANY")
         assert answers(reply, "A") == ["127.0.0.2"]
         assert answers(reply, "TXT") == ['"Listed: see https://bl.example.org/lookup/127.0.0.2"']

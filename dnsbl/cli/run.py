@@ -33,20 +33,26 @@ def _dns(context: Context, args: argparse.Namespace) -> int:
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     """The coroutines `dnsbl serve` runs side by side (one line per role)."""
     from api.server import run_api
+    from dnsbl.db import make_engine
     from dnsbl.dns.server import DnsServer
     from dnsbl.dns_node import run_dns_node
+    from dnsbl.worker import run_worker
 
     # The API reports the DNS server's query counts (/metrics) and readiness (/readyz).
     dns_server = DnsServer(context.settings.zones, context.settings.dns)
     dns_started = asyncio.Event()
+    # The DNS node reads through an engine of its own: its connections never carry a
+    # writer's large SQLite page cache (see dnsbl.db), so the node stays small.
+    dns_engine = make_engine(context.settings.database_url)
     return [
-        run_dns_node(context.settings, context.engine, started=dns_started, server=dns_server),
+        run_dns_node(context.settings, dns_engine, started=dns_started, server=dns_server),
         run_api(
             context.settings,
             context.engine,
             dns_counts=dns_server.counts,
             dns_ready=dns_started.is_set,
         ),
+        run_worker(context.settings, context.engine),  # with the collector, once per process
     ]
 
 
