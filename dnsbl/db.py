@@ -94,7 +94,7 @@ def alembic_config(url: str) -> Any:
     return config
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
+def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` with Alembic (the only way the schema is made)."""
     from alembic import command
 
