@@ -17,8 +17,17 @@ import time
 from pathlib import Path
 
 from bench.common import (
-    DNSBL, answers, env, fill_store, free_port, process, query_name, random_singles, rss_bytes,
-    wait_until_answering, write_config,
+    DNSBL,
+    answers,
+    env,
+    fill_store,
+    free_port,
+    process,
+    query_name,
+    random_singles,
+    rss_bytes,
+    wait_until_answering,
+    write_config,
 )
 
 

@@ -19,8 +19,17 @@ import tempfile
 from pathlib import Path
 
 from bench.common import (
-    DNSBL, ZONE, env, fill_store, free_port, process, query_name, random_singles,
-    wait_until_answering, write_config, write_rbldnsd_file,
+    DNSBL,
+    ZONE,
+    env,
+    fill_store,
+    free_port,
+    process,
+    query_name,
+    random_singles,
+    wait_until_answering,
+    write_config,
+    write_rbldnsd_file,
 )
 
 

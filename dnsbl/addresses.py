@@ -99,7 +99,7 @@ def parse_range(first_text: str, last_text: str) -> list[Network]:
         raise AddressError(f"range {first_text}-{last_text} ends before it starts")
     return [
         Network.from_ip_network(net)
-        for net in ipaddress.summarize_address_range(first, last)  # type: ignore[arg-type]
+        for net in ipaddress.summarize_address_range(first, last)
     ]
 
 
@@ -125,8 +125,5 @@ def address_text(family: int, address: int) -> str:
 
 def reverse_name(address: ipaddress.IPv4Address | ipaddress.IPv6Address, zone: str) -> str:
     """The RFC 5782 query name for `address` under `zone` (reversed octets or nibbles)."""
-    if address.version == 4:
-        labels = str(address).split(".")
-    else:
-        labels = list(format(int(address), "032x"))
+    labels = str(address).split(".") if address.version == 4 else list(format(int(address), "032x"))
     return ".".join(reversed(labels)) + "." + zone.rstrip(".")

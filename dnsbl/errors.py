@@ -1,4 +1,4 @@
-"""The exceptions of dnsbl. Every one derives from `DnsblError`; a class's docstring is its message."""
+"""The exceptions of dnsbl: every one derives from `DnsblError`; a docstring is its message."""
 
 from __future__ import annotations
 

@@ -110,9 +110,9 @@ class _Table:
             for start, value in zip(level.starts, level.values, strict=True):
                 if (length, start) not in delta:
                     yield length, start, int(value)
-        for (length, start), value in delta.items():
-            if value is not None:
-                yield length, start, value
+        for (length, start), overlay in delta.items():
+            if overlay is not None:
+                yield length, start, overlay
 
     def overlaps(self, low: int, high: int, length: int) -> bool:
         """Whether an entry that is not an exclusion meets [low, high] (a prefix of `length`)."""

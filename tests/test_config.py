@@ -72,7 +72,7 @@ def test_a_bad_value_is_refused_naming_key_and_problem(
 
 
 def test_unknown_keys_and_codes_outside_127_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="zones.0.colour"):
+    with pytest.raises(ConfigError, match=r"zones\.0\.colour"):
         load_settings(write(tmp_path, GOOD + 'colour = "red"\n'))
     with pytest.raises(ConfigError, match=r"zones.0.default_code: .*127\.0\.0\.0/8"):
         load_settings(write(tmp_path, GOOD + 'default_code = "10.0.0.2"\n'))
