@@ -47,6 +47,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 
 from dnsbl.addresses import Network, ipv4_text
 from dnsbl.txt_template import literal_txt
@@ -386,13 +387,14 @@ class RbldnsdData:
         run_start = run_end = 0
         run_value: _RawValue | None = None
         run_origin: int | None = None
-        for key in sorted(units):
-            held = units[key]
+        # Sorting the pairs, not the keys: looking a million keys up again in key order
+        # costs more than the sort (each probe lands somewhere else in memory).
+        for key, held in sorted(units.items(), key=itemgetter(0)):
             level, unit = key >> 32, key & 0xFFFFFFFF
             value = (
                 self._unit_value(level, unit, held, convert) if isinstance(held, list) else held
             )
-            origin = origins.get(key)
+            origin = origins.get(key) if origins else None
             if (
                 unit == run_end + 1
                 and origin is not None
