@@ -166,7 +166,7 @@ def _import(
         for handle in handles:
             handle.close()
     result.lines = data.lines
-    entries = list(_entries(data, category, zone_values))
+    entries = _entries(data, category, zone_values)
     # Problems found while resolving the dataset (ip4set ties) come after the reading.
     for problem in data.problems:
         if problem.line == 0 and report is not None:
@@ -185,19 +185,16 @@ def _import(
     return result
 
 
-def _entries(data: RbldnsdData, category: str, zone_values: bool) -> Iterator[Entry]:
+def _entries(data: RbldnsdData, category: str, zone_values: bool) -> list[Entry]:
     """Store entries for the dataset: explicit values (or the zone's, see `zone_values`)."""
-    previous: DataValue | None = None
-    code: str | None = None
-    txt: str | None = None
-    for network, value in data.entries():
+    entries: list[Entry] = []
+    for value, networks in data.groups():
         if value is None:
-            yield Entry(network, category, True)
+            entries += [Entry(network, category, True) for network in networks]
             continue
-        if value is not previous:
-            previous = value
-            if zone_values and value == _RBLDNSD_DEFAULT:
-                code = txt = None
-            else:
-                code, txt = value.code, value.txt or ""
-        yield Entry(network, category, False, code, txt)
+        code: str | None = value.code
+        txt: str | None = value.txt or ""
+        if zone_values and value == _RBLDNSD_DEFAULT:
+            code = txt = None
+        entries += [Entry(network, category, False, code, txt) for network in networks]
+    return entries

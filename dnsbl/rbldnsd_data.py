@@ -357,6 +357,13 @@ class RbldnsdData:
 
     def entries(self) -> Iterator[DataEntry]:
         """Every entry to store: CIDR networks whose longest-prefix match answers as rbldnsd."""
+        for value, networks in self.groups():
+            for network in networks:
+                yield network, value
+
+    def groups(self) -> Iterator[tuple[DataValue | None, list[Network]]]:
+        """The same entries as `entries`, as (value, networks) groups: a million entries are
+        made several times faster by list comprehensions than one by one."""
         resolved: dict[int, tuple[_RawValue, DataValue]] = {}
 
         def convert(raw: _RawValue | None) -> DataValue | None:
@@ -369,19 +376,43 @@ class RbldnsdData:
             return found[1]
 
         for family in (4, 6):
+            by_value: dict[int, tuple[_RawValue | None, list[int]]] = {}
             for key, raw in self._tries[family].items():
-                yield Network(family, key >> 8, key & 255), convert(raw)
-        yield from self._ip4set_entries(convert)
+                by_value.setdefault(id(raw), (raw, []))[1].append(key)
+            for raw, keys in by_value.values():
+                yield convert(raw), [Network(family, key >> 8, key & 255) for key in keys]
+        yield from self._ip4set_groups(convert)
         if self._tset:
             tset_value = convert(self._tset_default or _GLOBAL_DEFAULT)
-            for address in sorted(self._tset):
-                yield Network(6, address, 64), tset_value
-            for address in sorted(self._tset_excluded):
-                yield Network(6, address, 128), None
+            yield tset_value, [Network(6, address, 64) for address in sorted(self._tset)]
+            excluded = sorted(self._tset_excluded)
+            yield None, [Network(6, address, 128) for address in excluded]
 
-    def _ip4set_entries(self, convert: _Converter) -> Iterator[DataEntry]:
+    def _ip4set_groups(
+        self, convert: _Converter
+    ) -> Iterator[tuple[DataValue | None, list[Network]]]:
+        """ip4set's entries by value: single addresses as they are, units of ranges and CIDRs
+        (and units that several entries gave) merged back by `_ip4set_entries`."""
+        origins = self._origins
+        singles: dict[int, tuple[_RawValue | None, list[int]]] = {}
+        rest: dict[int, _RawValue | list[_RawValue | None] | None] = {}
+        for key, held in self._units.items():
+            if isinstance(held, list) or (origins and key in origins):
+                rest[key] = held
+            else:
+                singles.setdefault(id(held), (held, []))[1].append(key)
+        for raw, keys in singles.values():
+            keys.sort()
+            yield convert(raw), [Network(4, key, 32) for key in keys]
+        merged: dict[int, tuple[DataValue | None, list[Network]]] = {}
+        for network, value in self._ip4set_entries(convert, rest):
+            merged.setdefault(id(value), (value, []))[1].append(network)
+        yield from merged.values()
+
+    def _ip4set_entries(
+        self, convert: _Converter, units: dict[int, _RawValue | list[_RawValue | None] | None]
+    ) -> Iterator[DataEntry]:
         """ip4set's units, each level's runs of one value merged into CIDRs."""
-        units = self._units
         origins = self._origins
         run_level = -1
         run_start = run_end = 0
