@@ -174,7 +174,7 @@ async def test_random_imported_zones_survive_the_round_trip_through_rbldnsd(
     rng = random.Random(99)
     engine = make_engine(sqlite_url)
     store = ListingStore(engine)
-    zone = ZoneSettings(**zone_config(ZONE))  # type: ignore[arg-type]
+    zone = ZoneSettings(**zone_config(ZONE))
     store.ensure_zones([ZONE])
     source = tmp_path / "source"
     source.mkdir()

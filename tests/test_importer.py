@@ -85,7 +85,7 @@ def test_an_unreadable_file_or_unknown_zone_writes_nothing(
     before = store.serial(ZONE)
     with pytest.raises(ImportFormatError, match=r"missing\.txt: cannot read"):
         import_files(store, settings.zone(ZONE), [good, tmp_path / "missing.txt"])
-    other = ZoneSettings(**zone_config("other.example.org"))  # type: ignore[arg-type]
+    other = ZoneSettings(**zone_config("other.example.org"))
     with pytest.raises(UnknownZoneError):
         import_files(store, other, [good])
     assert store.serial(ZONE) == before

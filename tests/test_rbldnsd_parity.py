@@ -230,7 +230,7 @@ def _networks(token: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 def _zone(name: str) -> ZoneSettings:
-    return ZoneSettings(**zone_config(name))  # type: ignore[arg-type]
+    return ZoneSettings(**zone_config(name))
 
 
 async def test_random_files_answer_as_rbldnsd_does(tmp_path: Path, sqlite_url: str) -> None:

@@ -28,7 +28,7 @@ from dnsbl.txt_template import render_txt
 from dnsbl.zone_records import Record, txt_rdata, zone_records
 from tests.conftest import ZONE, need_program, zone_config
 
-SETTINGS = ZoneSettings(**zone_config(txt="Listed $"))  # type: ignore[arg-type]
+SETTINGS = ZoneSettings(**zone_config(txt="Listed $"))
 
 
 class WildcardResolver:
