@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _IMMEDIATE = "dnsbl_immediate"
+_BIG_CACHE = "dnsbl_big_cache"
+_WRITER_CACHE = -131072  # KiB: 128 MB
 
 
 def normalise_url(url: str) -> str:
@@ -60,12 +62,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-        if immediate:
-            # Writers get a large page cache: a million-row import's indexes outgrow the 2 MB
-            # default and the import crawls. Readers (a DNS node) keep the small default, so a
-            # zone load does not leave ~100 MB of cached pages in the DNS process.
-            connection.exec_driver_sql("PRAGMA cache_size=-131072")
+        immediate = bool(connection.get_execution_options().get(_IMMEDIATE, False))
+        # Writers get a large page cache: a million-row import's indexes outgrow the 2 MB
+        # default and the import crawls. Readers (a DNS node loading a zone) get the default
+        # back, or a pooled connection that once wrote keeps ~100 MB of pages in the process.
+        info = connection.connection.info
+        if info.get(_BIG_CACHE, False) != immediate:
+            connection.exec_driver_sql(f"PRAGMA cache_size={_WRITER_CACHE if immediate else -2000}")
+            info[_BIG_CACHE] = immediate
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
