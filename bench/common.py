@@ -109,10 +109,11 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def wait_until_answering(port: int, limit: float = 60.0) -> float:
+def wait_until_answering(port: int, limit: float = 60.0, name: str = f"2.0.0.127.{ZONE}") -> float:
+    """Seconds until `name` gets a positive answer on `port`."""
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
-        if answers(port):
+        if answers(port, name):
             return time.perf_counter() - started
         time.sleep(0.02)
     raise TimeoutError(f"no answer on port {port} within {limit} s")

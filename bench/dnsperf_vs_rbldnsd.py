@@ -84,9 +84,13 @@ def main() -> None:
         config = write_config(directory, directory / "bench.sqlite3", ours)
         fill_store(config, addresses)
         results = {}
-        with process([rbldnsd, "-n", "-f", "-b", f"127.0.0.1/{theirs}", "-r", str(directory),
-                      "-w", str(directory), "-t", "2100", f"{ZONE}:ip4set:bench.ip4set"]):
-            wait_until_answering(theirs, limit=120)
+        # rbldnsd chroots into the directory and reads its files as its own user.
+        directory.chmod(0o755)
+        data.chmod(0o644)
+        with process([rbldnsd, "-n", "-b", f"127.0.0.1/{theirs}", "-r", str(directory),
+                      "-w", "/", "-t", "2100", f"{ZONE}:ip4set:bench.ip4set"]):
+            # rbldnsd lists only what its file says (no built-in 127.0.0.2): ask for a listing.
+            wait_until_answering(theirs, limit=120, name=query_name(addresses[0]))
             print("rbldnsd:")
             results["rbldnsd"] = dnsperf(theirs, queries, args.seconds)
         with process([DNSBL, "--config", str(config), "dns"], env=env()):

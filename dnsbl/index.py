@@ -29,6 +29,11 @@ _V6_TEST_LISTED = int(ipaddress.IPv6Address("::ffff:7f00:2"))
 TEST_LISTED = {4: _V4_TEST_LISTED, 6: _V6_TEST_LISTED}
 TEST_UNLISTED = {4: int(ipaddress.IPv4Address("127.0.0.1")), 6: int(ipaddress.IPv6Address("::1"))}
 TEST_UNLISTED_MAPPED = int(ipaddress.IPv6Address("::ffff:7f00:1"))
+# Addresses decided before any table is consulted: the RFC 5782 test entries.
+_SPECIAL = {
+    4: frozenset({TEST_LISTED[4], TEST_UNLISTED[4]}),
+    6: frozenset({TEST_LISTED[6], TEST_UNLISTED[6], TEST_UNLISTED_MAPPED}),
+}
 COMPACT_AFTER = 4096  # overlay entries before a compaction is worth its cost
 
 
@@ -159,6 +164,15 @@ class ZoneIndex:
     values: tuple[Value | None, ...]  # by id; id 0 is EXCLUDED
     tables: Mapping[tuple[str, int], _Table]  # by (category, family)
     _value_ids: Mapping[Value, int] = field(repr=False, default_factory=dict)
+    by_family: Mapping[int, tuple[_Table, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The tables of each family, grouped once: lookups are the DNS hot path.
+        grouped = {
+            family: tuple(table for (_, f), table in self.tables.items() if f == family)
+            for family in (4, 6)
+        }
+        object.__setattr__(self, "by_family", grouped)
 
     # -- building ------------------------------------------------------------------------
 
@@ -324,18 +338,12 @@ class ZoneIndex:
         RFC 5782 test addresses: 127.0.0.2 and ::ffff:7f00:2 are always listed (with the
         zone's own listing if one exists, else the default value); 127.0.0.1 and ::1 never.
         """
-        found: list[Value] = []
-        if (
-            (family == 4
-            and address == _V4_TEST_LISTED)
-            or (family == 6 and address in (_V6_TEST_LISTED,))
-        ):
-            return self._test_listed(family, address)
-        if address == TEST_UNLISTED[family] or (family == 6 and address == TEST_UNLISTED_MAPPED):
+        if address in _SPECIAL[family]:
+            if address == TEST_LISTED[family]:
+                return self._test_listed(family, address)
             return ()
-        for (_, table_family), table in self.tables.items():
-            if table_family != family:
-                continue
+        found: list[Value] = []
+        for table in self.by_family[family]:
             hit = table.match(address)
             if hit:
                 value = self.values[hit]

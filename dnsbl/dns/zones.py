@@ -70,6 +70,8 @@ class PublishedZone:
 
     __slots__ = (
         "_txt_cache",
+        "_txt_lead",
+        "_txt_parts",
         "a_records",
         "index",
         "key_noerror",
@@ -105,6 +107,9 @@ class PublishedZone:
         self.key_noerror = (self.name, "NOERROR")
         self.key_nxdomain = (self.name, "NXDOMAIN")
         self._txt_cache: dict[str, bytes] = {}
+        self._txt_parts: dict[str, tuple[bytes, bytes] | tuple[()]] = {}
+        # Pointer to the question's name, type TXT, class IN, TTL: everything before RDLENGTH.
+        self._txt_lead = QUESTION_POINTER + struct.pack(">HHI", TYPE_TXT, CLASS_IN, self.ttl)
 
     def a_record(self, code: str) -> bytes:
         """The A record answering `code`, owned by the question's name."""
@@ -123,6 +128,17 @@ class PublishedZone:
                     TYPE_TXT, self.ttl, _txt_rdata(template)
                 )
             return record
+        parts = self._txt_parts.get(template)
+        if parts is None:
+            parts = self._txt_parts[template] = _split_template(template)
+        if parts:
+            # One `$` and a short text: the record is a prefix, the address and a suffix.
+            head, tail = parts
+            shown = address_text(family, address).encode()
+            length = len(head) + len(shown) + len(tail)
+            if length < 256:
+                return b"".join((self._txt_lead, (length + 1).to_bytes(2, "big"),
+                                 bytes((length,)), head, shown, tail))
         text = render_txt(template, address_text(family, address))
         return QUESTION_POINTER + _rr_tail(TYPE_TXT, self.ttl, _txt_rdata(text))
 
@@ -144,6 +160,14 @@ class PublishedZone:
                 if value.txt is not None
             )
         return records
+
+
+def _split_template(template: str) -> tuple[bytes, bytes] | tuple[()]:
+    """(text before, text after) the one `$` of `template`; () when it is not that simple."""
+    if template.count("$") != 1:
+        return ()
+    head, tail = template.split("$")
+    return head.encode(), tail.encode()
 
 
 def _txt_rdata(text: str) -> bytes:
