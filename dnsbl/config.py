@@ -62,6 +62,15 @@ def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
     return host, number
 
 
+def _endpoint(value: str, default_port: int) -> str:
+    """`value` if it is a valid listening endpoint, else a ValueError naming the problem."""
+    try:
+        parse_endpoint(value, default_port)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,12 +87,7 @@ class DnsSettings(_Section):
     @field_validator("listen", "notify")
     @classmethod
     def _endpoints(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                parse_endpoint(value, 53)
-            except ValueError as exc:
-                raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
-        return values
+        return [_endpoint(value, 53) for value in values]
 
     @field_validator("transfer_peers")
     @classmethod
@@ -106,11 +110,7 @@ class ApiSettings(_Section):
     @field_validator("listen")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        try:
-            parse_endpoint(value, 8000)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
-        return value
+        return _endpoint(value, 8000)
 
 
 class ZoneSettings(_Section):
@@ -192,11 +192,7 @@ class TesterSettings(_Section):
     @field_validator("collector_listen")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        try:
-            parse_endpoint(value, 25)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
-        return value
+        return _endpoint(value, 25)
 
     @field_validator("testable_networks", "never_test")
     @classmethod

@@ -439,13 +439,7 @@ class ListingStore:
         query = (
             select(
                 Listing.id,
-                ListingValue.category,
-                Listing.family,
-                Listing.start_key,
-                Listing.prefixlen,
-                ListingValue.excluded,
-                ListingValue.code,
-                ListingValue.txt,
+                *_ROW_COLUMNS,
                 Listing.reason,
                 Listing.expires_at,
             )
