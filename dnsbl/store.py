@@ -10,11 +10,7 @@ and logs a removal.
 
 from __future__ import annotations
 
-import itertools
-import json
-import sys
-from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,11 +20,22 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from dnsbl.addresses import Network, hex_key, parse_address
+from dnsbl.bulk_sql import (
+    BATCH,
+    LISTING_INSERT,
+    as_datetime,
+    bind_time,
+    decode_starts,
+    driver_rows,
+    insert_grouped,
+    insert_many,
+    naive,
+)
 from dnsbl.db import writer
 from dnsbl.errors import UnknownZoneError
 from dnsbl.models import Change, Listing, ListingValue, Zone, utcnow
 
-_BATCH = 5000
+_BATCH = BATCH
 _Key = tuple[str, int, int, int]  # category, family, first address, prefix length
 _ValueKey = tuple[str, bool, str | None, str | None]  # category, excluded, code, txt
 
@@ -116,10 +123,6 @@ def _row(values: Sequence[Any]) -> ListingRow:
     return ListingRow(category, family, int(start_key, 16), prefixlen, bool(excluded), code, txt)
 
 
-def _naive(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=None) if value is not None and value.tzinfo else value
-
-
 def active_clause(now: datetime) -> Any:
     """SQL: the listing is in force (not ended, not past its expiry)."""
     return and_(
@@ -202,12 +205,12 @@ class ListingStore:
             replaced: list[int] = []
             for key, old in self._active_by_key(conn, zone_id, pending).items():
                 new = pending[key]
-                if (old.excluded, old.code, old.txt, old.reason, _naive(old.expires_at)) == (
+                if (old.excluded, old.code, old.txt, old.reason, naive(old.expires_at)) == (
                     new.excluded,
                     new.code,
                     new.txt,
                     new.reason,
-                    _naive(new.expires_at),
+                    naive(new.expires_at),
                 ):
                     del pending[key]
                     result.unchanged += 1
@@ -240,7 +243,7 @@ class ListingStore:
         )
         return [
             row[0]
-            for row in _driver_rows(conn, sql, (zone_id, category))
+            for row in driver_rows(conn, sql, (zone_id, category))
             if (category, row[1], int(row[2], 16), row[3]) not in incoming
         ]
 
@@ -256,7 +259,7 @@ class ListingStore:
     ) -> list[int]:
         value_ids = self._value_ids(conn, {entry.value_key for entry in pending.values()})
         first_new: int = conn.scalar(select(func.coalesce(func.max(Listing.id), 0))) or 0
-        stamp = _bind_time(conn, now)
+        stamp = bind_time(conn, now)
         # Rows in address order: the indexes on start_key then grow at a few places instead
         # of at random pages, which makes a large import several times faster on SQLite.
         ordered = sorted(pending.values(), key=_address_order)
@@ -271,15 +274,15 @@ class ListingStore:
                 source,
                 stamp,
                 actor,
-                None if entry.expires_at is None else _bind_time(conn, entry.expires_at),
+                None if entry.expires_at is None else bind_time(conn, entry.expires_at),
             )
             for entry in ordered
             for net in (entry.network,)
         )
         if conn.dialect.name == "sqlite":
-            _insert_grouped(conn, rows, len(ordered))
+            insert_grouped(conn, rows, len(ordered))
         else:
-            _insert_many(conn, _LISTING_INSERT, rows)
+            insert_many(conn, LISTING_INSERT, rows)
         # Our zone lock keeps other writers of this zone out, so every listing of the zone
         # above the old maximum id is one this transaction wrote.
         mine = and_(Listing.zone_id == zone_id, Listing.id > first_new)
@@ -303,7 +306,7 @@ class ListingStore:
                 return list(range(first_new + 1, last + 1))
         # Straight from the driver: a million ids through SQLAlchemy's rows cost seconds.
         sql = "SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}"
-        return [row[0] for row in _driver_rows(conn, sql, (zone_id, first_new))]
+        return [row[0] for row in driver_rows(conn, sql, (zone_id, first_new))]
 
     def _value_ids(self, conn: Connection, keys: set[_ValueKey]) -> dict[_ValueKey, int]:
         """The id of each value, creating the missing ones."""
@@ -472,11 +475,11 @@ class ListingStore:
             " JOIN listing_values v ON v.id = l.value_id"
             " WHERE l.zone_id = {mark} AND l.ended_at IS NULL"
         )
-        for row in _driver_rows(conn, sql, (zone_id,)):
+        for row in driver_rows(conn, sql, (zone_id,)):
             key = (row[1], row[2], int(row[3], 16), row[4])
             if key in wanted:
                 found[key] = _ActiveRow(
-                    row[0], bool(row[5]), row[6], row[7], row[8], _as_datetime(row[9])
+                    row[0], bool(row[5]), row[6], row[7], row[8], as_datetime(row[9])
                 )
         return found
 
@@ -529,7 +532,7 @@ class ListingStore:
                         bool(value.excluded),
                         value.code,
                         value.txt,
-                        _starts(family, keys or ""),
+                        decode_starts(family, keys or ""),
                     )
                 )
             expired = [
@@ -604,52 +607,6 @@ def in_force(listings: Iterable[Listing]) -> list[Listing]:
     return [listing for listing in decided.values() if not listing.excluded]
 
 
-def _ascending(values: Sequence[int]) -> bool:
-    # A plain loop: no copy of the array, one int alive at a time (zip over a slice is ~4x
-    # slower and doubles the memory for a moment).
-    previous = -1
-    for value in values:
-        if value < previous:
-            return False
-        previous = value
-    return True
-
-
-def _starts(family: int, keys: str) -> Sequence[int]:
-    """Decode concatenated fixed-width hex starts: IPv4 straight into an `array('I')`."""
-    starts: Sequence[int]
-    if family == 4:
-        starts = array("I")
-        starts.frombytes(bytes.fromhex(keys))
-        if sys.byteorder == "little":
-            starts.byteswap()
-    else:
-        starts = [int(keys[i : i + 32], 16) for i in range(0, len(keys), 32)]
-    # The scan of the load index yields starts in order; a planner that chose otherwise
-    # must not break the bisection.
-    if not _ascending(starts):
-        ordered = sorted(starts)
-        starts = array("I", ordered) if family == 4 else ordered
-    return starts
-
-
-_LISTING_INSERT = (
-    "listings",
-    (
-        "zone_id",
-        "value_id",
-        "family",
-        "start_key",
-        "prefixlen",
-        "reason",
-        "source",
-        "created_at",
-        "created_by",
-        "expires_at",
-    ),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class _ActiveRow:
     """The columns of an active listing that a write compares with a new entry."""
@@ -662,80 +619,8 @@ class _ActiveRow:
     expires_at: datetime | None
 
 
-def _driver_rows(conn: Connection, sql: str, parameters: tuple[Any, ...]) -> Iterator[Any]:
-    """Rows of `sql` (`{mark}` for each parameter) from the driver's own cursor, in batches."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql.format(mark=mark), parameters)
-        while batch := cursor.fetchmany(_BATCH * 4):
-            yield from batch
-    finally:
-        cursor.close()
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    """A timestamp read through the driver: text on SQLite (SQLAlchemy's), datetime elsewhere."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
 def _address_order(entry: Entry) -> int:
     network = entry.network
     return network.family << 128 | network.first
 
 
-def _bind_time(conn: Connection, value: datetime | None) -> Any:
-    """A timestamp as the driver takes it: SQLAlchemy's text format on SQLite, else as is."""
-    naive = _naive(value)
-    if naive is None or conn.dialect.name != "sqlite":
-        return value
-    return naive.isoformat(sep=" ", timespec="microseconds")
-
-
-_GROUPED_INSERT = (
-    "INSERT INTO listings (zone_id, value_id, family, start_key, prefixlen, reason, source,"
-    " created_at, created_by, expires_at) SELECT ?, ?, ?, value, ?, ?, ?, ?, ?, ? FROM"
-    " json_each(?)"
-)
-_GROUPED_BATCH = 100_000
-
-
-def _insert_grouped(conn: Connection, rows: Iterator[tuple[Any, ...]], count: int) -> None:
-    """Insert listing rows on SQLite as one statement per group of rows that differ only by
-    start key, the keys passed as one JSON array (row by row when the groups are small).
-
-    Binding ten parameters per row is most of what executemany costs there (5 s a million
-    rows on the development machine, against 2 s this way).
-    """
-    groups: dict[tuple[Any, ...], list[str]] = {}
-    for row in rows:
-        groups.setdefault(row[:3] + row[4:], []).append(row[3])
-    if len(groups) * 20 > count:
-        # Mostly distinct rows (reasons, expiries): the general path, given the rows again.
-        _insert_many(conn, _LISTING_INSERT, (
-            (*constant[:3], key, *constant[3:]) for constant, keys in groups.items()
-            for key in keys
-        ))
-        return
-    for constant, keys in groups.items():
-        zone_id, value_id, family, prefixlen, reason, source, stamp, actor, expires = constant
-        for start in range(0, len(keys), _GROUPED_BATCH):
-            conn.exec_driver_sql(
-                _GROUPED_INSERT,
-                (zone_id, value_id, family, prefixlen, reason, source, stamp, actor, expires,
-                 json.dumps(keys[start : start + _GROUPED_BATCH])),
-            )
-
-
-def _insert_many(
-    conn: Connection, table: tuple[str, tuple[str, ...]], rows: Iterable[tuple[Any, ...]]
-) -> None:
-    """Bulk insert through the driver's own `executemany`: SQLAlchemy's costs ~10 µs a row."""
-    name, columns = table
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-    iterator = iter(rows)
-    while batch := list(itertools.islice(iterator, _BATCH)):
-        conn.exec_driver_sql(sql, batch)
