@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
@@ -207,7 +208,7 @@ class DnsServer:
                         self.counts[fast[1]] += 1
                     else:
                         reply = self.responder.respond(query, tcp=True, peer=peer)
-                        for message in reply.messages:
+                        async for message in _produced(reply.messages):
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
                             # drain() does not yield while the socket keeps up: let the
@@ -238,6 +239,21 @@ class DnsServer:
             return await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             return None
+
+
+async def _produced(messages: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """The messages of a reply; those of a zone transfer are built in a worker thread.
+
+    A transfer is a lazy generator, and the zone records of a million listings cost tens of
+    seconds of CPU: built on the event loop they would stop every other answer meanwhile.
+    """
+    if isinstance(messages, (list, tuple)):
+        for message in messages:
+            yield message
+        return
+    iterator = iter(messages)
+    while (message := await asyncio.to_thread(next, iterator, None)) is not None:
+        yield message
 
 
 def _udp_socket(host: str, port: int) -> socket.socket:
