@@ -71,6 +71,16 @@ def _endpoint(value: str, default_port: int) -> str:
     return value
 
 
+def _networks(values: list[str]) -> list[str]:
+    """`values` if each is an IP address or network, else a ValueError naming the bad one."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or network") from None
+    return values
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -92,12 +102,7 @@ class DnsSettings(_Section):
     @field_validator("transfer_peers")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IP address or network") from None
-        return values
+        return _networks(values)
 
 
 class ApiSettings(_Section):
@@ -197,12 +202,7 @@ class TesterSettings(_Section):
     @field_validator("testable_networks", "never_test")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IP address or network") from None
-        return values
+        return _networks(values)
 
     @field_validator("source_address")
     @classmethod
