@@ -43,20 +43,26 @@ IPv6 lines as ip6trie (the general one), as two datasets of the same files.
 from __future__ import annotations
 
 import enum
-import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
 from dnsbl.addresses import Network, ipv4_text
+from dnsbl.rbldnsd_syntax import (
+    IP4,
+    BadLine,
+    abbreviated_address,
+    ip4_cidr,
+    ip4_range,
+    ip4set_units,
+    ip6_cidr,
+    ip6_prefix,
+    maxrange,
+)
 from dnsbl.txt_template import literal_txt
 
-_LOOPBACK = 0x7F000000
 _MAX_TXT = 255
-_IP4 = re.compile(r"([0-9]+)(?:\.([0-9]+)(?:\.([0-9]+)(?:\.([0-9]+))?)?)?")
-_DIGITS = re.compile(r"[0-9]+")
-_HEX = frozenset("0123456789abcdefABCDEF")
 _DIGIT_CHARS = frozenset("0123456789")
 _BLANK = " \t"
 _AFTER_ADDRESS = " \t#;:"
@@ -109,10 +115,6 @@ class LineProblem:
         if not self.line:  # about the dataset as a whole, found after reading it
             return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}: {self.message}"
-
-
-class _BadLine(Exception):
-    """A line that cannot be read; its message says why."""
 
 
 class RbldnsdData:
@@ -168,7 +170,7 @@ class RbldnsdData:
                     else:
                         address = from_bytes(pton(socket.AF_INET, line[:blank]), "big")
                         value = self._entry_value(line[blank:], False)
-                except (OSError, _BadLine):
+                except (OSError, BadLine):
                     pass
                 else:
                     if units is not None:
@@ -185,7 +187,7 @@ class RbldnsdData:
                 continue
             try:
                 warning = self._line(line)
-            except _BadLine as exc:
+            except BadLine as exc:
                 warning = str(exc)
             if warning:
                 problem = LineProblem(name, number, warning)
@@ -230,7 +232,7 @@ class RbldnsdData:
             return f"${keyword.upper()} ignored: dnsbl takes it from its configuration"
         if keyword == "maxrange4":
             argument = word.split(None, 1)[1:] or [""]
-            size = _maxrange(argument[0].strip())
+            size = maxrange(argument[0].strip())
             if self.maxrange4 and size > self.maxrange4:
                 return "ignoring an attempt to increase $MAXRANGE4"
             self.maxrange4 = size
@@ -238,10 +240,10 @@ class RbldnsdData:
         if word[:1] and word[0] in "0123456789=" and word[1:2] in (" ", "\t"):
             text = word[2:].lstrip(_BLANK)
             if not text:
-                raise _BadLine("invalid or unrecognized special entry")
+                raise BadLine("invalid or unrecognized special entry")
             self.variables.setdefault(word[0], text)
             return None
-        raise _BadLine("invalid or unrecognized special entry")
+        raise BadLine("invalid or unrecognized special entry")
 
     def _value(self, text: str, default: _RawValue) -> _RawValue:
         """The value after an address (or of a default line), as rbldnsd's parse_a_txt."""
@@ -250,19 +252,19 @@ class RbldnsdData:
         if cached is not None:
             return cached
         if text.startswith(":"):
-            match = _IP4.match(text, 1)
+            match = IP4.match(text, 1)
             parts = [int(g) for g in match.groups() if g is not None] if match else []
             if not parts or any(part > 255 for part in parts):
-                raise _BadLine("invalid A RR")
-            code_int = _abbreviated_address(parts)
+                raise BadLine("invalid A RR")
+            code_int = abbreviated_address(parts)
             if not code_int:
-                raise _BadLine("invalid A RR")
+                raise BadLine("invalid A RR")
             assert match is not None
             rest = text[match.end() :].lstrip(_BLANK)
             if rest.startswith(":"):
                 txt = rest[1:].lstrip(_BLANK)
             elif rest:
-                raise _BadLine("unrecognized value for an entry")
+                raise BadLine("unrecognized value for an entry")
             else:
                 txt = default.text
             code = ipv4_text(code_int)
@@ -276,7 +278,7 @@ class RbldnsdData:
     def _entry_value(self, rest: str, excluded: bool) -> _RawValue | None:
         """The value of an entry whose address is followed by `rest` (None: an exclusion)."""
         if rest and rest[0] not in _AFTER_ADDRESS:
-            raise _BadLine("invalid address")
+            raise BadLine("invalid address")
         if excluded:
             return None  # whatever follows an exclusion is ignored
         rest = rest.lstrip(_BLANK)
@@ -286,10 +288,10 @@ class RbldnsdData:
 
     def _check_range(self, size: int) -> None:
         if self.maxrange4 and size > self.maxrange4:
-            raise _BadLine(f"too large range ({size}) ignored ({self.maxrange4} max)")
+            raise BadLine(f"too large range ({size}) ignored ({self.maxrange4} max)")
 
     def _ip4set_line(self, text: str, excluded: bool) -> str | None:
-        first, last, end = _ip4_range(text)
+        first, last, end = ip4_range(text)
         value = self._entry_value(text[end:], excluded)
         self._check_range(last - first + 1)
         units = self._units
@@ -299,7 +301,7 @@ class RbldnsdData:
         origins = self._origins
         self._ranges += 1
         origin = self._ranges
-        for level, start, count in _ip4set_units(first, last):
+        for level, start, count in ip4set_units(first, last):
             step = 1 << (8 * level)
             for unit in range(start, start + count * step, step):
                 key = level << 32 | unit
@@ -323,13 +325,13 @@ class RbldnsdData:
             units[key] = [held, value]
 
     def _ip4trie_line(self, text: str, excluded: bool) -> str | None:
-        first, bits, end = _ip4_cidr(text)
+        first, bits, end = ip4_cidr(text)
         value = self._entry_value(text[end:], excluded)
         self._check_range(1 << (32 - bits))
         return self._trie_add(4, first, bits, value)
 
     def _ip6trie_line(self, text: str, excluded: bool) -> str | None:
-        first, bits, end = _ip6_cidr(text)
+        first, bits, end = ip6_cidr(text)
         value = self._entry_value(text[end:], excluded)
         return self._trie_add(6, first, bits, value)
 
@@ -342,14 +344,14 @@ class RbldnsdData:
         return None
 
     def _ip6tset_line(self, text: str, excluded: bool) -> str | None:
-        address, bits, end = _ip6_prefix(text)
+        address, bits, end = ip6_prefix(text)
         rest = text[end:]
         if rest and rest[0] not in _AFTER_ADDRESS:
-            raise _BadLine("invalid address")
+            raise BadLine("invalid address")
         wanted = 128 if excluded else 64
         if bits != wanted:
             kind = "exclusion" if excluded else "regular entry"
-            raise _BadLine(f"invalid address for {kind} (should be {wanted} bits)")
+            raise BadLine(f"invalid address for {kind} (should be {wanted} bits)")
         (self._tset_excluded if excluded else self._tset).add(address)
         return None
 
@@ -507,177 +509,6 @@ class RbldnsdData:
         return "".join(out) or None
 
 
-
-
-def _maxrange(text: str) -> int:
-    try:
-        if text.startswith("/"):
-            bits = int(text[1:])
-            if not 0 <= bits <= 32:
-                raise ValueError
-            return 1 << (32 - bits)
-        size = int(text)
-        if size <= 0:
-            raise ValueError
-        return size
-    except ValueError:
-        raise _BadLine("invalid or unrecognized special entry") from None
-
-
-def _abbreviated_address(parts: list[int]) -> int:
-    """rbldnsd's ip4addr for an A value: `a` = 127.0.0.a (later), `a.b` = a.0.0.b, ..."""
-    if len(parts) == 1:
-        return _LOOPBACK | parts[0] if parts[0] else 0
-    if len(parts) == 2:
-        return parts[0] << 24 | parts[1]
-    if len(parts) == 3:
-        return parts[0] << 24 | parts[1] << 16 | parts[2]
-    return parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]
-
-
-def _ip4_prefix(text: str, position: int = 0) -> tuple[int, int, int]:
-    """rbldnsd's ip4prefix: (address, bits 8/16/24/32, end position)."""
-    match = _IP4.match(text, position)
-    if not match:
-        raise _BadLine("invalid address")
-    address = 0
-    bits = 0
-    for shift, group in zip((24, 16, 8, 0), match.groups(), strict=True):
-        if group is None:
-            break
-        octet = int(group)
-        if octet > 255:
-            raise _BadLine("invalid address")
-        address |= octet << shift
-        bits += 8
-    return address, bits, match.end()
-
-
-def _mask4(bits: int) -> int:
-    return (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
-
-
-def _mask_bits(text: str, position: int, limit: int) -> tuple[int, int]:
-    match = _DIGITS.match(text, position)
-    if not match or int(match.group()) > limit:
-        raise _BadLine("invalid address")
-    return int(match.group()), match.end()
-
-
-def _ip4_range(text: str) -> tuple[int, int, int]:
-    """An ip4set entry: prefix, CIDR or range → (first, last, end position)."""
-    first, bits, end = _ip4_prefix(text)
-    if text[end : end + 1] == "-":
-        last, last_bits, end = _ip4_prefix(text, end + 1)
-        if last_bits == 8:
-            # `1.2.3.4-9`: a lone number is the last octet of the first prefix.
-            last = (last >> (bits - 8)) | (first & _mask4(bits - 8))
-            last_bits = bits
-        elif last_bits != bits:
-            raise _BadLine("invalid address")
-        last |= ~_mask4(last_bits) & 0xFFFFFFFF
-        if first > last:
-            raise _BadLine("invalid address")
-        return first, last, end
-    if text[end : end + 1] == "/":
-        bits, end = _mask_bits(text, end + 1, 32)
-    elif bits == 8:
-        raise _BadLine("invalid address")
-    if first & ~_mask4(bits) & 0xFFFFFFFF:
-        raise _BadLine("invalid range (non-zero host part)")
-    return first, first | (~_mask4(bits) & 0xFFFFFFFF), end
-
-
-def _ip4_cidr(text: str) -> tuple[int, int, int]:
-    """An ip4trie entry: prefix or CIDR → (first, bits, end position)."""
-    first, bits, end = _ip4_prefix(text)
-    if text[end : end + 1] == "/":
-        bits, end = _mask_bits(text, end + 1, 32)
-    elif bits == 8:
-        raise _BadLine("invalid address")
-    if first & ~_mask4(bits) & 0xFFFFFFFF:
-        raise _BadLine("invalid range (non-zero host part)")
-    return first, bits, end
-
-
-def _ip6_prefix(text: str) -> tuple[int, int, int]:
-    """rbldnsd's ip6prefix: (address, bits, end position); groups of 16 bits, `::` = /128."""
-    groups: list[int] = []
-    gap = -1
-    position = 0
-    length = len(text)
-    if text.startswith("::"):
-        gap = 0
-        position = 2
-    bits = -1
-    while True:
-        start = position
-        value = 0
-        while position < length and text[position] in _HEX:
-            value = (value << 4) | int(text[position], 16)
-            if value > 0xFFFF:
-                break
-            position += 1
-        if position == start or value > 0xFFFF:
-            break
-        groups.append(value)
-        if text[position : position + 1] != ":" or len(groups) >= 8:
-            bits = 16 * len(groups)
-            break
-        position += 1
-        if gap < 0 and text[position : position + 1] == ":":
-            gap = len(groups)
-            position += 1
-    if gap >= 0:
-        missing = 8 - len(groups)
-        if missing == 0:
-            raise _BadLine("invalid address")
-        groups[gap:gap] = [0] * missing
-        bits = 128
-    if bits < 0:
-        raise _BadLine("invalid address")
-    groups += [0] * (8 - len(groups))
-    address = 0
-    for group in groups:
-        address = (address << 16) | group
-    return address, bits, position
-
-
-def _ip6_cidr(text: str) -> tuple[int, int, int]:
-    """An ip6trie entry → (first, bits, end position); host bits set are refused."""
-    address, bits, end = _ip6_prefix(text)
-    if text[end : end + 1] == "/":
-        bits, end = _mask_bits(text, end + 1, 128)
-    elif bits == 16:
-        raise _BadLine("invalid address")
-    if address & ((1 << (128 - bits)) - 1):
-        raise _BadLine("invalid range (non-zero host part)")
-    return address, bits, end
-
-
-def _ip4set_units(first: int, last: int) -> Iterator[tuple[int, int, int]]:
-    """rbldnsd's ip4range_expand: (level 0-3 = /32 /24 /16 /8, first address, unit count)."""
-    a, b = first, last
-    for bits in (0, 8, 16):
-        level = bits // 8
-        if (a | 255) >= b:
-            if b - a == 255:
-                yield level + 1, a << bits, 1
-            elif b >= a:
-                yield level, a << bits, b - a + 1
-            return
-        if a & 255:
-            yield level, a << bits, 256 - (a & 255)
-            a = (a >> 8) + 1
-        else:
-            a >>= 8
-        if (b & 255) != 255:
-            yield level, (b & ~255) << bits, (b & 255) + 1
-            b = (b >> 8) - 1
-        else:
-            b >>= 8
-    if b >= a:
-        yield 3, a << 24, b - a + 1
 
 
 def _cidrs(first: int, last: int, level: int, value: DataValue | None) -> Iterator[DataEntry]:
