@@ -208,13 +208,15 @@ class DnsServer:
                         self.counts[fast[1]] += 1
                     else:
                         reply = self.responder.respond(query, tcp=True, peer=peer)
+                        # Counted before sending: a transfer's client has its last message,
+                        # and may look at the metrics, before the generator is exhausted.
+                        self.counts[reply.key] += 1
                         async for message in _produced(reply.messages):
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
                             # drain() does not yield while the socket keeps up: let the
                             # other clients in between the messages of a long transfer.
                             await asyncio.sleep(0)
-                        self.counts[reply.key] += 1
                     await writer.drain()
                 except (ConnectionError, asyncio.CancelledError):
                     raise
