@@ -8,8 +8,11 @@ multi-stage relay). Mail to the domain without a token (bounces to the test send
 and dropped: a bounce proves nothing.
 
 Protocol and lifecycle are aiosmtpd's: `start()` runs the server on its own thread, `stop()`
-ends it; `on_arrival` is called on that thread. A failing callback answers 451, so the sending
-relay keeps the message and tries again; a bad session never takes the server down.
+ends it; `on_arrival` is called on that thread. When it returns a future (the arrival recorder
+does: done once the arrival is in the database), the collector answers only when that is done,
+so a 250 means the evidence is kept. A failing callback, a failed write or one slower than
+`RECORD_TIMEOUT` answers 451: the sending relay keeps the message and tries again. A bad
+session never takes the server down.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -36,6 +40,9 @@ from dnsbl.tester.tokens import find_token
 log = logging.getLogger(__name__)
 
 _MAX_RECIPIENTS = 10
+RECORD_TIMEOUT = 30.0  # seconds to wait for an arrival's write before answering 451
+
+OnArrival = Callable[["Arrival"], "Future[None] | None"]
 
 
 class CollectorError(DnsblError):
@@ -65,7 +72,7 @@ def _domain_of(address: str) -> str:
 class _Handler:
     """The collector's policy: which recipients to take, and what an arriving message means."""
 
-    def __init__(self, domain: str, on_arrival: Callable[[Arrival], None]) -> None:
+    def __init__(self, domain: str, on_arrival: OnArrival) -> None:
         self.domain = domain
         self.on_arrival = on_arrival
 
@@ -105,7 +112,10 @@ class _Handler:
             headers=head.decode("utf-8", errors="replace").replace("\r\n", "\n"),
         )
         try:
-            self.on_arrival(arrival)
+            written = self.on_arrival(arrival)
+            if written is not None:
+                # shielded: giving up on the wait must not cancel the write itself
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(written)), RECORD_TIMEOUT)
         except Exception:
             log.exception("collector: recording token %s from %s failed", token, peer)
             return "451 4.3.0 Could not record the message; try again later"
@@ -125,7 +135,7 @@ class _Controller(Controller):
 class Collector:
     """The SMTP sink for `settings.collector_domain`, listening on `settings.collector_listen`."""
 
-    def __init__(self, settings: TesterSettings, on_arrival: Callable[[Arrival], None]) -> None:
+    def __init__(self, settings: TesterSettings, on_arrival: OnArrival) -> None:
         host, port = parse_endpoint(settings.collector_listen, 25)
         self._handler = _Handler(settings.collector_domain, on_arrival)
         kwargs: dict[str, Any] = {
