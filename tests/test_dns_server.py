@@ -73,16 +73,19 @@ async def test_listed_ipv6_and_nibble_case(server: DnsServer) -> None:
     assert answers(upper, "TXT") == ['"Listed: see https://bl.example.org/lookup/2001:db8::1"']
 
 
-async def test_one_a_per_distinct_code_and_one_txt_per_value() -> None:
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_one_a_per_distinct_code_and_one_txt_per_distinct_text(tcp: bool) -> None:
     rows = [
         row("198.51.100.1", "open-relay"),
         row("198.51.100.0/24", "relay-output", txt="output $"),
         row("198.51.100.1", "spam", code="127.0.0.2", txt="spam $"),
+        # the same text from a fourth category: an RRset has no duplicate records
+        row("198.51.100.1", "spam+2", code="127.0.0.3", txt="spam $"),
     ]
     async with running([make_index(rows)]) as server:
-        reply = await ask(server, "1.100.51.198." + ZONE, "A")
+        reply = await ask(server, "1.100.51.198." + ZONE, "A", tcp=tcp)
         assert sorted(answers(reply, "A")) == ["127.0.0.2", "127.0.0.3"]
-        txt = await ask(server, "1.100.51.198." + ZONE, "TXT")
+        txt = await ask(server, "1.100.51.198." + ZONE, "TXT", tcp=tcp)
         assert sorted(answers(txt, "TXT")) == sorted(
             [
                 '"Listed: see https://bl.example.org/lookup/198.51.100.1"',

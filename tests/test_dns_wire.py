@@ -192,7 +192,7 @@ def test_zone_named_like_an_address_prefix_below_another() -> None:
 
 
 def test_hot_path_leaves_a_big_answer_to_the_general_path() -> None:
-    rows = [row("10.0.0.1", f"c{i}", txt="z" * 200 + "$") for i in range(4)]
+    rows = [row("10.0.0.1", f"c{i}", txt=f"{i}" + "z" * 200 + "$") for i in range(4)]
     server = _server([make_index(rows, 3)])
     packet = _make("1.0.0.10." + ZONE, "TXT")
     assert answer_fast(packet, server.table, 1232, None) is None

@@ -184,12 +184,14 @@ class Responder:
                     reply.add_answer(RR(question.qname, QTYPE.A, ttl=zone.ttl, rdata=A(code)))
             if qtype in (QTYPE.TXT, TYPE_ANY):
                 text = address_text(found.family, found.address)
-                for value in found.values:
-                    if value.txt is not None:
-                        strings = txt_strings(render_txt(value.txt, text))
-                        reply.add_answer(
-                            RR(question.qname, QTYPE.TXT, ttl=zone.ttl, rdata=TXT(strings))
-                        )
+                texts = dict.fromkeys(
+                    render_txt(value.txt, text) for value in found.values if value.txt is not None
+                )
+                for rendered in texts:
+                    strings = txt_strings(rendered)
+                    reply.add_answer(
+                        RR(question.qname, QTYPE.TXT, ttl=zone.ttl, rdata=TXT(strings))
+                    )
         if not reply.rr:
             reply.add_auth(_soa(zone, apex))
         return 3 if found.verdict == Verdict.NXDOMAIN else 0

@@ -148,17 +148,16 @@ class PublishedZone:
         """The answer records of a listed name for `qtype` (A, TXT or ANY; else none)."""
         records: list[bytes] = []
         if qtype in (TYPE_A, 255):
-            seen: set[str] = set()
-            for value in values:
-                if value.code not in seen:
-                    seen.add(value.code)
-                    records.append(self.a_record(value.code))
+            codes = dict.fromkeys(value.code for value in values)
+            records.extend(self.a_record(code) for code in codes)
         if qtype in (TYPE_TXT, 255):
-            records.extend(
+            # One record per distinct text: an RRset holds no duplicates (RFC 2181 §5).
+            texts = dict.fromkeys(
                 self.txt_record(value.txt, family, address)
                 for value in values
                 if value.txt is not None
             )
+            records.extend(texts)
         return records
 
 
