@@ -27,7 +27,7 @@ from typing import TextIO
 
 from dnsbl.config import ZoneSettings
 from dnsbl.errors import ImportFormatError
-from dnsbl.rbldnsd_data import DatasetType, DataValue, LineProblem, RbldnsdData
+from dnsbl.rbldnsd_data import DatasetType, DataValue, LineProblem, RbldnsdData, tie_category
 from dnsbl.store import Entry, ListingStore, WriteResult
 
 SOURCE = "import"
@@ -180,21 +180,35 @@ def _import(
         entries,
         actor=actor,
         source=SOURCE,
-        replace_category=category if replace else None,
+        replace_categories=_replaced(store, category) if replace else (),
     )
     return result
+
+
+def _replaced(store: ListingStore, category: str) -> list[str]:
+    """The categories an import into `category` replaces: it and its tie categories."""
+    known = store.categories()
+    ranks = (name.rpartition("+")[2] for name in known)
+    ties = {tie_category(category, int(rank)) for rank in ranks if rank.isdigit()}
+    return [category, *sorted(ties & known)]
 
 
 def _entries(data: RbldnsdData, category: str, zone_values: bool) -> list[Entry]:
     """Store entries for the dataset: explicit values (or the zone's, see `zone_values`)."""
     entries: list[Entry] = []
-    for value, networks in data.groups():
+    groups = [(category, value, networks) for value, networks in data.groups()]
+    # after `groups`, which finds the ip4set units given several values
+    groups += [
+        (tie_category(category, rank), value, networks)
+        for rank, value, networks in data.tie_groups()
+    ]
+    for group_category, value, networks in groups:
         if value is None:
-            entries += [Entry(network, category, True) for network in networks]
+            entries += [Entry(network, group_category, True) for network in networks]
             continue
         code: str | None = value.code
         txt: str | None = value.txt or ""
         if zone_values and value == _RBLDNSD_DEFAULT:
             code = txt = None
-        entries += [Entry(network, category, False, code, txt) for network in networks]
+        entries += [Entry(network, group_category, False, code, txt) for network in networks]
     return entries

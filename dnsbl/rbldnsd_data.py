@@ -30,7 +30,10 @@ What rbldnsd does, checked against its source and a running rbldnsd:
   matching prefix. ip4set works on octet boundaries: each entry is cut into /32, /24, /16 and
   /8 units, a query takes the units of the longest of those four lengths that has one, and
   when several entries give the same unit an exclusion wins, else rbldnsd answers *all* their
-  values. dnsbl keeps one value per network: it keeps the first and warns. Because of the
+  distinct values (several A and TXT records). dnsbl keeps one value per network and
+  category, so the first value goes to the dataset's category and the n-th distinct one to
+  the *tie category* `CATEGORY+n` (`tie_groups`), which lists the unit and excludes every
+  more specific unit inside it, just as ip4set would not look at the unit there. Because of the
   octet levels, a listed /26 inside an excluded /25 is not listed in ip4set (both are /32
   units; the exclusion wins) but is in ip4trie; the entries produced here carry ip4set's
   answer exactly, by merging each level's units back into CIDRs no shorter than the level.
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import enum
 import socket
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -138,6 +142,9 @@ class RbldnsdData:
         self._ranges = 0
         self._tset: set[int] = set()
         self._tset_excluded: set[int] = set()
+        # ip4set units given several distinct values: the values after the first, in order.
+        self._ties: dict[int, list[_RawValue]] = {}
+        self._resolved: dict[int, tuple[_RawValue, DataValue]] = {}
         self.problems: list[LineProblem] = []
         self.lines = 0
 
@@ -366,17 +373,7 @@ class RbldnsdData:
     def groups(self) -> Iterator[tuple[DataValue | None, list[Network]]]:
         """The same entries as `entries`, as (value, networks) groups: a million entries are
         made several times faster by list comprehensions than one by one."""
-        resolved: dict[int, tuple[_RawValue, DataValue]] = {}
-
-        def convert(raw: _RawValue | None) -> DataValue | None:
-            if raw is None:
-                return None
-            # By identity: the reader hands out one object per distinct value.
-            found = resolved.get(id(raw))
-            if found is None:
-                found = resolved[id(raw)] = (raw, DataValue(raw.code, self.template(raw.text)))
-            return found[1]
-
+        convert = self._convert
         for family in (4, 6):
             by_value: dict[int, tuple[_RawValue | None, list[int]]] = {}
             for key, raw in self._tries[family].items():
@@ -389,6 +386,44 @@ class RbldnsdData:
             yield tset_value, [Network(6, address, 64) for address in sorted(self._tset)]
             excluded = sorted(self._tset_excluded)
             yield None, [Network(6, address, 128) for address in excluded]
+
+    def _convert(self, raw: _RawValue | None) -> DataValue | None:
+        """The stored value of a value as read (None stays None: an exclusion)."""
+        if raw is None:
+            return None
+        # By identity: the reader hands out one object per distinct value.
+        found = self._resolved.get(id(raw))
+        if found is None:
+            found = self._resolved[id(raw)] = (raw, DataValue(raw.code, self.template(raw.text)))
+        return found[1]
+
+    def tie_groups(self) -> Iterator[tuple[int, DataValue | None, list[Network]]]:
+        """The further values of ip4set units given several, as (rank, value, networks).
+
+        Rank n holds each tied unit's n-th distinct value (`groups` has the first), listed at
+        the unit, and an exclusion for every more specific unit inside it: there ip4set answers
+        the more specific unit alone. Call after `groups`, which finds the ties.
+        """
+        if not self._ties:
+            return
+        levels: list[list[int]] = [[], [], [], []]
+        for key in self._units:
+            levels[key >> 32].append(key & 0xFFFFFFFF)
+        for starts in levels:
+            starts.sort()
+        deepest = max(len(extras) for extras in self._ties.values()) + 1
+        for rank in range(2, deepest + 1):
+            ties = self._ties.items()
+            listed = {key: extras[rank - 2] for key, extras in ties if len(extras) > rank - 2}
+            by_value: dict[int, tuple[_RawValue, list[Network]]] = {}
+            for key, raw in sorted(listed.items()):
+                by_value.setdefault(id(raw), (raw, []))[1].append(_unit_network(key))
+            for raw, networks in by_value.values():
+                yield rank, self._convert(raw), networks
+            inside = {inner for key in listed for inner in _units_inside(key, levels)}
+            inside -= listed.keys()
+            if inside:
+                yield rank, None, [_unit_network(key) for key in sorted(inside)]
 
     def _ip4set_groups(
         self, convert: _Converter
@@ -424,9 +459,7 @@ class RbldnsdData:
         # costs more than the sort (each probe lands somewhere else in memory).
         for key, held in sorted(units.items(), key=itemgetter(0)):
             level, unit = key >> 32, key & 0xFFFFFFFF
-            value = (
-                self._unit_value(level, unit, held, convert) if isinstance(held, list) else held
-            )
+            value = self._unit_value(level, unit, held, convert) if isinstance(held, list) else held
             origin = origins.get(key) if origins else None
             if (
                 unit == run_end + 1
@@ -454,21 +487,22 @@ class RbldnsdData:
         held: list[_RawValue | None],
         convert: _Converter,
     ) -> _RawValue | None:
-        """The value rbldnsd answers for a unit: an exclusion wins, else (here) the first."""
+        """The first value rbldnsd answers for a unit (an exclusion wins over any value); the
+        unit's other distinct values are kept for `tie_groups`."""
         if None in held:
             return None
-        distinct = {convert(value) for value in held}
-        if len(distinct) > 1:
-            network = Network(4, unit, 32 - 8 * level)
-            self.problems.append(
-                LineProblem(
-                    "ip4set",
-                    0,
-                    f"{len(distinct)} values for {network}: rbldnsd answers them all, "
-                    "dnsbl keeps the first",
-                )
-            )
-        return held[0]
+        first = held[0]
+        assert first is not None
+        seen = {convert(first)}
+        extras: list[_RawValue] = []
+        for raw in held[1:]:
+            value = convert(raw)
+            if raw is not None and value not in seen:
+                seen.add(value)
+                extras.append(raw)
+        if extras:
+            self._ties[level << 32 | unit] = extras
+        return first
 
     def template(self, text: str) -> str | None:
         """The dnsbl TXT template for an rbldnsd TXT text (rbldnsd's txtsubst), None for none."""
@@ -509,6 +543,25 @@ class RbldnsdData:
         return "".join(out) or None
 
 
+def _unit_network(key: int) -> Network:
+    """The network of an ip4set unit key (level << 32 | first address)."""
+    return Network(4, key & 0xFFFFFFFF, 32 - 8 * (key >> 32))
+
+
+def _units_inside(key: int, levels: list[list[int]]) -> Iterator[int]:
+    """The keys of the units more specific than `key` inside it (`levels`: sorted starts)."""
+    level, first = key >> 32, key & 0xFFFFFFFF
+    last = first + (1 << (8 * level)) - 1
+    for inner in range(level):
+        starts = levels[inner]
+        for i in range(bisect_left(starts, first), bisect_right(starts, last)):
+            yield inner << 32 | starts[i]
+
+
+def tie_category(category: str, rank: int) -> str:
+    """The category that holds the `rank`-th values of ip4set units given several."""
+    suffix = f"+{rank}"
+    return category[: 64 - len(suffix)] + suffix
 
 
 def _cidrs(first: int, last: int, level: int, value: DataValue | None) -> Iterator[DataEntry]:
@@ -529,15 +582,3 @@ def _cidrs(first: int, last: int, level: int, value: DataValue | None) -> Iterat
             size >>= 1
         yield Network(4, first, 33 - size.bit_length()), value
         first += size
-
-
-def read_data(
-    files: Iterable[tuple[str, Iterable[str]]], kind: DatasetType = DatasetType.AUTO
-) -> tuple[list[DataEntry], list[LineProblem]]:
-    """Read (name, lines) pairs as one dataset; returns its entries and the problems found."""
-    data = RbldnsdData(kind)
-    for name, lines in files:
-        for _ in data.read(name, lines):
-            pass
-    entries = list(data.entries())
-    return entries, data.problems

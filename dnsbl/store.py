@@ -10,7 +10,7 @@ and logs a removal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -180,15 +180,15 @@ class ListingStore:
         *,
         actor: str,
         source: str = "manual",
-        replace_category: str | None = None,
+        replace_categories: Collection[str] = (),
     ) -> WriteResult:
         """List (or exclude) `entries` in `zone` in one transaction.
 
         An entry whose network is already active in the same category replaces it when its
         values differ and is left alone when they are the same; within one call a later entry
-        for the same network wins, as a data file reads top to bottom. With
-        `replace_category`, that category's active listings that `entries` do not contain are
-        ended too (a bulk import replacing the category's content). Nothing is written
+        for the same network wins, as a data file reads top to bottom. The active listings of
+        `replace_categories` that `entries` do not contain are ended too (a bulk import
+        replacing the content of its categories). Nothing is written
         unless everything is: any error rolls the whole transaction back.
         """
         now = utcnow()
@@ -198,7 +198,7 @@ class ListingStore:
             key = (entry.category, net.family, net.first, net.prefixlen)
             pending.pop(key, None)
             pending[key] = entry
-        incoming = set(pending) if replace_category is not None else set()
+        incoming = set(pending) if replace_categories else set()
         with writer(self.engine).begin() as conn:
             zone_id, serial = self._lock_zone(conn, zone)
             result = WriteResult(serial=serial)
@@ -216,8 +216,8 @@ class ListingStore:
                     result.unchanged += 1
                 else:
                     replaced.append(old.id)
-            if replace_category is not None:
-                replaced += self._stale(conn, zone_id, replace_category, incoming)
+            for category in replace_categories:
+                replaced += self._stale(conn, zone_id, category, incoming)
             if replaced:
                 self._end(conn, zone_id, serial, replaced, now, actor, "replaced")
                 result.removed += len(replaced)
@@ -231,6 +231,11 @@ class ListingStore:
             else:
                 result.serial = serial - 1
         return result
+
+    def categories(self) -> set[str]:
+        """Every category a listing has had (values are shared, so this is a small table)."""
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(ListingValue.category).distinct()))
 
     def _stale(
         self, conn: Connection, zone_id: int, category: str, incoming: set[_Key]

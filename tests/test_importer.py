@@ -66,8 +66,10 @@ def test_zone_values_give_valueless_entries_the_zones_code_and_text(
 def test_bad_lines_are_reported_with_file_and_line_and_skipped(
     tmp_path: Path, store: ListingStore, settings: Settings
 ) -> None:
-    path = _write(tmp_path / "bad.txt", "192.0.2.1\nnot an address\n$SOA 0 a b 1 2 3 4 5\n"
-                                        "192.0.2.0/33\n192.0.2.2\n")
+    path = _write(
+        tmp_path / "bad.txt",
+        "192.0.2.1\nnot an address\n$SOA 0 a b 1 2 3 4 5\n192.0.2.0/33\n192.0.2.2\n",
+    )
     reported: list[LineProblem] = []
     result = import_files(store, settings.zone(ZONE), [path], report=reported.append)
     assert [str(p) for p in reported] == [
@@ -105,6 +107,31 @@ def test_replace_ends_what_the_files_no_longer_list_and_reimport_is_a_no_op(
     assert result.write and (result.write.added, result.write.removed) == (1, 1)
     assert store.listings_containing("192.0.2.1") == []
     assert [x.network for x in store.listings_containing("192.0.2.3")] == ["192.0.2.3/32"]
+
+
+def test_ip4set_ties_are_stored_in_tie_categories_and_replaced_with_the_category(
+    tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
+) -> None:
+    zone = settings.zone(ZONE)
+    tied = _write(tmp_path / "tied.txt", "10.0.0.0/8 :3:a\n10.0.0.0/8 :4:b\n10.0.0.0/8 :5:c\n")
+    import_files(store, zone, [tied], kind=DatasetType.IP4SET, category="feed")
+    assert sorted(_answer(engine, zone, "10.9.9.9")) == [
+        ("127.0.0.3", "a"),
+        ("127.0.0.4", "b"),
+        ("127.0.0.5", "c"),
+    ]
+    assert sorted(x.category for x in store.listings_containing("10.9.9.9")) == [
+        "feed",
+        "feed+2",
+        "feed+3",
+    ]
+    # Replacing the category replaces its ties too: nothing of the old file is left over.
+    plain = _write(tmp_path / "plain.txt", "10.0.0.0/8 :6:d\n")
+    result = import_files(
+        store, zone, [plain], kind=DatasetType.IP4SET, category="feed", replace=True
+    )
+    assert result.write and (result.write.added, result.write.removed) == (1, 3)
+    assert _answer(engine, zone, "10.9.9.9") == [("127.0.0.6", "d")]
 
 
 def test_gzip_files_and_explicit_types(
@@ -166,8 +193,12 @@ def test_bulk_rewrites_compare_with_the_whole_zone(
     assert (result.write.added, result.write.removed, result.write.unchanged) == (2, 3, 5997)
     assert _answer(engine, zone, "10.0.0.1") == [("127.0.0.7", None)]
     assert _answer(engine, zone, "10.0.0.0") == []
-    expiring = [Entry(parse_network(f"10.1.{i >> 8}.{i & 255}"), "t",
-                      expires_at=utcnow() + timedelta(days=1)) for i in range(5001)]
+    expiring = [
+        Entry(
+            parse_network(f"10.1.{i >> 8}.{i & 255}"), "t", expires_at=utcnow() + timedelta(days=1)
+        )
+        for i in range(5001)
+    ]
     store.add(ZONE, expiring, actor="t")
     again = store.add(ZONE, expiring, actor="t")
     assert (again.added, again.unchanged) == (0, 5001)

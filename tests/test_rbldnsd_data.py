@@ -11,7 +11,7 @@ import ipaddress
 import pytest
 
 from dnsbl.index import ZoneIndex
-from dnsbl.rbldnsd_data import DatasetType, RbldnsdData, read_data
+from dnsbl.rbldnsd_data import DatasetType, RbldnsdData, tie_category
 from dnsbl.txt_template import render_txt
 
 
@@ -19,24 +19,44 @@ class Answers:
     """The index built from a data file, asked like rbldnsd: (A codes, TXT texts)."""
 
     def __init__(self, *files: str, kind: DatasetType = DatasetType.AUTO) -> None:
-        entries, self.problems = read_data(
-            [(f"f{i}", text.splitlines()) for i, text in enumerate(files, 1)], kind
-        )
-        self.entries = entries
+        data = RbldnsdData(kind)
+        for i, text in enumerate(files, 1):
+            for _ in data.read(f"f{i}", text.splitlines()):
+                pass
+        self.problems = data.problems
+        self.entries = list(data.entries())
+        groups = [("c", value, networks) for value, networks in data.groups()]
+        groups += [(tie_category("c", r), v, nets) for r, v, nets in data.tie_groups()]
         rows = [
-            ("c", net.family, net.first, net.prefixlen, value is None,
-             value.code if value else None, (value.txt or "") if value else None)
-            for net, value in entries
+            (
+                category,
+                net.family,
+                net.first,
+                net.prefixlen,
+                value is None,
+                value.code if value else None,
+                (value.txt or "") if value else None,
+            )
+            for category, value, networks in groups
+            for net in networks
         ]
         self.index = ZoneIndex.build("z", 1, rows)
 
     def __call__(self, address: str) -> tuple[str | None, str | None]:
+        """The one value answered for `address` (fails when there are several)."""
         ip = ipaddress.ip_address(address)
         values = self.index.lookup(ip.version, int(ip))
         if not values:
             return None, None
         [value] = values
         return value.code, render_txt(value.txt, address) if value.txt is not None else None
+
+    def all(self, address: str) -> tuple[set[str], set[str]]:
+        """Every A code and TXT text answered for `address` (ip4set ties answer several)."""
+        ip = ipaddress.ip_address(address)
+        values = self.index.lookup(ip.version, int(ip))
+        texts = {render_txt(v.txt, address) for v in values if v.txt is not None}
+        return {value.code for value in values}, texts
 
     @property
     def messages(self) -> list[str]:
@@ -79,7 +99,8 @@ def test_substitution_variables_dollars_and_the_base_template() -> None:
         "16.0.0.2 $1\n",
     )
     assert answer("1.2.3.7") == (
-        "127.0.0.2", "own 1.2.3.7 and $ and var one $ and $2 and own $ and $$ and $1 and $2 and $="
+        "127.0.0.2",
+        "own 1.2.3.7 and $ and var one $ and $2 and own $ and $$ and $1 and $2 and $=",
     )
     assert answer("16.0.0.2") == ("127.0.0.2", "var one $")
     based = Answers(
@@ -94,23 +115,31 @@ def test_substitution_variables_dollars_and_the_base_template() -> None:
 
 
 def test_ip4set_prefixes_ranges_and_cidr() -> None:
-    answer = Answers("10.1\n10.2.3 :4:abbrev\n!10.2.3.7\n13.1-13.2\n14.1.2.3-14.1.2.10\n"
-                     "14.1.3.1-5\n127.16-31\n20/8\n")
+    answer = Answers(
+        "10.1\n10.2.3 :4:abbrev\n!10.2.3.7\n13.1-13.2\n14.1.2.3-14.1.2.10\n"
+        "14.1.3.1-5\n127.16-31\n20/8\n"
+    )
     assert answer("10.1.9.9")[0] == "127.0.0.2"
     assert answer("10.2.3.8") == ("127.0.0.4", "abbrev")
     assert answer("10.2.3.7") == (None, None)
     assert answer("13.2.255.1")[0] and not answer("13.3.0.0")[0] and not answer("13.0.255.255")[0]
     assert [answer(f"14.1.2.{i}")[0] is not None for i in (2, 3, 10, 11)] == [
-        False, True, True, False]
+        False,
+        True,
+        True,
+        False,
+    ]
     assert answer("14.1.3.5")[0] and not answer("14.1.3.6")[0]
     assert answer("127.31.255.255")[0] and not answer("127.32.0.0")[0]
     assert answer("20.255.0.1")[0]
 
 
 def test_bad_lines_are_reported_and_skipped() -> None:
-    answer = Answers("1.2.3.4/24\n5\n1.2.3.9-1.2.3.2\n1.2-1.2.3.4\n7.1.2.3/33\n8.1.2.3 :0\n"
-                     "9.1.2.3 :300\n9.1.2.6 : 7 :z\n9.1.2.8 :9 junk\n1.2.3.4.5\n$BOGUS x\n"
-                     "$SOA 0 ns hm 0 1 1 1 1\n$1\n300.1.2.3\n")
+    answer = Answers(
+        "1.2.3.4/24\n5\n1.2.3.9-1.2.3.2\n1.2-1.2.3.4\n7.1.2.3/33\n8.1.2.3 :0\n"
+        "9.1.2.3 :300\n9.1.2.6 : 7 :z\n9.1.2.8 :9 junk\n1.2.3.4.5\n$BOGUS x\n"
+        "$SOA 0 ns hm 0 1 1 1 1\n$1\n300.1.2.3\n"
+    )
     assert answer.entries == []
     assert answer.messages == [
         "f1:1: invalid range (non-zero host part)",
@@ -130,13 +159,14 @@ def test_bad_lines_are_reported_and_skipped() -> None:
     ]
 
 
-def test_ip4set_levels_exclusions_win_ties_and_the_first_value_is_kept() -> None:
-    answer = Answers("11.0.0.0/25 :9:a\n11.0.0.0/26 :10:b\n!12.0.0.0/25\n12.0.0.0/26\n"
-                     "2.2.2.0/24\n!2.2.2.0/24\n1.2.3.0/24\n1.2.3.4 :5\n")
-    # Both /25 and /26 are /32 units in ip4set: rbldnsd answers both values, dnsbl the first.
-    assert answer("11.0.0.5") == ("127.0.0.9", "a")
-    assert answer("11.0.0.100") == ("127.0.0.9", "a")
-    assert any("rbldnsd answers them all" in m for m in answer.messages)
+def test_ip4set_levels_exclusions_win_and_ties_answer_every_value() -> None:
+    answer = Answers(
+        "11.0.0.0/25 :9:a\n11.0.0.0/26 :10:b\n!12.0.0.0/25\n12.0.0.0/26\n"
+        "2.2.2.0/24\n!2.2.2.0/24\n1.2.3.0/24\n1.2.3.4 :5\n"
+    )
+    # Both /25 and /26 are /32 units in ip4set: rbldnsd answers both values, and so does dnsbl.
+    assert answer.all("11.0.0.5") == ({"127.0.0.9", "127.0.0.10"}, {"a", "b"})
+    assert answer.all("11.0.0.100") == ({"127.0.0.9"}, {"a"})
     # An exclusion wins a tie whatever the order: the /26 inside the excluded /25 is not listed.
     assert answer("12.0.0.5") == (None, None)
     assert answer("2.2.2.1") == (None, None)
@@ -144,10 +174,32 @@ def test_ip4set_levels_exclusions_win_ties_and_the_first_value_is_kept() -> None
     assert answer("1.2.3.5")[0] == "127.0.0.2"
 
 
+def test_ip4set_ties_answer_at_their_level_only() -> None:
+    # Checked against rbldnsd 1.0: the /8 is given twice (A 3 and 7), the range and two single
+    # addresses meet at /32 units, and identical values count once.
+    answer = Answers(
+        ":2:default\n10.0.0.0/8 :3:three $\n10.0.0.0/8 :7:seven\n"
+        "10.1.2.3-10.1.2.9 :4:four\n10.1.2.5 :5:five\n10.1.2.5 :5:five\n"
+        "10.1.2.6 :4:four\n10.2.0.0/16 :6:six\n10.2.0.0/16 :6:six\n"
+        "10.1.2.7 :4:other\n!10.1.2.8\n"
+    )
+    assert answer.all("10.0.0.1") == ({"127.0.0.3", "127.0.0.7"}, {"three 10.0.0.1", "seven"})
+    # More specific units hide the tied /8: ip4set answers the longest level that has a unit.
+    assert answer.all("10.1.2.5") == ({"127.0.0.4", "127.0.0.5"}, {"four", "five"})
+    assert answer.all("10.1.2.6") == ({"127.0.0.4"}, {"four"})
+    assert answer.all("10.1.2.7") == ({"127.0.0.4"}, {"four", "other"})
+    assert answer.all("10.1.2.8") == (set(), set())
+    assert answer.all("10.2.0.1") == ({"127.0.0.6"}, {"six"})
+    assert answer.all("10.1.3.1") == ({"127.0.0.3", "127.0.0.7"}, {"three 10.1.3.1", "seven"})
+    assert not answer.problems
+
+
 def test_ip4trie_keeps_the_first_entry_and_matches_the_longest_prefix() -> None:
-    answer = Answers("1.2.3.4\n1.2.3.0/24 :4:net\n1.2.3.0/24 :5:dup\n10.1\n!1.2.3.4\n"
-                     "20.0.0.0/8 :7\n20.1.0.0/16 :8:x\n!11.0.0.0/25\n11.0.0.0/26\n",
-                     kind=DatasetType.IP4TRIE)
+    answer = Answers(
+        "1.2.3.4\n1.2.3.0/24 :4:net\n1.2.3.0/24 :5:dup\n10.1\n!1.2.3.4\n"
+        "20.0.0.0/8 :7\n20.1.0.0/16 :8:x\n!11.0.0.0/25\n11.0.0.0/26\n",
+        kind=DatasetType.IP4TRIE,
+    )
     assert answer("1.2.3.4") == ("127.0.0.2", None)
     assert answer("1.2.3.5") == ("127.0.0.4", "net")
     assert answer("20.1.1.1") == ("127.0.0.8", "x")
@@ -177,13 +229,15 @@ def test_ip6trie_syntax() -> None:
     assert answer("2605:6001:42::beef")[0] == "127.0.1.2"
     assert answer("2001:db8::1") == ("127.0.0.5", "full")
     assert answer("2001:db8::2") == ("127.0.0.4", "Listed, see 2001:db8::2")
-    assert answer.messages == ["f1:8: invalid address",
-                               "f1:9: invalid range (non-zero host part)"]
+    assert answer.messages == ["f1:8: invalid address", "f1:9: invalid range (non-zero host part)"]
 
 
 def test_ip6tset_one_value_and_128_bit_exclusions() -> None:
-    answer = Answers(":4:first\n:5:second\n2001:db8:1:2\n2001:db8:1:3 :6:x\n"
-                     "!2001:db8:1:2::1\n!2001:db8:1:4\n2001:db8::/64\n", kind=DatasetType.IP6TSET)
+    answer = Answers(
+        ":4:first\n:5:second\n2001:db8:1:2\n2001:db8:1:3 :6:x\n"
+        "!2001:db8:1:2::1\n!2001:db8:1:4\n2001:db8::/64\n",
+        kind=DatasetType.IP6TSET,
+    )
     assert answer("2001:db8:1:2::1") == (None, None)
     assert answer("2001:db8:1:2::2") == ("127.0.0.4", "first")
     assert answer("2001:db8:1:3::2") == ("127.0.0.4", "first")
@@ -194,8 +248,9 @@ def test_ip6tset_one_value_and_128_bit_exclusions() -> None:
 
 
 def test_auto_reads_ipv4_as_ip4set_and_ipv6_as_ip6trie() -> None:
-    answer = Answers(":3:t $\n11.0.0.0/25\n!11.0.0.0/26\n2001:db8::/32\n!2001:db8::1\n::1 :4\n"
-                     "1.2.3.4:5:x\n")
+    answer = Answers(
+        ":3:t $\n11.0.0.0/25\n!11.0.0.0/26\n2001:db8::/32\n!2001:db8::1\n::1 :4\n1.2.3.4:5:x\n"
+    )
     assert answer("11.0.0.100") == ("127.0.0.3", "t 11.0.0.100")
     assert answer("11.0.0.1") == (None, None)
     assert answer("2001:db8::2") == ("127.0.0.3", "t 2001:db8::2")
@@ -212,8 +267,13 @@ def test_ip4set_units_merge_back_into_few_cidrs() -> None:
 
 @pytest.mark.parametrize(
     ("template", "address", "text"),
-    [("a $ b", "1.2.3.4", "a 1.2.3.4 b"), ("$$$", "x", "$x"), ("$$$$", "x", "$$"),
-     ("no dollar", "x", "no dollar"), ("$", "::1", "::1")],
+    [
+        ("a $ b", "1.2.3.4", "a 1.2.3.4 b"),
+        ("$$$", "x", "$x"),
+        ("$$$$", "x", "$$"),
+        ("no dollar", "x", "no dollar"),
+        ("$", "::1", "::1"),
+    ],
 )
 def test_render_txt(template: str, address: str, text: str) -> None:
     assert render_txt(template, address) == text
