@@ -12,13 +12,14 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from api import problems
 from api.body_limit import BodyLimitMiddleware
+from api.query_names import API_PREFIX, refuse_unknown_query_parameters
 from dnsbl.config import Settings
 from dnsbl.db import make_engine
 from dnsbl.store import ListingStore
@@ -69,6 +70,7 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query_parameters)],
     )
     app.state.settings = settings
     app.state.engine = engine if engine is not None else make_engine(settings.database_url)
@@ -102,10 +104,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components["ProblemDetail"] = problems.ProblemDetail.model_json_schema(
         ref_template="#/components/schemas/{model}"
     )
-    for path in schema.get("paths", {}).values():
+    for path_name, path in schema.get("paths", {}).items():
         for operation in path.values():
             answers = operation.get("responses", {})
-            if "422" in answers:
+            if "422" in answers or path_name.startswith(API_PREFIX):
+                # every REST operation refuses unknown query parameters (api.query_names)
                 answers["422"] = problems.error_response(422)
             for code in ("405", "500"):
                 answers.setdefault(code, problems.error_response(int(code)))

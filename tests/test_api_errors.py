@@ -47,6 +47,24 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     assert_problem(client.post("/v1/nominations", content=b"\xff\xfe"), 422)
 
 
+def test_unknown_query_parameters_are_refused_on_the_api_only(
+    client: TestClient, admin_key: str
+) -> None:
+    # A misspelt filter must not answer as if there were no filter.
+    response = client.get("/v1/admin/listings?categroy=spam&limit=5", headers=bearer(admin_key))
+    body = assert_problem(response, 422, "validation")
+    assert "'categroy'" in body["detail"] and "category" in body["detail"]
+    assert [error["field"] for error in body["errors"]] == ["query.categroy"]
+    assert_problem(client.get("/v1/lookup/192.0.2.1?verbose=1"), 422, "validation")
+    assert (
+        client.get("/v1/admin/listings?category=spam", headers=bearer(admin_key)).status_code == 200
+    )
+    # Pages are opened from links, which carry what they carry.
+    assert client.get("/lookup/192.0.2.1?utm_source=bounce").status_code == 200
+    document = client.get("/openapi.json").json()
+    assert "422" in document["paths"]["/v1/admin/queue"]["get"]["responses"]
+
+
 def test_oversized_body_by_content_length(client: TestClient) -> None:
     big = {"address": "192.0.2.1", "note": "x" * 5000}  # the test settings allow 4096 bytes
     body = assert_problem(client.post("/v1/nominations", json=big), 413, "too-large")
