@@ -3,9 +3,10 @@
 Both servers load the same 1M single IPv4 listings (rbldnsd from an ip4set file, dnsbl from a
 SQLite store filled with the same addresses) and answer the same query mix: listed A, listed
 TXT, unlisted A (NXDOMAIN). dnsperf drives each for the same time; the figure that matters is
-the ratio, since absolute numbers depend on the machine.
+the ratio, since absolute numbers depend on the machine. dnsbl runs once per `--processes`
+value (`dns.processes`: answering processes sharing the sockets), rbldnsd once (it has one).
 
-Usage: .venv/bin/python -m bench.dnsperf_vs_rbldnsd [--count N] [--seconds S]
+Usage: .venv/bin/python -m bench.dnsperf_vs_rbldnsd [--count N] [--seconds S] [--processes 1,2]
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--processes", default="1,2", help="dns.processes values to run")
     args = parser.parse_args()
+    counts = [int(n) for n in args.processes.split(",")]
     for tool in ("dnsperf", "rbldnsd"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} is not installed (apt-get install {tool})")
@@ -93,13 +96,16 @@ def main() -> None:
             wait_until_answering(theirs, limit=120, name=query_name(addresses[0]))
             print("rbldnsd:")
             results["rbldnsd"] = dnsperf(theirs, queries, args.seconds)
-        with process([DNSBL, "--config", str(config), "dns"], env=env()):
-            wait_until_answering(ours, limit=120)
-            print("dnsbl dns:")
-            results["dnsbl"] = dnsperf(ours, queries, args.seconds)
-    ratio = results["dnsbl"] / results["rbldnsd"]
-    print(f"dnsbl / rbldnsd: {ratio:.2f} ({args.count} listings, {args.seconds} s each, "
-          "same query mix, same machine, same run)")
+        for count in counts:
+            settings = {**env(), "DNSBL_DNS__PROCESSES": str(count)}
+            with process([DNSBL, "--config", str(config), "dns"], env=settings):
+                wait_until_answering(ours, limit=120)
+                print(f"dnsbl dns, {count} process(es):")
+                results[f"dnsbl x{count}"] = dnsperf(ours, queries, args.seconds)
+    for count in counts:
+        ratio = results[f"dnsbl x{count}"] / results["rbldnsd"]
+        print(f"dnsbl ({count} process(es)) / rbldnsd: {ratio:.2f} ({args.count} listings, "
+              f"{args.seconds} s each, same query mix, same machine, same run)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import smtplib
@@ -84,7 +85,7 @@ async def test_node_answers_what_the_store_holds(engine: Engine, database_url: s
 
 @contextlib.contextmanager
 def _process(
-    config: Path, command: str, log: Path
+    config: Path, command: str, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`dnsbl --config CONFIG COMMAND`, and the DNS port it reports once it listens."""
     with log.open("wb") as out:
@@ -92,6 +93,7 @@ def _process(
             [sys.executable, "-m", "dnsbl", "--config", str(config), command],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         deadline = time.monotonic() + 60
@@ -171,12 +173,75 @@ def test_dnsbl_dns_follows_list_and_delist(tmp_path: Path, sqlite_url: str) -> N
         assert process.wait(timeout=20) == 0
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                # the command may hold spaces and parentheses: the fields follow the last ")"
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[1]) == pid:
+                    found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) has stopped answering
+    with contextlib.suppress(OSError):
+        return (Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split() or ["Z"])[0] != "Z"
+    return False
+
+
+@pytest.mark.e2e
+def test_dnsbl_dns_processes_share_the_sockets_and_each_follows_the_log(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path / "dnsbl.toml", sqlite_url)
+    processes = {"DNSBL_DNS__PROCESSES": "3"}
+    with _process(config, "dns", tmp_path / "dns.log", processes) as (group, port):
+        assert _eventually(lambda: len(_children(group.pid)) == 3, 10)
+        children = _children(group.pid)
+        name = "2.0.0.10." + ZONE
+        _cli(config, "list", ZONE, "10.0.0.2")
+        # Whichever process takes a query answers the change: every one follows the log.
+        # (Each query goes from a fresh socket, and the processes compete for each.)
+        _wait(lambda: answers(_ask(port, name), "A") == ["127.0.0.2"], 3)
+        for _ in range(30):
+            assert answers(_ask(port, name), "A") == ["127.0.0.2"]
+        tcp = dns.query.tcp(dns.message.make_query(name, "TXT"), "127.0.0.1", port=port, timeout=3)
+        assert answers(tcp, "TXT") == ['"Listed: see https://bl.example.org/lookup/10.0.0.2"']
+        # A process that dies is replaced; the others answered meanwhile.
+        victim = min(children)
+        os.kill(victim, signal.SIGKILL)
+        assert answers(_ask(port, name), "A") == ["127.0.0.2"]
+        assert _eventually(lambda: len(_children(group.pid) - {victim}) == 3, 10)
+        assert "DNS process" in (tmp_path / "dns.log").read_text()
+        children = _children(group.pid)
+        group.send_signal(signal.SIGTERM)
+        assert group.wait(timeout=20) == 0
+        assert not any(_alive(pid) for pid in children)
+    # Without their parent, the processes stop by themselves (it holds no port open alone).
+    with _process(config, "dns", tmp_path / "dns2.log", processes) as (group, port):
+        assert _eventually(lambda: len(_children(group.pid)) == 3, 10)
+        children = _children(group.pid)
+        group.kill()
+        group.wait()
+        assert _eventually(lambda: not any(_alive(pid) for pid in children), 10)
+
+
 @pytest.mark.e2e
 def test_dnsbl_serve_migrates_and_answers(tmp_path: Path) -> None:
     fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     api_port, smtp_port = free_port(), free_port()
     config = write_config(
-        tmp_path / "dnsbl.toml", fresh, api=f'listen = "127.0.0.1:{api_port}"',
+        tmp_path / "dnsbl.toml",
+        fresh,
+        api=f'listen = "127.0.0.1:{api_port}"',
         tester=f'collector_listen = "127.0.0.1:{smtp_port}"',
     )
     with _process(config, "serve", tmp_path / "serve.log") as (process, port):

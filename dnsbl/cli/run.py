@@ -24,9 +24,12 @@ def register(subparsers: Any) -> None:
 
 
 def _dns(context: Context, args: argparse.Namespace) -> int:
+    from dnsbl.dns_group import run_dns_group
     from dnsbl.dns_node import run_dns_node
 
     context.store  # noqa: B018 -- make sure every configured zone has its row
+    if context.settings.dns.processes > 1:
+        return run_dns_group(context.settings, context.engine)
     return run_until_signal([run_dns_node(context.settings, context.engine)])
 
 
@@ -38,6 +41,8 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     from dnsbl.dns_node import run_dns_node
     from dnsbl.worker import run_worker
 
+    if context.settings.dns.processes > 1:
+        log.warning("dns.processes is for `dnsbl dns`: `dnsbl serve` answers DNS in one process")
     # The API reports the DNS server's query counts (/metrics) and readiness (/readyz).
     dns_server = DnsServer(context.settings.zones, context.settings.dns)
     dns_started = asyncio.Event()

@@ -32,6 +32,7 @@ TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the conn
 _BIND_ATTEMPTS = 20
 _UDP_MAX_QUERY = 4096  # longer datagrams arrive cut, and get FORMERR
 _UDP_BATCH = 64  # datagrams answered per readiness event before other tasks get a turn
+_TCP_BACKLOG = 128
 _UDP_BUFFER = 4 << 20  # receive buffer asked for (the kernel caps it at net.core.rmem_max)
 
 
@@ -128,16 +129,15 @@ class DnsServer:
         """The (host, port) of every listener, UDP and TCP alike, once started."""
         return list(self._endpoints)
 
-    async def start(self) -> None:
-        """Bind UDP and TCP on every `settings.listen` address (port 0: one free port for both).
+    async def start(self, listeners: list[Listener] | None = None) -> None:
+        """Answer on `listeners`, or bind UDP and TCP on every `settings.listen` address.
 
         Every zone already published is NOTIFYed once the server answers.
         """
         self._loop = asyncio.get_running_loop()
         try:
-            for text in self.settings.listen:
-                host, port = parse_endpoint(text, 53)
-                self._endpoints.append(await self._bind(host, port))
+            for udp, tcp in listeners if listeners is not None else bind(self.settings.listen):
+                await self._serve_on(udp, tcp)
         except BaseException:
             await self.stop()
             raise
@@ -147,23 +147,13 @@ class DnsServer:
             if zone.index is not None:
                 self.notifier.zone_changed(zone)
 
-    async def _bind(self, host: str, port: int) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
-        for attempt in range(_BIND_ATTEMPTS if port == 0 else 1):
-            udp = _udp_socket(host, port)
-            bound = udp.getsockname()[1]
-            try:
-                tcp = await asyncio.start_server(self._serve_tcp, host, bound)
-            except OSError:
-                udp.close()
-                if port or attempt == _BIND_ATTEMPTS - 1:
-                    raise
-                continue  # the port UDP got is taken for TCP: try another
-            loop.add_reader(udp.fileno(), _UdpListener(self, udp).read_ready)
-            self._udp.append(udp)
-            self._tcp.append(tcp)
-            return host, bound
-        raise AssertionError("unreachable")
+    async def _serve_on(self, udp: socket.socket, tcp: socket.socket) -> None:
+        """Answer on a bound UDP socket and a listening TCP socket (of one address and port)."""
+        self._udp.append(udp)
+        self._tcp.append(await asyncio.start_server(self._serve_tcp, sock=tcp))
+        asyncio.get_running_loop().add_reader(udp.fileno(), _UdpListener(self, udp).read_ready)
+        host, port = udp.getsockname()[:2]
+        self._endpoints.append((host, port))
 
     async def stop(self) -> None:
         """Close every listener and connection, and stop sending NOTIFY."""
@@ -258,10 +248,61 @@ async def _produced(messages: Iterable[bytes]) -> AsyncIterator[bytes]:
         yield message
 
 
+Listener = tuple[socket.socket, socket.socket]  # (UDP, listening TCP) on one address and port
+
+
+def bind(listen: list[str]) -> list[Listener]:
+    """UDP and TCP sockets on every `listen` address; port 0 takes one free port for both."""
+    listeners: list[Listener] = []
+    try:
+        for text in listen:
+            host, port = parse_endpoint(text, 53)
+            listeners.append(_bind_pair(host, port))
+    except BaseException:
+        for udp, tcp in listeners:
+            udp.close()
+            tcp.close()
+        raise
+    return listeners
+
+
+def _bind_pair(host: str, port: int) -> Listener:
+    for attempt in range(_BIND_ATTEMPTS if port == 0 else 1):
+        udp = _udp_socket(host, port)
+        try:
+            return udp, _tcp_socket(host, udp.getsockname()[1])
+        except OSError:
+            udp.close()
+            if port or attempt == _BIND_ATTEMPTS - 1:
+                raise
+            # the port UDP got is taken for TCP: try another
+    raise AssertionError("unreachable")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on `host:port` (as asyncio would make it)."""
+    family = _family(host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(_TCP_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _udp_socket(host: str, port: int) -> socket.socket:
     """A bound, non-blocking UDP socket for `host:port`."""
-    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
