@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from api import problems
 from api.body_limit import BodyLimitMiddleware
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
+from api.schemas.common import TEXT_PATTERN, Input
 from dnsbl.config import Settings
 from dnsbl.db import make_engine
 from dnsbl.store import ListingStore
@@ -117,10 +118,27 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 for code in ("400", "413"):
                     answers.setdefault(code, problems.error_response(int(code)))
     _zone_enums(components, [zone.name for zone in app.state.settings.zones])
+    _no_nul_patterns(components)
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     app.openapi_schema = schema
     return schema
+
+
+def _no_nul_patterns(components: dict[str, Any]) -> None:
+    """Say in the document what `Input` enforces: no text field of a request holds a NUL."""
+
+    def free_text(schema: dict[str, Any]) -> None:
+        for branch in schema.get("anyOf", [schema]):
+            if branch.get("type") == "string" and not {"pattern", "enum", "format"} & branch.keys():
+                branch["pattern"] = TEXT_PATTERN
+
+    models: list[type[Input]] = [Input]
+    while models:
+        model = models.pop()
+        models += model.__subclasses__()
+        for field in components.get(model.__name__, {}).get("properties", {}).values():
+            free_text(field)
 
 
 def _zone_enums(components: dict[str, Any], zones: list[str]) -> None:

@@ -56,6 +56,8 @@ def test_unknown_query_parameters_are_refused_on_the_api_only(
     assert "'categroy'" in body["detail"] and "category" in body["detail"]
     assert [error["field"] for error in body["errors"]] == ["query.categroy"]
     assert_problem(client.get("/v1/lookup/192.0.2.1?verbose=1"), 422, "validation")
+    twice = client.get("/v1/admin/listings?zone=a&zone=b", headers=bearer(admin_key))
+    assert "given more than once" in assert_problem(twice, 422, "validation")["detail"]
     assert (
         client.get("/v1/admin/listings?category=spam", headers=bearer(admin_key)).status_code == 200
     )
@@ -63,6 +65,13 @@ def test_unknown_query_parameters_are_refused_on_the_api_only(
     assert client.get("/lookup/192.0.2.1?utm_source=bounce").status_code == 200
     document = client.get("/openapi.json").json()
     assert "422" in document["paths"]["/v1/admin/queue"]["get"]["responses"]
+    # and the document says what bodies refuse: text with a NUL in it
+    reason = document["components"]["schemas"]["ListingCreate"]["properties"]["reason"]
+    assert reason["pattern"] == r"^[^\x00]*$"
+    body = client.post(
+        "/v1/admin/keys", json={"role": "operator", "name": "a\x00b"}, headers=bearer(admin_key)
+    )
+    assert "NUL" in assert_problem(body, 422, "validation")["detail"]
 
 
 def test_oversized_body_by_content_length(client: TestClient) -> None:
