@@ -119,6 +119,25 @@ class _Table:
             if overlay is not None:
                 yield length, start, overlay
 
+    def entries_meeting(self, low: int, high: int) -> Iterator[tuple[int, int, int]]:
+        """The live (prefix length, start, value id) whose network meets [low, high]."""
+        delta = self.delta
+        bits = self.bits
+        for length, level in self.levels.items():
+            # networks of one length are aligned and disjoint: the one holding `low` starts
+            # at `low` cut to the length, and the others start inside the range
+            first = low >> (bits - length) << (bits - length) if length else 0
+            starts = level.starts
+            i = bisect_left(starts, first)
+            while i < len(starts) and starts[i] <= high:
+                if (length, starts[i]) not in delta:
+                    yield length, int(starts[i]), int(level.values[i])
+                i += 1
+        for (length, start), overlay in delta.items():
+            last = start + (1 << (bits - length)) - 1
+            if overlay is not None and start <= high and last >= low:
+                yield length, start, overlay
+
     def overlaps(self, low: int, high: int, length: int) -> bool:
         """Whether an entry that is not an exclusion meets [low, high] (a prefix of `length`)."""
         if self.match(low) not in (None, EXCLUDED):
@@ -164,6 +183,11 @@ class ZoneIndex:
     values: tuple[Value | None, ...]  # by id; id 0 is EXCLUDED
     tables: Mapping[tuple[str, int], _Table]  # by (category, family)
     _value_ids: Mapping[Value, int] = field(repr=False, default_factory=dict)
+    # Made by `with_changes`: the serial it was made from and the networks that changed
+    # (what an IXFR from that serial has to look at); None for an index loaded whole.
+    changed: tuple[int, frozenset[Network]] | None = field(
+        default=None, repr=False, compare=False
+    )
     by_family: Mapping[int, tuple[_Table, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -285,6 +309,7 @@ class ZoneIndex:
         `action` is "add" or "remove"; `value` is the resolved value of an added entry that is
         not an exclusion. Only the overlays of the tables touched are copied.
         """
+        changes = list(changes)
         values = list(self.values)
         value_ids = dict(self._value_ids)
         deltas: dict[tuple[str, int], dict[tuple[int, int], int | None]] = {}
@@ -319,7 +344,8 @@ class ZoneIndex:
             levels = old.levels if old else {}
             lengths = set(levels) | {length for length, _ in delta}
             tables[key] = _Table(bits, levels, delta, tuple(sorted(lengths, reverse=True)))
-        return ZoneIndex(self.zone, serial, tuple(values), tables, value_ids)
+        changed = (self.serial, frozenset(net for _, _, net, _, _ in changes))
+        return ZoneIndex(self.zone, serial, tuple(values), tables, value_ids, changed)
 
     @property
     def overlay_size(self) -> int:
@@ -328,7 +354,9 @@ class ZoneIndex:
     def compacted(self) -> ZoneIndex:
         """The same content with every overlay folded into the arrays."""
         tables = {key: _table(table.bits, table.entries()) for key, table in self.tables.items()}
-        return ZoneIndex(self.zone, self.serial, self.values, tables, self._value_ids)
+        return ZoneIndex(
+            self.zone, self.serial, self.values, tables, self._value_ids, self.changed
+        )
 
     # -- answering -----------------------------------------------------------------------
 

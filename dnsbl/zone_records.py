@@ -45,6 +45,7 @@ from dnsbl.txt_template import render_txt
 
 Record = tuple[str, str, int, str]  # owner (FQDN, no trailing dot), type, ttl, rdata text
 Answer = tuple[Value, ...]
+_Ranges = list[tuple[int, int]]  # (low, high) address ranges of one family
 
 _MIXED: None = None  # a subtree whose addresses do not all share one answer
 _EMPTY: Answer = ()
@@ -84,7 +85,11 @@ _V6 = _Family(6, 4, 32)
 class _Segments:
     """One family's address space as sorted, disjoint runs of addresses with one answer each."""
 
-    def __init__(self, index: ZoneIndex, family: int, bits: int) -> None:
+    def __init__(
+        self, index: ZoneIndex, family: int, bits: int, ranges: _Ranges | None = None
+    ) -> None:
+        """`ranges`: only the answers inside these (low, high) ranges are needed (all if None).
+        Elsewhere the segments may be missing or wrong."""
         self.lows: list[int] = []
         self.highs: list[int] = []
         self.answers: list[Answer] = []
@@ -93,9 +98,10 @@ class _Segments:
             specials.append(TEST_UNLISTED_MAPPED)
         tables = [table for (_, each), table in index.tables.items() if each == family]
         if len(tables) > 1:
-            pieces = _looked_up(index, family, bits, specials)
+            pieces = _looked_up(index, family, bits, specials, ranges)
         else:
-            pieces = _flattened(index, tables[0] if tables else None, family, specials)
+            table = tables[0] if tables else None
+            pieces = _flattened(index, table, family, specials, ranges)
         for low, high, answer in pieces:
             if not answer or high < low:
                 continue
@@ -134,16 +140,34 @@ class _Segments:
         return found
 
 
+def _entries(
+    index: ZoneIndex, table: Any, ranges: _Ranges | None
+) -> Iterator[tuple[int, int, int]]:
+    """A table's (prefix length, start, value id): all, or those meeting one of `ranges`."""
+    if ranges is None:
+        yield from table.entries()
+        return
+    seen: set[tuple[int, int]] = set()
+    for low, high in ranges:
+        for length, start, value_id in table.entries_meeting(low, high):
+            if (length, start) not in seen:  # a short prefix can meet several ranges
+                seen.add((length, start))
+                yield length, start, value_id
+
+
 def _looked_up(
-    index: ZoneIndex, family: int, bits: int, specials: list[int]
+    index: ZoneIndex, family: int, bits: int, specials: list[int], ranges: _Ranges | None
 ) -> Iterator[tuple[int, int, Answer]]:
     """Runs with one answer, asking `lookup` once between each two entry boundaries."""
     top = (1 << bits) - 1
     points = {0}
-    for _, net, _ in index.entries():
-        if net.family == family:
-            points.add(net.first)
-            points.add(net.last + 1)
+    for (_, each), table in index.tables.items():
+        if each == family:
+            for length, start, _ in _entries(index, table, ranges):
+                points.add(start)
+                points.add(start + (1 << (bits - length)))
+    for low, high in ranges or ():
+        points.update((low, high + 1))
     for address in specials:
         points.update((address, address + 1))
     starts = sorted(p for p in points if p <= top)
@@ -153,7 +177,7 @@ def _looked_up(
 
 
 def _flattened(
-    index: ZoneIndex, table: Any, family: int, specials: list[int]
+    index: ZoneIndex, table: Any, family: int, specials: list[int], ranges: _Ranges | None
 ) -> Iterator[tuple[int, int, Answer]]:
     """Runs with one answer for a family with one table: one sweep of its nested CIDRs.
 
@@ -169,7 +193,9 @@ def _flattened(
             pieces.append((low, high, (value,)))
 
     if table is not None:
-        rows = sorted((start, length, value_id) for length, start, value_id in table.entries())
+        rows = sorted(
+            (start, length, value_id) for length, start, value_id in _entries(index, table, ranges)
+        )
         stack: list[tuple[int, int]] = []  # (last address, value id) of the open networks
         position = 0
         previous = (-1, -1)
@@ -219,10 +245,15 @@ class _Node:
 class _Writer:
     """Walks the label tree of one zone and yields its records."""
 
-    def __init__(self, index: ZoneIndex, zone: ZoneSettings) -> None:
+    def __init__(
+        self, index: ZoneIndex, zone: ZoneSettings, ranges: dict[int, _Ranges] | None = None
+    ) -> None:
         self.zone = zone.name
         self.ttl = zone.ttl
-        self.segments = {4: _Segments(index, 4, 32), 6: _Segments(index, 6, 128)}
+        self.segments = {
+            family: _Segments(index, family, bits, ranges[family] if ranges else None)
+            for family, bits in ((4, 32), (6, 128))
+        }
 
     def owner(self, labels: tuple[str, ...]) -> str:
         return ".".join((*reversed(labels), self.zone))
@@ -250,11 +281,20 @@ class _Writer:
             network = Network(fam.family, start, depth * fam.label_bits)
             yield from self.records(self.owner((*node.labels, "*")), wildcard, str(network))
         for label in sorted(children, key=_label_order):
-            answer = children[label]
-            if answer is _MIXED:
-                yield from self.walk(self.child(node, label))
-            elif answer != wildcard:
-                yield from self.uniform(self.child(node, label), answer)
+            yield from self.subtree(node, label, children, wildcard)
+
+    def subtree(
+        self, node: _Node, label: str, children: dict[str, Answer | None], wildcard: Answer | None
+    ) -> Iterator[Record]:
+        """The records of the child `label` of `node` and below (none for a child that meets
+        no listed address, or that the node's wildcard answers)."""
+        if label not in children:
+            return
+        answer = children[label]
+        if answer is _MIXED:
+            yield from self.walk(self.child(node, label))
+        elif answer != wildcard:
+            yield from self.uniform(self.child(node, label), answer)
 
     def leaves(self, node: _Node, fam: _Family, start: int) -> Iterator[Record]:
         """The records of a node of one family whose children are whole addresses.
@@ -382,6 +422,40 @@ def _escape(byte: int) -> str:
     if 0x20 <= byte < 0x7F:
         return chr(byte)
     return f"\\{byte:03d}"
+
+
+def top_labels(network: Network) -> set[str]:
+    """The labels just under the apex whose names can answer for `network`."""
+    fam = _V4 if network.family == 4 else _V6
+    shift = fam.bits - fam.label_bits
+    return {fam.label(i) for i in range(network.first >> shift, (network.last >> shift) + 1)}
+
+
+def records_under(index: ZoneIndex, zone: ZoneSettings, labels: set[str]) -> set[Record] | None:
+    """The records `zone_records` gives under the top-level `labels` (the child names of the
+    apex), read from those labels' address ranges alone; None when the zone may have a
+    wildcard at the apex, which would make every other label matter too.
+
+    Two serials' records under the labels their changes touch are the whole difference
+    between their zones (IXFR): the records under every other label depend only on those
+    labels' addresses and the apex wildcard, and that needs IPv6 listings under all of
+    a000::/4 … f000::/4 (the apex has 262 labels to fill), which is checked for first.
+    """
+    high = (1 << 128) - 1
+    for (_, family), table in index.tables.items():
+        if family == 6 and any(True for _ in table.entries_meeting(0xA << 124, high)):
+            return None
+    ranges: dict[int, _Ranges] = {4: [], 6: []}
+    for label in labels:
+        for fam in (_V4, _V6):
+            child = fam.index_of(label)
+            if child is not None:
+                shift = fam.bits - fam.label_bits
+                ranges[fam.family].append((child << shift, ((child + 1) << shift) - 1))
+    writer = _Writer(index, zone, ranges)
+    root = _Node((), 0, 0)
+    children = writer.children(root)
+    return {record for label in labels for record in writer.subtree(root, label, children, None)}
 
 
 def zone_records(index: ZoneIndex, zone: ZoneSettings) -> Iterator[Record]:

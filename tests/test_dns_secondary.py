@@ -1,8 +1,10 @@
-"""NSD as a real secondary: it transfers the zone from us, and follows a change on NOTIFY."""
+"""NSD as a real secondary: it transfers the zone from us, and follows changes on NOTIFY
+(a whole new index by AXFR, a change from the change log by IXFR)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import subprocess
 import time
@@ -14,6 +16,8 @@ import dns.message
 import dns.rcode
 import pytest
 
+from dnsbl.addresses import parse_network
+from dnsbl.index import Value
 from tests.conftest import need_program
 from tests.dns_support import ZONE, answers, make_index, row, running
 
@@ -63,7 +67,9 @@ async def _eventually(port: int, name: str, expected: list[str], log: Path) -> N
 
 
 @pytest.mark.e2e
-async def test_nsd_transfers_and_follows_notify(tmp_path: Path) -> None:
+async def test_nsd_transfers_and_follows_notify(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     nsd = need_program("nsd")
     nsd_port = _free_port()
     first = make_index([row("10.0.0.1"), row("192.0.2.0/24", "relay-output")], serial=100)
@@ -78,9 +84,24 @@ async def test_nsd_transfers_and_follows_notify(tmp_path: Path) -> None:
             await _eventually(nsd_port, "1.0.0.10." + ZONE, ["127.0.0.2"], log)
             await _eventually(nsd_port, "9.2.0.192." + ZONE, ["127.0.0.3"], log)
             assert await _a(nsd_port, "2.0.0.10." + ZONE) == ["NXDOMAIN"]
-            server.publish(make_index([row("10.0.0.2")], serial=101))
+            second = make_index([row("10.0.0.2"), row("172.16.0.0/16")], serial=101)
+            server.publish(second)
             await _eventually(nsd_port, "2.0.0.10." + ZONE, ["127.0.0.2"], log)
             assert await _a(nsd_port, "1.0.0.10." + ZONE) == ["NXDOMAIN"]
+            # A change from the change log reaches NSD as an incremental transfer (IXFR).
+            value = Value("manual", "127.0.0.4", None)
+            changes = [
+                ("remove", "manual", parse_network("10.0.0.2"), False, None),
+                ("add", "manual", parse_network("10.0.0.3"), False, value),
+                ("add", "manual", parse_network("172.16.5.5"), True, None),
+            ]
+            with caplog.at_level(logging.INFO, logger="dnsbl.dns.answers"):
+                server.publish(second.with_changes(102, changes))
+                await _eventually(nsd_port, "3.0.0.10." + ZONE, ["127.0.0.4"], log)
+            assert "serials 101 to 102 (3 networks changed)" in caplog.text
+            assert await _a(nsd_port, "2.0.0.10." + ZONE) == ["NXDOMAIN"]
+            assert await _a(nsd_port, "5.5.16.172." + ZONE) == ["NXDOMAIN"]
+            assert await _a(nsd_port, "6.5.16.172." + ZONE) == ["127.0.0.2"]
         finally:
             process.terminate()
             process.wait(timeout=10)

@@ -11,11 +11,14 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+import dns.xfr
 import dns.zone
 import pytest
 
+from dnsbl.addresses import parse_network
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.transfer import txt_rdata_from_text
+from dnsbl.index import Value
 from tests.dns_support import ZONE, ask, make_index, row, running
 
 ROWS = [row("10.0.0.1"), row("192.0.2.0/24", "relay-output", txt="Net $"), row("2001:db8::1")]
@@ -96,6 +99,63 @@ async def test_ixfr() -> None:
         records = _records(messages)
         assert records[0][0].serial == records[-1][0].serial == 20
         assert any(r.rdtype == dns.rdatatype.A for r in records)
+
+
+async def _axfr_zone(server: DnsServer) -> dns.zone.Zone:
+    zone = dns.zone.Zone(ZONE)
+    host, port = server.endpoints[0]
+    await asyncio.to_thread(dns.query.inbound_xfr, host, zone, port=port, timeout=5)
+    return zone
+
+
+def _text(zone: dns.zone.Zone) -> list[str]:
+    return sorted(zone.to_text().splitlines())
+
+
+async def test_ixfr_sends_the_difference_that_makes_the_new_zone() -> None:
+    # 300 more names under 172.*, which the changes do not touch
+    base = make_index([*ROWS, *(row(f"172.16.{i >> 8}.{i & 255}") for i in range(300))], serial=20)
+    value = Value("open-relay", "127.0.0.2", "Listed $")
+    steps = [
+        [
+            ("add", "open-relay", parse_network("10.0.0.2"), False, value),
+            ("add", "open-relay", parse_network("10.1.0.0/16"), False, value),
+            ("add", "open-relay", parse_network("10.1.2.3"), True, None),
+        ],
+        [
+            ("remove", "manual", parse_network("10.0.0.1"), False, None),
+            ("add", "open-relay", parse_network("2001:db8::/48"), False, value),
+        ],
+    ]
+    async with running([base]) as server:
+        secondary = await _axfr_zone(server)  # at serial 20, as a secondary holds it
+        index = base
+        for serial, changes in enumerate(steps, 21):
+            index = index.with_changes(serial, changes)
+            server.publish(index)
+        host, port = server.endpoints[0]
+        # On the wire: the new SOA, the secondary's SOA, deletions, the new SOA, additions.
+        raw = await dns.asyncquery.tcp(
+            _ixfr_query(20), host, port=port, timeout=5, one_rr_per_rrset=True
+        )
+        soas = [r[0].serial for r in raw.answer if r.rdtype == dns.rdatatype.SOA]
+        assert soas[:2] == [22, 20] and soas[-1] == 22
+        # the names under 10.* and 2.* that changed (the excluded 10.1.2.3 costs its 255
+        # neighbours), not the 600 records under 172.*
+        assert len(raw.answer) < 600
+        # dnspython's IXFR client applies it to the zone at 20 and gets what an AXFR gives.
+        query, _ = dns.xfr.make_query(secondary)
+        await asyncio.to_thread(
+            dns.query.inbound_xfr, host, secondary, query=query, port=port, timeout=5
+        )
+        assert _text(secondary) == _text(await _axfr_zone(server))
+        assert secondary.get_rdataset("1.0.0.10", "A") is None
+        assert secondary.find_rdataset("2.0.0.10", "A")[0].to_text() == "127.0.0.2"
+        # A serial this node never published (or no longer holds) gets the whole zone.
+        whole = await dns.asyncquery.tcp(
+            _ixfr_query(7), host, port=port, timeout=5, one_rr_per_rrset=True
+        )
+        assert whole.answer[1].rdtype != dns.rdatatype.SOA
 
 
 class _Secondary:

@@ -199,10 +199,24 @@ class Responder:
     def _transfer(self, record: DNSRecord, zone: PublishedZone, peer: str) -> Reply:
         assert zone.index is not None
         client_serial = _ixfr_serial(record) if record.q.qtype == TYPE_IXFR else None
+        since = None
+        if client_serial is not None and self.records is None:
+            since = transfer.changed_since(zone, client_serial)
         if client_serial is not None and not _serial_newer(zone.serial, client_serial):
             # RFC 1995 §4: the client is up to date: the current SOA alone.
             messages: Iterable[bytes] = [transfer.up_to_date(record, zone)]
             log.debug("zone %s: %s is up to date at serial %d", zone.name, peer, zone.serial)
+        elif since is not None:
+            old, networks = since
+            messages = transfer.ixfr_messages(record, zone, old, networks)
+            log.info(
+                "zone %s: serials %d to %d (%d networks changed) sent to %s as IXFR",
+                zone.name,
+                old.serial,
+                zone.serial,
+                len(networks),
+                peer,
+            )
         else:
             source = self.records or transfer.default_records
             messages = transfer.axfr_messages(record, zone, source(zone.index, zone.settings))

@@ -1,7 +1,11 @@
 """Zone transfers (AXFR, and IXFR answered AXFR-style) and NOTIFY messages. No I/O.
 
-A transfer is the SOA, the apex NS records, every data record, and the SOA again (RFC 5936),
-split over as many TCP messages as it takes, each at most 64 KiB. Owner names are compressed
+A full transfer is the SOA, the apex NS records, every data record, and the SOA again (RFC
+5936). An incremental one (IXFR, RFC 1995) is the new SOA, the secondary's SOA, the records to
+delete, the new SOA, the records to add, and the new SOA: one condensed difference, found by
+comparing the records under the top-level labels that the change log says changed (see
+`dnsbl.zone_records.records_under`). Either is split over as many TCP messages as it takes,
+each at most 64 KiB. Owner names are compressed
 against the question (the zone apex, always at offset 12), so a record costs a few bytes more
 than its relative labels and data.
 """
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Iterator
 
 from dnslib import DNSRecord
 
+from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.zones import (
     CLASS_IN,
@@ -29,6 +34,7 @@ from dnsbl.dns.zones import (
     txt_strings,
 )
 from dnsbl.index import ZoneIndex
+from dnsbl.zone_records import records_under, top_labels, zone_records
 
 MESSAGE_LIMIT = 65535
 _OPCODE_NOTIFY = 4
@@ -38,9 +44,7 @@ _ESCAPE = re.compile(rb"\\(\d{3}|.)", re.DOTALL)
 
 def default_records(index: ZoneIndex, zone: ZoneSettings) -> Iterable[tuple[str, str, int, str]]:
     """The data records of `index`: owner, type ("A" or "TXT"), TTL and data as zone text."""
-    from dnsbl.zone_records import zone_records  # shared with `dnsbl export --format bind`
-
-    return zone_records(index, zone)
+    return zone_records(index, zone)  # shared with `dnsbl export --format bind`
 
 
 def _rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
@@ -96,8 +100,6 @@ def axfr_messages(
     query: DNSRecord, zone: PublishedZone, records: Iterable[tuple[str, str, int, str]]
 ) -> Iterator[bytes]:
     """The messages of a full transfer of `zone` answering `query` (AXFR or IXFR)."""
-    question = _question(query)
-    flags = 0x8400 | (query.header.rd << 8)
     soa, ns = _apex_records(zone)
 
     def stream() -> Iterator[bytes]:
@@ -107,9 +109,68 @@ def axfr_messages(
             yield _record(owner, rtype, ttl, rdata, zone)
         yield soa
 
+    return _messages(query, stream())
+
+
+def changed_since(zone: PublishedZone, serial: int) -> tuple[ZoneIndex, set[Network]] | None:
+    """The index this node published at `serial` and the networks changed since; None when
+    the node does not hold that history (it loaded the zone whole since, or it is too old)."""
+    if zone.index is None:
+        return None
+    chain = [*zone.history, zone.index]
+    start = next((i for i, index in enumerate(chain) if index.serial == serial), None)
+    if start is None:
+        return None
+    networks: set[Network] = set()
+    for previous, index in zip(chain[start:], chain[start + 1 :], strict=False):
+        if index.changed is None:
+            return None
+        since, changed = index.changed
+        if since != previous.serial:
+            return None
+        networks |= changed
+    return chain[start], networks
+
+
+def ixfr_messages(
+    query: DNSRecord, zone: PublishedZone, old: ZoneIndex, networks: set[Network]
+) -> Iterator[bytes]:
+    """An incremental transfer (RFC 1995) from `old` to the zone's index: one difference
+    sequence, computed from the names under the labels the changed `networks` touch. Falls
+    back to a full transfer when that is not enough (see `records_under`)."""
+    assert zone.index is not None
+    labels: set[str] = set().union(*(top_labels(network) for network in networks))
+    before = records_under(old, zone.settings, labels)
+    after = records_under(zone.index, zone.settings, labels)
+    if before is None or after is None:
+        yield from axfr_messages(query, zone, default_records(zone.index, zone.settings))
+        return
+    soa, _ = _apex_records(zone)
+    settings = zone.settings
+    old_soa = _rr(
+        QUESTION_POINTER, TYPE_SOA, settings.negative_ttl, soa_rdata(settings, old.serial)
+    )
+
+    def stream() -> Iterator[bytes]:
+        yield soa
+        yield old_soa
+        for owner, rtype, ttl, rdata in sorted(before - after):
+            yield _record(owner, rtype, ttl, rdata, zone)
+        yield soa
+        for owner, rtype, ttl, rdata in sorted(after - before):
+            yield _record(owner, rtype, ttl, rdata, zone)
+        yield soa
+
+    yield from _messages(query, stream())
+
+
+def _messages(query: DNSRecord, records: Iterable[bytes]) -> Iterator[bytes]:
+    """`records` as the answers of as many messages answering `query` as they need."""
+    question = _question(query)
+    flags = 0x8400 | (query.header.rd << 8)
     batch: list[bytes] = []
     size = 12 + len(question)
-    for record in stream():
+    for record in records:
         if batch and size + len(record) > MESSAGE_LIMIT:
             yield _message(query.header.id, flags, question, batch)
             batch = []

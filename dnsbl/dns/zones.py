@@ -25,6 +25,9 @@ TYPE_SOA = 6
 TYPE_TXT = 16
 CLASS_IN = 1
 QUESTION_POINTER = b"\xc0\x0c"  # the question's name always starts right after the header
+# Indexes kept per zone for IXFR. They share their arrays until a compaction, so the cost is
+# their overlays; a secondary further behind gets the whole zone.
+HISTORY = 64
 
 
 def name_wire(name: str) -> bytes:
@@ -73,6 +76,7 @@ class PublishedZone:
         "_txt_lead",
         "_txt_parts",
         "a_records",
+        "history",
         "index",
         "key_noerror",
         "key_nxdomain",
@@ -86,8 +90,15 @@ class PublishedZone:
         "wire",
     )
 
-    def __init__(self, settings: ZoneSettings, index: ZoneIndex | None) -> None:
+    def __init__(
+        self,
+        settings: ZoneSettings,
+        index: ZoneIndex | None,
+        history: tuple[ZoneIndex, ...] = (),
+    ) -> None:
         self.settings = settings
+        # The indexes published before this one, oldest first: what IXFR answers from.
+        self.history = history
         self.name = settings.name
         self.wire = name_wire(settings.name)
         self.labels = name_labels(settings.name)
@@ -204,7 +215,10 @@ class ZoneTable:
         if index.test_value is ZoneIndex.test_value:
             # 127.0.0.2 answers with the zone's own code and text (RFC 5782 §5).
             index = with_test_value(index, old.settings.default_code, old.settings.txt or None)
-        zone = PublishedZone(old.settings, index)
+        history = old.history
+        if old.index is not None and old.index.serial != index.serial:
+            history = (*history, old.index)[-HISTORY:]
+        zone = PublishedZone(old.settings, index, history)
         self.by_wire[wire] = zone
         return zone, (old.serial if old.index is not None else None)
 
