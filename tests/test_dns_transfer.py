@@ -16,10 +16,11 @@ import dns.zone
 import pytest
 
 from dnsbl.addresses import parse_network
+from dnsbl.dns import transfer
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.transfer import txt_rdata_from_text
 from dnsbl.index import Value
-from tests.dns_support import ZONE, ask, make_index, row, running
+from tests.dns_support import ZONE, ask, make_index, row, running, zone_settings
 
 ROWS = [row("10.0.0.1"), row("192.0.2.0/24", "relay-output", txt="Net $"), row("2001:db8::1")]
 
@@ -229,3 +230,23 @@ async def test_notify_is_retried_until_acknowledged(secondary: _Secondary) -> No
 )
 def test_txt_rdata_from_zone_text(text: str, rdata: bytes) -> None:
     assert txt_rdata_from_text(text) == rdata
+
+
+def test_the_history_for_ixfr_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dnsbl.dns.zones as zones
+
+    monkeypatch.setattr(zones, "HISTORY", 5)
+    monkeypatch.setattr(zones, "HISTORY_OVERLAY", 20)
+    table = zones.ZoneTable([zone_settings()])
+    index = make_index(ROWS, serial=1)
+    table.publish(index)
+    value = Value("manual", "127.0.0.2", None)
+    for serial in range(2, 10):
+        change = ("add", "manual", parse_network(f"10.9.0.{serial}"), False, value)
+        index = index.with_changes(serial, [change])
+        zone, _ = table.publish(index)
+    # the last five at most, and of those the newest whose overlays (serial n has n - 1
+    # entries) hold twenty at most: 5 + 6 + 7
+    assert [kept.serial for kept in zone.history] == [6, 7, 8]
+    assert transfer.changed_since(zone, 6) is not None
+    assert transfer.changed_since(zone, 5) is None

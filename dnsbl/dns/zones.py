@@ -25,9 +25,12 @@ TYPE_SOA = 6
 TYPE_TXT = 16
 CLASS_IN = 1
 QUESTION_POINTER = b"\xc0\x0c"  # the question's name always starts right after the header
-# Indexes kept per zone for IXFR. They share their arrays until a compaction, so the cost is
-# their overlays; a secondary further behind gets the whole zone.
+# Indexes kept per zone for IXFR: at most HISTORY of them, holding at most HISTORY_OVERLAY
+# overlay entries between them (they share their arrays until a compaction, so the overlays
+# are their cost: some 40 bytes an entry, 2 MB in all). A secondary further behind gets the
+# whole zone.
 HISTORY = 64
+HISTORY_OVERLAY = 50_000
 
 
 def name_wire(name: str) -> bytes:
@@ -218,6 +221,8 @@ class ZoneTable:
         history = old.history
         if old.index is not None and old.index.serial != index.serial:
             history = (*history, old.index)[-HISTORY:]
+            while history and sum(kept.overlay_size for kept in history) > HISTORY_OVERLAY:
+                history = history[1:]
         zone = PublishedZone(old.settings, index, history)
         self.by_wire[wire] = zone
         return zone, (old.serial if old.index is not None else None)
