@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import dns.flags
 import dns.message
@@ -288,11 +289,14 @@ async def test_no_moment_without_an_answer_while_indexes_swap(server: DnsServer)
     stop = False
 
     def publisher() -> None:
-        # From another thread, as the zone follower publishes.
+        # From another thread, as the zone follower publishes; a thousand swaps a second or
+        # so (the follower makes at most four), and a pause that lets the server's thread
+        # have the GIL: a loop that never lets go would starve it whatever it did.
         i = 0
         while not stop:
             server.publish(indexes[i % len(indexes)])
             i += 1
+            time.sleep(0.0005)
 
     thread = asyncio.get_running_loop().run_in_executor(None, publisher)
     seen = set()
