@@ -53,7 +53,7 @@ NetworkText = Annotated[
 RETURN_CODE_PATTERN = rf"^127\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 # Loose on purpose (mail admins have odd addresses); whitespace spelled out, because regex
 # engines disagree on what `\s` covers.
-EMAIL_PATTERN = r"^[^@ \t\r\n]+@[^@ \t\r\n]+$"
+EMAIL_PATTERN = r"^[^@ \t\r\n\x00]+@[^@ \t\r\n\x00]+$"
 Email = Annotated[
     str,
     Field(
