@@ -21,6 +21,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dnsbl api tests bench migrations
+	$(BIN)/ruff format --check dnsbl api tests bench migrations
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -82,8 +82,9 @@ def query_name(address: int) -> str:
 
 def answers(port: int, name: str = f"2.0.0.127.{ZONE}", timeout: float = 0.2) -> bool:
     try:
-        reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port,
-                              timeout=timeout)
+        reply = dns.query.udp(
+            dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=timeout
+        )
     except (OSError, dns.exception.Timeout):
         return False
     return reply.rcode() == dns.rcode.NOERROR and bool(reply.answer)

@@ -53,9 +53,26 @@ def query_file(path: Path, addresses: list[int], count: int = 200_000) -> None:
 
 def dnsperf(port: int, queries: Path, seconds: int) -> float:
     out = subprocess.run(
-        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
-         "-c", "4", "-q", "200", "-t", "2"],
-        capture_output=True, text=True, check=True,
+        [
+            "dnsperf",
+            "-s",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-d",
+            str(queries),
+            "-l",
+            str(seconds),
+            "-c",
+            "4",
+            "-q",
+            "200",
+            "-t",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.search(r"Queries per second:\s+([\d.]+)", out)
     lost = re.search(r"Queries lost:\s+(\d+)", out)
@@ -90,8 +107,21 @@ def main() -> None:
         # rbldnsd chroots into the directory and reads its files as its own user.
         directory.chmod(0o755)
         data.chmod(0o644)
-        with process([rbldnsd, "-n", "-b", f"127.0.0.1/{theirs}", "-r", str(directory),
-                      "-w", "/", "-t", "2100", f"{ZONE}:ip4set:bench.ip4set"]):
+        with process(
+            [
+                rbldnsd,
+                "-n",
+                "-b",
+                f"127.0.0.1/{theirs}",
+                "-r",
+                str(directory),
+                "-w",
+                "/",
+                "-t",
+                "2100",
+                f"{ZONE}:ip4set:bench.ip4set",
+            ]
+        ):
             # rbldnsd lists only what its file says (no built-in 127.0.0.2): ask for a listing.
             wait_until_answering(theirs, limit=120, name=query_name(addresses[0]))
             print("rbldnsd:")
@@ -104,8 +134,10 @@ def main() -> None:
                 results[f"dnsbl x{count}"] = dnsperf(ours, queries, args.seconds)
     for count in counts:
         ratio = results[f"dnsbl x{count}"] / results["rbldnsd"]
-        print(f"dnsbl ({count} process(es)) / rbldnsd: {ratio:.2f} ({args.count} listings, "
-              f"{args.seconds} s each, same query mix, same machine, same run)")
+        print(
+            f"dnsbl ({count} process(es)) / rbldnsd: {ratio:.2f} ({args.count} listings, "
+            f"{args.seconds} s each, same query mix, same machine, same run)"
+        )
 
 
 if __name__ == "__main__":

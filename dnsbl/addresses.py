@@ -97,10 +97,7 @@ def parse_range(first_text: str, last_text: str) -> list[Network]:
         raise AddressError(f"range {first_text}-{last_text} mixes IPv4 and IPv6")
     if int(last) < int(first):
         raise AddressError(f"range {first_text}-{last_text} ends before it starts")
-    return [
-        Network.from_ip_network(net)
-        for net in ipaddress.summarize_address_range(first, last)
-    ]
+    return [Network.from_ip_network(net) for net in ipaddress.summarize_address_range(first, last)]
 
 
 def parse_networks(text: str) -> list[Network]:

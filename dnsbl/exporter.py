@@ -84,9 +84,7 @@ def rbldnsd_lines(
 
 def _datasets(index: ZoneIndex, family: int | None) -> list[tuple[str, int]]:
     """(category, family) of every dataset to write; at least one IPv4 one for 127.0.0.2."""
-    found = sorted(
-        key for key in index.tables if family is None or key[1] == family
-    )
+    found = sorted(key for key in index.tables if family is None or key[1] == family)
     if not found:
         found = [("test", family or 4)]
     return found
@@ -121,8 +119,9 @@ def _entry_line(network: Network, value: Value | None) -> str:
         return f"{network} :{value.code}:\n"
     text = value.txt
     if _unspellable(text):
-        log.warning("%s: TXT %r has $ before a digit or '=', which rbldnsd reads otherwise",
-                    network, text)
+        log.warning(
+            "%s: TXT %r has $ before a digit or '=', which rbldnsd reads otherwise", network, text
+        )
     return f"{network} :{value.code}:{text}\n"
 
 

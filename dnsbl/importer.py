@@ -91,9 +91,7 @@ def open_data(path: Path) -> TextIO:
         raise ImportFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _counted(
-    lines: Iterable[str], progress: Progress | None, done: list[int]
-) -> Iterator[str]:
+def _counted(lines: Iterable[str], progress: Progress | None, done: list[int]) -> Iterator[str]:
     """The lines, telling `progress` how far the reading is every few thousand lines."""
     if progress is None:
         yield from lines
@@ -133,8 +131,20 @@ def import_files(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _import(store, zone, paths, handles, result, kind, category, replace,
-                       zone_values, actor, report, progress)
+        return _import(
+            store,
+            zone,
+            paths,
+            handles,
+            result,
+            kind,
+            category,
+            replace,
+            zone_values,
+            actor,
+            report,
+            progress,
+        )
     finally:
         if collecting:
             gc.enable()

@@ -185,9 +185,7 @@ class ZoneIndex:
     _value_ids: Mapping[Value, int] = field(repr=False, default_factory=dict)
     # Made by `with_changes`: the serial it was made from and the networks that changed
     # (what an IXFR from that serial has to look at); None for an index loaded whole.
-    changed: tuple[int, frozenset[Network]] | None = field(
-        default=None, repr=False, compare=False
-    )
+    changed: tuple[int, frozenset[Network]] | None = field(default=None, repr=False, compare=False)
     by_family: Mapping[int, tuple[_Table, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -354,9 +352,7 @@ class ZoneIndex:
     def compacted(self) -> ZoneIndex:
         """The same content with every overlay folded into the arrays."""
         tables = {key: _table(table.bits, table.entries()) for key, table in self.tables.items()}
-        return ZoneIndex(
-            self.zone, self.serial, self.values, tables, self._value_ids, self.changed
-        )
+        return ZoneIndex(self.zone, self.serial, self.values, tables, self._value_ids, self.changed)
 
     # -- answering -----------------------------------------------------------------------
 

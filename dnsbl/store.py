@@ -627,5 +627,3 @@ class _ActiveRow:
 def _address_order(entry: Entry) -> int:
     network = entry.network
     return network.family << 128 | network.first
-
-

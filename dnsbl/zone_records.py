@@ -366,9 +366,7 @@ class _Writer:
                 starts[fam.family] = start + (index << (fam.bits - (depth + 1) * fam.label_bits))
         return _Node((*node.labels, label), starts[4], starts[6])
 
-    def wildcard_answer(
-        self, node: _Node, children: dict[str, Answer | None]
-    ) -> Answer | None:
+    def wildcard_answer(self, node: _Node, children: dict[str, Answer | None]) -> Answer | None:
         """The answer `*.node` should give, or None when the node must have no wildcard.
 
         A wildcard is only possible when every child label meets a listed address: a child

@@ -21,8 +21,20 @@ def run(config: str, *args: str) -> int:
 
 def test_list_check_delist_round_trip(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(config, "db", "upgrade") == 0
-    assert run(config, "list", "bl.example.org", "192.0.2.0/24", "198.51.100.1-198.51.100.2",
-               "--reason", "seen relaying", "--category", "manual") == 0
+    assert (
+        run(
+            config,
+            "list",
+            "bl.example.org",
+            "192.0.2.0/24",
+            "198.51.100.1-198.51.100.2",
+            "--reason",
+            "seen relaying",
+            "--category",
+            "manual",
+        )
+        == 0
+    )
     assert "3 listed" in capsys.readouterr().out
     assert run(config, "check", "192.0.2.9") == 0
     out = capsys.readouterr().out
@@ -61,8 +73,9 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
     assert run(config, "check", "192.0.2.1", "--history") == 1
 
 
-def test_bad_config_is_refused_naming_the_key(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_is_refused_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[dns]\nlisten = ["not an address"]\n')
     assert main(["--config", str(path), "db", "upgrade"]) == 2

@@ -51,7 +51,7 @@ def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("change", "key", "problem"),
     [
-        ('ttl = 60', "zones.0.ttl", "integer"),
+        ("ttl = 60", "zones.0.ttl", "integer"),
         ('name = "BL.Example.ORG."', "zones.0.name", "not a valid domain name"),
         ('listen = ["127.0.0.1:5353", "[::1]:5353"]', "dns.listen", "ADDRESS:PORT"),
         ('transfer_peers = ["192.0.2.53", "198.51.100.0/24"]', "dns.transfer_peers", "network"),
@@ -79,7 +79,7 @@ def test_unknown_keys_and_codes_outside_127_are_refused(tmp_path: Path) -> None:
 
 
 def test_duplicate_zones_missing_file_and_bad_toml(tmp_path: Path) -> None:
-    zone = GOOD[GOOD.index("[[zones]]"):]
+    zone = GOOD[GOOD.index("[[zones]]") :]
     with pytest.raises(ConfigError, match="declared twice"):
         load_settings(write(tmp_path, GOOD + zone))
     with pytest.raises(ConfigError, match="does not exist"):

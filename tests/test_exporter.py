@@ -42,19 +42,28 @@ def _entries() -> list[Entry]:
     ]
 
 
-def _probes(index: ZoneIndex, rng: random.Random) -> list[ipaddress.IPv4Address |
-                                                            ipaddress.IPv6Address]:
+def _probes(
+    index: ZoneIndex, rng: random.Random
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     # Not ::ffff:7f00:2: rbldnsd answers IPv4-mapped names from its IPv4 data as well.
     probes: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [
         ipaddress.ip_address(text) for text in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "::1")
     ]
     for _, net, _ in index.entries():
         top = (1 << net.bits) - 1
-        for value in (net.first, net.last, net.first - 1, net.last + 1,
-                      rng.randint(net.first, net.last)):
+        for value in (
+            net.first,
+            net.last,
+            net.first - 1,
+            net.last + 1,
+            rng.randint(net.first, net.last),
+        ):
             if 0 <= value <= top:
-                probes.append(ipaddress.IPv4Address(value) if net.family == 4
-                              else ipaddress.IPv6Address(value))
+                probes.append(
+                    ipaddress.IPv4Address(value)
+                    if net.family == 4
+                    else ipaddress.IPv6Address(value)
+                )
     return probes
 
 
@@ -100,8 +109,11 @@ async def test_a_single_dataset_zone_is_a_plain_trie_file(
     tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
 ) -> None:
     need_program("rbldnsd")
-    store.add(ZONE, [Entry(parse_network("10.0.0.0/8")),
-                     Entry(parse_network("10.1.0.0/16"), excluded=True)], actor="t")
+    store.add(
+        ZONE,
+        [Entry(parse_network("10.0.0.0/8")), Entry(parse_network("10.1.0.0/16"), excluded=True)],
+        actor="t",
+    )
     index = load_index(engine, settings.zone(ZONE))
     data = tmp_path / "data"
     data.mkdir()
@@ -153,10 +165,13 @@ def test_cli_export_writes_the_file_atomically(
     store.add(ZONE, [Entry(parse_network("192.0.2.1"))], actor="t")
     config = write_config(tmp_path / "dnsbl.toml", database_url)
     output = tmp_path / "out.txt"
-    assert main(["--config", str(config), "export", ZONE, "--format", "rbldnsd",
-                 "-o", str(output)]) == 0
+    assert (
+        main(["--config", str(config), "export", ZONE, "--format", "rbldnsd", "-o", str(output)])
+        == 0
+    )
     assert "192.0.2.1/32 :127.0.0.2:Listed: see https://bl.example.org/lookup/$" in (
-        output.read_text())
+        output.read_text()
+    )
     assert not output.with_name("out.txt.tmp").exists()
 
 

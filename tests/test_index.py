@@ -13,8 +13,14 @@ from dnsbl.index import EXCLUDED, Value, ZoneIndex
 DEFAULT_TXT = "Listed: $"
 
 
-def row(text: str, category: str = "c", *, excluded: bool = False, code: str | None = None,
-        txt: str | None = None):
+def row(
+    text: str,
+    category: str = "c",
+    *,
+    excluded: bool = False,
+    code: str | None = None,
+    txt: str | None = None,
+):
     net = parse_network(text)
     return (category, net.family, net.first, net.prefixlen, excluded, code, txt)
 
@@ -30,8 +36,12 @@ def build(*rows, **kwargs) -> ZoneIndex:
 
 
 def test_longest_prefix_wins_and_exclusions_stop_the_match() -> None:
-    index = build(row("10.0.0.0/8", code="127.0.0.2"), row("10.1.0.0/16", excluded=True),
-                  row("10.1.2.0/24", code="127.0.0.4"), row("10.1.2.3", excluded=True))
+    index = build(
+        row("10.0.0.0/8", code="127.0.0.2"),
+        row("10.1.0.0/16", excluded=True),
+        row("10.1.2.0/24", code="127.0.0.4"),
+        row("10.1.2.3", excluded=True),
+    )
     assert codes(index, "10.200.0.1") == ["127.0.0.2"]
     assert codes(index, "10.1.9.9") == []
     assert codes(index, "10.1.2.4") == ["127.0.0.4"]
@@ -40,16 +50,22 @@ def test_longest_prefix_wins_and_exclusions_stop_the_match() -> None:
 
 
 def test_one_value_per_category_that_lists_the_address() -> None:
-    index = build(row("192.0.2.0/24", "open-relay"), row("192.0.2.7", "spam", code="127.0.0.5"),
-                  row("192.0.2.7", "open-relay", excluded=True))
+    index = build(
+        row("192.0.2.0/24", "open-relay"),
+        row("192.0.2.7", "spam", code="127.0.0.5"),
+        row("192.0.2.7", "open-relay", excluded=True),
+    )
     assert codes(index, "192.0.2.7") == ["127.0.0.5"]
     assert codes(index, "192.0.2.8") == ["127.0.0.2"]
 
 
 def test_codes_and_texts_fall_back_to_category_and_zone() -> None:
-    index = build(row("192.0.2.1", "relay-output"), row("192.0.2.2", "x", txt=""),
-                  row("192.0.2.3", "x", txt="own $"),
-                  category_codes={"relay-output": "127.0.0.3"})
+    index = build(
+        row("192.0.2.1", "relay-output"),
+        row("192.0.2.2", "x", txt=""),
+        row("192.0.2.3", "x", txt="own $"),
+        category_codes={"relay-output": "127.0.0.3"},
+    )
     [output] = index.lookup(4, parse_network("192.0.2.1").first)
     assert (output.code, output.txt) == ("127.0.0.3", DEFAULT_TXT)
     [silent] = index.lookup(4, parse_network("192.0.2.2").first)
@@ -70,8 +86,11 @@ def test_rfc5782_test_addresses() -> None:
 
 
 def test_ipv6_prefixes() -> None:
-    index = build(row("2001:db8::/32"), row("2001:db8:1::/48", excluded=True),
-                  row("2001:db8:1::5", code="127.0.0.6"))
+    index = build(
+        row("2001:db8::/32"),
+        row("2001:db8:1::/48", excluded=True),
+        row("2001:db8:1::5", code="127.0.0.6"),
+    )
     assert codes(index, "2001:db8:ffff::1") == ["127.0.0.2"]
     assert codes(index, "2001:db8:1::4") == []
     assert codes(index, "2001:db8:1::5") == ["127.0.0.6"]
@@ -93,11 +112,14 @@ def test_empty_non_terminals() -> None:
 def test_changes_apply_as_an_overlay_and_compact_to_the_same_answers() -> None:
     base = build(row("10.0.0.0/8"), row("10.1.0.0/16", excluded=True))
     value = Value("c", "127.0.0.9", None)
-    changed = base.with_changes(8, [
-        ("remove", "c", parse_network("10.1.0.0/16"), True, None),
-        ("add", "c", parse_network("10.1.2.0/24"), False, value),
-        ("add", "c", parse_network("172.16.0.0/12"), True, None),
-    ])
+    changed = base.with_changes(
+        8,
+        [
+            ("remove", "c", parse_network("10.1.0.0/16"), True, None),
+            ("add", "c", parse_network("10.1.2.0/24"), False, value),
+            ("add", "c", parse_network("172.16.0.0/12"), True, None),
+        ],
+    )
     assert changed.serial == 8 and base.serial == 7
     assert codes(base, "10.1.9.9") == [] and codes(changed, "10.1.9.9") == ["127.0.0.2"]
     assert codes(changed, "10.1.2.1") == ["127.0.0.9"]
@@ -105,8 +127,9 @@ def test_changes_apply_as_an_overlay_and_compact_to_the_same_answers() -> None:
     assert compact.overlay_size == 0 and changed.overlay_size == 3
     for address in ("10.1.9.9", "10.1.2.1", "10.2.3.4", "172.16.0.1", "11.1.1.1"):
         assert codes(compact, address) == codes(changed, address)
-    removed_again = compact.with_changes(9, [("remove", "c", parse_network("10.1.2.0/24"), False,
-                                                value)])
+    removed_again = compact.with_changes(
+        9, [("remove", "c", parse_network("10.1.2.0/24"), False, value)]
+    )
     assert codes(removed_again, "10.1.2.1") == ["127.0.0.2"]
 
 
@@ -139,18 +162,22 @@ def test_lookup_agrees_with_a_brute_force_reference(rnd: random.Random) -> None:
     for _ in range(rnd.randint(1, 40)):
         length = rnd.choice([8, 12, 16, 20, 24, 28, 30, 32])
         first = (rnd.getrandbits(8) << 24 | rnd.getrandbits(24)) >> (32 - length) << (32 - length)
-        entries[Network(4, first & 0x3FFFFFFF | 0x40000000, length)] = rnd.choice(
-            [EXCLUDED, 1, 2])
+        entries[Network(4, first & 0x3FFFFFFF | 0x40000000, length)] = rnd.choice([EXCLUDED, 1, 2])
     values = {1: "127.0.0.2", 2: "127.0.0.3"}
-    rows = [("c", 4, n.first, n.prefixlen, v == EXCLUDED, values.get(v), None)
-            for n, v in entries.items()]
+    rows = [
+        ("c", 4, n.first, n.prefixlen, v == EXCLUDED, values.get(v), None)
+        for n, v in entries.items()
+    ]
     index = ZoneIndex.build("z", 1, rows)
     items = list(entries.items())
     half = len(items) // 2
-    overlaid = ZoneIndex.build("z", 1, rows[:half]).with_changes(2, [
-        ("add", "c", n, v == EXCLUDED, None if v == EXCLUDED else Value("c", values[v], None))
-        for n, v in items[half:]
-    ])
+    overlaid = ZoneIndex.build("z", 1, rows[:half]).with_changes(
+        2,
+        [
+            ("add", "c", n, v == EXCLUDED, None if v == EXCLUDED else Value("c", values[v], None))
+            for n, v in items[half:]
+        ],
+    )
     for _ in range(200):
         net, _ = rnd.choice(items)
         address = rnd.randint(net.first, net.last) if rnd.random() < 0.8 else rnd.getrandbits(32)

@@ -58,8 +58,14 @@ class WildcardResolver:
         return None
 
 
-def _row(text: str, category: str = "c", *, excluded: bool = False, code: str | None = None,
-         txt: str | None = None) -> tuple[str, int, int, int, bool, str | None, str | None]:
+def _row(
+    text: str,
+    category: str = "c",
+    *,
+    excluded: bool = False,
+    code: str | None = None,
+    txt: str | None = None,
+) -> tuple[str, int, int, int, bool, str | None, str | None]:
     net = parse_network(text)
     return (category, net.family, net.first, net.prefixlen, excluded, code, txt)
 
@@ -88,12 +94,14 @@ def _probe_addresses(index: ZoneIndex, rng: random.Random, count: int) -> list[t
 
 
 def _name(family: int, address: int) -> str:
-    return reverse_name(ipaddress.ip_address(address) if family == 6 else
-                        ipaddress.IPv4Address(address), ZONE)
+    return reverse_name(
+        ipaddress.ip_address(address) if family == 6 else ipaddress.IPv4Address(address), ZONE
+    )
 
 
-def _assert_same_answers(index: ZoneIndex, records: list[Record], probes: list[tuple[int, int]]
-                         ) -> None:
+def _assert_same_answers(
+    index: ZoneIndex, records: list[Record], probes: list[tuple[int, int]]
+) -> None:
     resolver = WildcardResolver(records, ZONE)
     for family, address in probes:
         got = resolver.resolve(_name(family, address), "A") or set()
@@ -101,8 +109,9 @@ def _assert_same_answers(index: ZoneIndex, records: list[Record], probes: list[t
 
 
 def test_single_addresses_become_names_and_octet_prefixes_wildcards() -> None:
-    index = _index(_row("192.0.2.1"), _row("10.0.0.0/8", code="127.0.0.4"),
-                   _row("172.16.5.0/24", txt=""))
+    index = _index(
+        _row("192.0.2.1"), _row("10.0.0.0/8", code="127.0.0.4"), _row("172.16.5.0/24", txt="")
+    )
     records = list(zone_records(index, SETTINGS))
     owners = {(owner, rtype) for owner, rtype, _, _ in records}
     assert ("1.2.0.192." + ZONE, "A") in owners
@@ -110,11 +119,15 @@ def test_single_addresses_become_names_and_octet_prefixes_wildcards() -> None:
     assert ("*.10." + ZONE, "A") in owners
     assert ("*.5.16.172." + ZONE, "A") in owners
     assert ("*.5.16.172." + ZONE, "TXT") not in owners
-    txt = {rdata for owner, rtype, _, rdata in records if owner == "1.2.0.192." + ZONE
-           and rtype == "TXT"}
+    txt = {
+        rdata
+        for owner, rtype, _, rdata in records
+        if owner == "1.2.0.192." + ZONE and rtype == "TXT"
+    }
     assert txt == {'"Listed 192.0.2.1"'}
-    wildcard_txt = {rdata for owner, rtype, _, rdata in records if owner == "*.10." + ZONE
-                    and rtype == "TXT"}
+    wildcard_txt = {
+        rdata for owner, rtype, _, rdata in records if owner == "*.10." + ZONE and rtype == "TXT"
+    }
     assert wildcard_txt == {'"Listed 10.0.0.0/8"'}
     assert all(ttl == SETTINGS.ttl for _, _, ttl, _ in records)
 
@@ -133,8 +146,9 @@ def test_the_test_address_is_listed_and_localhost_never() -> None:
 
 
 def test_an_exclusion_inside_a_wildcard_is_expanded_around() -> None:
-    index = _index(_row("10.0.0.0/8"), _row("10.1.2.3", excluded=True),
-                   _row("10.9.0.0/16", excluded=True))
+    index = _index(
+        _row("10.0.0.0/8"), _row("10.1.2.3", excluded=True), _row("10.9.0.0/16", excluded=True)
+    )
     records = list(zone_records(index, SETTINGS))
     resolver = WildcardResolver(records, ZONE)
     assert resolver.resolve("3.2.1.10." + ZONE, "A") is None
@@ -147,17 +161,22 @@ def test_an_exclusion_inside_a_wildcard_is_expanded_around() -> None:
 
 
 def test_categories_answer_one_code_each() -> None:
-    index = _index(_row("192.0.2.0/24", "a", code="127.0.0.3"),
-                   _row("192.0.2.7", "b", code="127.0.0.5"))
+    index = _index(
+        _row("192.0.2.0/24", "a", code="127.0.0.3"), _row("192.0.2.7", "b", code="127.0.0.5")
+    )
     resolver = WildcardResolver(zone_records(index, SETTINGS), ZONE)
     assert resolver.resolve("7.2.0.192." + ZONE, "A") == {"127.0.0.3", "127.0.0.5"}
     assert resolver.resolve("8.2.0.192." + ZONE, "A") == {"127.0.0.3"}
 
 
 def test_ipv6_nibbles_and_labels_shared_with_ipv4() -> None:
-    index = _index(_row("2001:db8::/32"), _row("2001:db8::1", excluded=True),
-                   _row("2000::/3", code="127.0.0.9"), _row("2.0.0.0/16", code="127.0.0.4"),
-                   _row("2001:db8:1::/50", code="127.0.0.6"))
+    index = _index(
+        _row("2001:db8::/32"),
+        _row("2001:db8::1", excluded=True),
+        _row("2000::/3", code="127.0.0.9"),
+        _row("2.0.0.0/16", code="127.0.0.4"),
+        _row("2001:db8:1::/50", code="127.0.0.6"),
+    )
     records = list(zone_records(index, SETTINGS))
     rng = random.Random(3)
     probes = _probe_addresses(index, rng, 200)
@@ -166,15 +185,25 @@ def test_ipv6_nibbles_and_labels_shared_with_ipv4() -> None:
     _assert_same_answers(index, records, probes)
 
 
-def _random_rows(rng: random.Random) -> list[tuple[str, int, int, int, bool, str | None,
-                                                   str | None]]:
+def _random_rows(
+    rng: random.Random,
+) -> list[tuple[str, int, int, int, bool, str | None, str | None]]:
     rows = []
     base = rng.choice([0x0A000000, 0xC0000000, 0x02000000])
     for _ in range(rng.randint(1, 40)):
         length = rng.choice([8, 12, 16, 20, 23, 24, 25, 30, 31, 32, 32, 32])
         first = (base | rng.getrandbits(24)) >> (32 - length) << (32 - length)
-        rows.append((rng.choice("ab"), 4, first, length, rng.random() < 0.25,
-                     rng.choice([None, "127.0.0.3", "127.0.0.4"]), rng.choice([None, "", "t $"])))
+        rows.append(
+            (
+                rng.choice("ab"),
+                4,
+                first,
+                length,
+                rng.random() < 0.25,
+                rng.choice([None, "127.0.0.3", "127.0.0.4"]),
+                rng.choice([None, "", "t $"]),
+            )
+        )
     for _ in range(rng.randint(0, 10)):
         length = rng.choice([3, 16, 32, 47, 48, 64, 127, 128])
         first = ((0x2001 << 112) | rng.getrandbits(112)) >> (128 - length) << (128 - length)
@@ -186,8 +215,9 @@ def test_random_indexes_answer_alike() -> None:
     rng = random.Random(20261128)
     for _ in range(25):
         index = _index(*_random_rows(rng))
-        _assert_same_answers(index, list(zone_records(index, SETTINGS)),
-                             _probe_addresses(index, rng, 100))
+        _assert_same_answers(
+            index, list(zone_records(index, SETTINGS)), _probe_addresses(index, rng, 100)
+        )
 
 
 def test_txt_rdata_quotes_escapes_and_splits() -> None:
@@ -206,9 +236,12 @@ def _free_port() -> int:
 
 
 def _zone_file(records: Iterable[Record]) -> str:
-    lines = [f"$ORIGIN {ZONE}.", "$TTL 2100",
-             "@ SOA ns1.example.org. hostmaster.example.org. 1 3600 600 604800 300",
-             "@ NS ns1.example.org."]
+    lines = [
+        f"$ORIGIN {ZONE}.",
+        "$TTL 2100",
+        "@ SOA ns1.example.org. hostmaster.example.org. 1 3600 600 604800 300",
+        "@ NS ns1.example.org.",
+    ]
     lines += [f"{owner}. {ttl} IN {rtype} {rdata}" for owner, rtype, ttl, rdata in records]
     return "\n".join(lines) + "\n"
 
@@ -217,41 +250,54 @@ def test_nsd_serves_the_records_with_the_index_answers(tmp_path: Path) -> None:
     nsd = need_program("nsd")
     checkzone = need_program("nsd-checkzone")
     rng = random.Random(7)
-    rows = [*_random_rows(rng), _row("198.51.100.0/24", txt='quote " and $'),
-            _row("198.51.100.9", excluded=True), _row("2001:db8::/48"),
-            _row("198.51.101.0/24", txt="whole $")]
+    rows = [
+        *_random_rows(rng),
+        _row("198.51.100.0/24", txt='quote " and $'),
+        _row("198.51.100.9", excluded=True),
+        _row("2001:db8::/48"),
+        _row("198.51.101.0/24", txt="whole $"),
+    ]
     index = _index(*rows)
     zone_path = tmp_path / "zone"
     zone_path.write_text(_zone_file(zone_records(index, SETTINGS)))
     subprocess.run([checkzone, ZONE, str(zone_path)], check=True, capture_output=True)
     port = _free_port()
     (tmp_path / "nsd.conf").write_text(
-        f"server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n"
-        f"  chroot: \"\"\n  zonesdir: \"{tmp_path}\"\n  pidfile: \"{tmp_path}/nsd.pid\"\n"
-        f"  database: \"\"\n  xfrdfile: \"{tmp_path}/xfrd.state\"\n"
-        f"  zonelistfile: \"{tmp_path}/zone.list\"\n  logfile: \"{tmp_path}/nsd.log\"\n"
+        f'server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: ""\n'
+        f'  chroot: ""\n  zonesdir: "{tmp_path}"\n  pidfile: "{tmp_path}/nsd.pid"\n'
+        f'  database: ""\n  xfrdfile: "{tmp_path}/xfrd.state"\n'
+        f'  zonelistfile: "{tmp_path}/zone.list"\n  logfile: "{tmp_path}/nsd.log"\n'
         "  server-count: 1\n  verbosity: 0\n"
-        f"remote-control:\n  control-enable: no\nzone:\n  name: {ZONE}\n  zonefile: zone\n")
-    process = subprocess.Popen([nsd, "-d", "-c", str(tmp_path / "nsd.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        f"remote-control:\n  control-enable: no\nzone:\n  name: {ZONE}\n  zonefile: zone\n"
+    )
+    process = subprocess.Popen(
+        [nsd, "-d", "-c", str(tmp_path / "nsd.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for(port)
         for family, address in _probe_addresses(index, rng, 300)[:1500]:
             name = _name(family, address)
-            reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port,
-                                  timeout=2)
+            reply = dns.query.udp(
+                dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=2
+            )
             got = {rr.to_text() for rrset in reply.answer for rr in rrset}
             assert got == _expected(index, address, family), name
             if got:
                 assert reply.rcode() == dns.rcode.NOERROR
         # Explicit names (the /24 has an exclusion) render the address; wildcards the network.
-        for listed, text in (("198.51.100.7", render_txt('quote " and $', "198.51.100.7")),
-                             ("198.51.101.7", "whole 198.51.101.0/24")):
+        for listed, text in (
+            ("198.51.100.7", render_txt('quote " and $', "198.51.100.7")),
+            ("198.51.101.7", "whole 198.51.101.0/24"),
+        ):
             name = _name(4, parse_network(listed).first)
-            reply = dns.query.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", port=port,
-                                  timeout=2)
+            reply = dns.query.udp(
+                dns.message.make_query(name, "TXT"), "127.0.0.1", port=port, timeout=2
+            )
             assert [b"".join(rr.strings).decode() for rrset in reply.answer for rr in rrset] == [
-                text]
+                text
+            ]
     finally:
         process.terminate()
         process.wait(timeout=10)

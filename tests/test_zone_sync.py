@@ -17,11 +17,18 @@ def codes(index: ZoneIndex, address: str) -> list[str]:
     return [value.code for value in index.lookup(ip.version, int(ip))]
 
 
-def test_load_builds_the_active_zone(engine: Engine, store: ListingStore,
-                                     settings: Settings) -> None:
-    store.add(ZONE, [Entry(parse_network("10.0.0.0/8")),
-                     Entry(parse_network("10.1.2.3"), excluded=True),
-                     Entry(parse_network("192.0.2.1"), category="relay-output")], actor="t")
+def test_load_builds_the_active_zone(
+    engine: Engine, store: ListingStore, settings: Settings
+) -> None:
+    store.add(
+        ZONE,
+        [
+            Entry(parse_network("10.0.0.0/8")),
+            Entry(parse_network("10.1.2.3"), excluded=True),
+            Entry(parse_network("192.0.2.1"), category="relay-output"),
+        ],
+        actor="t",
+    )
     store.add(ZONE, [Entry(parse_network("198.51.100.1"))], actor="t")
     store.end(ZONE, [parse_network("198.51.100.1")], actor="t", reason="gone")
     index = load_index(engine, settings.zone(ZONE))
@@ -34,8 +41,9 @@ def test_load_builds_the_active_zone(engine: Engine, store: ListingStore,
     assert value.txt == settings.zone(ZONE).txt
 
 
-def test_follower_applies_changes_as_they_commit(engine: Engine, store: ListingStore,
-                                                 settings: Settings) -> None:
+def test_follower_applies_changes_as_they_commit(
+    engine: Engine, store: ListingStore, settings: Settings
+) -> None:
     published: list[ZoneIndex] = []
     follower = ZoneFollower(engine, settings.zones, published.append)
     follower.load_all()
@@ -58,8 +66,9 @@ def test_follower_applies_changes_as_they_commit(engine: Engine, store: ListingS
         assert codes(reloaded, address) == codes(latest, address)
 
 
-def test_follower_compacts_a_large_overlay(engine: Engine, store: ListingStore,
-                                           settings: Settings, monkeypatch) -> None:
+def test_follower_compacts_a_large_overlay(
+    engine: Engine, store: ListingStore, settings: Settings, monkeypatch
+) -> None:
     import dnsbl.zone_sync
 
     monkeypatch.setattr(dnsbl.zone_sync, "COMPACT_AFTER", 10)

@@ -151,8 +151,16 @@ class PublishedZone:
             shown = address_text(family, address).encode()
             length = len(head) + len(shown) + len(tail)
             if length < 256:
-                return b"".join((self._txt_lead, (length + 1).to_bytes(2, "big"),
-                                 bytes((length,)), head, shown, tail))
+                return b"".join(
+                    (
+                        self._txt_lead,
+                        (length + 1).to_bytes(2, "big"),
+                        bytes((length,)),
+                        head,
+                        shown,
+                        tail,
+                    )
+                )
         text = render_txt(template, address_text(family, address))
         return QUESTION_POINTER + _rr_tail(TYPE_TXT, self.ttl, _txt_rdata(text))
 
