@@ -112,6 +112,7 @@ def import_files(
     paths: Sequence[Path],
     *,
     kind: DatasetType = DatasetType.AUTO,
+    kinds: Sequence[DatasetType | None] | None = None,
     category: str = "imported",
     replace: bool = False,
     zone_values: bool = False,
@@ -121,9 +122,13 @@ def import_files(
 ) -> ImportResult:
     """Import `paths` (read as one rbldnsd dataset of type `kind`) into `zone`.
 
-    With `replace`, the category's active listings that the files do not contain are ended
-    in the same transaction. Problems with lines are passed to `report` as they are found.
+    `kinds` may give a type for each path (None: `kind`), as rbldnsd's `zone:type:file`
+    arguments do; per address family the files must agree (see `dataset_kinds`). With
+    `replace`, the category's active listings that the files do not contain are ended in
+    the same transaction. Problems with lines are passed to `report` as they are found.
     """
+    file_kinds = [each or kind for each in (kinds or [None] * len(paths))]
+    auto4, auto6 = dataset_kinds(file_kinds)
     result = ImportResult(files=len(paths))
     handles = [open_data(path) for path in paths]  # every file readable, or nothing happens
     # Millions of small objects and no cycles among them: the collector's full passes over
@@ -137,7 +142,8 @@ def import_files(
             paths,
             handles,
             result,
-            kind,
+            file_kinds,
+            RbldnsdData(DatasetType.AUTO, auto4=auto4, auto6=auto6),
             category,
             replace,
             zone_values,
@@ -156,7 +162,8 @@ def _import(
     paths: Sequence[Path],
     handles: list[TextIO],
     result: ImportResult,
-    kind: DatasetType,
+    file_kinds: list[DatasetType],
+    data: RbldnsdData,
     category: str,
     replace: bool,
     zone_values: bool,
@@ -164,12 +171,12 @@ def _import(
     report: Callable[[LineProblem], None] | None,
     progress: Progress | None,
 ) -> ImportResult:
-    data = RbldnsdData(kind)
     done = [0, 0]
     try:
-        for path, handle in zip(paths, handles, strict=True):
+        for path, handle, kind in zip(paths, handles, file_kinds, strict=True):
             with handle:
-                for problem in data.read(str(path), _counted(handle, progress, done)):
+                lines = _counted(handle, progress, done)
+                for problem in data.read(str(path), lines, kind):
                     if report is not None:
                         report(problem)
     finally:
@@ -193,6 +200,34 @@ def _import(
         replace_categories=_replaced(store, category) if replace else (),
     )
     return result
+
+
+_FAMILY_KINDS = {
+    4: (DatasetType.IP4SET, DatasetType.IP4TRIE),
+    6: (DatasetType.IP6TRIE, DatasetType.IP6TSET),
+}
+
+
+def dataset_kinds(kinds: Iterable[DatasetType]) -> tuple[DatasetType, DatasetType]:
+    """The IPv4 and IPv6 dataset types of an import whose files are of `kinds`.
+
+    One import is one dataset per family (one category, one answer per network), so files
+    of ip4set and ip4trie (or ip6trie and ip6tset) cannot be mixed in it: they would answer
+    differently, and rbldnsd would hold them as two datasets. `auto` files follow the type
+    the other files give their family, else ip4set and ip6trie.
+    """
+    found = set(kinds)
+    chosen = []
+    for family, default in ((4, DatasetType.IP4SET), (6, DatasetType.IP6TRIE)):
+        named = sorted(found & set(_FAMILY_KINDS[family]))
+        if len(named) > 1:
+            raise ImportFormatError(
+                f"{' and '.join(named)} files cannot be one import: rbldnsd reads them as two "
+                "datasets, which answer differently; import them one at a time, each with "
+                "its own --category"
+            )
+        chosen.append(named[0] if named else default)
+    return chosen[0], chosen[1]
 
 
 def _replaced(store: ListingStore, category: str) -> list[str]:

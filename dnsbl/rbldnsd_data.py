@@ -40,7 +40,9 @@ What rbldnsd does, checked against its source and a running rbldnsd:
 - ip6tset: listed if the /64 is listed and the address is not an excluded /128.
 
 The `auto` type reads IPv4 lines as ip4set (the classic and most used rbldnsd dataset) and
-IPv6 lines as ip6trie (the general one), as two datasets of the same files.
+IPv6 lines as ip6trie (the general one), as two datasets of the same files; a dataset can
+say otherwise per family (`auto4`, `auto6`), and each file can be read as a type of its own
+(`read(…, kind=…)`), as rbldnsd's `zone:type:file` arguments do.
 """
 
 from __future__ import annotations
@@ -124,8 +126,15 @@ class LineProblem:
 class RbldnsdData:
     """rbldnsd data files read into one dataset (two for `auto`: IPv4 and IPv6)."""
 
-    def __init__(self, kind: DatasetType = DatasetType.AUTO) -> None:
+    def __init__(
+        self,
+        kind: DatasetType = DatasetType.AUTO,
+        *,
+        auto4: DatasetType = DatasetType.IP4SET,
+        auto6: DatasetType = DatasetType.IP6TRIE,
+    ) -> None:
         self.kind = kind
+        self.auto = {4: auto4, 6: auto6}  # what `auto` lines of each family are read as
         self.variables: dict[str, str] = {}  # "0".."9" and "=" (the base template)
         self.maxrange4 = 0
         self._default = _GLOBAL_DEFAULT
@@ -150,14 +159,20 @@ class RbldnsdData:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, name: str, lines: Iterable[str]) -> Iterator[LineProblem]:
-        """Read one file's lines; yields the problems of its bad lines as they are found."""
+    def read(
+        self, name: str, lines: Iterable[str], kind: DatasetType | None = None
+    ) -> Iterator[LineProblem]:
+        """Read one file's lines (as `kind`, else the dataset's type); yields the problems of
+        its bad lines as they are found."""
+        if kind is not None:
+            self.kind = kind
         self._default = _GLOBAL_DEFAULT
         # The common line, a dotted quad (with a value after a blank, or none), skips the
         # general parser: inet_pton takes exactly a.b.c.d with octets up to 255, which means
         # the same to rbldnsd. Anything unusual goes the general way, which reports it.
-        fast = self.kind in (DatasetType.AUTO, DatasetType.IP4SET, DatasetType.IP4TRIE)
-        units = self._units if self.kind is not DatasetType.IP4TRIE else None
+        v4_kind = self.auto[4] if self.kind is DatasetType.AUTO else self.kind
+        fast = v4_kind in (DatasetType.IP4SET, DatasetType.IP4TRIE)
+        units = self._units if v4_kind is DatasetType.IP4SET else None
         trie = self._tries[4]
         pton = socket.inet_pton
         from_bytes = int.from_bytes
@@ -224,7 +239,7 @@ class RbldnsdData:
             colon = text.find(":", 0, token_end)
             # An IPv4 entry's first colon starts its value: `1.2.3.4:5` (no dot after it).
             ipv6 = colon >= 0 and (colon == 0 or "." not in text[:colon])
-            kind = DatasetType.IP6TRIE if ipv6 else DatasetType.IP4SET
+            kind = self.auto[6 if ipv6 else 4]
         if kind is DatasetType.IP4SET:
             return self._ip4set_line(text, excluded)
         if kind is DatasetType.IP4TRIE:

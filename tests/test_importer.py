@@ -177,6 +177,44 @@ def test_cli_import_reports_problems_on_stderr_and_a_summary(
     assert "unknown zone" in capsys.readouterr().err
 
 
+def test_cli_import_takes_each_files_dataset_type_as_rbldnsd_does(
+    tmp_path: Path,
+    database_url: str,
+    engine: Engine,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path / "dnsbl.toml", database_url)
+    zone = settings.zone(ZONE)
+    # ip4set and ip4trie differ here: a /26 inside an excluded /25 (ip4set: both /32 units,
+    # the exclusion wins; ip4trie: the longer prefix wins).
+    data = "!10.0.0.0/25\n10.0.0.0/26\n"
+    plain = _write(tmp_path / "plain.txt", data)
+    named = _write(tmp_path / "bl.ip4trie", data.replace("10.0.0", "10.0.1"))
+    prefixed = _write(tmp_path / "other.txt", data.replace("10.0.0", "10.0.2"))
+
+    def run(*args: str) -> int:
+        return main(["--config", str(config), "import", ZONE, *args])
+
+    assert run(str(plain), "--category", "set") == 0
+    assert run(str(named), "--category", "trie1") == 0
+    assert f"reading {named} as ip4trie (from its name" in capsys.readouterr().out
+    assert run(f"ip4trie:{prefixed}", "--category", "trie2") == 0
+    assert _answer(engine, zone, "10.0.0.5") == []  # auto: ip4set
+    assert _answer(engine, zone, "10.0.1.5") == [("127.0.0.2", None)]
+    assert _answer(engine, zone, "10.0.2.5") == [("127.0.0.2", None)]
+    # --type wins over a name; `auto` lines follow the type another file gives the family.
+    assert run(str(named), "--type", "ip4set", "--category", "trie1", "--replace") == 0
+    assert _answer(engine, zone, "10.0.1.5") == []
+    assert run(str(plain), f"ip4trie:{prefixed}", "--category", "mixed") == 0
+    assert _answer(engine, zone, "10.0.0.5") == [("127.0.0.2", None)]
+    # Two types of one family are two datasets: refused before anything is read.
+    serial = ListingStore(engine).serial(ZONE)
+    assert run(f"ip4set:{plain}", f"ip4trie:{prefixed}") == 2
+    assert "ip4set and ip4trie files cannot be one import" in capsys.readouterr().err
+    assert ListingStore(engine).serial(ZONE) == serial
+
+
 def test_bulk_rewrites_compare_with_the_whole_zone(
     tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
 ) -> None:

@@ -18,18 +18,19 @@ def register(subparsers: Any) -> None:
         "import",
         help="bulk-load rbldnsd data files or plain address lists into a zone",
         description="Read rbldnsd data files (ip4set, ip4trie, ip6trie, ip6tset syntax) or "
-        "plain lists of addresses and networks into ZONE, in one transaction.",
+        "plain lists of addresses and networks into ZONE, in one transaction. A file may be "
+        "given as TYPE:FILE (as rbldnsd's zone:type:file); a file whose name holds a type "
+        "(bl.ip4trie) is read as that type unless --type says otherwise.",
     )
     importing.add_argument("zone")
-    importing.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    importing.add_argument("files", nargs="+", metavar="[TYPE:]FILE")
     importing.add_argument("--category", default="imported", help="default: imported")
     importing.add_argument(
         "--type",
         dest="kind",
-        default=DatasetType.AUTO.value,
         choices=[kind.value for kind in DatasetType],
-        help="rbldnsd dataset type the files are written for (default: auto = ip4set for "
-        "IPv4 lines, ip6trie for IPv6 lines)",
+        help="rbldnsd dataset type the files are written for (default: from the file name, "
+        "else auto = ip4set for IPv4 lines, ip6trie for IPv6 lines)",
     )
     importing.add_argument(
         "--replace",
@@ -63,7 +64,17 @@ def _import(context: Context, args: argparse.Namespace) -> int:
 
     zone = context.settings.zone(args.zone)
     started = time.monotonic()
-    total = sum(path.stat().st_size for path in args.files if path.is_file())
+    paths: list[Path] = []
+    kinds: list[DatasetType | None] = []
+    for text in args.files:
+        kind, path = _typed_file(text)
+        if kind is None and args.kind is None:
+            kind = _named_kind(path)
+            if kind is not None:
+                print(f"reading {path} as {kind} (from its name; --type to say otherwise)")
+        paths.append(path)
+        kinds.append(kind)
+    total = sum(path.stat().st_size for path in paths if path.is_file())
     progress = Progress(total)
 
     def report(problem: LineProblem) -> None:
@@ -72,8 +83,9 @@ def _import(context: Context, args: argparse.Namespace) -> int:
     result = import_files(
         context.store,
         zone,
-        args.files,
-        kind=DatasetType(args.kind),
+        paths,
+        kind=DatasetType(args.kind or DatasetType.AUTO),
+        kinds=kinds,
         category=args.category,
         replace=args.replace,
         zone_values=args.zone_values,
@@ -90,6 +102,20 @@ def _import(context: Context, args: argparse.Namespace) -> int:
         f"({time.monotonic() - started:.1f} s)"
     )
     return 1 if result.problems and not result.entries else 0
+
+
+def _typed_file(text: str) -> tuple[DatasetType | None, Path]:
+    """A FILE argument: its path, and its dataset type when `TYPE:` prefixes it."""
+    head, colon, rest = text.partition(":")
+    if colon and rest and head in set(DatasetType):
+        return DatasetType(head), Path(rest)
+    return None, Path(text)
+
+
+def _named_kind(path: Path) -> DatasetType | None:
+    """The dataset type a file's name holds (`bl.ip4trie`), if it holds exactly one."""
+    found = [kind for kind in DatasetType if kind != "auto" and kind in path.name.lower()]
+    return found[0] if len(found) == 1 else None
 
 
 def _export(context: Context, args: argparse.Namespace) -> int:
