@@ -6,6 +6,8 @@ A bad configuration is refused at start with a message that names the key and th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -85,11 +87,48 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+
+
+class TsigKeySettings(_Section):
+    """A `[[dns.transfer_keys]]` entry: a TSIG key (RFC 8945) shared with the secondaries."""
+
+    name: str
+    algorithm: str = "hmac-sha256"
+    secret: str  # base64, as `tsig-keygen` and NSD/Knot/BIND configurations write it
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _domain(value)
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        algorithm = value.lower().rstrip(".")
+        if algorithm not in TSIG_ALGORITHMS:
+            raise ValueError(f"unsupported TSIG algorithm {value!r}: use one of {TSIG_ALGORITHMS}")
+        return algorithm
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not base64") from None
+        if len(decoded) < 16:
+            raise ValueError("shorter than 16 bytes: generate one with `tsig-keygen`")
+        return value
+
+
 class DnsSettings(_Section):
     """The `[dns]` section: where the DNS server listens and whom it serves transfers to."""
 
     listen: list[str] = ["127.0.0.1:5353"]
     transfer_peers: list[str] = []
+    # With keys, a transfer must also be signed with one of them (and replies are signed).
+    transfer_keys: list[TsigKeySettings] = []
     notify: list[str] = []
     sync_interval: float = Field(0.25, gt=0, le=60)
     max_udp_payload: int = Field(1232, ge=512, le=65535)

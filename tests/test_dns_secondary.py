@@ -1,9 +1,10 @@
 """NSD as a real secondary: it transfers the zone from us, and follows changes on NOTIFY
-(a whole new index by AXFR, a change from the change log by IXFR)."""
+(a whole new index by AXFR, a change from the change log by IXFR), unsigned and with TSIG."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 import subprocess
@@ -28,10 +29,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _nsd_config(directory: Path, port: int, primary: int) -> Path:
+SECRET = base64.b64encode(bytes(range(1, 33))).decode()
+KEY = {"name": "xfr.example.org", "secret": SECRET}
+
+
+def _nsd_config(directory: Path, port: int, primary: int, keyed: bool) -> Path:
     path = directory / "nsd.conf"
+    key = "xfr.example.org" if keyed else "NOKEY"
+    key_section = (
+        f'key:\n  name: "xfr.example.org"\n  algorithm: hmac-sha256\n  secret: "{SECRET}"\n'
+        if keyed
+        else ""
+    )
     path.write_text(
-        "server:\n"
+        key_section + "server:\n"
         f"  ip-address: 127.0.0.1@{port}\n"
         '  username: ""\n  chroot: ""\n'
         f'  zonesdir: "{directory}"\n  pidfile: "{directory}/nsd.pid"\n'
@@ -41,8 +52,8 @@ def _nsd_config(directory: Path, port: int, primary: int) -> Path:
         "remote-control:\n  control-enable: no\n"
         "zone:\n"
         f"  name: {ZONE}\n"
-        f"  request-xfr: 127.0.0.1@{primary} NOKEY\n"
-        "  allow-notify: 127.0.0.1 NOKEY\n"
+        f"  request-xfr: 127.0.0.1@{primary} {key}\n"
+        f"  allow-notify: 127.0.0.1 {key}\n"
     )
     return path
 
@@ -67,15 +78,17 @@ async def _eventually(port: int, name: str, expected: list[str], log: Path) -> N
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "tsig"])
 async def test_nsd_transfers_and_follows_notify(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, keyed: bool
 ) -> None:
     nsd = need_program("nsd")
     nsd_port = _free_port()
     first = make_index([row("10.0.0.1"), row("192.0.2.0/24", "relay-output")], serial=100)
-    async with running([first], notify=[f"127.0.0.1:{nsd_port}"]) as server:
+    keys = [KEY] if keyed else []
+    async with running([first], notify=[f"127.0.0.1:{nsd_port}"], transfer_keys=keys) as server:
         _, primary = server.endpoints[0]
-        config = _nsd_config(tmp_path, nsd_port, primary)
+        config = _nsd_config(tmp_path, nsd_port, primary, keyed)
         process = subprocess.Popen(
             [nsd, "-d", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )

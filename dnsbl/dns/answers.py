@@ -22,6 +22,7 @@ from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns import transfer
 from dnsbl.dns.query import Verdict, look_up
+from dnsbl.dns.tsig import TYPE_TSIG, TsigError, TsigKeys
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
 from dnsbl.index import ZoneIndex
 from dnsbl.txt_template import render_txt
@@ -35,6 +36,7 @@ RCODE_NAMES = {
     3: "NXDOMAIN",
     4: "NOTIMP",
     5: "REFUSED",
+    9: "NOTAUTH",
     16: "BADVERS",
 }
 TYPE_OPT = 41
@@ -73,11 +75,13 @@ class Responder:
         *,
         max_payload: int,
         transfer_peers: Iterable[str] = (),
+        transfer_keys: TsigKeys | None = None,
         records: RecordSource | None = None,
     ) -> None:
         self.table = table
         self.max_payload = max_payload
         self.transfer_peers = [ipaddress.ip_network(p, strict=False) for p in transfer_peers]
+        self.keys = transfer_keys or TsigKeys(())
         self.records = records
 
     def may_transfer(self, peer: str) -> bool:
@@ -98,22 +102,34 @@ class Responder:
             record = _parse(packet)
         except Exception:
             return Reply([_header_only(packet, 1)], ("-", "FORMERR"))
+        signer = None
+        if any(rr.rtype == TYPE_TSIG for rr in record.ar):
+            try:
+                signer = self.keys.verify(packet)
+            except TsigError as exc:
+                log.info("TSIG of a query from %s refused: %s", peer or "?", exc)
+                return Reply([_rcode_reply(record, 9, self._opt(record))], ("-", "NOTAUTH"))
         try:
-            return self._respond(record, tcp=tcp, peer=peer)
+            reply = self._respond(record, tcp=tcp, peer=peer, signed=signer is not None)
         except _Refusal as refusal:
-            return Reply(
+            reply = Reply(
                 [_rcode_reply(record, refusal.rcode, self._opt(record))],
                 (refusal.zone, RCODE_NAMES[refusal.rcode]),
             )
         except Exception:
             log.exception("failed to answer a query from %s", peer or "?")
-            return Reply([_rcode_reply(record, 2, self._opt(record))], ("-", "SERVFAIL"))
+            reply = Reply([_rcode_reply(record, 2, self._opt(record))], ("-", "SERVFAIL"))
+        if signer is None:
+            return reply
+        if isinstance(reply.messages, (list, tuple)):
+            return Reply(list(signer.sign(reply.messages)), reply.key)
+        return Reply(signer.sign(reply.messages), reply.key)  # a transfer: signed as built
 
     def _opt(self, record: DNSRecord) -> EDNS0 | None:
         opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
         return EDNS0(udp_len=self.max_payload) if len(opts) == 1 else None
 
-    def _respond(self, record: DNSRecord, *, tcp: bool, peer: str) -> Reply:
+    def _respond(self, record: DNSRecord, *, tcp: bool, peer: str, signed: bool) -> Reply:
         header = record.header
         if header.opcode != 0:
             raise _Refusal(4)
@@ -138,7 +154,7 @@ class Responder:
         if zone.index is None:
             raise _Refusal(2, zone.name)
         if question.qtype in (TYPE_AXFR, TYPE_IXFR):
-            if below or not self.may_transfer(peer):
+            if below or not self.may_transfer(peer) or (self.keys and not signed):
                 raise _Refusal(5, zone.name)
             if not tcp:
                 if question.qtype == TYPE_AXFR:

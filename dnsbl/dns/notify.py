@@ -11,8 +11,11 @@ import asyncio
 import logging
 import random
 
+import dns.tsig
+
 from dnsbl.config import parse_endpoint
 from dnsbl.dns.transfer import notify_message
+from dnsbl.dns.tsig import sign
 from dnsbl.dns.zones import PublishedZone
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,16 @@ class _Reply(asyncio.DatagramProtocol):
 class Notifier:
     """Sends NOTIFY for changed zones to every configured target (`host:port`)."""
 
-    def __init__(self, targets: list[str], *, attempts: int = 3, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        targets: list[str],
+        *,
+        key: dns.tsig.Key | None = None,
+        attempts: int = 3,
+        timeout: float = 1.0,
+    ) -> None:
         self.targets = [parse_endpoint(target, 53) for target in targets]
+        self.key = key  # NOTIFY is signed with it (secondaries may accept signed ones only)
         self.attempts = attempts
         self.timeout = timeout
         self._latest: dict[str, PublishedZone] = {}
@@ -73,7 +84,10 @@ class Notifier:
                 log.warning("NOTIFY %s to %s:%d failed: %s", zone.name, *target, exc)
                 return False
             try:
-                transport.sendto(notify_message(zone, message_id))
+                message = notify_message(zone, message_id)
+                if self.key is not None:
+                    message, _ = sign(message, self.key)
+                transport.sendto(message)
                 await asyncio.wait_for(protocol.answered, self.timeout)
             except TimeoutError:
                 continue

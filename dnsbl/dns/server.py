@@ -20,6 +20,7 @@ from typing import Any
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Responder
 from dnsbl.dns.notify import Notifier
+from dnsbl.dns.tsig import TsigKeys
 from dnsbl.dns.wire import answer_fast
 from dnsbl.dns.zones import ZoneTable
 from dnsbl.index import ZoneIndex
@@ -94,16 +95,18 @@ class DnsServer:
         self.settings = settings
         self.table = ZoneTable(zones)
         self.max_payload = settings.max_udp_payload
+        keys = TsigKeys(settings.transfer_keys)
         self.responder = Responder(
             self.table,
             max_payload=settings.max_udp_payload,
             transfer_peers=settings.transfer_peers,
+            transfer_keys=keys,
             records=records,
         )
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        self.notifier = Notifier(settings.notify)
+        self.notifier = Notifier(settings.notify, key=keys.first)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []

@@ -21,6 +21,7 @@ from dnslib import DNSRecord
 
 from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
+from dnsbl.dns.tsig import ROOM as TSIG_ROOM
 from dnsbl.dns.zones import (
     CLASS_IN,
     QUESTION_POINTER,
@@ -36,7 +37,7 @@ from dnsbl.dns.zones import (
 from dnsbl.index import ZoneIndex
 from dnsbl.zone_records import records_under, top_labels, zone_records
 
-MESSAGE_LIMIT = 65535
+MESSAGE_LIMIT = 65535 - TSIG_ROOM  # a message may get a TSIG record appended
 _OPCODE_NOTIFY = 4
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(rb"\\(\d{3}|.)", re.DOTALL)
