@@ -174,6 +174,8 @@ async def _run(args: argparse.Namespace, url: str, port: int, collector_port: in
             "wait_window": args.wait_window,
             "poll_interval": 0.05,
             "nominations_per_submitter": args.hosts,
+            "nominations_per_network": args.hosts,
+            "nominations_per_window": args.hosts,
         },
     )
     engine = make_engine(url)

@@ -226,6 +226,11 @@ class TesterSettings(_Section):
     listing_days: Annotated[float, Field(gt=0)] = 30.0  # a confirmation lists for this long
     list_zones: list[str] = []  # zones relays are listed in; empty: every configured zone
     nominations_per_submitter: Annotated[int, Field(ge=1)] = 100
+    # New tests whoever asks, so that nominating in bulk (from many addresses) cannot aim the
+    # tester at one network, or at everyone, faster than this: per /24 (IPv4) or /48 (IPv6),
+    # and in all, each per `nomination_window`.
+    nominations_per_network: Annotated[int, Field(ge=1)] = 16
+    nominations_per_window: Annotated[int, Field(ge=1)] = 1000
     nomination_window: Annotated[float, Field(gt=0)] = 3600.0
     delists_per_address: Annotated[int, Field(ge=1)] = 3
     delists_per_requester: Annotated[int, Field(ge=1)] = 10

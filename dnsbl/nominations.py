@@ -3,11 +3,13 @@
 A nomination is validated (one IP address), held to a per-submitter limit, checked against
 policy (a refusal is recorded with its reason, then raised), deduplicated (a host already
 queued or under test, or tested within `tester.min_test_interval`, answers with the existing
-record) and queued as a test job. The worker settles it when the test has a verdict.
+record), held to the limits on new tests whoever asks (per /24 or /48, and in all), and
+queued as a test job. The worker settles it when the test has a verdict.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,6 +66,7 @@ def submit_nomination(
     existing = _existing(engine, settings, text)
     if existing is not None:
         return existing
+    _check_capacity(engine, settings, text)
     job = enqueue(
         engine,
         "test",
@@ -88,11 +91,58 @@ def _check_limit(engine: Engine, settings: Settings, submitter: str) -> None:
             )
         ).one()
     if count >= limit:
-        retry = aware(oldest) + window - utcnow()
-        raise RateLimited(
-            max(1, math.ceil(retry.total_seconds())),
+        raise _limited(
+            oldest,
+            window,
             f"{submitter} nominated {count} hosts in {window.total_seconds():g} s (limit {limit})",
         )
+
+
+def _check_capacity(engine: Engine, settings: Settings, address: str) -> None:
+    """The limits on new tests whoever asks: per target network (a /24, a /48) and in all.
+
+    A submitter's own limit does not stop many submitters (or one with many addresses) from
+    aiming the tester at one network; these do. Refused nominations do not count: they
+    probe nothing.
+    """
+    tester = settings.tester
+    window = timedelta(seconds=tester.nomination_window)
+    since = utcnow() - window
+    ipv6 = ":" in address
+    network = ipaddress.ip_network(f"{address}/{48 if ipv6 else 24}", strict=False)
+    # IPv4 text shares its /24's prefix; IPv6 text need not (zeros compress): filter here.
+    similar = "%:%" if ipv6 else address.rsplit(".", 1)[0] + ".%"
+    recent = (Nomination.created_at > since, Nomination.status != "refused")
+    with engine.connect() as conn:
+        total, oldest = conn.execute(
+            select(func.count(), func.min(Nomination.created_at)).where(*recent)
+        ).one()
+        if total >= tester.nominations_per_window:
+            raise _limited(
+                oldest,
+                window,
+                f"{total} hosts were nominated in {window.total_seconds():g} s "
+                f"(limit {tester.nominations_per_window}, from everyone)",
+            )
+        rows = conn.execute(
+            select(Nomination.address, Nomination.created_at).where(
+                *recent, Nomination.address.like(similar)
+            )
+        ).all()
+    near = [row.created_at for row in rows if ipaddress.ip_address(row.address) in network]
+    if len(near) >= tester.nominations_per_network:
+        raise _limited(
+            min(near),
+            window,
+            f"{len(near)} hosts of {network} were nominated in "
+            f"{window.total_seconds():g} s (limit {tester.nominations_per_network})",
+        )
+
+
+def _limited(oldest: datetime, window: timedelta, detail: str) -> RateLimited:
+    """The refusal of a limit per `window`, to retry when its oldest request leaves it."""
+    retry = aware(oldest) + window - utcnow()
+    return RateLimited(max(1, math.ceil(retry.total_seconds())), detail)
 
 
 def _insert(

@@ -116,6 +116,33 @@ def test_submitters_are_rate_limited(engine: Engine, database_url: str) -> None:
     assert submit_nomination(engine, lab, "192.0.2.3", "bob").status == "queued"
 
 
+def test_bulk_nominations_cannot_aim_the_tester_at_one_network(
+    engine: Engine, database_url: str
+) -> None:
+    lab = lab_settings(
+        database_url, nominations_per_network=3, nominations_per_window=7, nomination_window=600
+    )
+    # Many submitters (one address each, as a botnet would be) against one /24:
+    for host in (1, 2, 3):
+        submit_nomination(engine, lab, f"192.0.2.{host}", f"bot{host}")
+    with pytest.raises(RateLimited, match=r"3 hosts of 192\.0\.2\.0/24") as caught:
+        submit_nomination(engine, lab, "192.0.2.4", "bot4")
+    assert 0 < caught.value.retry_after <= 600
+    # A host already queued still answers with its record; a refused one costs nothing.
+    assert submit_nomination(engine, lab, "192.0.2.1", "bot5").address == "192.0.2.1"
+    with pytest.raises(PolicyRefused):
+        submit_nomination(engine, lab, "10.0.0.1", "bot6")
+    # IPv6 by /48, whatever the spelling of the address.
+    for host in ("2001:db8:1::1", "2001:db8:1:0:0:0:0:2", "2001:0db8:0001::3"):
+        submit_nomination(engine, lab, host, "bot7")
+    with pytest.raises(RateLimited, match="2001:db8:1::/48"):
+        submit_nomination(engine, lab, "2001:db8:1:ffff::4", "bot8")
+    # And everyone together: seven new tests in the window, whatever the networks.
+    assert submit_nomination(engine, lab, "2001:db8:2::1", "bot9").status == "queued"
+    with pytest.raises(RateLimited, match="from everyone"):
+        submit_nomination(engine, lab, "2001:db8:3::1", "bot10")
+
+
 def test_bad_addresses_are_refused(engine: Engine, lab: Settings) -> None:
     for text in ("not-an-ip", "192.0.2.0/24", "", "300.1.1.1"):
         with pytest.raises(AddressError):
