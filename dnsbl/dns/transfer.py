@@ -12,6 +12,7 @@ than its relative labels and data.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import struct
@@ -57,10 +58,11 @@ def _owner(fqdn: str, zone: PublishedZone) -> bytes:
     name = fqdn.rstrip(".").lower()
     if name == zone.name:
         return QUESTION_POINTER
-    relative = name[: -len(zone.name) - 1]
     if not name.endswith("." + zone.name):
         return name_wire(name)
-    return name_wire(relative)[:-1] + QUESTION_POINTER
+    # the labels below the apex (never empty: `name` is longer than the zone's name)
+    labels = name[: -len(zone.name) - 1].split(".")
+    return b"".join([bytes((len(label),)) + label.encode() for label in labels]) + QUESTION_POINTER
 
 
 def txt_rdata_from_text(text: str) -> bytes:
@@ -78,10 +80,16 @@ def txt_rdata_from_text(text: str) -> bytes:
 
 def _record(owner: str, rtype: str, ttl: int, rdata: str, zone: PublishedZone) -> bytes:
     if rtype == "A":
-        return _rr(_owner(owner, zone), TYPE_A, ttl, ipaddress.IPv4Address(rdata).packed)
+        return _rr(_owner(owner, zone), TYPE_A, ttl, _a_rdata(rdata))
     if rtype == "TXT":
         return _rr(_owner(owner, zone), TYPE_TXT, ttl, txt_rdata_from_text(rdata))
     raise ValueError(f"unexpected record type {rtype!r} in zone {zone.name}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _a_rdata(code: str) -> bytes:
+    """An A record's data (a zone has few distinct return codes: each is parsed once)."""
+    return ipaddress.IPv4Address(code).packed
 
 
 def _apex_records(zone: PublishedZone) -> tuple[bytes, list[bytes]]:
