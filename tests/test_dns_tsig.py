@@ -8,6 +8,7 @@ import socket
 
 import dns.asyncquery
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -55,11 +56,18 @@ async def test_without_a_valid_signature_there_is_no_transfer() -> None:
         wrong_secret = dns.tsigkeyring.from_text(
             {"xfr.example.org": ("hmac-sha256", base64.b64encode(b"y" * 32).decode())}
         )
-        for ring, name in ((other, "other.example.org"), (wrong_secret, "xfr.example.org")):
+        cases = (
+            (other, "other.example.org", dns.rcode.BADKEY),
+            (wrong_secret, "xfr.example.org", dns.rcode.BADSIG),
+        )
+        for ring, name, error in cases:
             query = dns.message.make_query(ZONE, "AXFR")
             query.use_tsig(ring, keyname=name)
             reply = await asyncio.to_thread(_unverified_tcp, query.to_wire(), host, port)
             assert reply.rcode() == dns.rcode.NOTAUTH and not reply.answer
+            # the TSIG record says what was wrong, for the key the client used (RFC 8945 5.3.2)
+            assert reply.keyname == dns.name.from_text(name)
+            assert reply.tsig[0].error == error and reply.tsig[0].mac == b""
 
 
 async def test_signed_queries_get_signed_answers_and_ixfr_too() -> None:
@@ -101,7 +109,7 @@ def _unverified_tcp(wire: bytes, host: str, port: int) -> dns.message.Message:
         data = b""
         while len(data) < length:
             data += sock.recv(length - len(data))
-    return dns.message.from_wire(data)
+    return dns.message.from_wire(data, keyring=False)
 
 
 def _signed(query: dns.message.Message) -> dns.message.Message:

@@ -22,7 +22,7 @@ from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns import transfer
 from dnsbl.dns.query import Verdict, look_up
-from dnsbl.dns.tsig import TYPE_TSIG, TsigError, TsigKeys
+from dnsbl.dns.tsig import TYPE_TSIG, TsigError, TsigKeys, with_record
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
 from dnsbl.index import ZoneIndex
 from dnsbl.txt_template import render_txt
@@ -108,7 +108,10 @@ class Responder:
                 signer = self.keys.verify(packet)
             except TsigError as exc:
                 log.info("TSIG of a query from %s refused: %s", peer or "?", exc)
-                return Reply([_rcode_reply(record, 9, self._opt(record))], ("-", "NOTAUTH"))
+                refusal = _rcode_reply(record, 9, self._opt(record))
+                if exc.record:
+                    refusal = with_record(refusal, exc.record)
+                return Reply([refusal], ("-", "NOTAUTH"))
         try:
             reply = self._respond(record, tcp=tcp, peer=peer, signed=signer is not None)
         except _Refusal as refusal:

@@ -6,9 +6,10 @@ check) gets a signed reply, every message of a transfer signed in sequence (§5.
 goes out signed with the first key. Verifying and the HMAC itself are dnspython's: the
 messages are ours, built as bytes, so the TSIG record is appended here and ARCOUNT raised.
 
-A signature that does not verify (unknown key, bad MAC, clock skew beyond the fudge) is
-answered NOTAUTH, unsigned: RFC 8945 would add a TSIG record carrying the error code, which
-tells the client no more than the rcode does.
+A signature that does not verify is answered NOTAUTH with an unsigned TSIG record that
+names the error (RFC 8945 §5.3.2): BADKEY for a key that is not ours, BADSIG for a MAC that
+does not match, BADTIME for a clock further off than the fudge (which RFC 8945 would have
+signed, with our time; the rcode and error say the same).
 """
 
 from __future__ import annotations
@@ -34,8 +35,16 @@ FUDGE = 300  # seconds of clock difference accepted, as the RFC recommends
 ROOM = 512  # bytes a message leaves free for its TSIG record (name, algorithm and MAC)
 
 
+BADSIG, BADKEY, BADTIME = 16, 17, 18
+
+
 class TsigError(Exception):
-    """A signed query whose signature does not verify."""
+    """A signed query whose signature does not verify; `record` is the TSIG record (with the
+    error code) for the NOTAUTH reply, empty when the query's own could not be read."""
+
+    def __init__(self, detail: str, packet: bytes, error: int) -> None:
+        super().__init__(detail)
+        self.record = _error_record(packet, error)
 
 
 @dataclass(frozen=True)
@@ -75,13 +84,15 @@ class TsigKeys:
         try:
             message = dns.message.from_wire(packet, keyring=self.keyring)
         except dns.message.UnknownTSIGKey as exc:
-            raise TsigError(f"unknown key: {exc}") from None
-        except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.PeerError) as exc:
-            raise TsigError(f"{type(exc).__name__}: {exc}") from None
+            raise TsigError(f"unknown key: {exc}", packet, BADKEY) from None
+        except dns.tsig.BadTime as exc:
+            raise TsigError(f"BadTime: {exc}", packet, BADTIME) from None
+        except (dns.tsig.BadSignature, dns.tsig.PeerError) as exc:
+            raise TsigError(f"{type(exc).__name__}: {exc}", packet, BADSIG) from None
         except dns.exception.DNSException as exc:
-            raise TsigError(f"cannot verify: {exc}") from None
+            raise TsigError(f"cannot verify: {exc}", packet, BADSIG) from None
         if message.keyname is None:
-            raise TsigError("no TSIG record")
+            raise TsigError("no TSIG record", packet, BADSIG)
         return Signer(self.keyring[message.keyname], message.mac or b"")
 
 
@@ -102,11 +113,39 @@ def sign(
     rdata, context = dns.tsig.sign(
         message, key, blank, int(time.time()), request_mac, context, multi
     )
-    data = rdata.to_wire() or b""
-    record = (
-        (key.name.to_wire() or b"")
-        + struct.pack(">HHIH", TYPE_TSIG, dns.rdataclass.ANY, 0, len(data))
-        + data
-    )
+    return with_record(message, _record(key.name, rdata)), context
+
+
+def with_record(message: bytes, record: bytes) -> bytes:
+    """`message` with `record` appended to its additional section."""
     additional = int.from_bytes(message[10:12], "big") + 1
-    return message[:10] + additional.to_bytes(2, "big") + message[12:] + record, context
+    return message[:10] + additional.to_bytes(2, "big") + message[12:] + record
+
+
+def _record(name: dns.name.Name, rdata: TSIG) -> bytes:
+    data = rdata.to_wire() or b""
+    owner = name.to_wire() or b""
+    return owner + struct.pack(">HHIH", TYPE_TSIG, dns.rdataclass.ANY, 0, len(data)) + data
+
+
+def _error_record(packet: bytes, error: int) -> bytes:
+    """The unsigned TSIG record telling the sender of `packet` what was wrong with its own."""
+    try:
+        query = dns.message.from_wire(packet, keyring=False)
+    except dns.exception.DNSException:
+        return b""
+    if query.keyname is None or not query.tsig:
+        return b""
+    theirs = query.tsig[0]
+    rdata = TSIG(
+        dns.rdataclass.ANY,
+        dns.rdatatype.TSIG,
+        theirs.algorithm,
+        int(time.time()),
+        theirs.fudge,
+        b"",
+        theirs.original_id,
+        error,
+        b"",
+    )
+    return _record(query.keyname, rdata)
