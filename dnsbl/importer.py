@@ -27,7 +27,8 @@ from typing import TextIO
 
 from dnsbl.config import ZoneSettings
 from dnsbl.errors import ImportFormatError
-from dnsbl.rbldnsd_data import DatasetType, DataValue, LineProblem, RbldnsdData, tie_category
+from dnsbl.ip4set import tie_category
+from dnsbl.rbldnsd_data import DatasetType, DataValue, LineProblem, RbldnsdData
 from dnsbl.store import Entry, ListingStore, WriteResult
 
 SOURCE = "import"

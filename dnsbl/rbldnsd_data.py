@@ -35,8 +35,9 @@ What rbldnsd does, checked against its source and a running rbldnsd:
   the *tie category* `CATEGORY+n` (`tie_groups`), which lists the unit and excludes every
   more specific unit inside it, just as ip4set would not look at the unit there. Because of the
   octet levels, a listed /26 inside an excluded /25 is not listed in ip4set (both are /32
-  units; the exclusion wins) but is in ip4trie; the entries produced here carry ip4set's
-  answer exactly, by merging each level's units back into CIDRs no shorter than the level.
+  units; the exclusion wins) but is in ip4trie; the entries produced carry ip4set's answer
+  exactly, by merging each level's units back into CIDRs no shorter than the level
+  (`dnsbl.ip4set`).
 - ip6tset: listed if the /64 is listed and the address is not an excluded /128.
 
 The `auto` type reads IPv4 lines as ip4set (the classic and most used rbldnsd dataset) and
@@ -49,19 +50,17 @@ from __future__ import annotations
 
 import enum
 import socket
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from operator import itemgetter
 
 from dnsbl.addresses import Network, ipv4_text
+from dnsbl.ip4set import Ip4SetUnits
 from dnsbl.rbldnsd_syntax import (
     IP4,
     BadLine,
     abbreviated_address,
     ip4_cidr,
     ip4_range,
-    ip4set_units,
     ip6_cidr,
     ip6_prefix,
     maxrange,
@@ -106,7 +105,6 @@ class _RawValue:
 
 _GLOBAL_DEFAULT = _RawValue("127.0.0.2", "")
 DataEntry = tuple[Network, DataValue | None]  # None: an exclusion
-_Converter = Callable[[_RawValue | None], DataValue | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +139,9 @@ class RbldnsdData:
         self._tset_default: _RawValue | None = None
         self._values: dict[tuple[str, str], _RawValue] = {}
         self._tries: dict[int, dict[int, _RawValue | None]] = {4: {}, 6: {}}  # first << 8 | bits
-        # ip4set units by (level << 32 | first address): a value, None (an exclusion), or
-        # the list of everything given for the unit when several entries meet there.
-        self._units: dict[int, _RawValue | list[_RawValue | None] | None] = {}
-        # The line (by count) that gave a unit, for units of ranges and CIDRs: only units of
-        # one line are merged back, so that a listed address stays the network it was written
-        # as (`dnsbl delist 192.0.2.3` finds it), however many neighbours it has.
-        self._origins: dict[int, int] = {}
-        self._ranges = 0
+        self._ip4set: Ip4SetUnits[_RawValue] = Ip4SetUnits()
         self._tset: set[int] = set()
         self._tset_excluded: set[int] = set()
-        # ip4set units given several distinct values: the values after the first, in order.
-        self._ties: dict[int, list[_RawValue]] = {}
         self._resolved: dict[int, tuple[_RawValue, DataValue]] = {}
         self.problems: list[LineProblem] = []
         self.lines = 0
@@ -172,7 +161,8 @@ class RbldnsdData:
         # the same to rbldnsd. Anything unusual goes the general way, which reports it.
         v4_kind = self.auto[4] if self.kind is DatasetType.AUTO else self.kind
         fast = v4_kind in (DatasetType.IP4SET, DatasetType.IP4TRIE)
-        units = self._units if v4_kind is DatasetType.IP4SET else None
+        ip4set = self._ip4set if v4_kind is DatasetType.IP4SET else None
+        units = ip4set.units if ip4set is not None else None
         trie = self._tries[4]
         pton = socket.inet_pton
         from_bytes = int.from_bytes
@@ -195,9 +185,9 @@ class RbldnsdData:
                 except (OSError, BadLine):
                     pass
                 else:
-                    if units is not None:
+                    if units is not None and ip4set is not None:
                         if address in units:
-                            self._unit(units, address, value)
+                            ip4set.add(address, value)
                         else:
                             units[address] = value
                         continue
@@ -316,35 +306,8 @@ class RbldnsdData:
         first, last, end = ip4_range(text)
         value = self._entry_value(text[end:], excluded)
         self._check_range(last - first + 1)
-        units = self._units
-        if first == last:
-            self._unit(units, first, value)
-            return None
-        origins = self._origins
-        self._ranges += 1
-        origin = self._ranges
-        for level, start, count in ip4set_units(first, last):
-            step = 1 << (8 * level)
-            for unit in range(start, start + count * step, step):
-                key = level << 32 | unit
-                self._unit(units, key, value)
-                origins.setdefault(key, origin)
+        self._ip4set.add_range(first, last, value)
         return None
-
-    @staticmethod
-    def _unit(
-        units: dict[int, _RawValue | list[_RawValue | None] | None],
-        key: int,
-        value: _RawValue | None,
-    ) -> None:
-        if key not in units:
-            units[key] = value
-            return
-        held = units[key]
-        if isinstance(held, list):
-            held.append(value)
-        elif held != value:
-            units[key] = [held, value]
 
     def _ip4trie_line(self, text: str, excluded: bool) -> str | None:
         first, bits, end = ip4_cidr(text)
@@ -395,7 +358,7 @@ class RbldnsdData:
                 by_value.setdefault(id(raw), (raw, []))[1].append(key)
             for raw, keys in by_value.values():
                 yield convert(raw), [Network(family, key >> 8, key & 255) for key in keys]
-        yield from self._ip4set_groups(convert)
+        yield from self._ip4set.groups(convert)
         if self._tset:
             tset_value = convert(self._tset_default or _GLOBAL_DEFAULT)
             yield tset_value, [Network(6, address, 64) for address in sorted(self._tset)]
@@ -413,111 +376,9 @@ class RbldnsdData:
         return found[1]
 
     def tie_groups(self) -> Iterator[tuple[int, DataValue | None, list[Network]]]:
-        """The further values of ip4set units given several, as (rank, value, networks).
-
-        Rank n holds each tied unit's n-th distinct value (`groups` has the first), listed at
-        the unit, and an exclusion for every more specific unit inside it: there ip4set answers
-        the more specific unit alone. Call after `groups`, which finds the ties.
-        """
-        if not self._ties:
-            return
-        levels: list[list[int]] = [[], [], [], []]
-        for key in self._units:
-            levels[key >> 32].append(key & 0xFFFFFFFF)
-        for starts in levels:
-            starts.sort()
-        deepest = max(len(extras) for extras in self._ties.values()) + 1
-        for rank in range(2, deepest + 1):
-            ties = self._ties.items()
-            listed = {key: extras[rank - 2] for key, extras in ties if len(extras) > rank - 2}
-            by_value: dict[int, tuple[_RawValue, list[Network]]] = {}
-            for key, raw in sorted(listed.items()):
-                by_value.setdefault(id(raw), (raw, []))[1].append(_unit_network(key))
-            for raw, networks in by_value.values():
-                yield rank, self._convert(raw), networks
-            inside = {inner for key in listed for inner in _units_inside(key, levels)}
-            inside -= listed.keys()
-            if inside:
-                yield rank, None, [_unit_network(key) for key in sorted(inside)]
-
-    def _ip4set_groups(
-        self, convert: _Converter
-    ) -> Iterator[tuple[DataValue | None, list[Network]]]:
-        """ip4set's entries by value: single addresses as they are, units of ranges and CIDRs
-        (and units that several entries gave) merged back by `_ip4set_entries`."""
-        origins = self._origins
-        singles: dict[int, tuple[_RawValue | None, list[int]]] = {}
-        rest: dict[int, _RawValue | list[_RawValue | None] | None] = {}
-        for key, held in self._units.items():
-            if isinstance(held, list) or (origins and key in origins):
-                rest[key] = held
-            else:
-                singles.setdefault(id(held), (held, []))[1].append(key)
-        for raw, keys in singles.values():
-            keys.sort()
-            yield convert(raw), [Network(4, key, 32) for key in keys]
-        merged: dict[int, tuple[DataValue | None, list[Network]]] = {}
-        for network, value in self._ip4set_entries(convert, rest):
-            merged.setdefault(id(value), (value, []))[1].append(network)
-        yield from merged.values()
-
-    def _ip4set_entries(
-        self, convert: _Converter, units: dict[int, _RawValue | list[_RawValue | None] | None]
-    ) -> Iterator[DataEntry]:
-        """ip4set's units, each level's runs of one value merged into CIDRs."""
-        origins = self._origins
-        run_level = -1
-        run_start = run_end = 0
-        run_value: _RawValue | None = None
-        run_origin: int | None = None
-        # Sorting the pairs, not the keys: looking a million keys up again in key order
-        # costs more than the sort (each probe lands somewhere else in memory).
-        for key, held in sorted(units.items(), key=itemgetter(0)):
-            level, unit = key >> 32, key & 0xFFFFFFFF
-            value = self._unit_value(level, unit, held, convert) if isinstance(held, list) else held
-            origin = origins.get(key) if origins else None
-            if (
-                unit == run_end + 1
-                and origin is not None
-                and origin == run_origin
-                and level == run_level
-                and (value is run_value or value == run_value)
-            ):
-                run_end = unit + (1 << (8 * level)) - 1
-                continue
-            if run_level >= 0:
-                if run_level == 0 and run_start == run_end:
-                    yield Network(4, run_start, 32), convert(run_value)
-                else:
-                    yield from _cidrs(run_start, run_end, run_level, convert(run_value))
-            run_level, run_start, run_value, run_origin = level, unit, value, origin
-            run_end = unit + (1 << (8 * level)) - 1
-        if run_level >= 0:
-            yield from _cidrs(run_start, run_end, run_level, convert(run_value))
-
-    def _unit_value(
-        self,
-        level: int,
-        unit: int,
-        held: list[_RawValue | None],
-        convert: _Converter,
-    ) -> _RawValue | None:
-        """The first value rbldnsd answers for a unit (an exclusion wins over any value); the
-        unit's other distinct values are kept for `tie_groups`."""
-        if None in held:
-            return None
-        first = held[0]
-        assert first is not None
-        seen = {convert(first)}
-        extras: list[_RawValue] = []
-        for raw in held[1:]:
-            value = convert(raw)
-            if raw is not None and value not in seen:
-                seen.add(value)
-                extras.append(raw)
-        if extras:
-            self._ties[level << 32 | unit] = extras
-        return first
+        """The further values of ip4set units given several, as (rank, value, networks): see
+        `dnsbl.ip4set`. Call after `groups`, which finds the ties."""
+        return self._ip4set.tie_groups(self._convert)
 
     def template(self, text: str) -> str | None:
         """The dnsbl TXT template for an rbldnsd TXT text (rbldnsd's txtsubst), None for none."""
@@ -556,44 +417,3 @@ class RbldnsdData:
                 out.append("$")
                 position = dollar + 1
         return "".join(out) or None
-
-
-def _unit_network(key: int) -> Network:
-    """The network of an ip4set unit key (level << 32 | first address)."""
-    return Network(4, key & 0xFFFFFFFF, 32 - 8 * (key >> 32))
-
-
-def _units_inside(key: int, levels: list[list[int]]) -> Iterator[int]:
-    """The keys of the units more specific than `key` inside it (`levels`: sorted starts)."""
-    level, first = key >> 32, key & 0xFFFFFFFF
-    last = first + (1 << (8 * level)) - 1
-    for inner in range(level):
-        starts = levels[inner]
-        for i in range(bisect_left(starts, first), bisect_right(starts, last)):
-            yield inner << 32 | starts[i]
-
-
-def tie_category(category: str, rank: int) -> str:
-    """The category that holds the `rank`-th values of ip4set units given several."""
-    suffix = f"+{rank}"
-    return category[: 64 - len(suffix)] + suffix
-
-
-def _cidrs(first: int, last: int, level: int, value: DataValue | None) -> Iterator[DataEntry]:
-    """ip4set units [first, last] of one level as aligned CIDRs no shorter than the level.
-
-    Runs are kept within the level's band of prefix lengths (/25-/32 for /32 units, ...,
-    /0-/8 for /8 units) so that the longest-prefix match still prefers every higher level.
-    """
-    unit = 1 << (8 * level)
-    if last - first + 1 == unit:
-        yield Network(4, first, 32 - 8 * level), value
-        return
-    largest = 1 << 32 if level == 3 else unit << 7
-    while first <= last:
-        size = first & -first if first else 1 << 32
-        size = min(size, largest)
-        while first + size - 1 > last:
-            size >>= 1
-        yield Network(4, first, 33 - size.bit_length()), value
-        first += size

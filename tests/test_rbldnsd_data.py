@@ -11,7 +11,8 @@ import ipaddress
 import pytest
 
 from dnsbl.index import ZoneIndex
-from dnsbl.rbldnsd_data import DatasetType, RbldnsdData, tie_category
+from dnsbl.ip4set import tie_category
+from dnsbl.rbldnsd_data import DatasetType, RbldnsdData
 from dnsbl.txt_template import render_txt
 
 
