@@ -57,6 +57,16 @@ def decide(report: Any, arrivals: list[ArrivalView]) -> tuple[str, str | None]:
         )
     if report.outcome == "untestable":
         return UNTESTABLE, report.reason or "the host could not be tested"
+    # A temporary answer to a recipient plainly in the collector's domain is no refusal: an
+    # open relay that greylists answers so first. Closed is only what was refused for good.
+    held = [
+        r.form.name for r in report.forms if r.form.direct and _is_4xx(r.rcpt_reply or r.mail_reply)
+    ]
+    if held:
+        return UNTESTABLE, (
+            f"{len(held)} form(s) to the collector's domain got only a temporary answer "
+            f"({', '.join(held[:5])}): greylisting or a full queue, not a refusal"
+        )
     replies = [reply for r in report.forms for reply in (r.mail_reply, r.rcpt_reply) if reply]
     if replies and not any(str(reply)[:1] == "5" for reply in replies):
         # Only 4xx answers (greylisting, a full queue): nothing was refused for good.
@@ -66,6 +76,10 @@ def decide(report: Any, arrivals: list[ArrivalView]) -> tuple[str, str | None]:
 
 def _is_2xx(reply: str | None) -> bool:
     return bool(reply) and str(reply)[:1] == "2"
+
+
+def _is_4xx(reply: str | None) -> bool:
+    return bool(reply) and str(reply)[:1] == "4"
 
 
 def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7.0) -> list[int]:

@@ -97,6 +97,11 @@ def test_every_form_has_its_own_token_in_its_recipient_local_part() -> None:
         assert "rt-" not in form.mail_from  # a bounce to the sender never looks like a test
 
 
+def test_direct_forms_are_those_plainly_addressed_to_the_collector() -> None:
+    direct = {_shape(form)[1] for form in battery(token_factory("1"), C, IP, S) if form.direct}
+    assert direct == {"<rt-T@C>", " rt-T@C", "<@[IP]:rt-T@C>", "<@[IP],@C:rt-T@C>", "<@S:rt-T@C>"}
+
+
 def test_ipv6_targets_use_the_ipv6_address_literal() -> None:
     forms = _by_name(battery(token_factory("1"), C, "2001:db8::25", None))
     assert forms["sender-ip-literal"].mail_from == "<relaytest@[IPv6:2001:db8::25]>"

@@ -197,6 +197,31 @@ def test_only_temporary_failures_are_untestable() -> None:
     assert decide(mixed, [])[0] == "closed"
 
 
+def test_a_temporary_answer_to_the_collectors_domain_is_no_refusal() -> None:
+    # An open relay that greylists: 450 for recipients in the collector's domain, while odd
+    # local-looking forms get a syntax error. Not closed: it may relay on the next try.
+    greylisting = _report("refused", ("percent", "501 5.1.3 bad syntax", False))
+    greylisting.forms.append(
+        FormResult(
+            EnvelopeForm("null-sender", "<>", "<rt-x@relaytest.example>", direct=True),
+            "tokd",
+            mail_reply="250 ok",
+            rcpt_reply="450 4.7.1 Greylisted",
+        )
+    )
+    verdict, reason = decide(greylisting, [])
+    assert verdict == "untestable"
+    assert reason is not None and "null-sender" in reason and "not a refusal" in reason
+    # Refused for good, the same host is closed (a 4xx on a local-looking form is its own
+    # greylisting of a local recipient, which a closed server may well do).
+    greylisting.forms[-1].rcpt_reply = "554 5.7.1 Relay access denied"
+    greylisting.forms.append(
+        FormResult(EnvelopeForm("percent-ip", "<>", "<rt-y%relaytest.example@[192.0.2.1]>"), "t")
+    )
+    greylisting.forms[-1].rcpt_reply = "450 4.7.1 Greylisted"
+    assert decide(greylisting, [])[0] == "closed"
+
+
 def test_late_arrivals_confirm_a_suspicious_test(engine: Engine, lab: Settings) -> None:
     from dnsbl.collector import Arrival
     from dnsbl.jobs import claim

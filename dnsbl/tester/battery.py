@@ -24,11 +24,18 @@ SENDER = "relaytest"
 
 @dataclass(frozen=True)
 class EnvelopeForm:
-    """One relay attempt: a name, and the exact text after `MAIL FROM:` and `RCPT TO:`."""
+    """One relay attempt: a name, and the exact text after `MAIL FROM:` and `RCPT TO:`.
+
+    `direct`: the recipient's domain is the collector's, plainly. A closed server refuses such
+    a recipient outright (it is not one of its own domains), so a temporary answer to it —
+    greylisting — is no refusal. A recipient that looks local to the host (`t%C@[IP]`,
+    `"t@C"`, `C!t`) may meet a closed server's local checks, greylisting among them.
+    """
 
     name: str
     mail_from: str
     rcpt_to: str
+    direct: bool = False
 
 
 def _literal(ip: str) -> str:
@@ -95,6 +102,11 @@ def battery(
     Forms that need the banner's host name are left out when `banner_name` is None.
     """
     return [
-        EnvelopeForm(name, mail_from, template.replace(_T, local_part(token_for(name))))
+        EnvelopeForm(
+            name,
+            mail_from,
+            template.replace(_T, local_part(token_for(name))),
+            direct=template.strip().strip("<>").rpartition("@")[2] == collector_domain,
+        )
         for name, mail_from, template in _forms(collector_domain, target_ip, banner_name)
     ]
