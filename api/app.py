@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
-from api import problems
+from api import docs_page, problems
 from api.body_limit import BodyLimitMiddleware
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
 from api.schemas.common import TEXT_PATTERN, Input
@@ -69,7 +69,7 @@ def create_app(
         title="dnsbl",
         version="1",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by api.docs_page, without a CDN
         redoc_url=None,
         dependencies=[Depends(refuse_unknown_query_parameters)],
     )
@@ -80,6 +80,7 @@ def create_app(
     app.state.dns_counts = dns_counts
     app.state.dns_ready = dns_ready
     problems.install(app)
+    docs_page.install(app)
     app.state.routes = []
     for name in _ROUTE_MODULES:
         router = importlib.import_module(name).router

@@ -74,6 +74,16 @@ def test_unknown_query_parameters_are_refused_on_the_api_only(
     assert "NUL" in assert_problem(body, 422, "validation")["detail"]
 
 
+def test_docs_are_served_with_their_assets_from_here(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/openapi.json" in page.text
+    assert "cdn" not in page.text.lower()
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+
+
 def test_oversized_body_by_content_length(client: TestClient) -> None:
     big = {"address": "192.0.2.1", "note": "x" * 5000}  # the test settings allow 4096 bytes
     body = assert_problem(client.post("/v1/nominations", json=big), 413, "too-large")

@@ -166,3 +166,15 @@ def test_lookup_delist_and_see_the_outcome(
     browser.navigate(f"{server_url}/lookup/{ADDRESS}")
     assert "Not listed" in browser.text()
     browser.screenshot(ARTIFACTS / "lookup-delisted.png")
+
+
+def test_the_api_documentation_renders_without_internet_access(
+    browser: Browser, server_url: str
+) -> None:
+    # The machine has no route to a CDN: Swagger UI's assets must come from the server.
+    browser.navigate(f"{server_url}/docs")
+    text = browser.wait_for_text("/v1/nominations", timeout=20)
+    assert "/v1/lookup/{addr}" in text and "/v1/admin/listings" in text
+    operations = browser.evaluate("document.querySelectorAll('.opblock').length")
+    assert operations >= 20
+    browser.screenshot(ARTIFACTS / "api-docs.png")
