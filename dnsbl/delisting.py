@@ -10,7 +10,6 @@ request is `delisted` if the address left the list (the test's evidence says why
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -129,9 +128,8 @@ def _check_limit(engine: Engine, who: object, limit: int, window: timedelta, nam
             )
         ).one()
     if count >= limit:
-        retry = aware(oldest) + window - utcnow()
-        raise RateLimited(
-            max(1, math.ceil(retry.total_seconds())),
+        raise RateLimited.until(
+            aware(oldest) + window,
             f"{count} delist requests for {name} in {window.total_seconds():g} s (limit {limit})",
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
 
 class DnsblError(Exception):
     """dnsbl failed."""
@@ -44,6 +47,13 @@ class RateLimited(DnsblError):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(detail or f"too many requests; retry after {retry_after} s")
         self.retry_after = retry_after
+
+    @classmethod
+    def until(cls, moment: datetime, detail: str) -> RateLimited:
+        """Refused until `moment` (timezone-aware): when the oldest request counted against
+        the limit leaves its window."""
+        seconds = (moment - datetime.now(UTC)).total_seconds()
+        return cls(max(1, math.ceil(seconds)), detail)
 
 
 class ConfirmationRequired(DnsblError):

@@ -10,7 +10,6 @@ queued as a test job. The worker settles it when the test has a verdict.
 from __future__ import annotations
 
 import ipaddress
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -91,9 +90,8 @@ def _check_limit(engine: Engine, settings: Settings, submitter: str) -> None:
             )
         ).one()
     if count >= limit:
-        raise _limited(
-            oldest,
-            window,
+        raise RateLimited.until(
+            aware(oldest) + window,
             f"{submitter} nominated {count} hosts in {window.total_seconds():g} s (limit {limit})",
         )
 
@@ -118,9 +116,8 @@ def _check_capacity(engine: Engine, settings: Settings, address: str) -> None:
             select(func.count(), func.min(Nomination.created_at)).where(*recent)
         ).one()
         if total >= tester.nominations_per_window:
-            raise _limited(
-                oldest,
-                window,
+            raise RateLimited.until(
+                aware(oldest) + window,
                 f"{total} hosts were nominated in {window.total_seconds():g} s "
                 f"(limit {tester.nominations_per_window}, from everyone)",
             )
@@ -131,18 +128,11 @@ def _check_capacity(engine: Engine, settings: Settings, address: str) -> None:
         ).all()
     near = [row.created_at for row in rows if ipaddress.ip_address(row.address) in network]
     if len(near) >= tester.nominations_per_network:
-        raise _limited(
-            min(near),
-            window,
+        raise RateLimited.until(
+            aware(min(near)) + window,
             f"{len(near)} hosts of {network} were nominated in "
             f"{window.total_seconds():g} s (limit {tester.nominations_per_network})",
         )
-
-
-def _limited(oldest: datetime, window: timedelta, detail: str) -> RateLimited:
-    """The refusal of a limit per `window`, to retry when its oldest request leaves it."""
-    retry = aware(oldest) + window - utcnow()
-    return RateLimited(max(1, math.ceil(retry.total_seconds())), detail)
 
 
 def _insert(
