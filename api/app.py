@@ -23,7 +23,7 @@ from api.query_names import API_PREFIX, refuse_unknown_query_parameters
 from api.schemas.common import TEXT_PATTERN, Input
 from dnsbl.config import Settings
 from dnsbl.db import make_engine
-from dnsbl.store import ListingStore
+from dnsbl.listings.store import ListingStore
 
 # The routers, in the order /docs lists them: public first, then admin, then operations.
 _ROUTE_MODULES = (
@@ -39,8 +39,8 @@ _ROUTE_MODULES = (
     "api.routes.zones",
     "api.routes.keys",
     "api.routes.health",
-    "api.pages",
-    "api.nomination_pages",
+    "api.pages.lookup",
+    "api.pages.nominations",
 )
 
 DESCRIPTION = """\

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dnsbl.config import Settings
-from dnsbl.store import ListingStore
+from dnsbl.listings.store import ListingStore
 
 
 def get_settings(request: Request) -> Settings:

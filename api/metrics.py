@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from dnsbl.listings.store import active_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.store import active_clause
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _optional(fetch: Callable[[], Mapping[str, int]], what: str) -> Mapping[str,
 
 
 def _queue(engine: Engine) -> Mapping[str, int]:
-    from dnsbl import jobs
+    from dnsbl.relay import jobs
 
     return jobs.queue_summary(engine)
 
@@ -90,13 +90,13 @@ def _grouped(engine: Engine, column: Any) -> Mapping[str, int]:
 
 
 def _tests(engine: Engine) -> Mapping[str, int]:
-    from dnsbl.models.testing import RelayTest
+    from dnsbl.models.relay import RelayTest
 
     return _grouped(engine, RelayTest.verdict)
 
 
 def _delists(engine: Engine) -> Mapping[str, int]:
-    from dnsbl.models.testing import DelistRequest
+    from dnsbl.models.relay import DelistRequest
 
     return _grouped(engine, DelistRequest.status)
 

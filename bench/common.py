@@ -58,7 +58,7 @@ def fill_store(config: Path, addresses: list[int]) -> float:
     """Migrate and load `addresses` as /32 listings through the store; returns seconds taken."""
     from dnsbl.config import load_settings
     from dnsbl.db import make_engine, upgrade
-    from dnsbl.store import Entry, ListingStore
+    from dnsbl.listings.store import Entry, ListingStore
 
     settings = load_settings(config)
     upgrade(settings.database_url)

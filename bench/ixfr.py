@@ -20,8 +20,8 @@ from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.transfer import axfr_messages, changed_since, ixfr_messages
 from dnsbl.dns.zones import ZoneTable
-from dnsbl.index import Value, ZoneIndex
-from dnsbl.zone_records import zone_records
+from dnsbl.index.records import zone_records
+from dnsbl.index.zone_index import Value, ZoneIndex
 
 
 def main() -> None:

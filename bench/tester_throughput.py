@@ -49,7 +49,7 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
     import aiosmtplib
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-    from dnsbl.tester.tokens import find_token
+    from dnsbl.relay.tester.tokens import find_token
 
     class Handler:
         def __init__(self, address: str, kind: str) -> None:
@@ -151,8 +151,8 @@ def _database(base: str | None, directory: Path) -> Iterator[str]:
 async def _run(args: argparse.Namespace, url: str, port: int, collector_port: int) -> int:
     from dnsbl.config import load_settings
     from dnsbl.db import make_engine
-    from dnsbl.nominations import get_nomination, submit_nomination
-    from dnsbl.worker import run_worker
+    from dnsbl.relay.nominations import get_nomination, submit_nomination
+    from dnsbl.relay.worker import run_worker
 
     settings = load_settings(
         None,
@@ -233,7 +233,7 @@ async def _run(args: argparse.Namespace, url: str, port: int, collector_port: in
 def _settled(engine: Any) -> int:
     from sqlalchemy import func, select
 
-    from dnsbl.models.testing import Nomination
+    from dnsbl.models.relay import Nomination
 
     with engine.connect() as conn:
         return int(conn.scalar(select(func.count()).where(Nomination.status == "done")) or 0)

@@ -132,7 +132,7 @@ class DnsSettings(_Section):
     notify: list[str] = []
     sync_interval: float = Field(0.25, gt=0, le=60)
     max_udp_payload: int = Field(1232, ge=512, le=65535)
-    # `dnsbl dns` forks this many answering processes on the same sockets (dnsbl.dns_group)
+    # `dnsbl dns` forks this many answering processes on the same sockets (dnsbl.node.group)
     processes: int = Field(1, ge=1, le=64)
 
     @field_validator("listen", "notify")

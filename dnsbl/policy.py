@@ -1,6 +1,6 @@
 """Never-test and never-list networks: the admin-managed policy, stored in the database.
 
-The tester's own rule (`dnsbl.tester.policy.is_testable`: testable networks from the
+The tester's own rule (`dnsbl.relay.tester.reach.is_testable`: testable networks from the
 configuration, minus its `never_test`) decides what may be probed at all; these rows add the
 networks an admin has taken out since. A never-list network is also never tested: a test whose
 result could not be published has no reason to run (RFC 6471 §3.6).
@@ -19,8 +19,8 @@ from dnsbl.config import TesterSettings
 from dnsbl.db import writer
 from dnsbl.errors import DnsblError
 from dnsbl.models import utcnow
-from dnsbl.models.testing import PolicyNetwork
-from dnsbl.tester.policy import is_testable
+from dnsbl.models.relay import PolicyNetwork
+from dnsbl.relay.tester.reach import is_testable
 from dnsbl.timestamps import aware
 
 KINDS = ("never-test", "never-list")

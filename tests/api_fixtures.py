@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from api import create_app
-from dnsbl import relay_tests
 from dnsbl.addresses import parse_network
 from dnsbl.apikeys import create_key
 from dnsbl.config import Settings, load_settings
-from dnsbl.store import Entry, ListingStore
-from dnsbl.tester.probe import ProbeReport
-from dnsbl.verdicts import CONFIRMED
+from dnsbl.listings.store import Entry, ListingStore
+from dnsbl.relay import evidence as relay_tests
+from dnsbl.relay.tester.probe import ProbeReport
+from dnsbl.relay.verdicts import CONFIRMED
 from tests.conftest import ZONE, zone_config
 
 __all__ = [

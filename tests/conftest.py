@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from dnsbl.config import Settings, load_settings
 from dnsbl.db import make_engine, normalise_url, upgrade
-from dnsbl.store import ListingStore
+from dnsbl.listings.store import ListingStore
 
 PG_URL = os.environ.get("DNSBL_TEST_DATABASE_URL")
 REQUIRE_E2E = os.environ.get("DNSBL_REQUIRE_E2E") == "1"

@@ -15,7 +15,7 @@ import dns.rdatatype
 
 from dnsbl.config import DnsSettings, ZoneSettings
 from dnsbl.dns.server import DnsServer
-from dnsbl.index import ZoneIndex
+from dnsbl.index.zone_index import ZoneIndex
 
 ZONE = "bl.example.org"
 TXT = "Listed: see https://bl.example.org/lookup/$"

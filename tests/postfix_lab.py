@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from dnsbl.collector import Arrival, Collector
 from dnsbl.config import TesterSettings
+from dnsbl.relay.collector import Arrival, Collector
 from tests.conftest import need, need_program
 
 OPEN_ADDRESS = "127.0.0.10"

@@ -23,9 +23,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine
 
 from dnsbl.config import Settings, load_settings
-from dnsbl.nominations import get_nomination
-from dnsbl.tester.tokens import find_token
-from dnsbl.worker import run_worker
+from dnsbl.relay.nominations import get_nomination
+from dnsbl.relay.tester.tokens import find_token
+from dnsbl.relay.worker import run_worker
 from tests.conftest import zone_config
 from tests.smtp_fakes import free_port
 

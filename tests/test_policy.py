@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dnsbl.config import TesterSettings
-from dnsbl.tester.policy import NEVER_TEST, NOT_AN_ADDRESS, OUTSIDE, is_testable
+from dnsbl.relay.tester.reach import NEVER_TEST, NOT_AN_ADDRESS, OUTSIDE, is_testable
 
 PUBLIC = TesterSettings()
 LAB = TesterSettings(testable_networks=["127.0.0.0/8", "::1/128"], never_test=["127.0.0.99"])

@@ -17,9 +17,9 @@ from api.deps import ClientDep, EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.routes.nominations import contact_note
 from api.schemas.public import DelistRequestCreate, DelistRequestPublic
-from dnsbl import delisting, jobs
 from dnsbl.config import Settings
-from dnsbl.models.testing import DelistRequest
+from dnsbl.models.relay import DelistRequest
+from dnsbl.relay import delisting, jobs
 
 router = APIRouter(prefix="/v1/delist-requests", tags=["public"])
 

@@ -17,15 +17,15 @@ from sqlalchemy.orm import Session
 from api import audit
 from api.auth import AdminKey, OperatorKey, actor
 from api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
-from api.listing_queries import ListingFilter, find_listings, get_listing
 from api.problems import Problem, responses
 from api.schemas.common import ADDRESS_PATTERN, NETWORK_PATTERN, TEXT_PATTERN, Page
 from api.schemas.listings import ListingCreate, ListingEnd, ListingPublic
+from api.views.listings import ListingFilter, find_listings, get_listing
 from dnsbl.addresses import parse_address, parse_network
 from dnsbl.errors import AddressError, UnknownZoneError
+from dnsbl.listings.store import Entry
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
 from dnsbl.policy import refusal_to_list
-from dnsbl.store import Entry
 
 router = APIRouter(prefix="/v1/admin/listings", tags=["admin: listings"])
 

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from api.deps import EngineDep, SettingsDep
-from api.lookup import lookup
 from api.problems import responses
 from api.schemas.common import ADDRESS_SCHEMA
 from api.schemas.lookup import LookupPublic
+from api.views.lookup import lookup
 
 router = APIRouter(prefix="/v1/lookup", tags=["public"])
 

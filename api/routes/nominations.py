@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Response, status
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.schemas.public import NominationCreate, NominationPublic
-from dnsbl import nominations
 from dnsbl.config import Settings
-from dnsbl.nominations import NominationView
+from dnsbl.relay import nominations
+from dnsbl.relay.nominations import NominationView
 
 router = APIRouter(prefix="/v1/nominations", tags=["public"])
 

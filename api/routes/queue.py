@@ -10,7 +10,7 @@ from api.auth import OperatorKey
 from api.deps import EngineDep
 from api.problems import responses
 from api.schemas.admin import JobPublic, QueuePublic
-from dnsbl import jobs
+from dnsbl.relay import jobs
 
 router = APIRouter(prefix="/v1/admin/queue", tags=["admin: queue"])
 

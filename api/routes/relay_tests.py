@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from api.deps import EngineDep
 from api.problems import Problem, responses
 from api.schemas.public import RelayTestPublic
-from dnsbl import relay_tests
+from dnsbl.relay import evidence as relay_tests
 
 router = APIRouter(prefix="/v1/relay-tests", tags=["public"])
 

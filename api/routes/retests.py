@@ -10,11 +10,11 @@ from api.auth import OperatorKey, actor
 from api.deps import EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.schemas.admin import RetestAddressCreate, RetestCreate, RetestsScheduled
-from dnsbl import jobs
 from dnsbl.addresses import IPV4_BITS, IPV6_BITS, address_text
 from dnsbl.errors import PolicyRefused, UnknownZoneError
+from dnsbl.listings.store import active_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.store import active_clause
+from dnsbl.relay import jobs
 
 router = APIRouter(prefix="/v1/admin/retests", tags=["admin: retests"])
 

@@ -9,8 +9,8 @@ from api.auth import OperatorKey
 from api.deps import EngineDep, SettingsDep, StoreDep
 from api.problems import responses
 from api.schemas.admin import ZonePublic
+from dnsbl.listings.store import active_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.store import active_clause
 
 router = APIRouter(prefix="/v1/admin/zones", tags=["admin: zones"])
 

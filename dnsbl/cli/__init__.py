@@ -19,8 +19,8 @@ _COMMAND_MODULES = (
     "dnsbl.cli.run",
     "dnsbl.cli.database",
     "dnsbl.cli.listings",
-    "dnsbl.cli.transfer",
-    "dnsbl.cli.testing",
+    "dnsbl.cli.rbldnsd",
+    "dnsbl.cli.relay",
     "dnsbl.cli.admin",
 )
 

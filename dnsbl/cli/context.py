@@ -9,7 +9,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from dnsbl.config import Settings, load_settings
-from dnsbl.store import ListingStore
+from dnsbl.listings.store import ListingStore
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 from dnsbl.addresses import Network, parse_networks
 from dnsbl.cli.context import Context
 from dnsbl.errors import AddressError
+from dnsbl.listings.store import Entry, in_force
 from dnsbl.models import utcnow
-from dnsbl.store import Entry, in_force
 
 
 def register(subparsers: Any) -> None:

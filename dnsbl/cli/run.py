@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
 
 
 def _dns(context: Context, args: argparse.Namespace) -> int:
-    from dnsbl.dns_group import run_dns_group
-    from dnsbl.dns_node import run_dns_node
+    from dnsbl.node.group import run_dns_group
+    from dnsbl.node.node import run_dns_node
 
     context.store  # noqa: B018 -- make sure every configured zone has its row
     if context.settings.dns.processes > 1:
@@ -38,8 +38,8 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     from api.server import run_api
     from dnsbl.db import make_engine
     from dnsbl.dns.server import DnsServer
-    from dnsbl.dns_node import run_dns_node
-    from dnsbl.worker import run_worker
+    from dnsbl.node.node import run_dns_node
+    from dnsbl.relay.worker import run_worker
 
     if context.settings.dns.processes > 1:
         log.warning("dns.processes is for `dnsbl dns`: `dnsbl serve` answers DNS in one process")

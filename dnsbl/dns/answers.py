@@ -24,8 +24,8 @@ from dnsbl.dns import transfer
 from dnsbl.dns.query import Verdict, look_up
 from dnsbl.dns.tsig import TYPE_TSIG, TsigError, TsigKeys, with_record
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
-from dnsbl.index import ZoneIndex
-from dnsbl.txt_template import render_txt
+from dnsbl.index.txt_template import render_txt
+from dnsbl.index.zone_index import ZoneIndex
 
 log = logging.getLogger(__name__)
 

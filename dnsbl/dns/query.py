@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
-from dnsbl.index import Value, ZoneIndex
+from dnsbl.index.zone_index import Value, ZoneIndex
 
 # Strict forms only: "01" is a different DNS name from "1" and names nothing.
 OCTETS: dict[bytes, int] = {str(i).encode(): i for i in range(256)}

@@ -23,7 +23,7 @@ from dnsbl.dns.notify import Notifier
 from dnsbl.dns.tsig import TsigKeys
 from dnsbl.dns.wire import answer_fast
 from dnsbl.dns.zones import ZoneTable
-from dnsbl.index import ZoneIndex
+from dnsbl.index.zone_index import ZoneIndex
 
 log = logging.getLogger(__name__)
 

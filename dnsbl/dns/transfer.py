@@ -4,7 +4,7 @@ A full transfer is the SOA, the apex NS records, every data record, and the SOA 
 5936). An incremental one (IXFR, RFC 1995) is the new SOA, the secondary's SOA, the records to
 delete, the new SOA, the records to add, and the new SOA: one condensed difference, found by
 comparing the records under the top-level labels that the change log says changed (see
-`dnsbl.zone_records.records_under`). Either is split over as many TCP messages as it takes,
+`dnsbl.index.records.records_under`). Either is split over as many TCP messages as it takes,
 each at most 64 KiB. Owner names are compressed
 against the question (the zone apex, always at offset 12), so a record costs a few bytes more
 than its relative labels and data.
@@ -35,8 +35,8 @@ from dnsbl.dns.zones import (
     soa_rdata,
     txt_strings,
 )
-from dnsbl.index import ZoneIndex
-from dnsbl.zone_records import records_under, top_labels, zone_records
+from dnsbl.index.records import records_under, top_labels, zone_records
+from dnsbl.index.zone_index import ZoneIndex
 
 MESSAGE_LIMIT = 65535 - TSIG_ROOM  # a message may get a TSIG record appended
 _OPCODE_NOTIFY = 4

@@ -16,8 +16,8 @@ from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.query import NIBBLES, OCTETS
 from dnsbl.errors import UnknownZoneError
-from dnsbl.index import Value, ZoneIndex, with_test_value
-from dnsbl.txt_template import render_txt
+from dnsbl.index.txt_template import render_txt
+from dnsbl.index.zone_index import Value, ZoneIndex, with_test_value
 
 TYPE_A = 1
 TYPE_NS = 2

@@ -7,6 +7,6 @@ theirs here so that Alembic sees the whole schema.
 from dnsbl.models.api import ApiKey, AuditEntry  # noqa: F401 (registers the API tables)
 from dnsbl.models.base import Base, utcnow
 from dnsbl.models.listings import Change, Listing, ListingValue, Zone
-from dnsbl.models.testing import Job, Nomination, RelayTest  # noqa: F401 (relay testing)
+from dnsbl.models.relay import Job, Nomination, RelayTest  # noqa: F401 (relay testing)
 
 __all__ = ["Base", "Change", "Listing", "ListingValue", "Zone", "utcnow"]

@@ -1,0 +1,260 @@
+"""Bulk import: rbldnsd data files and plain address lists into a zone, in one transaction.
+
+The files are read as one rbldnsd dataset (`dnsbl.rbldnsd.data`, which documents the syntax
+and rbldnsd's semantics), the dataset is turned into CIDR entries that answer as rbldnsd
+answers, and those are written with one `ListingStore.add` call: either everything is
+imported or nothing is. A bad line is reported (`FILE:LINE: problem`) and skipped; a file that
+cannot be read or an unknown zone stops the import before anything is written.
+
+Values: every entry is stored with an explicit A code and TXT template, so that the zone
+answers what rbldnsd answers for the same file — an entry with no value and no default line
+answers 127.0.0.2 and no TXT, as in rbldnsd. With `zone_values`, such entries instead take
+the zone's code for the category and the zone's TXT template (for plain lists of addresses
+that should answer like the zone's own listings).
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import io
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from dnsbl.config import ZoneSettings
+from dnsbl.errors import ImportFormatError
+from dnsbl.listings.store import Entry, ListingStore, WriteResult
+from dnsbl.rbldnsd.data import DatasetType, DataValue, LineProblem, RbldnsdData
+from dnsbl.rbldnsd.ip4set import tie_category
+
+SOURCE = "import"
+_RBLDNSD_DEFAULT = DataValue("127.0.0.2", None)
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What an import read and wrote."""
+
+    files: int = 0
+    lines: int = 0
+    entries: int = 0
+    problems: list[LineProblem] = field(default_factory=list)
+    write: WriteResult | None = None
+
+
+class Progress:
+    """Progress on stderr: a bar on a terminal, a line every `every` lines otherwise."""
+
+    def __init__(self, total_bytes: int, stream: TextIO | None = None, every: int = 100_000):
+        self.stream = stream or sys.stderr
+        self.total = max(total_bytes, 1)
+        self.every = every
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+        self._next_line = every
+
+    def update(self, lines: int, done_bytes: int) -> None:
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last < 0.1:
+                return
+            self._last = now
+            fraction = min(done_bytes / self.total, 1.0)
+            bar = "#" * int(fraction * 30)
+            self.stream.write(f"\rreading [{bar:<30}] {fraction:4.0%} {lines:,} lines")
+            self.stream.flush()
+        elif lines >= self._next_line:
+            self._next_line += self.every
+            self.stream.write(f"read {lines:,} lines\n")
+            self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def open_data(path: Path) -> TextIO:
+    """Open a data file for reading (gzip-compressed ones too, as rbldnsd does)."""
+    try:
+        raw = path.open("rb")
+        magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
+        if magic == b"\x1f\x8b":
+            raw.close()
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
+    except OSError as exc:
+        raise ImportFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _counted(lines: Iterable[str], progress: Progress | None, done: list[int]) -> Iterator[str]:
+    """The lines, telling `progress` how far the reading is every few thousand lines."""
+    if progress is None:
+        yield from lines
+        return
+    count = 0
+    for line in lines:
+        count += 1
+        done[1] += len(line)
+        if not count & 4095:
+            progress.update(done[0] + count, done[1])
+        yield line
+    done[0] += count
+
+
+def import_files(
+    store: ListingStore,
+    zone: ZoneSettings,
+    paths: Sequence[Path],
+    *,
+    kind: DatasetType = DatasetType.AUTO,
+    kinds: Sequence[DatasetType | None] | None = None,
+    category: str = "imported",
+    replace: bool = False,
+    zone_values: bool = False,
+    actor: str = "import",
+    report: Callable[[LineProblem], None] | None = None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import `paths` (read as one rbldnsd dataset of type `kind`) into `zone`.
+
+    `kinds` may give a type for each path (None: `kind`), as rbldnsd's `zone:type:file`
+    arguments do; per address family the files must agree (see `dataset_kinds`). With
+    `replace`, the category's active listings that the files do not contain are ended in
+    the same transaction. Problems with lines are passed to `report` as they are found.
+    """
+    file_kinds = [each or kind for each in (kinds or [None] * len(paths))]
+    auto4, auto6 = dataset_kinds(file_kinds)
+    result = ImportResult(files=len(paths))
+    handles = [open_data(path) for path in paths]  # every file readable, or nothing happens
+    # Millions of small objects and no cycles among them: the collector's full passes over
+    # them would only cost time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _import(
+            store,
+            zone,
+            paths,
+            handles,
+            result,
+            file_kinds,
+            RbldnsdData(DatasetType.AUTO, auto4=auto4, auto6=auto6),
+            category,
+            replace,
+            zone_values,
+            actor,
+            report,
+            progress,
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _import(
+    store: ListingStore,
+    zone: ZoneSettings,
+    paths: Sequence[Path],
+    handles: list[TextIO],
+    result: ImportResult,
+    file_kinds: list[DatasetType],
+    data: RbldnsdData,
+    category: str,
+    replace: bool,
+    zone_values: bool,
+    actor: str,
+    report: Callable[[LineProblem], None] | None,
+    progress: Progress | None,
+) -> ImportResult:
+    done = [0, 0]
+    try:
+        for path, handle, kind in zip(paths, handles, file_kinds, strict=True):
+            with handle:
+                lines = _counted(handle, progress, done)
+                for problem in data.read(str(path), lines, kind):
+                    if report is not None:
+                        report(problem)
+    finally:
+        for handle in handles:
+            handle.close()
+    result.lines = data.lines
+    entries = _entries(data, category, zone_values)
+    # Problems found while resolving the dataset (ip4set ties) come after the reading.
+    for problem in data.problems:
+        if problem.line == 0 and report is not None:
+            report(problem)
+    result.problems = data.problems
+    result.entries = len(entries)
+    if progress is not None:
+        progress.message(f"read {result.lines:,} lines: {len(entries):,} entries; writing")
+    result.write = store.add(
+        zone.name,
+        entries,
+        actor=actor,
+        source=SOURCE,
+        replace_categories=_replaced(store, category) if replace else (),
+    )
+    return result
+
+
+_FAMILY_KINDS = {
+    4: (DatasetType.IP4SET, DatasetType.IP4TRIE),
+    6: (DatasetType.IP6TRIE, DatasetType.IP6TSET),
+}
+
+
+def dataset_kinds(kinds: Iterable[DatasetType]) -> tuple[DatasetType, DatasetType]:
+    """The IPv4 and IPv6 dataset types of an import whose files are of `kinds`.
+
+    One import is one dataset per family (one category, one answer per network), so files
+    of ip4set and ip4trie (or ip6trie and ip6tset) cannot be mixed in it: they would answer
+    differently, and rbldnsd would hold them as two datasets. `auto` files follow the type
+    the other files give their family, else ip4set and ip6trie.
+    """
+    found = set(kinds)
+    chosen = []
+    for family, default in ((4, DatasetType.IP4SET), (6, DatasetType.IP6TRIE)):
+        named = sorted(found & set(_FAMILY_KINDS[family]))
+        if len(named) > 1:
+            raise ImportFormatError(
+                f"{' and '.join(named)} files cannot be one import: rbldnsd reads them as two "
+                "datasets, which answer differently; import them one at a time, each with "
+                "its own --category"
+            )
+        chosen.append(named[0] if named else default)
+    return chosen[0], chosen[1]
+
+
+def _replaced(store: ListingStore, category: str) -> list[str]:
+    """The categories an import into `category` replaces: it and its tie categories."""
+    known = store.categories()
+    ranks = (name.rpartition("+")[2] for name in known)
+    ties = {tie_category(category, int(rank)) for rank in ranks if rank.isdigit()}
+    return [category, *sorted(ties & known)]
+
+
+def _entries(data: RbldnsdData, category: str, zone_values: bool) -> list[Entry]:
+    """Store entries for the dataset: explicit values (or the zone's, see `zone_values`)."""
+    entries: list[Entry] = []
+    groups = [(category, value, networks) for value, networks in data.groups()]
+    # after `groups`, which finds the ip4set units given several values
+    groups += [
+        (tie_category(category, rank), value, networks)
+        for rank, value, networks in data.tie_groups()
+    ]
+    for group_category, value, networks in groups:
+        if value is None:
+            entries += [Entry(network, group_category, True) for network in networks]
+            continue
+        code: str | None = value.code
+        txt: str | None = value.txt or ""
+        if zone_values and value == _RBLDNSD_DEFAULT:
+            code = txt = None
+        entries += [Entry(network, group_category, False, code, txt) for network in networks]
+    return entries

@@ -1,0 +1,222 @@
+"""rbldnsd's ip4set dataset: octet-level units, and the CIDR entries that answer as it does.
+
+ip4set cuts every entry into /32, /24, /16 and /8 *units*; a query takes the units of the
+longest of those four lengths that has any, and where several entries gave the same unit an
+exclusion wins, else all their distinct values are answered. `Ip4SetUnits` holds the units
+of a dataset as it is read and turns them back into entries for the zone index:
+
+- Each level's runs of one value (from one line: a listed address stays the network it was
+  written as) are merged into CIDRs no shorter than the level, so that the index's
+  longest-prefix match still prefers every higher level (`groups`).
+- A unit given several distinct values answers the first in the dataset's category; the
+  n-th goes to rank n (`tie_groups`, stored in the *tie category* `CATEGORY+n`), listed at
+  the unit and excluded at every more specific unit inside it, where ip4set answers the
+  more specific unit alone.
+
+The values themselves are opaque here (`V`, as read); `convert` turns them into what is
+stored (`C`), and equal stored values count as one.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import Generic, TypeVar
+
+from dnsbl.addresses import Network
+from dnsbl.rbldnsd.syntax import ip4set_units
+
+V = TypeVar("V")  # a value as read (None: an exclusion)
+C = TypeVar("C")  # a value as stored
+
+
+def tie_category(category: str, rank: int) -> str:
+    """The category that holds the `rank`-th values of ip4set units given several."""
+    suffix = f"+{rank}"
+    return category[: 64 - len(suffix)] + suffix
+
+
+class Ip4SetUnits(Generic[V]):
+    """The units of one ip4set dataset, keyed `level << 32 | first address` (level 0: /32,
+    1: /24, 2: /16, 3: /8)."""
+
+    def __init__(self) -> None:
+        # A value, None (an exclusion), or the list of everything given for the unit when
+        # several entries meet there. Public: the reader's fast path adds single addresses.
+        self.units: dict[int, V | list[V | None] | None] = {}
+        # The line (by count) that gave a unit, for units of ranges and CIDRs: only units of
+        # one line are merged back, so that a listed address stays the network it was written
+        # as (`dnsbl delist 192.0.2.3` finds it), however many neighbours it has.
+        self._origins: dict[int, int] = {}
+        self._ranges = 0
+        # Units given several distinct values: the values after the first, in order.
+        self._ties: dict[int, list[V]] = {}
+
+    def add(self, key: int, value: V | None) -> None:
+        """Give the unit `key` a value (or an exclusion)."""
+        units = self.units
+        if key not in units:
+            units[key] = value
+            return
+        held = units[key]
+        if isinstance(held, list):
+            held.append(value)
+        elif held != value:
+            units[key] = [held, value]
+
+    def add_range(self, first: int, last: int, value: V | None) -> None:
+        """An entry from `first` to `last` (an address, a CIDR or a range), cut into units."""
+        if first == last:
+            self.add(first, value)
+            return
+        self._ranges += 1
+        origin = self._ranges
+        for level, start, count in ip4set_units(first, last):
+            step = 1 << (8 * level)
+            for unit in range(start, start + count * step, step):
+                key = level << 32 | unit
+                self.add(key, value)
+                self._origins.setdefault(key, origin)
+
+    def groups(
+        self, convert: Callable[[V | None], C | None]
+    ) -> Iterator[tuple[C | None, list[Network]]]:
+        """The entries by value: single addresses as they are, units of ranges and CIDRs (and
+        units that several entries gave) merged back into CIDRs."""
+        origins = self._origins
+        singles: dict[int, tuple[V | None, list[int]]] = {}
+        rest: dict[int, V | list[V | None] | None] = {}
+        for key, held in self.units.items():
+            if isinstance(held, list) or (origins and key in origins):
+                rest[key] = held
+            else:
+                singles.setdefault(id(held), (held, []))[1].append(key)
+        for raw, keys in singles.values():
+            keys.sort()
+            yield convert(raw), [Network(4, key, 32) for key in keys]
+        merged: dict[int, tuple[C | None, list[Network]]] = {}
+        for network, value in self._merged(convert, rest):
+            merged.setdefault(id(value), (value, []))[1].append(network)
+        yield from merged.values()
+
+    def tie_groups(
+        self, convert: Callable[[V | None], C | None]
+    ) -> Iterator[tuple[int, C | None, list[Network]]]:
+        """The further values of units given several, as (rank, value, networks).
+
+        Rank n holds each tied unit's n-th distinct value (`groups` has the first), listed at
+        the unit, and an exclusion for every more specific unit inside it. Call after
+        `groups`, which finds the ties.
+        """
+        if not self._ties:
+            return
+        levels: list[list[int]] = [[], [], [], []]
+        for key in self.units:
+            levels[key >> 32].append(key & 0xFFFFFFFF)
+        for starts in levels:
+            starts.sort()
+        deepest = max(len(extras) for extras in self._ties.values()) + 1
+        for rank in range(2, deepest + 1):
+            ties = self._ties.items()
+            listed = {key: extras[rank - 2] for key, extras in ties if len(extras) > rank - 2}
+            by_value: dict[int, tuple[V, list[Network]]] = {}
+            for key, raw in sorted(listed.items()):
+                by_value.setdefault(id(raw), (raw, []))[1].append(_unit_network(key))
+            for raw, networks in by_value.values():
+                yield rank, convert(raw), networks
+            inside = {inner for key in listed for inner in _units_inside(key, levels)}
+            inside -= listed.keys()
+            if inside:
+                yield rank, None, [_unit_network(key) for key in sorted(inside)]
+
+    def _merged(
+        self,
+        convert: Callable[[V | None], C | None],
+        units: dict[int, V | list[V | None] | None],
+    ) -> Iterator[tuple[Network, C | None]]:
+        """`units`, each level's runs of one value (from one line) merged into CIDRs."""
+        origins = self._origins
+        run_level = -1
+        run_start = run_end = 0
+        run_value: V | None = None
+        run_origin: int | None = None
+        # Sorting the pairs, not the keys: looking a million keys up again in key order
+        # costs more than the sort (each probe lands somewhere else in memory).
+        for key, held in sorted(units.items(), key=itemgetter(0)):
+            level, unit = key >> 32, key & 0xFFFFFFFF
+            value = self._first_value(key, held, convert) if isinstance(held, list) else held
+            origin = origins.get(key) if origins else None
+            if (
+                unit == run_end + 1
+                and origin is not None
+                and origin == run_origin
+                and level == run_level
+                and (value is run_value or value == run_value)
+            ):
+                run_end = unit + (1 << (8 * level)) - 1
+                continue
+            if run_level >= 0:
+                if run_level == 0 and run_start == run_end:
+                    yield Network(4, run_start, 32), convert(run_value)
+                else:
+                    yield from _cidrs(run_start, run_end, run_level, convert(run_value))
+            run_level, run_start, run_value, run_origin = level, unit, value, origin
+            run_end = unit + (1 << (8 * level)) - 1
+        if run_level >= 0:
+            yield from _cidrs(run_start, run_end, run_level, convert(run_value))
+
+    def _first_value(
+        self, key: int, held: list[V | None], convert: Callable[[V | None], C | None]
+    ) -> V | None:
+        """The first value rbldnsd answers for a unit (an exclusion wins over any value); the
+        unit's other distinct values are kept for `tie_groups`."""
+        if None in held:
+            return None
+        first = held[0]
+        assert first is not None
+        seen = {convert(first)}
+        extras: list[V] = []
+        for raw in held[1:]:
+            value = convert(raw)
+            if raw is not None and value not in seen:
+                seen.add(value)
+                extras.append(raw)
+        if extras:
+            self._ties[key] = extras
+        return first
+
+
+def _unit_network(key: int) -> Network:
+    """The network of a unit key (level << 32 | first address)."""
+    return Network(4, key & 0xFFFFFFFF, 32 - 8 * (key >> 32))
+
+
+def _units_inside(key: int, levels: list[list[int]]) -> Iterator[int]:
+    """The keys of the units more specific than `key` inside it (`levels`: sorted starts)."""
+    level, first = key >> 32, key & 0xFFFFFFFF
+    last = first + (1 << (8 * level)) - 1
+    for inner in range(level):
+        starts = levels[inner]
+        for i in range(bisect_left(starts, first), bisect_right(starts, last)):
+            yield inner << 32 | starts[i]
+
+
+def _cidrs(first: int, last: int, level: int, value: C) -> Iterator[tuple[Network, C]]:
+    """Units [first, last] of one level as aligned CIDRs no shorter than the level.
+
+    Runs are kept within the level's band of prefix lengths (/25-/32 for /32 units, ...,
+    /0-/8 for /8 units) so that the longest-prefix match still prefers every higher level.
+    """
+    unit = 1 << (8 * level)
+    if last - first + 1 == unit:
+        yield Network(4, first, 32 - 8 * level), value
+        return
+    largest = 1 << 32 if level == 3 else unit << 7
+    while first <= last:
+        size = first & -first if first else 1 << 32
+        size = min(size, largest)
+        while first + size - 1 > last:
+            size >>= 1
+        yield Network(4, first, 33 - size.bit_length()), value
+        first += size

@@ -1,0 +1,183 @@
+"""The collector: an SMTP sink for the collector domain that records the test messages arriving.
+
+A relay test proves a host open only when its message arrives here. The collector accepts mail
+for the collector domain alone (anything else gets 550: it never relays), takes the token from
+the recipient's local part (`rt-<token>`), and reports one `Arrival` per message with the IP
+that delivered it, which is the relay's output (the tested host, or a later stage of a
+multi-stage relay). Mail to the domain without a token (bounces to the test sender) is accepted
+and dropped: a bounce proves nothing.
+
+Protocol and lifecycle are aiosmtpd's: `start()` runs the server on its own thread, `stop()`
+ends it; `on_arrival` is called on that thread. When it returns a future (the arrival recorder
+does: done once the arrival is in the database), the collector answers only when that is done,
+so a 250 means the evidence is kept. A failing callback, a failed write or one slower than
+`RECORD_TIMEOUT` answers 451: the sending relay keeps the message and tries again. A bad
+session never takes the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from dnsbl.config import TesterSettings, parse_endpoint
+from dnsbl.errors import DnsblError
+from dnsbl.relay.tester.message import TOKEN_HEADER
+from dnsbl.relay.tester.tokens import find_token
+
+log = logging.getLogger(__name__)
+
+_MAX_RECIPIENTS = 10
+RECORD_TIMEOUT = 30.0  # seconds to wait for an arrival's write before answering 451
+
+OnArrival = Callable[["Arrival"], "Future[None] | None"]
+
+
+class CollectorError(DnsblError):
+    """The collector cannot run."""
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A test message that reached the collector: its token and who delivered it."""
+
+    token: str
+    delivered_by: str
+    mail_from: str
+    rcpt_tos: list[str]
+    received_at: datetime
+    headers: str
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().rstrip(".").lower()
+
+
+class _Handler:
+    """The collector's policy: which recipients to take, and what an arriving message means."""
+
+    def __init__(self, domain: str, on_arrival: OnArrival) -> None:
+        self.domain = domain
+        self.on_arrival = on_arrival
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if _domain_of(address) != self.domain:
+            return "550 5.7.1 Relaying denied: this host accepts mail for its own domain only"
+        if len(envelope.rcpt_tos) >= _MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        token = next((t for t in map(find_token, envelope.rcpt_tos) if t is not None), None)
+        if token is None:
+            log.info("collector: message from %s without a test token dropped", peer)
+            return "250 2.0.0 OK (no test token; dropped)"
+        content = envelope.original_content or b""
+        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+        header_token = headers.get(TOKEN_HEADER)
+        if header_token is not None and header_token.strip().lower() != token:
+            log.info("collector: %s sent token %s with header token %s", peer, token, header_token)
+        head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        arrival = Arrival(
+            token=token,
+            delivered_by=peer,
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            received_at=datetime.now(UTC),
+            headers=head.decode("utf-8", errors="replace").replace("\r\n", "\n"),
+        )
+        try:
+            written = self.on_arrival(arrival)
+            if written is not None:
+                # shielded: giving up on the wait must not cancel the write itself
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(written)), RECORD_TIMEOUT)
+        except Exception:
+            log.exception("collector: recording token %s from %s failed", token, peer)
+            return "451 4.3.0 Could not record the message; try again later"
+        log.info("collector: token %s delivered by %s", token, peer)
+        return "250 2.0.0 OK: test message recorded"
+
+
+class _Controller(Controller):
+    """aiosmtpd's threaded controller, able to listen on port 0 (a free port)."""
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and isinstance(self.server, asyncio.Server):
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class Collector:
+    """The SMTP sink for `settings.collector_domain`, listening on `settings.collector_listen`."""
+
+    def __init__(self, settings: TesterSettings, on_arrival: OnArrival) -> None:
+        host, port = parse_endpoint(settings.collector_listen, 25)
+        self._handler = _Handler(settings.collector_domain, on_arrival)
+        kwargs: dict[str, Any] = {
+            "hostname": host,
+            "port": port,
+            "data_size_limit": settings.max_message_size,
+            "server_hostname": settings.collector_domain,
+            "ident": "dnsbl relay-test collector",
+        }
+        self._controller = _Controller(self._handler, **kwargs)
+        self._running = False
+
+    def start(self) -> None:
+        """Start listening (on a thread of its own). Raises `CollectorError` if it cannot."""
+        host, port = self.endpoint
+        # aiosmtpd reports a failed bind only after its ready timeout; find out at once
+        try:
+            with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        except OSError as exc:
+            raise CollectorError(
+                f"the collector cannot listen on {host} port {port}: {exc.strerror or exc}"
+            ) from None
+        self._controller.start()
+        self._running = True
+        log.info("collector listening on %s port %s", *self.endpoint)
+
+    def stop(self) -> None:
+        """Stop listening and end the thread."""
+        if self._running:
+            self._controller.stop()
+            self._running = False
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """(host, port) the collector listens on; the real port once started on port 0."""
+        return self._controller.hostname, self._controller.port
+
+    def __enter__(self) -> Collector:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

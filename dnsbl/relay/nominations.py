@@ -1,0 +1,270 @@
+"""Nominations: anyone asks for a host to be tested; policy and limits decide whether it is.
+
+A nomination is validated (one IP address), held to a per-submitter limit, checked against
+policy (a refusal is recorded with its reason, then raised), deduplicated (a host already
+queued or under test, or tested within `tester.min_test_interval`, answers with the existing
+record), held to the limits on new tests whoever asks (per /24 or /48, and in all), and
+queued as a test job. The worker settles it when the test has a verdict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from dnsbl.addresses import parse_address
+from dnsbl.config import Settings
+from dnsbl.db import writer
+from dnsbl.errors import PolicyRefused, RateLimited
+from dnsbl.models import utcnow
+from dnsbl.models.relay import Job, Nomination, RelayTest
+from dnsbl.policy import refusal_to_test
+from dnsbl.relay.jobs import enqueue, next_allowed_test, queue_position
+from dnsbl.timestamps import aware, maybe_aware
+
+
+@dataclass(frozen=True, slots=True)
+class NominationView:
+    """A nomination as its submitter sees it.
+
+    `status`: queued, testing, done or refused; `verdict` once done (confirmed, suspicious,
+    closed or untestable); `queue_position` while queued (1 = next).
+    """
+
+    id: int
+    address: str
+    submitter: str
+    note: str | None
+    status: str
+    queue_position: int | None
+    verdict: str | None
+    test_id: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    refusal_reason: str | None
+
+
+def submit_nomination(
+    engine: Engine, settings: Settings, address: str, submitter: str, note: str | None = None
+) -> NominationView:
+    """Nominate `address` for a relay test.
+
+    Raises `AddressError` (not one IP address), `RateLimited` (the submitter's limit) and
+    `PolicyRefused` (policy forbids the test; the refusal is recorded first).
+    """
+    text = str(parse_address(address))
+    _check_limit(engine, settings, submitter)
+    refusal = refusal_to_test(engine, settings.tester, text)
+    if refusal is not None:
+        _insert(engine, text, submitter, note, status="refused", refusal_reason=refusal)
+        raise PolicyRefused(f"{text}: {refusal}")
+    existing = _existing(engine, settings, text)
+    if existing is not None:
+        return existing
+    _check_capacity(engine, settings, text)
+    job = enqueue(
+        engine,
+        "test",
+        text,
+        actor=f"nomination:{submitter}",
+        run_after=next_allowed_test(engine, settings, text),
+    )
+    nomination_id = _insert(engine, text, submitter, note, status="queued", job_id=job.id)
+    view = get_nomination(engine, nomination_id)
+    assert view is not None
+    return view
+
+
+def _check_limit(engine: Engine, settings: Settings, submitter: str) -> None:
+    limit = settings.tester.nominations_per_submitter
+    window = timedelta(seconds=settings.tester.nomination_window)
+    since = utcnow() - window
+    with engine.connect() as conn:
+        count, oldest = conn.execute(
+            select(func.count(), func.min(Nomination.created_at)).where(
+                Nomination.submitter == submitter, Nomination.created_at > since
+            )
+        ).one()
+    if count >= limit:
+        raise RateLimited.until(
+            aware(oldest) + window,
+            f"{submitter} nominated {count} hosts in {window.total_seconds():g} s (limit {limit})",
+        )
+
+
+def _check_capacity(engine: Engine, settings: Settings, address: str) -> None:
+    """The limits on new tests whoever asks: per target network (a /24, a /48) and in all.
+
+    A submitter's own limit does not stop many submitters (or one with many addresses) from
+    aiming the tester at one network; these do. Refused nominations do not count: they
+    probe nothing.
+    """
+    tester = settings.tester
+    window = timedelta(seconds=tester.nomination_window)
+    since = utcnow() - window
+    ipv6 = ":" in address
+    network = ipaddress.ip_network(f"{address}/{48 if ipv6 else 24}", strict=False)
+    # IPv4 text shares its /24's prefix; IPv6 text need not (zeros compress): filter here.
+    similar = "%:%" if ipv6 else address.rsplit(".", 1)[0] + ".%"
+    recent = (Nomination.created_at > since, Nomination.status != "refused")
+    with engine.connect() as conn:
+        total, oldest = conn.execute(
+            select(func.count(), func.min(Nomination.created_at)).where(*recent)
+        ).one()
+        if total >= tester.nominations_per_window:
+            raise RateLimited.until(
+                aware(oldest) + window,
+                f"{total} hosts were nominated in {window.total_seconds():g} s "
+                f"(limit {tester.nominations_per_window}, from everyone)",
+            )
+        rows = conn.execute(
+            select(Nomination.address, Nomination.created_at).where(
+                *recent, Nomination.address.like(similar)
+            )
+        ).all()
+    near = [row.created_at for row in rows if ipaddress.ip_address(row.address) in network]
+    if len(near) >= tester.nominations_per_network:
+        raise RateLimited.until(
+            aware(min(near)) + window,
+            f"{len(near)} hosts of {network} were nominated in "
+            f"{window.total_seconds():g} s (limit {tester.nominations_per_network})",
+        )
+
+
+def _insert(
+    engine: Engine,
+    address: str,
+    submitter: str,
+    note: str | None,
+    *,
+    status: str,
+    job_id: int | None = None,
+    refusal_reason: str | None = None,
+    test_id: int | None = None,
+    verdict: str | None = None,
+    finished_at: datetime | None = None,
+) -> int:
+    now = utcnow()
+    with writer(engine).begin() as conn:
+        return int(
+            conn.execute(
+                insert(Nomination)
+                .values(
+                    address=address,
+                    submitter=submitter[:128],
+                    note=note,
+                    status=status,
+                    refusal_reason=refusal_reason,
+                    job_id=job_id,
+                    test_id=test_id,
+                    verdict=verdict,
+                    created_at=now,
+                    finished_at=finished_at or (now if status == "refused" else None),
+                )
+                .returning(Nomination.id)
+            ).scalar_one()
+        )
+
+
+def _existing(engine: Engine, settings: Settings, address: str) -> NominationView | None:
+    """The record a new nomination of `address` would duplicate, if there is one."""
+    since = utcnow() - timedelta(seconds=settings.tester.min_test_interval)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Nomination.id)
+            .outerjoin(Job, Job.id == Nomination.job_id)
+            .where(
+                Nomination.address == address,
+                or_(
+                    Job.status.in_(("waiting", "running")),
+                    (Nomination.status == "done") & (Nomination.finished_at > since),
+                ),
+            )
+            .order_by(Nomination.id.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            return get_nomination(engine, row.id)
+        # Tested recently for another reason (a retest, a delist request): answer with it.
+        test = conn.execute(
+            select(RelayTest.id, RelayTest.verdict, RelayTest.finished_at)
+            .where(
+                RelayTest.address == address,
+                RelayTest.verdict.is_not(None),
+                RelayTest.started_at > since,
+            )
+            .order_by(RelayTest.id.desc())
+            .limit(1)
+        ).first()
+    if test is None:
+        return None
+    nomination_id = _insert(
+        engine,
+        address,
+        "(earlier test)",
+        None,
+        status="done",
+        test_id=test.id,
+        verdict=test.verdict,
+        finished_at=test.finished_at,
+    )
+    return get_nomination(engine, nomination_id)
+
+
+def get_nomination(engine: Engine, nomination_id: int) -> NominationView | None:
+    """A nomination and where it stands, or None."""
+    with Session(engine) as session:
+        row = session.execute(
+            select(Nomination, Job.status.label("job_status"))
+            .outerjoin(Job, Job.id == Nomination.job_id)
+            .where(Nomination.id == nomination_id)
+        ).first()
+    if row is None:
+        return None
+    nomination: Nomination = row[0]
+    status, verdict = nomination.status, nomination.verdict
+    if status == "queued" and row.job_status == "running":
+        status = "testing"
+    elif status == "queued" and row.job_status == "failed":
+        status, verdict = "done", "untestable"
+    position = None
+    if status == "queued" and nomination.job_id is not None:
+        position = queue_position(engine, nomination.job_id)
+    return NominationView(
+        id=nomination.id,
+        address=nomination.address,
+        submitter=nomination.submitter,
+        note=nomination.note,
+        status=status,
+        queue_position=position,
+        verdict=verdict,
+        test_id=nomination.test_id,
+        created_at=aware(nomination.created_at),
+        finished_at=maybe_aware(nomination.finished_at),
+        refusal_reason=nomination.refusal_reason,
+    )
+
+
+def settle_nominations(
+    engine: Engine, job_id: int, *, test_id: int | None, verdict: str, refusal: str | None = None
+) -> int:
+    """Give the nominations answered by a job their outcome; returns how many there were.
+
+    With `refusal`, the job was refused by policy when it came to run.
+    """
+    values: dict[str, object] = {"finished_at": utcnow()}
+    if refusal is not None:
+        values.update(status="refused", refusal_reason=refusal)
+    else:
+        values.update(status="done", test_id=test_id, verdict=verdict)
+    with writer(engine).begin() as conn:
+        done = conn.execute(
+            update(Nomination)
+            .where(Nomination.job_id == job_id, Nomination.status == "queued")
+            .values(**values)
+        )
+    return int(done.rowcount)

@@ -1,0 +1,414 @@
+"""The worker: claims jobs and runs them, many relay tests at once on one asyncio loop.
+
+Each claimed job runs as a task under a lease that a heartbeat renews; `tester.concurrency`
+bounds how many run at once. A test job opens a relay-test record, probes the host, stores the
+evidence, waits up to `tester.wait_window` for its tokens to reach the collector (watching the
+database, where the collector of any worker writes arrivals), decides the verdict, makes the
+list agree, and answers the nominations and delist requests that asked for it. A sweep job ends
+expired listings. Between claims the worker queues the periodic work: retests of listed relays
+every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`; and it
+confirms suspicious tests whose messages arrived after their wait window.
+
+One failing job never stops the worker: it is recorded on the job (retried later, failed after
+`tester.max_attempts`) and the loop goes on. Stopping releases the jobs in hand for others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+
+from dnsbl.config import Settings, TesterSettings
+from dnsbl.listings.store import ListingStore
+from dnsbl.models import utcnow
+from dnsbl.policy import refusal_to_test
+from dnsbl.relay.delisting import settle_delist_requests
+from dnsbl.relay.evidence import (
+    ArrivalView,
+    accepted_tokens,
+    arrivals_for,
+    close_unfinished,
+    record_probe,
+    set_verdict,
+    start_test,
+)
+from dnsbl.relay.jobs import (
+    JobView,
+    claim,
+    ensure_sweep,
+    fail,
+    finish,
+    next_allowed_test,
+    postpone,
+    renew_lease,
+)
+from dnsbl.relay.nominations import settle_nominations
+from dnsbl.relay.schedule import schedule_periodic
+from dnsbl.relay.verdicts import (
+    UNTESTABLE,
+    apply_verdict,
+    confirm_late_arrivals,
+    decide,
+    relay_zones,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Probe = Callable[..., Awaitable[Any]]
+_ARRIVAL_POLL = 0.25  # seconds between looks for arrivals, at first
+_ARRIVAL_POLL_MAX = 2.0  # and at most, later in the wait window
+_RETRY_IN = 60.0  # seconds before a job that raised is tried again
+_DB_THREADS = 12
+_PROBE_GRACE = 30.0  # seconds a probe may overrun its session timeout before it is cut
+_LATE_EVERY = 5.0  # seconds between looks for arrivals that came after their wait window
+
+
+def _default_probe() -> Probe:
+    from dnsbl.relay.tester.probe import probe
+
+    return probe
+
+
+class _LeaseLost(Exception):
+    """Another worker took the job over: this one's results must not be applied."""
+
+
+class Worker:
+    """Runs jobs from the queue, at most `tester.concurrency` at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        probe: Probe | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._probe = probe or _default_probe()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._heartbeats: dict[int, asyncio.Task[None]] = {}
+        self._last_schedule = 0.0
+        self._last_late = 0.0
+        self.finished = 0  # jobs this worker completed (for benchmarks and tests)
+        # Its own threads for database calls: the loop's default pool has only cpu + 4, and
+        # each test makes a dozen short calls. Fewer than the engine's pool (5 + 10 overflow).
+        self._threads = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="worker-db")
+
+    @property
+    def tester(self) -> TesterSettings:
+        return self.settings.tester
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run jobs until `stop` is set; then release the jobs still in hand."""
+        # A `tester.list_zones` naming no configured zone fails here, at start.
+        if not relay_zones(self.settings):
+            log.warning("no zones configured: confirmed relays will not be listed anywhere")
+        await self._db(ListingStore(self.engine).ensure_zones, self.settings.zone_names)
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                if loop.time() - self._last_schedule >= min(self.tester.sweep_interval, 60.0):
+                    self._last_schedule = loop.time()
+                    await self._guarded(schedule_periodic, self.engine, self.settings)
+                if loop.time() - self._last_late >= _LATE_EVERY:
+                    self._last_late = loop.time()
+                    await self._guarded(confirm_late_arrivals, self.engine, self.settings)
+                await self.claim_and_start()
+                await self._idle(stop)
+        finally:
+            await self.release_all()
+            self._threads.shutdown(wait=False)
+
+    async def claim_and_start(self) -> int:
+        """Claim as many due jobs as there is room for and start them; returns how many."""
+        room = self.tester.concurrency - len(self._tasks)
+        if room <= 0:
+            return 0
+        jobs = await self._guarded(
+            claim,
+            self.engine,
+            self.name,
+            limit=room,
+            lease_seconds=self.tester.lease_seconds,
+            max_attempts=self.tester.max_attempts,
+        )
+        for job in jobs or []:
+            task = asyncio.create_task(self.run_job(job), name=f"job-{job.id}")
+            self._tasks[job.id] = task
+            task.add_done_callback(self._forget(job.id))
+        return len(jobs or [])
+
+    def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(job_id, None)
+
+        return forget
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for the poll interval, a finished job (room to claim), or the stop signal."""
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if len(self._tasks) >= self.tester.concurrency:
+            waiters += list(self._tasks.values())
+        else:
+            waiters.append(asyncio.ensure_future(asyncio.sleep(self.tester.poll_interval)))
+        _done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            if waiter not in self._tasks.values():
+                waiter.cancel()
+
+    async def release_all(self) -> None:
+        """Cancel the running jobs; each puts its job back in the queue for another worker."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait for the jobs in hand to finish (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def _db(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a (blocking) database call on one of the worker's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, partial(function, *args, **kwargs))
+
+    async def _guarded(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a database call on a thread; a failure is logged, never fatal to the loop."""
+        try:
+            return await self._db(function, *args, **kwargs)
+        except Exception:
+            log.exception("worker %s: %s failed", self.name, getattr(function, "__name__", ""))
+            return None
+
+    # -- one job ----------------------------------------------------------------------------
+
+    async def run_job(self, job: JobView) -> None:
+        """Run one claimed job to its end, renewing its lease meanwhile."""
+        current = asyncio.current_task()
+        assert current is not None
+        lost = asyncio.Event()
+        self._heartbeats[job.id] = asyncio.create_task(self._heartbeat(job, current, lost))
+        try:
+            if job.kind == "expire":
+                self._stop_heartbeat(job)
+                await self._db(self._sweep, job)
+            else:
+                await self._test(job, lost)
+            self.finished += 1
+        except asyncio.CancelledError:
+            if lost.is_set():
+                log.warning("worker %s: lost the lease of job %s", self.name, job.id)
+                return
+            # Stopping: hand the job back at once instead of leaving it to its lease.
+            self._stop_heartbeat(job)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self._db(postpone, self.engine, job.id, self.name, utcnow(), "worker stopped")
+                )
+            raise
+        except _LeaseLost:
+            log.warning("worker %s: job %s was taken over; result dropped", self.name, job.id)
+        except Exception as exc:
+            log.exception(
+                "worker %s: job %s (%s %s) failed", self.name, job.id, job.kind, job.target
+            )
+            await self._failed(job, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._stop_heartbeat(job)
+
+    def _stop_heartbeat(self, job: JobView) -> None:
+        """Stop renewing the lease: the job is about to be finished or handed back, after
+        which a failed renewal would look like a takeover."""
+        heartbeat = self._heartbeats.pop(job.id, None)
+        if heartbeat is not None:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, job: JobView, task: asyncio.Task[Any], lost: asyncio.Event) -> None:
+        every = max(self.tester.lease_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held = await self._db(
+                    renew_lease, self.engine, job.id, self.name, self.tester.lease_seconds
+                )
+            except Exception:
+                log.exception("worker %s: renewing the lease of job %s failed", self.name, job.id)
+                continue
+            if not held:
+                lost.set()
+                task.cancel()
+                return
+
+    async def _failed(self, job: JobView, error: str) -> None:
+        self._stop_heartbeat(job)
+        await self._guarded(close_unfinished, self.engine, job.id, f"the test failed: {error}")
+        status = await self._guarded(
+            fail,
+            self.engine,
+            job.id,
+            self.name,
+            error,
+            max_attempts=self.tester.max_attempts,
+            retry_in=_RETRY_IN,
+        )
+        if status == "failed" and job.kind != "expire":
+            await self._guarded(
+                settle_nominations, self.engine, job.id, test_id=None, verdict=UNTESTABLE
+            )
+            await self._guarded(
+                settle_delist_requests, self.engine, job.id, test_id=None, verdict=UNTESTABLE
+            )
+
+    def _sweep(self, job: JobView) -> None:
+        expired = ListingStore(self.engine).expire_due()
+        if expired:
+            log.info("expiry sweep: zones %s now at serials %s", list(expired), expired)
+        if not finish(self.engine, job.id, self.name):
+            raise _LeaseLost()
+        ensure_sweep(self.engine, delay=self.tester.sweep_interval)
+
+    async def _test(self, job: JobView, lost: asyncio.Event) -> None:
+        address = job.target
+        refusal = await self._db(refusal_to_test, self.engine, self.tester, address)
+        if refusal is not None:
+            await self._refused(job, refusal)
+            return
+        if not job.forced:
+            allowed = await self._db(
+                next_allowed_test, self.engine, self.settings, address, excluding_job=job.id
+            )
+            if allowed > utcnow():
+                why = f"tested less than {self.tester.min_test_interval:g} s ago"
+                self._stop_heartbeat(job)
+                await self._db(postpone, self.engine, job.id, self.name, allowed, why)
+                return
+        test_id = await self._db(start_test, self.engine, address, job_id=job.id, forced=job.forced)
+        # The probe keeps its own session timeout; this bound is for a probe that does not.
+        limit = self.tester.session_timeout + _PROBE_GRACE
+        try:
+            report = await asyncio.wait_for(
+                self._probe(address, self.tester, test_id=str(test_id)), limit
+            )
+        except TimeoutError:
+            overran = f"the probe did not end within {limit:g} s"
+            await self._conclude(job, test_id, UNTESTABLE, overran, [], lost)
+            return
+        await self._db(record_probe, self.engine, test_id, report)
+        arrivals = await self._await_arrivals(test_id)
+        verdict, reason = decide(report, arrivals)
+        await self._conclude(job, test_id, verdict, reason, arrivals, lost)
+
+    async def _conclude(
+        self,
+        job: JobView,
+        test_id: int,
+        verdict: str,
+        reason: str | None,
+        arrivals: list[ArrivalView],
+        lost: asyncio.Event,
+    ) -> None:
+        """Record the verdict, make the list agree, finish the job, answer who asked."""
+        if lost.is_set():
+            raise _LeaseLost()
+        if not await self._db(set_verdict, self.engine, test_id, verdict, reason):
+            raise _LeaseLost()
+        notes = await self._db(
+            apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
+        )
+        self._stop_heartbeat(job)
+        log.info(
+            "test #%s of %s: %s (%s) %s", test_id, job.target, verdict, reason, "; ".join(notes)
+        )
+        if not await self._db(finish, self.engine, job.id, self.name, test_id=test_id):
+            raise _LeaseLost()
+        await self._db(settle_nominations, self.engine, job.id, test_id=test_id, verdict=verdict)
+        await self._db(
+            settle_delist_requests, self.engine, job.id, test_id=test_id, verdict=verdict
+        )
+
+    async def _refused(self, job: JobView, refusal: str) -> None:
+        log.info("job %s: %s refused by policy (%s)", job.id, job.target, refusal)
+        self._stop_heartbeat(job)
+        await self._db(finish, self.engine, job.id, self.name)
+        await self._db(
+            settle_nominations,
+            self.engine,
+            job.id,
+            test_id=None,
+            verdict=UNTESTABLE,
+            refusal=refusal,
+        )
+        await self._db(
+            settle_delist_requests, self.engine, job.id, test_id=None, verdict=UNTESTABLE
+        )
+
+    async def _await_arrivals(self, test_id: int) -> list[ArrivalView]:
+        """The arrivals of the test's accepted tokens, waiting up to the wait window for them."""
+        waiting_for = await self._db(accepted_tokens, self.engine, test_id)
+        if not waiting_for:
+            return await self._db(arrivals_for, self.engine, test_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.tester.wait_window
+        pause = _ARRIVAL_POLL
+        while True:
+            arrivals = await self._db(arrivals_for, self.engine, test_id)
+            if {arrival.token for arrival in arrivals} >= waiting_for.keys():
+                return arrivals
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return arrivals
+            await asyncio.sleep(min(pause, remaining))
+            # Most relays deliver within a second or two; after that, look less often so
+            # that many hosts waiting out a long window do not flood the database.
+            pause = min(pause * 1.5, _ARRIVAL_POLL_MAX)
+
+
+async def run_worker(
+    settings: Settings,
+    engine: Engine,
+    *,
+    started: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    collector: bool = True,
+) -> None:
+    """Run the collector and a worker until `stop` is set or the task is cancelled.
+
+    The collector runs on its own thread and queues each arrival for the recorder, which
+    writes them to the database in batches (`dnsbl.relay.arrivals`); `started`
+    is set once both are up. This is what `dnsbl worker` and `dnsbl serve` run. Further
+    workers beside the one that runs the collector pass `collector=False`: arrivals reach
+    every worker through the database.
+    """
+    from dnsbl.relay.arrivals import ArrivalRecorder
+    from dnsbl.relay.collector import Collector
+
+    stop = stop or asyncio.Event()
+    recorder = ArrivalRecorder(engine)
+    sink = Collector(settings.tester, recorder)
+    if collector:
+        recorder.start()
+        await asyncio.to_thread(sink.start)
+    try:
+        worker = Worker(engine, settings)
+        log.info("worker %s running (concurrency %s)", worker.name, settings.tester.concurrency)
+        if started is not None:
+            started.set()
+        await worker.run(stop)
+    finally:
+        await asyncio.to_thread(sink.stop)
+        await asyncio.to_thread(recorder.stop)

@@ -1,0 +1,90 @@
+"""A listing made over REST answers in DNS within a second, and goes when it is ended.
+
+The API and a DNS node share one database (SQLite and PostgreSQL) as under `dnsbl serve`; the
+node follows the change log every `dns.sync_interval` (0.2 s here). The DNS node's query counter
+and readiness feed the API's /metrics and /readyz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from api import create_app
+from dnsbl.apikeys import create_key
+from dnsbl.config import load_settings
+from dnsbl.dns.server import DnsServer
+from dnsbl.node.node import run_dns_node
+from tests.conftest import ZONE, zone_config
+from tests.dns_support import answers, ask
+
+pytestmark = pytest.mark.e2e
+NAME = "99.2.0.192." + ZONE
+
+
+async def _seconds_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> float:
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < timeout, "DNS did not follow the change in time"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) -> None:
+    settings = load_settings(
+        None,
+        database_url=database_url,
+        zones=[zone_config()],
+        dns={"listen": ["127.0.0.1:0"], "sync_interval": 0.2},
+    )
+    key = create_key(engine, "admin").key
+    server = DnsServer(settings.zones, settings.dns)
+    started = asyncio.Event()
+    app = create_app(settings, engine, dns_counts=server.counts, dns_ready=started.is_set)
+    node = asyncio.create_task(run_dns_node(settings, engine, started=started, server=server))
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            assert (await client.get("/readyz")).json()["checks"]["dns_index"] == "ok"
+            assert (await ask(server, NAME)).rcode() == 3  # NXDOMAIN before
+            created = await client.post(
+                "/v1/admin/listings",
+                headers=headers,
+                json={"zone": ZONE, "network": "192.0.2.99", "reason": "spam run"},
+            )
+            assert created.status_code == 201, created.text
+
+            async def listed() -> bool:
+                return answers(await ask(server, NAME), "A") == ["127.0.0.2"]
+
+            took = await _seconds_until(listed)
+            print(f"REST listing answered in DNS after {took:.3f} s")
+            assert took < 1.0
+            txt = answers(await ask(server, NAME, "TXT"), "TXT")
+            assert txt == ['"Listed: see https://bl.example.org/lookup/192.0.2.99"']
+
+            ended = await client.post(
+                f"/v1/admin/listings/{created.json()['id']}/end",
+                headers=headers,
+                json={"reason": "cleaned up"},
+            )
+            assert ended.status_code == 200
+
+            async def gone() -> bool:
+                return (await ask(server, NAME)).rcode() == 3
+
+            took = await _seconds_until(gone)
+            print(f"ended listing left DNS after {took:.3f} s")
+            assert took < 1.0
+            metrics = (await client.get("/metrics")).text
+            assert f'dnsbl_dns_queries_total{{zone="{ZONE}",rcode="NXDOMAIN"}}' in metrics
+    finally:
+        node.cancel()
+        await asyncio.gather(node, return_exceptions=True)

@@ -1,0 +1,131 @@
+"""TSIG on transfers and on the queries of secondaries, checked by dnspython's own TSIG code."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+
+import dns.asyncquery
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+import dns.tsigkeyring
+import dns.xfr
+import dns.zone
+import pytest
+
+from dnsbl.addresses import parse_network
+from dnsbl.config import ConfigError, load_settings
+from dnsbl.dns.server import DnsServer
+from dnsbl.index.zone_index import Value
+from tests.conftest import zone_config
+from tests.dns_support import ZONE, make_index, row, running
+
+SECRET = base64.b64encode(bytes(range(32))).decode()
+KEY = {"name": "xfr.example.org", "secret": SECRET}
+RING = dns.tsigkeyring.from_text({"xfr.example.org": ("hmac-sha256", SECRET)})
+# Enough names for a transfer of several messages, each signed in sequence.
+ROWS = [row(f"10.{i >> 8}.{i & 255}.1", txt="Listed $ " + "x" * 40) for i in range(3000)]
+
+
+def _xfr(server: DnsServer, **kwargs: object) -> list[dns.message.Message]:
+    host, port = server.endpoints[0]
+    return list(dns.query.xfr(host, ZONE, port=port, timeout=5, lifetime=30, **kwargs))  # type: ignore[arg-type]
+
+
+async def test_a_signed_transfer_is_answered_signed_message_by_message() -> None:
+    async with running([make_index(ROWS, serial=5)], transfer_keys=[KEY]) as server:
+        messages = await asyncio.to_thread(_xfr, server, keyring=RING, keyname="xfr.example.org")
+        # dnspython verified every message's TSIG against the one before it
+        assert len(messages) > 3 and all(m.had_tsig for m in messages)
+        names = {rrset.name for m in messages for rrset in m.answer}
+        assert len(names) > 3000
+
+
+async def test_without_a_valid_signature_there_is_no_transfer() -> None:
+    async with running([make_index(ROWS[:5], serial=5)], transfer_keys=[KEY]) as server:
+        host, port = server.endpoints[0]
+        unsigned = dns.message.make_query(ZONE, "AXFR")
+        reply = await dns.asyncquery.tcp(unsigned, host, port=port, timeout=5)
+        assert reply.rcode() == dns.rcode.REFUSED and not reply.answer
+        other = dns.tsigkeyring.from_text({"other.example.org": ("hmac-sha256", SECRET)})
+        wrong_secret = dns.tsigkeyring.from_text(
+            {"xfr.example.org": ("hmac-sha256", base64.b64encode(b"y" * 32).decode())}
+        )
+        cases = (
+            (other, "other.example.org", dns.rcode.BADKEY),
+            (wrong_secret, "xfr.example.org", dns.rcode.BADSIG),
+        )
+        for ring, name, error in cases:
+            query = dns.message.make_query(ZONE, "AXFR")
+            query.use_tsig(ring, keyname=name)
+            reply = await asyncio.to_thread(_unverified_tcp, query.to_wire(), host, port)
+            assert reply.rcode() == dns.rcode.NOTAUTH and not reply.answer
+            # the TSIG record says what was wrong, for the key the client used (RFC 8945 5.3.2)
+            assert reply.keyname == dns.name.from_text(name)
+            assert reply.tsig[0].error == error and reply.tsig[0].mac == b""
+
+
+async def test_signed_queries_get_signed_answers_and_ixfr_too() -> None:
+    base = make_index(ROWS[:20], serial=5)
+    async with running([base], transfer_keys=[KEY]) as server:
+        host, port = server.endpoints[0]
+        soa = dns.message.make_query(ZONE, "SOA")
+        soa.use_tsig(RING, keyname="xfr.example.org")
+        reply = await asyncio.to_thread(dns.query.udp, soa, host, port=port, timeout=5)
+        assert reply.had_tsig and reply.answer[0][0].serial == 5  # dnspython verified it
+        zone = dns.zone.Zone(ZONE)
+        await asyncio.to_thread(
+            dns.query.inbound_xfr,
+            host,
+            zone,
+            query=_signed(dns.xfr.make_query(zone)[0]),
+            port=port,
+            timeout=5,
+        )
+        value = Value("manual", "127.0.0.5", None)
+        change = ("add", "manual", parse_network("192.0.2.9"), False, value)
+        server.publish(base.with_changes(6, [change]))
+        await asyncio.to_thread(
+            dns.query.inbound_xfr,
+            host,
+            zone,
+            query=_signed(dns.xfr.make_query(zone)[0]),
+            port=port,
+            timeout=5,
+        )
+        assert zone.find_rdataset("9.2.0.192", "A")[0].to_text() == "127.0.0.5"
+
+
+def _unverified_tcp(wire: bytes, host: str, port: int) -> dns.message.Message:
+    """Send `wire` over TCP; the reply as it is (dnspython would insist on its TSIG)."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(len(wire).to_bytes(2, "big") + wire)
+        length = int.from_bytes(sock.recv(2), "big")
+        data = b""
+        while len(data) < length:
+            data += sock.recv(length - len(data))
+    return dns.message.from_wire(data, keyring=False)
+
+
+def _signed(query: dns.message.Message) -> dns.message.Message:
+    query.use_tsig(RING, keyname="xfr.example.org")
+    return query
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ({"name": "k", "secret": "not base64!"}, "not base64"),
+        ({"name": "k", "secret": base64.b64encode(b"short").decode()}, "shorter than 16"),
+        ({"name": "k", "secret": SECRET, "algorithm": "hmac-md4"}, "unsupported TSIG"),
+    ],
+)
+def test_bad_keys_are_refused_at_start(key: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as refused:
+        load_settings(None, zones=[zone_config()], dns={"transfer_keys": [key]})
+    assert "dns.transfer_keys.0" in str(refused.value)

@@ -1,0 +1,120 @@
+"""NSD as a real secondary: it transfers the zone from us, and follows changes on NOTIFY
+(a whole new index by AXFR, a change from the change log by IXFR), unsigned and with TSIG."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
+import pytest
+
+from dnsbl.addresses import parse_network
+from dnsbl.index.zone_index import Value
+from tests.conftest import need_program
+from tests.dns_support import ZONE, answers, make_index, row, running
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+SECRET = base64.b64encode(bytes(range(1, 33))).decode()
+KEY = {"name": "xfr.example.org", "secret": SECRET}
+
+
+def _nsd_config(directory: Path, port: int, primary: int, keyed: bool) -> Path:
+    path = directory / "nsd.conf"
+    key = "xfr.example.org" if keyed else "NOKEY"
+    key_section = (
+        f'key:\n  name: "xfr.example.org"\n  algorithm: hmac-sha256\n  secret: "{SECRET}"\n'
+        if keyed
+        else ""
+    )
+    path.write_text(
+        key_section + "server:\n"
+        f"  ip-address: 127.0.0.1@{port}\n"
+        '  username: ""\n  chroot: ""\n'
+        f'  zonesdir: "{directory}"\n  pidfile: "{directory}/nsd.pid"\n'
+        f'  xfrdfile: "{directory}/xfrd.state"\n  zonelistfile: "{directory}/zone.list"\n'
+        f'  logfile: "{directory}/nsd.log"\n  database: ""\n'
+        "  server-count: 1\n  verbosity: 2\n"
+        "remote-control:\n  control-enable: no\n"
+        "zone:\n"
+        f"  name: {ZONE}\n"
+        f"  request-xfr: 127.0.0.1@{primary} {key}\n"
+        f"  allow-notify: 127.0.0.1 {key}\n"
+    )
+    return path
+
+
+async def _a(port: int, name: str) -> list[str]:
+    query = dns.message.make_query(name, "A")
+    try:
+        reply = await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=0.5)
+    except (OSError, dns.exception.Timeout):
+        return ["(no answer)"]
+    if reply.rcode() != dns.rcode.NOERROR:
+        return [dns.rcode.to_text(reply.rcode())]
+    return answers(reply, "A")
+
+
+async def _eventually(port: int, name: str, expected: list[str], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while (got := await _a(port, name)) != expected:
+        if time.monotonic() > deadline:
+            pytest.fail(f"NSD answers {got} for {name}; log:\n{log.read_text()}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "tsig"])
+async def test_nsd_transfers_and_follows_notify(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, keyed: bool
+) -> None:
+    nsd = need_program("nsd")
+    nsd_port = _free_port()
+    first = make_index([row("10.0.0.1"), row("192.0.2.0/24", "relay-output")], serial=100)
+    keys = [KEY] if keyed else []
+    async with running([first], notify=[f"127.0.0.1:{nsd_port}"], transfer_keys=keys) as server:
+        _, primary = server.endpoints[0]
+        config = _nsd_config(tmp_path, nsd_port, primary, keyed)
+        process = subprocess.Popen(
+            [nsd, "-d", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        try:
+            log = tmp_path / "nsd.log"
+            await _eventually(nsd_port, "1.0.0.10." + ZONE, ["127.0.0.2"], log)
+            await _eventually(nsd_port, "9.2.0.192." + ZONE, ["127.0.0.3"], log)
+            assert await _a(nsd_port, "2.0.0.10." + ZONE) == ["NXDOMAIN"]
+            second = make_index([row("10.0.0.2"), row("172.16.0.0/16")], serial=101)
+            server.publish(second)
+            await _eventually(nsd_port, "2.0.0.10." + ZONE, ["127.0.0.2"], log)
+            assert await _a(nsd_port, "1.0.0.10." + ZONE) == ["NXDOMAIN"]
+            # A change from the change log reaches NSD as an incremental transfer (IXFR).
+            value = Value("manual", "127.0.0.4", None)
+            changes = [
+                ("remove", "manual", parse_network("10.0.0.2"), False, None),
+                ("add", "manual", parse_network("10.0.0.3"), False, value),
+                ("add", "manual", parse_network("172.16.5.5"), True, None),
+            ]
+            with caplog.at_level(logging.INFO, logger="dnsbl.dns.answers"):
+                server.publish(second.with_changes(102, changes))
+                await _eventually(nsd_port, "3.0.0.10." + ZONE, ["127.0.0.4"], log)
+            assert "serials 101 to 102 (3 networks changed)" in caplog.text
+            assert await _a(nsd_port, "2.0.0.10." + ZONE) == ["NXDOMAIN"]
+            assert await _a(nsd_port, "5.5.16.172." + ZONE) == ["NXDOMAIN"]
+            assert await _a(nsd_port, "6.5.16.172." + ZONE) == ["127.0.0.2"]
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
