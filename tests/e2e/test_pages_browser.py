@@ -4,7 +4,7 @@ removal request through the form, and watches the status page until the retest's
 The API runs under uvicorn on 127.0.0.1 in a thread. The retest is completed by the jobs
 helper's real `Worker`, run for one step with a fake probe (a host that refuses every relay
 form) in place of the SMTP tester: the job, verdict, delisting and request settlement are the
-real code paths; only the SMTP conversation is stubbed. Screenshots go to tests/artifacts/.
+real code paths; only the SMTP conversation is stubbed. Screenshots go to tests/e2e/artifacts/.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine
 
-from api import create_app
+from api.app import create_app
 from dnsbl.config import Settings, TesterSettings
 from dnsbl.db import make_engine
+from dnsbl.listings.covering import listings_containing
 from dnsbl.listings.store import ListingStore
 from dnsbl.relay import evidence as relay_tests
+from dnsbl.relay.states import Verdict
 from dnsbl.relay.tester.probe import ProbeReport
-from dnsbl.relay.verdicts import CONFIRMED
 from dnsbl.relay.worker import Worker
 from tests.api_fixtures import add_listing
 from tests.cdp import Browser
@@ -112,7 +113,7 @@ def _listed_with_evidence(engine: Engine) -> None:
             transcript="S: 220 mail.example.net ESMTP\nC: EHLO tester\nS: 250 mail.example.net",
         ),
     )
-    relay_tests.set_verdict(engine, test_id, CONFIRMED, "a test message arrived")
+    relay_tests.set_verdict(engine, test_id, Verdict.CONFIRMED, "a test message arrived")
     add_listing(engine, ADDRESS, reason=f"open relay: test #{test_id}")
 
 
@@ -162,7 +163,7 @@ def test_lookup_delist_and_see_the_outcome(
     text = browser.wait_for_text("Removed.", timeout=15)
     assert "relay access denied" in text.lower()  # the retest's transcript is shown
     browser.screenshot(ARTIFACTS / "delist-status.png")
-    assert ListingStore(browser_engine).listings_containing(ADDRESS) == []
+    assert listings_containing(browser_engine, ADDRESS) == []
     browser.navigate(f"{server_url}/lookup/{ADDRESS}")
     assert "Not listed" in browser.text()
     browser.screenshot(ARTIFACTS / "lookup-delisted.png")
