@@ -95,7 +95,10 @@ def _retry_after(exc: Exception) -> dict[str, str]:
 # eagerly (the job queue's): (status, slug, title).
 _BY_NAME: dict[str, tuple[int, str, str]] = {
     "RateLimited": (429, "rate-limited", "Too many requests"),
+    "NeverListed": (403, "never-list", "Never listed by policy"),
     "PolicyRefused": (403, "not-testable", "Refused by policy"),
+    "ReturnCodeError": (422, "bad-code", "Bad return code"),
+    "ExpiryError": (422, "validation", "Invalid request"),
     "ConfirmationRequired": (422, "confirmation-required", "Confirmation required"),
     "NotListedError": (409, "not-listed", "Not listed"),
     "UnknownRoleError": (422, "unknown-role", "Unknown role"),

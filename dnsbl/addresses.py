@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from dnsbl.errors import AddressError
+from dnsbl.errors import AddressError, ReturnCodeError
 
 IPV4_BITS = 32
 IPV6_BITS = 128
@@ -106,6 +106,17 @@ def parse_networks(text: str) -> list[Network]:
         first, _, last = text.partition("-")
         return parse_range(first, last)
     return [parse_network(text)]
+
+
+def parse_return_code(text: str) -> str:
+    """`text` as an A return code: an IPv4 address in 127.0.0.0/8 (RFC 5782 §2.1)."""
+    try:
+        code = ipaddress.IPv4Address(text.strip())
+    except ValueError:
+        raise ReturnCodeError(f"{text!r} is not an IPv4 address") from None
+    if not code.is_loopback:
+        raise ReturnCodeError(f"{text!r} is not in 127.0.0.0/8 (RFC 5782 return codes)")
+    return str(code)
 
 
 def ipv4_text(address: int) -> str:

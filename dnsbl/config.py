@@ -23,7 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from dnsbl.errors import ConfigError
+from dnsbl.addresses import parse_return_code
+from dnsbl.errors import ConfigError, ReturnCodeError
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -39,12 +40,9 @@ def _domain(value: str) -> str:
 
 def _return_code(value: str) -> str:
     try:
-        address = ipaddress.IPv4Address(value.strip())
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
-    if not address.is_loopback:
-        raise ValueError(f"{value!r} is not in 127.0.0.0/8 (RFC 5782 return codes)")
-    return str(address)
+        return parse_return_code(value)
+    except ReturnCodeError as exc:
+        raise ValueError(exc.detail) from None
 
 
 def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
@@ -186,10 +184,6 @@ class ZoneSettings(_Section):
     @classmethod
     def _categories(cls, values: dict[str, str]) -> dict[str, str]:
         return {name: _return_code(code) for name, code in values.items()}
-
-    def code_for(self, category: str) -> str:
-        """The A return code of `category` in this zone (its own, else the zone's default)."""
-        return self.categories.get(category, self.default_code)
 
 
 class TesterSettings(_Section):

@@ -41,6 +41,18 @@ class PolicyRefused(DnsblError):
     """Policy forbids testing (or listing) this address."""
 
 
+class NeverListed(PolicyRefused):
+    """The network meets a network on the never-list list."""
+
+
+class ReturnCodeError(DnsblError, ValueError):
+    """Not a return code: an IPv4 address in 127.0.0.0/8 (RFC 5782)."""
+
+
+class ExpiryError(DnsblError, ValueError):
+    """The expiry is not in the future."""
+
+
 class RateLimited(DnsblError):
     """Too many requests; try again later."""
 

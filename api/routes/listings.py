@@ -6,7 +6,6 @@ and the DNS nodes, which follow the log, answer it within their sync interval.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -23,9 +22,10 @@ from api.schemas.listings import ListingCreate, ListingEnd, ListingPublic
 from api.views.listings import ListingFilter, find_listings, get_listing
 from dnsbl.addresses import parse_address, parse_network
 from dnsbl.errors import AddressError, UnknownZoneError
+from dnsbl.listings.manual import list_entries
+from dnsbl.listings.rows import Source
 from dnsbl.listings.store import Entry
-from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.policy import refusal_to_list
+from dnsbl.models import Listing, ListingValue, Zone
 
 router = APIRouter(prefix="/v1/admin/listings", tags=["admin: listings"])
 
@@ -93,19 +93,7 @@ def _expiry(body: ListingCreate) -> datetime | None:
         return None
     # Naive means UTC; any other offset is converted, since SQLite keeps only the wall time.
     given = body.expires_at
-    expires = given.astimezone(UTC) if given.tzinfo else given.replace(tzinfo=UTC)
-    if expires <= utcnow():
-        raise Problem(422, "validation", f"expires_at {expires.isoformat()} is in the past")
-    return expires
-
-
-def _check_code(code: str) -> None:
-    try:
-        value = ipaddress.IPv4Address(code)
-    except ValueError:
-        raise Problem(422, "bad-code", f"code {code!r} is not an IPv4 address") from None
-    if not value.is_loopback:
-        raise Problem(422, "bad-code", f"code {code} is not in 127.0.0.0/8 (RFC 5782)")
+    return given.astimezone(UTC) if given.tzinfo else given.replace(tzinfo=UTC)
 
 
 @router.post(
@@ -135,11 +123,6 @@ def create_listing(
         network = parse_network(body.network)
     except AddressError as exc:
         raise Problem(400, "bad-address", exc.detail, title="Bad address") from None
-    if body.code is not None:
-        _check_code(body.code)
-    refusal = None if body.excluded else refusal_to_list(engine, str(network).split("/")[0])
-    if refusal is not None:
-        raise Problem(403, "never-list", f"{network}: {refusal}", title="Never listed by policy")
     entry = Entry(
         network,
         category=body.category,
@@ -150,7 +133,8 @@ def create_listing(
         expires_at=_expiry(body),
     )
     store.ensure_zones([zone.name])
-    result = store.add(zone.name, [entry], actor=actor(key), source=body.source)
+    # The rule refuses a bad code (422), a past expiry (422) and a never-list network (403).
+    result = list_entries(store, zone.name, [entry], actor=actor(key), source=Source(body.source))
     listing_id = (
         result.listing_ids[0] if result.listing_ids else _active_id(session, zone.name, entry)
     )

@@ -9,7 +9,10 @@ from typing import Any
 from dnsbl.addresses import Network, parse_networks
 from dnsbl.cli.context import Context
 from dnsbl.errors import AddressError
-from dnsbl.listings.store import Entry, in_force
+from dnsbl.listings.covering import in_force, listings_containing
+from dnsbl.listings.manual import list_entries
+from dnsbl.listings.rows import Source
+from dnsbl.listings.store import Entry
 from dnsbl.models import utcnow
 
 
@@ -51,13 +54,6 @@ def _networks(texts: list[str]) -> list[Network]:
 def _list(context: Context, args: argparse.Namespace) -> int:
     zone = context.settings.zone(args.zone)
     expires = utcnow() + timedelta(days=args.expires_in) if args.expires_in else None
-    if args.code is not None:
-        from dnsbl.config import _return_code
-
-        try:
-            _return_code(args.code)
-        except ValueError as exc:
-            raise AddressError(f"--code: {exc}") from None
     entries = [
         Entry(
             net,
@@ -70,7 +66,7 @@ def _list(context: Context, args: argparse.Namespace) -> int:
         )
         for net in _networks(args.addresses)
     ]
-    result = context.store.add(zone.name, entries, actor="cli", source="manual")
+    result = list_entries(context.store, zone.name, entries, actor="cli", source=Source.MANUAL)
     print(
         f"{zone.name}: {result.added} listed, {result.unchanged} unchanged, "
         f"{result.removed} replaced; serial {result.serial}"
@@ -92,7 +88,7 @@ def _delist(context: Context, args: argparse.Namespace) -> int:
 
 
 def _check(context: Context, args: argparse.Namespace) -> int:
-    listings = context.store.listings_containing(args.address, active_only=not args.history)
+    listings = listings_containing(context.engine, args.address, active_only=not args.history)
     if not listings:
         print(f"{args.address}: not listed")
         return 1

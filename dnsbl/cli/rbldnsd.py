@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
 
 
 def _import(context: Context, args: argparse.Namespace) -> int:
-    from dnsbl.rbldnsd.importer import Progress, import_files
+    from dnsbl.cli.progress import Progress
+    from dnsbl.rbldnsd.importer import import_files
 
     zone = context.settings.zone(args.zone)
     started = time.monotonic()

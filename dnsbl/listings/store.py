@@ -1,4 +1,4 @@
-"""The listing store: writes listings and their change log, and reads them back.
+"""The listing store: zones and their serials; listings added, ended and expired.
 
 Every writing transaction locks its zone's row, bumps the zone serial by one and records each
 addition or removal in the change log under that serial. That lock is what keeps serials
@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, and_, func, insert, literal, select, update
 
-from dnsbl.addresses import Network, hex_key, parse_address
+from dnsbl.addresses import Network, hex_key
 from dnsbl.db import writer
 from dnsbl.errors import UnknownZoneError
 from dnsbl.listings.bulk_sql import (
@@ -27,12 +25,13 @@ from dnsbl.listings.bulk_sql import (
     LISTING_INSERT,
     as_datetime,
     bind_time,
-    decode_starts,
     driver_rows,
     insert_grouped,
     insert_many,
     naive,
 )
+from dnsbl.listings.feed import ROW_COLUMNS, zone_serials
+from dnsbl.listings.rows import ChangeAction, Source
 from dnsbl.models import Change, Listing, ListingValue, Zone, utcnow
 
 _BATCH = BATCH
@@ -68,68 +67,6 @@ class WriteResult:
     listing_ids: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class ListingRow:
-    """The columns of a listing that the zone index needs."""
-
-    category: str
-    family: int
-    start: int
-    prefixlen: int
-    excluded: bool
-    code: str | None
-    txt: str | None
-
-    @property
-    def network(self) -> Network:
-        return Network(self.family, self.start, self.prefixlen)
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeRecord:
-    """One change log entry joined with the listing it concerns."""
-
-    serial: int
-    action: str  # "add" or "remove"
-    listing: ListingRow
-
-
-@dataclass(frozen=True, slots=True)
-class LoadGroup:
-    """Active listings of one family, prefix length and value: their starts, in order."""
-
-    family: int
-    prefixlen: int
-    category: str
-    excluded: bool
-    code: str | None
-    txt: str | None
-    starts: Sequence[int]  # array('I') for IPv4, list[int] for IPv6
-
-
-_ROW_COLUMNS = (
-    ListingValue.category,
-    Listing.family,
-    Listing.start_key,
-    Listing.prefixlen,
-    ListingValue.excluded,
-    ListingValue.code,
-    ListingValue.txt,
-)
-
-
-def _row(values: Sequence[Any]) -> ListingRow:
-    category, family, start_key, prefixlen, excluded, code, txt = values
-    return ListingRow(category, family, int(start_key, 16), prefixlen, bool(excluded), code, txt)
-
-
-def active_clause(now: datetime) -> Any:
-    """SQL: the listing is in force (not ended, not past its expiry)."""
-    return and_(
-        Listing.ended_at.is_(None), or_(Listing.expires_at.is_(None), Listing.expires_at > now)
-    )
-
-
 class ListingStore:
     """Listings and the change log of every zone, over one SQLAlchemy engine."""
 
@@ -148,8 +85,7 @@ class ListingStore:
 
     def serials(self) -> dict[str, int]:
         """The current serial of every zone, by name."""
-        with self.engine.connect() as conn:
-            return {name: serial for name, serial in conn.execute(select(Zone.name, Zone.serial))}
+        return zone_serials(self.engine)
 
     def serial(self, zone: str) -> int:
         try:
@@ -179,7 +115,7 @@ class ListingStore:
         entries: Iterable[Entry],
         *,
         actor: str,
-        source: str = "manual",
+        source: Source = Source.MANUAL,
         replace_categories: Collection[str] = (),
     ) -> WriteResult:
         """List (or exclude) `entries` in `zone` in one transaction.
@@ -260,7 +196,7 @@ class ListingStore:
         pending: dict[_Key, Entry],
         now: datetime,
         actor: str,
-        source: str,
+        source: Source,
     ) -> list[int]:
         value_ids = self._value_ids(conn, {entry.value_key for entry in pending.values()})
         first_new: int = conn.scalar(select(func.coalesce(func.max(Listing.id), 0))) or 0
@@ -298,7 +234,7 @@ class ListingStore:
                     Listing.zone_id,
                     literal(serial),
                     Listing.id,
-                    literal("add"),
+                    literal(ChangeAction.ADD.value),
                     Listing.created_at,
                     literal(actor),
                 ).where(mine),
@@ -432,7 +368,7 @@ class ListingStore:
                         "zone_id": zone_id,
                         "serial": serial,
                         "listing_id": listing_id,
-                        "action": "remove",
+                        "action": ChangeAction.REMOVE.value,
                         "at": now,
                         "actor": actor,
                     }
@@ -447,7 +383,7 @@ class ListingStore:
         query = (
             select(
                 Listing.id,
-                *_ROW_COLUMNS,
+                *ROW_COLUMNS,
                 Listing.reason,
                 Listing.expires_at,
             )
@@ -487,129 +423,6 @@ class ListingStore:
                     row[0], bool(row[5]), row[6], row[7], row[8], as_datetime(row[9])
                 )
         return found
-
-    # -- reading -------------------------------------------------------------------------
-
-    def load_groups(self, zone: str) -> tuple[int, list[LoadGroup], list[ListingRow]]:
-        """Everything a DNS node needs to build the zone's index, in one transaction.
-
-        Returns the serial, the active listings as groups of starts (one scan of the load
-        index, concatenated in SQL: a million rows cost a fraction of a second instead of
-        seconds of row objects), and the listings already past their expiry but not yet swept,
-        which the index must leave out.
-        """
-        with self.engine.connect() as conn, conn.begin():
-            zone_row = conn.execute(select(Zone.id, Zone.serial).where(Zone.name == zone)).first()
-            if zone_row is None:
-                raise UnknownZoneError(f"unknown zone {zone!r}")
-            concat = (
-                func.group_concat(Listing.start_key, "")
-                if conn.dialect.name == "sqlite"
-                else func.string_agg(
-                    Listing.start_key, aggregate_order_by(literal(""), Listing.start_key)
-                )
-            )
-            grouped = (
-                select(Listing.family, Listing.prefixlen, Listing.value_id, concat)
-                .where(Listing.zone_id == zone_row.id, Listing.ended_at.is_(None))
-                .group_by(Listing.family, Listing.prefixlen, Listing.value_id)
-            )
-            values = {
-                row.id: row
-                for row in conn.execute(
-                    select(
-                        ListingValue.id,
-                        ListingValue.category,
-                        ListingValue.excluded,
-                        ListingValue.code,
-                        ListingValue.txt,
-                    )
-                )
-            }
-            groups = []
-            for family, prefixlen, value_id, keys in conn.execute(grouped):
-                value = values[value_id]
-                groups.append(
-                    LoadGroup(
-                        family,
-                        prefixlen,
-                        value.category,
-                        bool(value.excluded),
-                        value.code,
-                        value.txt,
-                        decode_starts(family, keys or ""),
-                    )
-                )
-            expired = [
-                _row(row)
-                for row in conn.execute(
-                    select(*_ROW_COLUMNS)
-                    .join(ListingValue, ListingValue.id == Listing.value_id)
-                    .where(
-                        Listing.zone_id == zone_row.id,
-                        Listing.ended_at.is_(None),
-                        Listing.expires_at.is_not(None),
-                        Listing.expires_at <= utcnow(),
-                    )
-                )
-            ]
-        return int(zone_row.serial), groups, expired
-
-    def changes_since(self, zone: str, serial: int) -> tuple[int, list[ChangeRecord]]:
-        """The zone's current serial and every change after `serial`, in order."""
-        with self.engine.connect() as conn, conn.begin():
-            zone_row = conn.execute(select(Zone.id, Zone.serial).where(Zone.name == zone)).first()
-            if zone_row is None:
-                raise UnknownZoneError(f"unknown zone {zone!r}")
-            rows = conn.execute(
-                select(Change.serial, Change.action, *_ROW_COLUMNS)
-                .join(Listing, Listing.id == Change.listing_id)
-                .join(ListingValue, ListingValue.id == Listing.value_id)
-                .where(
-                    Change.zone_id == zone_row.id,
-                    Change.serial > serial,
-                    Change.serial <= zone_row.serial,
-                )
-                .order_by(Change.serial, Change.id)
-            )
-            changes = [ChangeRecord(r[0], r[1], _row(r[2:])) for r in rows]
-        return int(zone_row.serial), changes
-
-    def listings_containing(self, address: str, *, active_only: bool = True) -> list[Listing]:
-        """Listings (in every zone) whose network contains `address`, most specific first."""
-        ip = parse_address(address)
-        bits = ip.max_prefixlen
-        value = int(ip)
-        # Every network containing the address starts at the address masked to its length.
-        starts = {
-            length: hex_key(ip.version, value >> (bits - length) << (bits - length))
-            for length in range(bits, -1, -1)
-        }
-        with Session(self.engine) as session:
-            query = (
-                select(Listing)
-                .where(Listing.family == ip.version, Listing.start_key.in_(set(starts.values())))
-                .order_by(Listing.prefixlen.desc(), Listing.created_at.desc())
-            )
-            if active_only:
-                query = query.where(active_clause(utcnow()))
-            return [
-                listing
-                for listing in session.scalars(query).unique()
-                if starts[listing.prefixlen] == listing.start_key
-            ]
-
-
-def in_force(listings: Iterable[Listing]) -> list[Listing]:
-    """The listings that decide, per zone and category: the most specific one of each, and only
-    if it is not an exclusion — the longest-prefix rule the zone index answers by.
-
-    `listings` must come most specific first, as `listings_containing` returns them.
-    """
-    decided: dict[tuple[int, str], Listing] = {}
-    for listing in listings:
-        decided.setdefault((listing.zone_id, listing.category), listing)
-    return [listing for listing in decided.values() if not listing.excluded]
 
 
 @dataclass(frozen=True, slots=True)

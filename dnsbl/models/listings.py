@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dnsbl.addresses import Network
+from dnsbl.listings.rows import Source
 from dnsbl.models.base import Base, utcnow
 
 
@@ -72,7 +73,7 @@ class Listing(Base):
     start_key: Mapped[str] = mapped_column(String(32))  # first address, fixed-width hex
     prefixlen: Mapped[int] = mapped_column(SmallInteger)
     reason: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(32), default="manual")
+    source: Mapped[str] = mapped_column(String(32), default=Source.MANUAL.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[datetime | None] = mapped_column()
@@ -145,7 +146,7 @@ class Change(Base):
     zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id"))
     serial: Mapped[int] = mapped_column(BigInteger)
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"))
-    action: Mapped[str] = mapped_column(String(8))  # "add" or "remove"
+    action: Mapped[str] = mapped_column(String(8))  # a ChangeAction
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str | None] = mapped_column(String(128))
 

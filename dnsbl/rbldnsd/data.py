@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import enum
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from dnsbl.addresses import Network, ipv4_text
@@ -121,6 +121,10 @@ class LineProblem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
+Screen = Callable[[int, int, int], str | None]
+"""Asked (family, first, last address) of an entry; a reason to leave it out, or None."""
+
+
 class RbldnsdData:
     """rbldnsd data files read into one dataset (two for `auto`: IPv4 and IPv6)."""
 
@@ -130,8 +134,12 @@ class RbldnsdData:
         *,
         auto4: DatasetType = DatasetType.IP4SET,
         auto6: DatasetType = DatasetType.IP6TRIE,
+        screen: Screen | None = None,
     ) -> None:
+        """`screen` is asked about the addresses of every entry that lists (not about
+        exclusions): a reason it gives reports the line and leaves the entry out."""
         self.kind = kind
+        self.screen = screen
         self.auto = {4: auto4, 6: auto6}  # what `auto` lines of each family are read as
         self.variables: dict[str, str] = {}  # "0".."9" and "=" (the base template)
         self.maxrange4 = 0
@@ -164,6 +172,7 @@ class RbldnsdData:
         ip4set = self._ip4set if v4_kind is DatasetType.IP4SET else None
         units = ip4set.units if ip4set is not None else None
         trie = self._tries[4]
+        screen = self.screen
         pton = socket.inet_pton
         from_bytes = int.from_bytes
         number = 0
@@ -185,6 +194,11 @@ class RbldnsdData:
                 except (OSError, BadLine):
                     pass
                 else:
+                    if screen is not None and (refusal := screen(4, address, address)):
+                        problem = LineProblem(name, number, refusal)
+                        self.problems.append(problem)
+                        yield problem
+                        continue
                     if units is not None and ip4set is not None:
                         if address in units:
                             ip4set.add(address, value)
@@ -302,10 +316,18 @@ class RbldnsdData:
         if self.maxrange4 and size > self.maxrange4:
             raise BadLine(f"too large range ({size}) ignored ({self.maxrange4} max)")
 
+    def _screened(self, family: int, first: int, last: int, excluded: bool) -> None:
+        """Raise `BadLine` when the screen refuses an entry that lists [first, last]."""
+        if self.screen is not None and not excluded:
+            refusal = self.screen(family, first, last)
+            if refusal:
+                raise BadLine(refusal)
+
     def _ip4set_line(self, text: str, excluded: bool) -> str | None:
         first, last, end = ip4_range(text)
         value = self._entry_value(text[end:], excluded)
         self._check_range(last - first + 1)
+        self._screened(4, first, last, excluded)
         self._ip4set.add_range(first, last, value)
         return None
 
@@ -313,11 +335,13 @@ class RbldnsdData:
         first, bits, end = ip4_cidr(text)
         value = self._entry_value(text[end:], excluded)
         self._check_range(1 << (32 - bits))
+        self._screened(4, first, first | ((1 << (32 - bits)) - 1), excluded)
         return self._trie_add(4, first, bits, value)
 
     def _ip6trie_line(self, text: str, excluded: bool) -> str | None:
         first, bits, end = ip6_cidr(text)
         value = self._entry_value(text[end:], excluded)
+        self._screened(6, first, first | ((1 << (128 - bits)) - 1), excluded)
         return self._trie_add(6, first, bits, value)
 
     def _trie_add(self, family: int, first: int, bits: int, value: _RawValue | None) -> str | None:
@@ -337,6 +361,7 @@ class RbldnsdData:
         if bits != wanted:
             kind = "exclusion" if excluded else "regular entry"
             raise BadLine(f"invalid address for {kind} (should be {wanted} bits)")
+        self._screened(6, address, address | ((1 << 64) - 1), excluded)
         (self._tset_excluded if excluded else self._tset).add(address)
         return None
 

@@ -30,13 +30,8 @@ from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
 from dnsbl.errors import DnsblError
 from dnsbl.index.records import zone_records
-from dnsbl.index.zone_index import (
-    TEST_LISTED,
-    TEST_UNLISTED,
-    TEST_UNLISTED_MAPPED,
-    Value,
-    ZoneIndex,
-)
+from dnsbl.index.values import TEST_LISTED, TEST_UNLISTED, TEST_UNLISTED_MAPPED, Value
+from dnsbl.index.zone_index import ZoneIndex
 from dnsbl.node.loader import load_index
 
 log = logging.getLogger(__name__)

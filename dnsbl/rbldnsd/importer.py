@@ -18,20 +18,19 @@ from __future__ import annotations
 import gc
 import gzip
 import io
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from dnsbl.config import ZoneSettings
-from dnsbl.errors import ImportFormatError
+from dnsbl.errors import DnsblError, ImportFormatError
+from dnsbl.listings.manual import ListingRule, list_entries
+from dnsbl.listings.rows import Source
 from dnsbl.listings.store import Entry, ListingStore, WriteResult
 from dnsbl.rbldnsd.data import DatasetType, DataValue, LineProblem, RbldnsdData
 from dnsbl.rbldnsd.ip4set import tie_category
 
-SOURCE = "import"
 _RBLDNSD_DEFAULT = DataValue("127.0.0.2", None)
 
 
@@ -46,37 +45,12 @@ class ImportResult:
     write: WriteResult | None = None
 
 
-class Progress:
-    """Progress on stderr: a bar on a terminal, a line every `every` lines otherwise."""
+class ImportProgress(Protocol):
+    """Where an import reports how far it is (the CLI draws a bar from it)."""
 
-    def __init__(self, total_bytes: int, stream: TextIO | None = None, every: int = 100_000):
-        self.stream = stream or sys.stderr
-        self.total = max(total_bytes, 1)
-        self.every = every
-        self.tty = self.stream.isatty()
-        self._last = 0.0
-        self._next_line = every
+    def update(self, lines: int, done_bytes: int) -> None: ...
 
-    def update(self, lines: int, done_bytes: int) -> None:
-        if self.tty:
-            now = time.monotonic()
-            if now - self._last < 0.1:
-                return
-            self._last = now
-            fraction = min(done_bytes / self.total, 1.0)
-            bar = "#" * int(fraction * 30)
-            self.stream.write(f"\rreading [{bar:<30}] {fraction:4.0%} {lines:,} lines")
-            self.stream.flush()
-        elif lines >= self._next_line:
-            self._next_line += self.every
-            self.stream.write(f"read {lines:,} lines\n")
-            self.stream.flush()
-
-    def message(self, text: str) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
+    def message(self, text: str) -> None: ...
 
 
 def open_data(path: Path) -> TextIO:
@@ -92,7 +66,9 @@ def open_data(path: Path) -> TextIO:
         raise ImportFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _counted(lines: Iterable[str], progress: Progress | None, done: list[int]) -> Iterator[str]:
+def _counted(
+    lines: Iterable[str], progress: ImportProgress | None, done: list[int]
+) -> Iterator[str]:
     """The lines, telling `progress` how far the reading is every few thousand lines."""
     if progress is None:
         yield from lines
@@ -119,7 +95,7 @@ def import_files(
     zone_values: bool = False,
     actor: str = "import",
     report: Callable[[LineProblem], None] | None = None,
-    progress: Progress | None = None,
+    progress: ImportProgress | None = None,
 ) -> ImportResult:
     """Import `paths` (read as one rbldnsd dataset of type `kind`) into `zone`.
 
@@ -134,6 +110,9 @@ def import_files(
     handles = [open_data(path) for path in paths]  # every file readable, or nothing happens
     # Millions of small objects and no cycles among them: the collector's full passes over
     # them would only cost time.
+    rule = ListingRule.load(store)
+    # Lines that would list never-list addresses are reported and skipped as they are read.
+    screen = rule.never_list_refusal if rule.never_list else None
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -144,7 +123,8 @@ def import_files(
             handles,
             result,
             file_kinds,
-            RbldnsdData(DatasetType.AUTO, auto4=auto4, auto6=auto6),
+            RbldnsdData(DatasetType.AUTO, auto4=auto4, auto6=auto6, screen=screen),
+            rule,
             category,
             replace,
             zone_values,
@@ -165,12 +145,13 @@ def _import(
     result: ImportResult,
     file_kinds: list[DatasetType],
     data: RbldnsdData,
+    rule: ListingRule,
     category: str,
     replace: bool,
     zone_values: bool,
     actor: str,
     report: Callable[[LineProblem], None] | None,
-    progress: Progress | None,
+    progress: ImportProgress | None,
 ) -> ImportResult:
     done = [0, 0]
     try:
@@ -193,12 +174,24 @@ def _import(
     result.entries = len(entries)
     if progress is not None:
         progress.message(f"read {result.lines:,} lines: {len(entries):,} entries; writing")
-    result.write = store.add(
+
+    def refused(entry: Entry, problem: DnsblError) -> None:
+        # An entry the lines made (a merged range, a tie) that the listing rule refuses.
+        found = LineProblem(paths[0].name if len(paths) == 1 else "import", 0, problem.detail)
+        result.problems.append(found)
+        result.entries -= 1
+        if report is not None:
+            report(found)
+
+    result.write = list_entries(
+        store,
         zone.name,
         entries,
         actor=actor,
-        source=SOURCE,
+        source=Source.IMPORT,
         replace_categories=_replaced(store, category) if replace else (),
+        refused=refused,
+        rule=rule,
     )
     return result
 

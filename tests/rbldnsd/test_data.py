@@ -12,6 +12,7 @@ import pytest
 
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.zone_index import ZoneIndex
+from dnsbl.listings.rows import ListingRow
 from dnsbl.rbldnsd.data import DatasetType, RbldnsdData
 from dnsbl.rbldnsd.ip4set import tie_category
 
@@ -41,7 +42,7 @@ class Answers:
             for category, value, networks in groups
             for net in networks
         ]
-        self.index = ZoneIndex.build("z", 1, rows)
+        self.index = ZoneIndex.build("z", 1, [ListingRow(*each) for each in rows])
 
     def __call__(self, address: str) -> tuple[str | None, str | None]:
         """The one value answered for `address` (fails when there are several)."""
