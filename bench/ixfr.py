@@ -16,12 +16,12 @@ import time
 from dnslib import DNSRecord
 
 from bench.common import ZONE, random_singles
-from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.transfer import axfr_messages, changed_since, ixfr_messages
 from dnsbl.dns.zones import ZoneTable
 from dnsbl.index.records import zone_records
-from dnsbl.index.zone_index import Value, ZoneIndex
+from dnsbl.index.zone_index import ZoneIndex
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 
 
 def main() -> None:
@@ -30,14 +30,15 @@ def main() -> None:
     args = parser.parse_args()
     settings = ZoneSettings(name=ZONE, ns=["ns1.example.org"], hostmaster="hostmaster.example.org")
     addresses = random_singles(args.count)
-    rows = [("bench", 4, address, 32, False, "127.0.0.2", "") for address in addresses]
+    rows = [ListingRow("bench", 4, address, 32, False, "127.0.0.2", "") for address in addresses]
     table = ZoneTable([settings])
     base = ZoneIndex.build(ZONE, 1, rows)
     table.publish(base)
-    value = Value("bench", "127.0.0.2", None)
     change = [
-        ("add", "bench", Network(4, 0x0A000001, 32), False, value),
-        ("remove", "bench", Network(4, addresses[0], 32), False, None),
+        ChangeRecord(2, ChangeAction.ADD, ListingRow("bench", 4, 0x0A000001, 32, False, None, "")),
+        ChangeRecord(
+            2, ChangeAction.REMOVE, ListingRow("bench", 4, addresses[0], 32, False, None, "")
+        ),
     ]
     zone, _ = table.publish(base.with_changes(2, change))
     axfr_query = DNSRecord.question(ZONE, "AXFR")

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from dnsbl.db import write_session
 from dnsbl.errors import DnsblError
 from dnsbl.models import ApiKey, utcnow
 from dnsbl.models.api import ROLES
+from dnsbl.timestamps import aware
 
 _PREFIX = "dnsbl"
 _SECRET_BYTES = 32
@@ -114,15 +115,10 @@ def verify_key(engine: Engine, key: str, *, touch: bool = True) -> KeyInfo | Non
         return None
     now = utcnow()
     last = row.last_used_at
-    if touch and (last is None or (now - _aware(last)).total_seconds() > 60):
+    if touch and (last is None or (now - aware(last)).total_seconds() > 60):
         with write_session(engine) as session:
             session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
     return KeyInfo(row.id, row.name, row.role, row.created_at, row.revoked_at, now)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were written in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def list_keys(engine: Engine) -> list[KeyInfo]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -13,13 +12,15 @@ import dns.asyncquery
 import dns.message
 import dns.rdatatype
 
+from dnsbl.addresses import Network, parse_network
 from dnsbl.config import DnsSettings, ZoneSettings
 from dnsbl.dns.server import DnsServer
+from dnsbl.index.values import ValueDefaults
 from dnsbl.index.zone_index import ZoneIndex
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 
 ZONE = "bl.example.org"
 TXT = "Listed: see https://bl.example.org/lookup/$"
-Row = tuple[str, int, int, int, bool, str | None, str | None]
 
 
 def zone_settings(name: str = ZONE, **overrides: Any) -> ZoneSettings:
@@ -46,22 +47,32 @@ def row(
     code: str | None = None,
     txt: str | None = None,
     excluded: bool = False,
-) -> Row:
+) -> ListingRow:
     """An index row for `network` (as `ZoneIndex.build` takes them)."""
-    net = ipaddress.ip_network(network, strict=False)
-    return (category, net.version, int(net.network_address), net.prefixlen, excluded, code, txt)
+    net = parse_network(network)
+    return ListingRow(category, net.family, net.first, net.prefixlen, excluded, code, txt)
 
 
-def make_index(rows: Iterable[Row], serial: int = 1, zone: ZoneSettings | None = None) -> ZoneIndex:
+def change(
+    action: str,
+    network: str | Network,
+    category: str = "manual",
+    *,
+    code: str | None = None,
+    txt: str | None = None,
+    excluded: bool = False,
+) -> ChangeRecord:
+    """A change log entry for `network` (as `ZoneIndex.with_changes` takes them)."""
+    net = parse_network(network) if isinstance(network, str) else network
+    listing = ListingRow(category, net.family, net.first, net.prefixlen, excluded, code, txt)
+    return ChangeRecord(0, ChangeAction(action), listing)
+
+
+def make_index(
+    rows: Iterable[ListingRow], serial: int = 1, zone: ZoneSettings | None = None
+) -> ZoneIndex:
     zone = zone or zone_settings()
-    return ZoneIndex.build(
-        zone.name,
-        serial,
-        rows,
-        default_code=zone.default_code,
-        default_txt=zone.txt,
-        category_codes=zone.categories,
-    )
+    return ZoneIndex.build(zone.name, serial, rows, ValueDefaults.of(zone))
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Looking an address up: the listings in force per zone and category, as the DNS answers them.
+"""An address's public report: the listings in force per zone and category, as the DNS answers
+them, and the relay tests that are the evidence.
 
 The store returns every active listing whose network contains the address, most specific
 first; per zone and category the first one decides, and an exclusion there means "not listed
@@ -8,10 +9,8 @@ addresses are answered as the DNS answers them.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine
@@ -20,18 +19,14 @@ from api.schemas.lookup import EvidenceLink, LookupListing, LookupPublic
 from dnsbl.addresses import parse_address
 from dnsbl.config import Settings
 from dnsbl.index.txt_template import render_txt
-from dnsbl.listings.store import ListingStore, in_force
+from dnsbl.index.values import TEST_CATEGORY, ValueDefaults, is_never_listed, is_test_listed
+from dnsbl.listings.covering import in_force, listings_containing
 from dnsbl.models import Listing
+from dnsbl.relay.evidence import RelayTestView, tests_for
 
 log = logging.getLogger(__name__)
 
-_ALWAYS_LISTED = {ipaddress.ip_address("127.0.0.2"), ipaddress.ip_address("::ffff:7f00:2")}
 _RFC5782 = datetime(2010, 2, 1, tzinfo=UTC)  # the test addresses are listed since the RFC
-_NEVER_LISTED = {
-    ipaddress.ip_address("127.0.0.1"),
-    ipaddress.ip_address("::1"),
-    ipaddress.ip_address("::ffff:7f00:1"),
-}
 
 
 def deciding_listings(listings: list[Listing], zones: list[str]) -> list[Listing]:
@@ -39,23 +34,24 @@ def deciding_listings(listings: list[Listing], zones: list[str]) -> list[Listing
     return in_force(listing for listing in listings if listing.zone.name in zones)
 
 
-def lookup(engine: Engine, settings: Settings, text: str) -> LookupPublic:
+def address_report(engine: Engine, settings: Settings, text: str) -> LookupPublic:
     """Everything the public may know about `text`; `AddressError` when it is not an address."""
     address = parse_address(text)
     shown = str(address)
     zones = settings.zone_names
     found: list[LookupListing] = []
-    if address not in _NEVER_LISTED:
-        listings = ListingStore(engine).listings_containing(shown)
+    if not is_never_listed(address.version, int(address)):
+        listings = listings_containing(engine, shown)
         for listing in deciding_listings(listings, zones):
             zone = settings.zone(listing.zone.name)
-            template = listing.txt if listing.txt is not None else zone.txt
+            defaults = ValueDefaults.of(zone)
+            template = defaults.text(listing.txt)
             found.append(
                 LookupListing(
                     zone=zone.name,
                     category=listing.category,
                     network=listing.network,
-                    code=listing.code or zone.code_for(listing.category),
+                    code=defaults.code(listing.category, listing.code),
                     txt=render_txt(template, shown) if template else None,
                     since=listing.created_at,
                     expires_at=listing.expires_at,
@@ -64,7 +60,7 @@ def lookup(engine: Engine, settings: Settings, text: str) -> LookupPublic:
                     listing_id=listing.id,
                 )
             )
-    if address in _ALWAYS_LISTED:
+    if is_test_listed(address.version, int(address)):
         listed_zones = {item.zone for item in found}
         found.extend(
             _test_listing(settings, name, shown) for name in zones if name not in listed_zones
@@ -86,9 +82,9 @@ def _test_listing(settings: Settings, zone_name: str, address: str) -> LookupLis
     zone = settings.zone(zone_name)
     return LookupListing(
         zone=zone.name,
-        category="test",
+        category=TEST_CATEGORY,
         network=address,
-        code="127.0.0.2",
+        code=ValueDefaults.of(zone).test_value.code,
         txt=None,
         since=_RFC5782,
         expires_at=None,
@@ -98,13 +94,9 @@ def _test_listing(settings: Settings, zone_name: str, address: str) -> LookupLis
     )
 
 
-def relay_tests_of(engine: Engine, address: str) -> list[Any]:
-    """The relay tests of `address`, newest first ([] until the tester's module is present)."""
-    try:
-        from dnsbl.relay import evidence as relay_tests
-    except ImportError:
-        return []
-    tests = list(relay_tests.tests_for(engine, address))
+def relay_tests_of(engine: Engine, address: str) -> list[RelayTestView]:
+    """The relay tests of `address`, newest first."""
+    tests = tests_for(engine, address)
     return sorted(tests, key=lambda t: (t.started_at is not None, t.started_at, t.id), reverse=True)
 
 

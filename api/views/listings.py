@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.schemas.listings import ListingPublic
-from dnsbl.addresses import Network, hex_key
+from dnsbl.addresses import Network
 from dnsbl.config import Settings
 from dnsbl.errors import UnknownZoneError
-from dnsbl.listings.store import active_clause
+from dnsbl.index.values import RBLDNSD_DEFAULTS, ValueDefaults
+from dnsbl.listings.covering import covering_starts, in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
+from dnsbl.timestamps import aware
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +31,12 @@ class ListingFilter:
 
 
 def _containing(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ColumnElement[bool]:
-    bits = address.max_prefixlen
-    value = int(address)
-    # A network containing the address starts at the address masked to the network's length.
     return and_(
         Listing.family == address.version,
         or_(
             *(
-                and_(
-                    Listing.prefixlen == length,
-                    Listing.start_key
-                    == hex_key(address.version, value >> (bits - length) << (bits - length)),
-                )
-                for length in range(bits + 1)
+                and_(Listing.prefixlen == length, Listing.start_key == start)
+                for length, start in covering_starts(address).items()
             )
         ),
     )
@@ -61,9 +55,9 @@ def _query(wanted: ListingFilter) -> Select[Listing]:
     if wanted.source is not None:
         query = query.where(Listing.source == wanted.source)
     if wanted.active is True:
-        query = query.where(active_clause(utcnow()))
+        query = query.where(in_force_clause(utcnow()))
     elif wanted.active is False:
-        query = query.where(~active_clause(utcnow()))
+        query = query.where(~in_force_clause(utcnow()))
     if wanted.within is not None:
         net = wanted.within
         query = query.where(
@@ -94,17 +88,17 @@ def get_listing(session: Session, settings: Settings, listing_id: int) -> Listin
 
 def to_public(listing: Listing, settings: Settings) -> ListingPublic:
     try:
-        code = listing.code or settings.zone(listing.zone.name).code_for(listing.category)
+        defaults = ValueDefaults.of(settings.zone(listing.zone.name))
     except UnknownZoneError:  # a zone since removed from the configuration
-        code = listing.code or "127.0.0.2"
-    expired = listing.expires_at is not None and _aware(listing.expires_at) <= utcnow()
+        defaults = RBLDNSD_DEFAULTS
+    expired = listing.expires_at is not None and aware(listing.expires_at) <= utcnow()
     return ListingPublic(
         id=listing.id,
         zone=listing.zone.name,
         network=listing.network,
         category=listing.category,
         excluded=listing.excluded,
-        code=code,
+        code=defaults.code(listing.category, listing.code),
         txt=listing.txt,
         reason=listing.reason,
         source=listing.source,
@@ -116,8 +110,3 @@ def to_public(listing: Listing, settings: Settings) -> ListingPublic:
         ended_by=listing.ended_by,
         end_reason=listing.end_reason,
     )
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were written in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

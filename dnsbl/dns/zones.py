@@ -14,16 +14,19 @@ from collections.abc import Iterable, Iterator
 
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
+from dnsbl.dns.codes import RecordClass, RecordType
 from dnsbl.dns.query import NIBBLES, OCTETS
 from dnsbl.errors import UnknownZoneError
 from dnsbl.index.txt_template import render_txt
-from dnsbl.index.zone_index import Value, ZoneIndex, with_test_value
+from dnsbl.index.values import Value
+from dnsbl.index.zone_index import ZoneIndex
 
-TYPE_A = 1
-TYPE_NS = 2
-TYPE_SOA = 6
-TYPE_TXT = 16
-CLASS_IN = 1
+TYPE_A = RecordType.A
+TYPE_NS = RecordType.NS
+TYPE_SOA = RecordType.SOA
+TYPE_TXT = RecordType.TXT
+TYPE_ANY = RecordType.ANY
+CLASS_IN = RecordClass.IN
 QUESTION_POINTER = b"\xc0\x0c"  # the question's name always starts right after the header
 # Indexes kept per zone for IXFR: at most HISTORY of them, holding at most HISTORY_OVERLAY
 # overlay entries between them (they share their arrays until a compaction, so the overlays
@@ -169,10 +172,10 @@ class PublishedZone:
     ) -> list[bytes]:
         """The answer records of a listed name for `qtype` (A, TXT or ANY; else none)."""
         records: list[bytes] = []
-        if qtype in (TYPE_A, 255):
+        if qtype in (TYPE_A, TYPE_ANY):
             codes = dict.fromkeys(value.code for value in values)
             records.extend(self.a_record(code) for code in codes)
-        if qtype in (TYPE_TXT, 255):
+        if qtype in (TYPE_TXT, TYPE_ANY):
             # One record per distinct text: an RRset holds no duplicates (RFC 2181 §5).
             texts = dict.fromkeys(
                 self.txt_record(value.txt, family, address)
@@ -223,9 +226,6 @@ class ZoneTable:
         old = self.by_wire.get(wire)
         if old is None:
             raise UnknownZoneError(f"zone {index.zone!r} is not configured on this server")
-        if index.test_value is ZoneIndex.test_value:
-            # 127.0.0.2 answers with the zone's own code and text (RFC 5782 §5).
-            index = with_test_value(index, old.settings.default_code, old.settings.txt or None)
         history = old.history
         if old.index is not None and old.index.serial != index.serial:
             history = (*history, old.index)[-HISTORY:]

@@ -36,18 +36,12 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from dnsbl.addresses import Network, address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.index.txt_template import render_txt
-from dnsbl.index.zone_index import (
-    TEST_LISTED,
-    TEST_UNLISTED,
-    TEST_UNLISTED_MAPPED,
-    Value,
-    ZoneIndex,
-)
+from dnsbl.index.values import TEST_LISTED, TEST_UNLISTED, TEST_UNLISTED_MAPPED, Value
+from dnsbl.index.zone_index import Table, ZoneIndex
 
 Record = tuple[str, str, int, str]  # owner (FQDN, no trailing dot), type, ttl, rdata text
 Answer = tuple[Value, ...]
@@ -147,7 +141,7 @@ class _Segments:
 
 
 def _entries(
-    index: ZoneIndex, table: Any, ranges: _Ranges | None
+    index: ZoneIndex, table: Table, ranges: _Ranges | None
 ) -> Iterator[tuple[int, int, int]]:
     """A table's (prefix length, start, value id): all, or those meeting one of `ranges`."""
     if ranges is None:
@@ -183,7 +177,7 @@ def _looked_up(
 
 
 def _flattened(
-    index: ZoneIndex, table: Any, family: int, specials: list[int], ranges: _Ranges | None
+    index: ZoneIndex, table: Table | None, family: int, specials: list[int], ranges: _Ranges | None
 ) -> Iterator[tuple[int, int, Answer]]:
     """Runs with one answer for a family with one table: one sweep of its nested CIDRs.
 

@@ -14,44 +14,20 @@ when it grows. Every method returns a new index: the DNS server swaps one refere
 
 from __future__ import annotations
 
-import ipaddress
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dnsbl.addresses import Network
+from dnsbl.index.values import NEVER_LISTED, RBLDNSD_DEFAULTS, TEST_LISTED, Value, ValueDefaults
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow, LoadGroup
 
 EXCLUDED = 0  # value id of an exclusion ("!" in rbldnsd data): stops the match, lists nothing
-_V4_TEST_LISTED = int(ipaddress.IPv4Address("127.0.0.2"))
-_V6_TEST_LISTED = int(ipaddress.IPv6Address("::ffff:7f00:2"))
-TEST_LISTED = {4: _V4_TEST_LISTED, 6: _V6_TEST_LISTED}
-TEST_UNLISTED = {4: int(ipaddress.IPv4Address("127.0.0.1")), 6: int(ipaddress.IPv6Address("::1"))}
-TEST_UNLISTED_MAPPED = int(ipaddress.IPv6Address("::ffff:7f00:1"))
 # Addresses decided before any table is consulted: the RFC 5782 test entries.
-_SPECIAL = {
-    4: frozenset({TEST_LISTED[4], TEST_UNLISTED[4]}),
-    6: frozenset({TEST_LISTED[6], TEST_UNLISTED[6], TEST_UNLISTED_MAPPED}),
-}
+_SPECIAL = {family: frozenset({TEST_LISTED[family], *NEVER_LISTED[family]}) for family in (4, 6)}
 COMPACT_AFTER = 4096  # overlay entries before a compaction is worth its cost
-
-
-@dataclass(frozen=True, slots=True)
-class Value:
-    """What a listing answers: its category, its A return code, and its TXT template.
-
-    `txt` is None when the entry has no text (no TXT record is answered); `$` in it stands
-    for the queried address.
-    """
-
-    category: str
-    code: str
-    txt: str | None
-
-    @property
-    def code_rdata(self) -> bytes:
-        return ipaddress.IPv4Address(self.code).packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +51,7 @@ class _Level:
 
 
 @dataclass(frozen=True, slots=True)
-class _Table:
+class Table:
     """One category's entries of one family: a level per prefix length, plus the overlay.
 
     `delta` maps (prefix length, start) to a value id, or to None where a base entry was
@@ -153,13 +129,13 @@ class _Table:
         )
 
 
-def _table(bits: int, rows: Iterable[tuple[int, int, int]]) -> _Table:
+def _table(bits: int, rows: Iterable[tuple[int, int, int]]) -> Table:
     """Build a table from (prefix length, start, value id) rows in any order."""
     by_length: dict[int, list[tuple[int, int]]] = {}
     for length, start, value in rows:
         by_length.setdefault(length, []).append((start, value))
     levels = {length: _level(bits, sorted(pairs)) for length, pairs in by_length.items()}
-    return _Table(bits, levels, {}, tuple(sorted(levels, reverse=True)))
+    return Table(bits, levels, {}, tuple(sorted(levels, reverse=True)))
 
 
 def _level(bits: int, pairs: list[tuple[int, int]]) -> _Level:
@@ -176,25 +152,39 @@ def _value_typecode(largest: int) -> str:
 
 @dataclass(frozen=True)
 class ZoneIndex:
-    """The immutable index of one zone at one serial."""
+    """The immutable index of one zone at one serial.
+
+    Make one with `build` or `from_groups`, and a newer one with `with_changes`.
+    """
 
     zone: str
     serial: int
+    defaults: ValueDefaults
     values: tuple[Value | None, ...]  # by id; id 0 is EXCLUDED
-    tables: Mapping[tuple[str, int], _Table]  # by (category, family)
-    _value_ids: Mapping[Value, int] = field(repr=False, default_factory=dict)
+    tables: Mapping[tuple[str, int], Table]  # by (category, family)
+    _value_ids: Mapping[Value, int] = field(repr=False)
     # Made by `with_changes`: the serial it was made from and the networks that changed
     # (what an IXFR from that serial has to look at); None for an index loaded whole.
-    changed: tuple[int, frozenset[Network]] | None = field(default=None, repr=False, compare=False)
-    by_family: Mapping[int, tuple[_Table, ...]] = field(init=False, repr=False, compare=False)
+    changed: tuple[int, frozenset[Network]] | None = field(repr=False, compare=False)
+    # The tables of each family, grouped once: lookups are the DNS hot path.
+    by_family: Mapping[int, tuple[Table, ...]] = field(repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        # The tables of each family, grouped once: lookups are the DNS hot path.
-        grouped = {
-            family: tuple(table for (_, f), table in self.tables.items() if f == family)
+    @classmethod
+    def _make(
+        cls,
+        zone: str,
+        serial: int,
+        defaults: ValueDefaults,
+        values: tuple[Value | None, ...],
+        tables: Mapping[tuple[str, int], Table],
+        value_ids: Mapping[Value, int],
+        changed: tuple[int, frozenset[Network]] | None = None,
+    ) -> ZoneIndex:
+        by_family = {
+            family: tuple(table for (_, f), table in tables.items() if f == family)
             for family in (4, 6)
         }
-        object.__setattr__(self, "by_family", grouped)
+        return cls(zone, serial, defaults, values, tables, value_ids, changed, by_family)
 
     # -- building ------------------------------------------------------------------------
 
@@ -203,76 +193,56 @@ class ZoneIndex:
         cls,
         zone: str,
         serial: int,
-        rows: Iterable[tuple[str, int, int, int, bool, str | None, str | None]],
-        *,
-        default_code: str = "127.0.0.2",
-        default_txt: str | None = None,
-        category_codes: Mapping[str, str] | None = None,
+        rows: Iterable[ListingRow],
+        defaults: ValueDefaults = RBLDNSD_DEFAULTS,
     ) -> ZoneIndex:
-        """Build from (category, family, start, prefix length, excluded, code, txt) rows.
-
-        A row's code or txt of None takes the zone's: the category's code (else the zone's
-        default code) and the zone's TXT template. A txt of "" means "no TXT".
-        """
-        codes = category_codes or {}
+        """Build from listing rows; what a row leaves open (None) `defaults` fills in."""
         value_ids: dict[Value, int] = {}
         values: list[Value | None] = [None]
         raw_ids: dict[tuple[str, str | None, str | None], int] = {}
         grouped: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
-        for category, family, start, length, excluded, code, txt in rows:
-            if excluded:
+        for row in rows:
+            if row.excluded:
                 value_id = EXCLUDED
             else:
-                raw = (category, code, txt)
+                raw = (row.category, row.code, row.txt)
                 value_id = raw_ids.get(raw, -1)
                 if value_id < 0:
-                    value = Value(
-                        category,
-                        code if code is not None else codes.get(category, default_code),
-                        (txt if txt is not None else default_txt) or None,
-                    )
+                    value = defaults.value(row.category, row.code, row.txt)
                     value_id = value_ids.get(value, -1)
                     if value_id < 0:
                         value_id = value_ids[value] = len(values)
                         values.append(value)
                     raw_ids[raw] = value_id
-            grouped.setdefault((category, family), []).append((length, start, value_id))
+            grouped.setdefault((row.category, row.family), []).append(
+                (row.prefixlen, row.start, value_id)
+            )
         tables = {
             key: _table(32 if key[1] == 4 else 128, table_rows)
             for key, table_rows in grouped.items()
         }
-        return cls(zone, serial, tuple(values), tables, value_ids)
+        return cls._make(zone, serial, defaults, tuple(values), tables, value_ids)
 
     @classmethod
     def from_groups(
         cls,
         zone: str,
         serial: int,
-        groups: Iterable[Any],
-        *,
-        default_code: str = "127.0.0.2",
-        default_txt: str | None = None,
-        category_codes: Mapping[str, str] | None = None,
+        groups: Iterable[LoadGroup],
+        defaults: ValueDefaults = RBLDNSD_DEFAULTS,
     ) -> ZoneIndex:
         """Build from `LoadGroup`s: sorted starts sharing family, length and value.
 
         The common case, one value per prefix length, takes the group's array as it is.
         """
-        codes = category_codes or {}
         value_ids: dict[Value, int] = {}
         values: list[Value | None] = [None]
-        parts: dict[tuple[str, int], dict[int, list[tuple[Sequence[int], int]]]] = {}
+        parts: dict[tuple[str, int], dict[int, list[tuple[Any, int]]]] = {}
         for group in groups:
             if group.excluded:
                 value_id = EXCLUDED
             else:
-                value = Value(
-                    group.category,
-                    group.code
-                    if group.code is not None
-                    else codes.get(group.category, default_code),
-                    (group.txt if group.txt is not None else default_txt) or None,
-                )
+                value = defaults.value(group.category, group.code, group.txt)
                 value_id = value_ids.setdefault(value, len(values))
                 if value_id == len(values):
                     values.append(value)
@@ -292,44 +262,41 @@ class ZoneIndex:
                 else:
                     pairs = sorted((s, v) for starts, v in pieces for s in starts)
                     levels[length] = _level(bits, pairs)
-            tables[(category, family)] = _Table(
+            tables[(category, family)] = Table(
                 bits, levels, {}, tuple(sorted(levels, reverse=True))
             )
-        return cls(zone, serial, tuple(values), tables, value_ids)
+        return cls._make(zone, serial, defaults, tuple(values), tables, value_ids)
 
-    def with_changes(
-        self,
-        serial: int,
-        changes: Iterable[tuple[str, str, Network, bool, Value | None]],
-    ) -> ZoneIndex:
-        """A new index with `changes` applied: (action, category, network, excluded, value).
+    def with_changes(self, serial: int, changes: Iterable[ChangeRecord]) -> ZoneIndex:
+        """A new index at `serial` with the change log entries `changes` applied.
 
-        `action` is "add" or "remove"; `value` is the resolved value of an added entry that is
-        not an exclusion. Only the overlays of the tables touched are copied.
+        Only the overlays of the tables touched are copied.
         """
         changes = list(changes)
         values = list(self.values)
         value_ids = dict(self._value_ids)
         deltas: dict[tuple[str, int], dict[tuple[int, int], int | None]] = {}
-        for action, category, net, excluded, value in changes:
-            key = (category, net.family)
+        for change in changes:
+            row = change.listing
+            key = (row.category, row.family)
             delta = deltas.get(key)
             if delta is None:
                 table = self.tables.get(key)
                 delta = deltas[key] = dict(table.delta) if table else {}
-            slot = (net.prefixlen, net.first)
-            if action == "remove":
+            slot = (row.prefixlen, row.start)
+            if change.action == ChangeAction.REMOVE:
                 table = self.tables.get(key)
-                level = table.levels.get(net.prefixlen) if table else None
-                in_base = level is not None and level.find(net.first) is not None
+                level = table.levels.get(row.prefixlen) if table else None
+                in_base = level is not None and level.find(row.start) is not None
                 if in_base:
                     delta[slot] = None
                 else:
                     delta.pop(slot, None)
                 continue
-            if excluded or value is None:
+            if row.excluded:
                 delta[slot] = EXCLUDED
                 continue
+            value = self.defaults.value(row.category, row.code, row.txt)
             value_id = value_ids.get(value, -1)
             if value_id < 0:
                 value_id = value_ids[value] = len(values)
@@ -341,9 +308,11 @@ class ZoneIndex:
             bits = 32 if key[1] == 4 else 128
             levels = old.levels if old else {}
             lengths = set(levels) | {length for length, _ in delta}
-            tables[key] = _Table(bits, levels, delta, tuple(sorted(lengths, reverse=True)))
-        changed = (self.serial, frozenset(net for _, _, net, _, _ in changes))
-        return ZoneIndex(self.zone, serial, tuple(values), tables, value_ids, changed)
+            tables[key] = Table(bits, levels, delta, tuple(sorted(lengths, reverse=True)))
+        changed = (self.serial, frozenset(change.listing.network for change in changes))
+        return ZoneIndex._make(
+            self.zone, serial, self.defaults, tuple(values), tables, value_ids, changed
+        )
 
     @property
     def overlay_size(self) -> int:
@@ -352,7 +321,15 @@ class ZoneIndex:
     def compacted(self) -> ZoneIndex:
         """The same content with every overlay folded into the arrays."""
         tables = {key: _table(table.bits, table.entries()) for key, table in self.tables.items()}
-        return ZoneIndex(self.zone, self.serial, self.values, tables, self._value_ids, self.changed)
+        return ZoneIndex._make(
+            self.zone,
+            self.serial,
+            self.defaults,
+            self.values,
+            tables,
+            self._value_ids,
+            self.changed,
+        )
 
     # -- answering -----------------------------------------------------------------------
 
@@ -384,7 +361,10 @@ class ZoneIndex:
         listed = tuple(v for v in found if v is not None)
         return listed or (self.test_value,)
 
-    test_value: Value = Value("test", "127.0.0.2", None)
+    @property
+    def test_value(self) -> Value:
+        """What 127.0.0.2 answers where no listing of the zone covers it."""
+        return self.defaults.test_value
 
     def has_names_under(self, family: int, start: int, length: int) -> bool:
         """Whether any listed address lies in the prefix (start/length): an empty non-terminal."""
@@ -411,9 +391,3 @@ class ZoneIndex:
             sum(len(level.starts) for level in table.levels.values()) + len(table.delta)
             for table in self.tables.values()
         )
-
-
-def with_test_value(index: ZoneIndex, code: str, txt: str | None) -> ZoneIndex:
-    """Set the value answered for 127.0.0.2 when no listing covers it."""
-    object.__setattr__(index, "test_value", Value("test", code, txt))
-    return index

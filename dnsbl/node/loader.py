@@ -16,46 +16,23 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from dnsbl.config import ZoneSettings
-from dnsbl.index.zone_index import COMPACT_AFTER, Value, ZoneIndex
-from dnsbl.listings.store import ChangeRecord, ListingStore
+from dnsbl.index.values import ValueDefaults
+from dnsbl.index.zone_index import COMPACT_AFTER, ZoneIndex
+from dnsbl.listings.feed import ListingFeed
+from dnsbl.listings.rows import ChangeAction, ChangeRecord
 
 log = logging.getLogger(__name__)
 
 
 def load_index(engine: Engine, zone: ZoneSettings) -> ZoneIndex:
     """Build the index of `zone` from the active listings in the store."""
-    serial, groups, expired = ListingStore(engine).load_groups(zone.name)
-    index = ZoneIndex.from_groups(
-        zone.name,
-        serial,
-        groups,
-        default_code=zone.default_code,
-        default_txt=zone.txt,
-        category_codes=zone.categories,
-    )
-    if expired:
+    load = ListingFeed(engine).load(zone.name)
+    index = ZoneIndex.from_groups(zone.name, load.serial, load.groups, ValueDefaults.of(zone))
+    if load.expired:
         # Past their expiry but not yet swept: leave them out as if already removed.
-        gone = [ChangeRecord(serial, "remove", row) for row in expired]
-        index = apply_changes(index, zone, serial, gone).compacted()
+        gone = [ChangeRecord(load.serial, ChangeAction.REMOVE, row) for row in load.expired]
+        index = index.with_changes(load.serial, gone).compacted()
     return index
-
-
-def apply_changes(
-    index: ZoneIndex, zone: ZoneSettings, serial: int, changes: list[ChangeRecord]
-) -> ZoneIndex:
-    """The index with the change log entries applied, at `serial`."""
-    decoded = []
-    for change in changes:
-        row = change.listing
-        value = None
-        if not row.excluded:
-            value = Value(
-                row.category,
-                row.code if row.code is not None else zone.code_for(row.category),
-                (row.txt if row.txt is not None else zone.txt) or None,
-            )
-        decoded.append((change.action, row.category, row.network, row.excluded, value))
-    return index.with_changes(serial, decoded)
 
 
 class ZoneFollower:
@@ -69,7 +46,7 @@ class ZoneFollower:
         interval: float = 0.25,
     ) -> None:
         self.engine = engine
-        self.store = ListingStore(engine)
+        self.feed = ListingFeed(engine)
         self.zones = {zone.name: zone for zone in zones}
         self.publish = publish
         self.interval = interval
@@ -85,14 +62,14 @@ class ZoneFollower:
 
     def poll_once(self) -> list[str]:
         """Apply whatever changed since the last poll; returns the zones republished."""
-        serials = self.store.serials()
+        serials = self.feed.serials()
         changed = []
-        for name, zone in self.zones.items():
+        for name in self.zones:
             current = self.indexes.get(name)
             if current is None or serials.get(name, 0) == current.serial:
                 continue
-            serial, changes = self.store.changes_since(name, current.serial)
-            index = apply_changes(current, zone, serial, changes)
+            serial, changes = self.feed.changes_since(name, current.serial)
+            index = current.with_changes(serial, changes)
             if index.overlay_size > COMPACT_AFTER:
                 index = index.compacted()
             self.indexes[name] = index

@@ -15,12 +15,10 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from dnsbl.addresses import parse_network
 from dnsbl.dns import transfer
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.transfer import txt_rdata_from_text
-from dnsbl.index.zone_index import Value
-from tests.dns_support import ZONE, ask, make_index, row, running, zone_settings
+from tests.dns_support import ZONE, ask, change, make_index, row, running, zone_settings
 
 ROWS = [row("10.0.0.1"), row("192.0.2.0/24", "relay-output", txt="Net $"), row("2001:db8::1")]
 
@@ -116,16 +114,16 @@ def _text(zone: dns.zone.Zone) -> list[str]:
 async def test_ixfr_sends_the_difference_that_makes_the_new_zone() -> None:
     # 300 more names under 172.*, which the changes do not touch
     base = make_index([*ROWS, *(row(f"172.16.{i >> 8}.{i & 255}") for i in range(300))], serial=20)
-    value = Value("open-relay", "127.0.0.2", "Listed $")
+    value = {"code": "127.0.0.2", "txt": "Listed $"}
     steps = [
         [
-            ("add", "open-relay", parse_network("10.0.0.2"), False, value),
-            ("add", "open-relay", parse_network("10.1.0.0/16"), False, value),
-            ("add", "open-relay", parse_network("10.1.2.3"), True, None),
+            change("add", "10.0.0.2", "open-relay", **value),
+            change("add", "10.1.0.0/16", "open-relay", **value),
+            change("add", "10.1.2.3", "open-relay", excluded=True),
         ],
         [
-            ("remove", "manual", parse_network("10.0.0.1"), False, None),
-            ("add", "open-relay", parse_network("2001:db8::/48"), False, value),
+            change("remove", "10.0.0.1"),
+            change("add", "2001:db8::/48", "open-relay", **value),
         ],
     ]
     async with running([base]) as server:
@@ -240,10 +238,9 @@ def test_the_history_for_ixfr_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     table = zones.ZoneTable([zone_settings()])
     index = make_index(ROWS, serial=1)
     table.publish(index)
-    value = Value("manual", "127.0.0.2", None)
     for serial in range(2, 10):
-        change = ("add", "manual", parse_network(f"10.9.0.{serial}"), False, value)
-        index = index.with_changes(serial, [change])
+        added = change("add", f"10.9.0.{serial}", code="127.0.0.2", txt="")
+        index = index.with_changes(serial, [added])
         zone, _ = table.publish(index)
     # the last five at most, and of those the newest whose overlays (serial n has n - 1
     # entries) hold twenty at most: 5 + 6 + 7

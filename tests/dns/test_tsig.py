@@ -18,12 +18,10 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from dnsbl.addresses import parse_network
 from dnsbl.config import ConfigError, load_settings
 from dnsbl.dns.server import DnsServer
-from dnsbl.index.zone_index import Value
 from tests.conftest import zone_config
-from tests.dns_support import ZONE, make_index, row, running
+from tests.dns_support import ZONE, change, make_index, row, running
 
 SECRET = base64.b64encode(bytes(range(32))).decode()
 KEY = {"name": "xfr.example.org", "secret": SECRET}
@@ -87,9 +85,8 @@ async def test_signed_queries_get_signed_answers_and_ixfr_too() -> None:
             port=port,
             timeout=5,
         )
-        value = Value("manual", "127.0.0.5", None)
-        change = ("add", "manual", parse_network("192.0.2.9"), False, value)
-        server.publish(base.with_changes(6, [change]))
+        added = change("add", "192.0.2.9", code="127.0.0.5", txt="")
+        server.publish(base.with_changes(6, [added]))
         await asyncio.to_thread(
             dns.query.inbound_xfr,
             host,

@@ -16,7 +16,8 @@ from dnsbl.dns.answers import Responder
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.wire import answer_fast
 from dnsbl.index.zone_index import ZoneIndex
-from tests.dns_support import ZONE, Row, make_index, row, zone_settings
+from dnsbl.listings.rows import ListingRow as Row
+from tests.dns_support import ZONE, make_index, row, zone_settings
 
 CHILD = "v2." + ZONE
 QTYPES = ["A", "TXT", "ANY", "AAAA", "MX", "SOA", "NS", "PTR"]
@@ -64,7 +65,10 @@ def _near(rows: list[Row]) -> st.SearchStrategy[tuple[int, int]]:
     if not rows:
         return anywhere
     near = st.builds(
-        lambda r, delta: (r[1], max(0, min(r[2] + delta, 2 ** (32 if r[1] == 4 else 128) - 1))),
+        lambda r, delta: (
+            r.family,
+            max(0, min(r.start + delta, 2 ** (32 if r.family == 4 else 128) - 1)),
+        ),
         st.sampled_from(rows),
         st.integers(-2, 300),
     )

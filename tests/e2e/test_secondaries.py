@@ -17,10 +17,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsbl.addresses import parse_network
-from dnsbl.index.zone_index import Value
 from tests.conftest import need_program
-from tests.dns_support import ZONE, answers, make_index, row, running
+from tests.dns_support import ZONE, answers, change, make_index, row, running
 
 
 def _free_port() -> int:
@@ -102,11 +100,10 @@ async def test_nsd_transfers_and_follows_notify(
             await _eventually(nsd_port, "2.0.0.10." + ZONE, ["127.0.0.2"], log)
             assert await _a(nsd_port, "1.0.0.10." + ZONE) == ["NXDOMAIN"]
             # A change from the change log reaches NSD as an incremental transfer (IXFR).
-            value = Value("manual", "127.0.0.4", None)
             changes = [
-                ("remove", "manual", parse_network("10.0.0.2"), False, None),
-                ("add", "manual", parse_network("10.0.0.3"), False, value),
-                ("add", "manual", parse_network("172.16.5.5"), True, None),
+                change("remove", "10.0.0.2"),
+                change("add", "10.0.0.3", code="127.0.0.4", txt=""),
+                change("add", "172.16.5.5", excluded=True),
             ]
             with caplog.at_level(logging.INFO, logger="dnsbl.dns.answers"):
                 server.publish(second.with_changes(102, changes))

@@ -21,11 +21,13 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from dnsbl.addresses import Network, address_text, parse_network, reverse_name
+from dnsbl.addresses import address_text, parse_network, reverse_name
 from dnsbl.config import ZoneSettings
 from dnsbl.index.records import Record, records_under, top_labels, txt_rdata, zone_records
 from dnsbl.index.txt_template import render_txt
-from dnsbl.index.zone_index import Value, ZoneIndex
+from dnsbl.index.values import ValueDefaults
+from dnsbl.index.zone_index import ZoneIndex
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 from tests.conftest import ZONE, need_program, zone_config
 
 SETTINGS = ZoneSettings(**zone_config(txt="Listed $"))
@@ -71,7 +73,8 @@ def _row(
 
 
 def _index(*rows: tuple[str, int, int, int, bool, str | None, str | None]) -> ZoneIndex:
-    return ZoneIndex.build(ZONE, 1, rows, default_txt="Listed $")
+    listing_rows = [ListingRow(*each) for each in rows]
+    return ZoneIndex.build(ZONE, 1, listing_rows, ValueDefaults(txt="Listed $"))
 
 
 def _expected(index: ZoneIndex, address: int, family: int) -> set[str]:
@@ -142,7 +145,10 @@ def test_the_test_address_is_listed_and_localhost_never() -> None:
     assert resolver.resolve("9.9.9.127." + ZONE, "A") == {"127.0.0.2"}
     empty = list(zone_records(_index(), SETTINGS))
     v6_test = reverse_name(ipaddress.IPv6Address("::ffff:7f00:2"), ZONE)
-    assert {(o, t) for o, t, _, _ in empty} == {("2.0.0.127." + ZONE, "A"), (v6_test, "A")}
+    # with the zone's own code and text, as RFC 5782 §5 asks
+    assert {(o, t) for o, t, _, _ in empty} == {
+        (name, rtype) for name in ("2.0.0.127." + ZONE, v6_test) for rtype in ("A", "TXT")
+    }
 
 
 def test_an_exclusion_inside_a_wildcard_is_expanded_around() -> None:
@@ -328,15 +334,17 @@ def test_the_records_under_the_changed_labels_are_the_whole_difference() -> None
     for _ in range(25):
         rows = _random_rows(rng)
         old = _index(*rows)
-        changes: list[tuple[str, str, Network, bool, Value | None]] = []
-        for category, family, first, length, excluded, _, _ in rng.sample(rows, len(rows) // 3):
-            changes.append(("remove", category, Network(family, first, length), excluded, None))
-        for category, family, first, length, excluded, code, txt in _random_rows(rng)[:8]:
-            value = None if excluded else Value(category, code or "127.0.0.2", txt or None)
-            changes.append(("add", category, Network(family, first, length), excluded, value))
+        changes = [
+            ChangeRecord(2, ChangeAction.REMOVE, ListingRow(*each))
+            for each in rng.sample(rows, len(rows) // 3)
+        ]
+        changes += [
+            ChangeRecord(2, ChangeAction.ADD, ListingRow(*each)) for each in _random_rows(rng)[:8]
+        ]
         new = old.with_changes(2, changes)
-        assert new.changed == (1, frozenset(net for _, _, net, _, _ in changes))
-        labels = set().union(*(top_labels(net) for _, _, net, _, _ in changes))
+        networks = [change.listing.network for change in changes]
+        assert new.changed == (1, frozenset(networks))
+        labels = set().union(*(top_labels(net) for net in networks))
         whole_old = set(zone_records(old, SETTINGS))
         whole_new = set(zone_records(new, SETTINGS))
         under_old = records_under(old, SETTINGS, labels)

@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsbl.addresses import Network, parse_address, parse_network
-from dnsbl.index.zone_index import EXCLUDED, Value, ZoneIndex
+from dnsbl.index.values import ValueDefaults
+from dnsbl.index.zone_index import EXCLUDED, ZoneIndex
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 
 DEFAULT_TXT = "Listed: $"
 
@@ -22,7 +24,11 @@ def row(
     txt: str | None = None,
 ):
     net = parse_network(text)
-    return (category, net.family, net.first, net.prefixlen, excluded, code, txt)
+    return ListingRow(category, net.family, net.first, net.prefixlen, excluded, code, txt)
+
+
+def _change(action: ChangeAction, listing: ListingRow) -> ChangeRecord:
+    return ChangeRecord(0, action, listing)
 
 
 def codes(index: ZoneIndex, address: str) -> list[str]:
@@ -30,9 +36,9 @@ def codes(index: ZoneIndex, address: str) -> list[str]:
     return [value.code for value in index.lookup(ip.version, int(ip))]
 
 
-def build(*rows, **kwargs) -> ZoneIndex:
-    kwargs.setdefault("default_txt", DEFAULT_TXT)
-    return ZoneIndex.build("bl.example.org", 7, rows, **kwargs)
+def build(*rows: ListingRow, categories: dict[str, str] | None = None) -> ZoneIndex:
+    defaults = ValueDefaults(txt=DEFAULT_TXT, categories=categories or {})
+    return ZoneIndex.build("bl.example.org", 7, rows, defaults)
 
 
 def test_longest_prefix_wins_and_exclusions_stop_the_match() -> None:
@@ -64,7 +70,7 @@ def test_codes_and_texts_fall_back_to_category_and_zone() -> None:
         row("192.0.2.1", "relay-output"),
         row("192.0.2.2", "x", txt=""),
         row("192.0.2.3", "x", txt="own $"),
-        category_codes={"relay-output": "127.0.0.3"},
+        categories={"relay-output": "127.0.0.3"},
     )
     [output] = index.lookup(4, parse_network("192.0.2.1").first)
     assert (output.code, output.txt) == ("127.0.0.3", DEFAULT_TXT)
@@ -111,13 +117,12 @@ def test_empty_non_terminals() -> None:
 
 def test_changes_apply_as_an_overlay_and_compact_to_the_same_answers() -> None:
     base = build(row("10.0.0.0/8"), row("10.1.0.0/16", excluded=True))
-    value = Value("c", "127.0.0.9", None)
     changed = base.with_changes(
         8,
         [
-            ("remove", "c", parse_network("10.1.0.0/16"), True, None),
-            ("add", "c", parse_network("10.1.2.0/24"), False, value),
-            ("add", "c", parse_network("172.16.0.0/12"), True, None),
+            _change(ChangeAction.REMOVE, row("10.1.0.0/16", excluded=True)),
+            _change(ChangeAction.ADD, row("10.1.2.0/24", code="127.0.0.9", txt="")),
+            _change(ChangeAction.ADD, row("172.16.0.0/12", excluded=True)),
         ],
     )
     assert changed.serial == 8 and base.serial == 7
@@ -127,14 +132,12 @@ def test_changes_apply_as_an_overlay_and_compact_to_the_same_answers() -> None:
     assert compact.overlay_size == 0 and changed.overlay_size == 3
     for address in ("10.1.9.9", "10.1.2.1", "10.2.3.4", "172.16.0.1", "11.1.1.1"):
         assert codes(compact, address) == codes(changed, address)
-    removed_again = compact.with_changes(
-        9, [("remove", "c", parse_network("10.1.2.0/24"), False, value)]
-    )
+    removed_again = compact.with_changes(9, [_change(ChangeAction.REMOVE, row("10.1.2.0/24"))])
     assert codes(removed_again, "10.1.2.1") == ["127.0.0.2"]
 
 
 def test_from_groups_matches_build() -> None:
-    from dnsbl.listings.store import LoadGroup
+    from dnsbl.listings.rows import LoadGroup
 
     groups = [
         LoadGroup(4, 32, "c", False, None, None, [parse_network("192.0.2.1").first]),
@@ -165,7 +168,7 @@ def test_lookup_agrees_with_a_brute_force_reference(rnd: random.Random) -> None:
         entries[Network(4, first & 0x3FFFFFFF | 0x40000000, length)] = rnd.choice([EXCLUDED, 1, 2])
     values = {1: "127.0.0.2", 2: "127.0.0.3"}
     rows = [
-        ("c", 4, n.first, n.prefixlen, v == EXCLUDED, values.get(v), None)
+        ListingRow("c", 4, n.first, n.prefixlen, v == EXCLUDED, values.get(v), None)
         for n, v in entries.items()
     ]
     index = ZoneIndex.build("z", 1, rows)
@@ -174,7 +177,10 @@ def test_lookup_agrees_with_a_brute_force_reference(rnd: random.Random) -> None:
     overlaid = ZoneIndex.build("z", 1, rows[:half]).with_changes(
         2,
         [
-            ("add", "c", n, v == EXCLUDED, None if v == EXCLUDED else Value("c", values[v], None))
+            _change(
+                ChangeAction.ADD,
+                ListingRow("c", 4, n.first, n.prefixlen, v == 0, values.get(v), None),
+            )
             for n, v in items[half:]
         ],
     )
