@@ -15,14 +15,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from api import create_app
+from api.app import create_app
 from dnsbl.addresses import parse_network
 from dnsbl.apikeys import create_key
 from dnsbl.config import Settings, load_settings
 from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.relay import evidence as relay_tests
+from dnsbl.relay.states import Verdict
 from dnsbl.relay.tester.probe import ProbeReport
-from dnsbl.relay.verdicts import CONFIRMED
 from tests.conftest import ZONE, zone_config
 
 __all__ = [
@@ -123,7 +123,7 @@ def add_listing(
     return result.listing_ids[0]
 
 
-def relay_test_of(engine: Engine, address: str, verdict: str = CONFIRMED) -> int:
+def relay_test_of(engine: Engine, address: str, verdict: str = Verdict.CONFIRMED) -> int:
     """A finished relay test of `address`, as the worker records one."""
     test_id = relay_tests.start_test(engine, address, job_id=None, forced=False)
     now = datetime.now(UTC)

@@ -1,1 +1,1 @@
-"""api/pages"""
+"""The human pages: server-rendered HTML for people, beside the REST API."""

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep
-from api.pages.lookup import address_path, page
+from api.pages.rendering import address_path, page
 from api.problems import from_error
 from dnsbl.errors import DnsblError
 from dnsbl.relay import nominations
+from dnsbl.relay.states import NominationStatus
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,6 +60,6 @@ def nomination_page(
         request,
         "nomination.html",
         item=view,
-        final=view.status in ("done", "refused"),
+        final=view.status in (NominationStatus.DONE, NominationStatus.REFUSED),
         address_path=address_path(view.address),
     )

@@ -8,7 +8,7 @@ per address and per requester, and never refused because the requester is itself
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import Engine, select
@@ -20,6 +20,7 @@ from api.schemas.public import DelistRequestCreate, DelistRequestPublic
 from dnsbl.config import Settings
 from dnsbl.models.relay import DelistRequest
 from dnsbl.relay import delisting, jobs
+from dnsbl.relay.delisting import DelistRequestView
 
 router = APIRouter(prefix="/v1/delist-requests", tags=["public"])
 
@@ -32,7 +33,7 @@ def _job_of(engine: Engine, request_id: int) -> int | None:
     return job_id
 
 
-def to_public(engine: Engine, view: Any, settings: Settings) -> DelistRequestPublic:
+def to_public(engine: Engine, view: DelistRequestView, settings: Settings) -> DelistRequestPublic:
     """The public shape of a delist request, with its queue position and links."""
     base = settings.api.public_url.rstrip("/")
     job_id = _job_of(engine, view.id)
@@ -49,7 +50,7 @@ def submit(
     engine: Engine, settings: Settings, body: DelistRequestCreate, client: str
 ) -> DelistRequestPublic:
     """File the request (shared by the REST route and the removal page)."""
-    view = delisting.request_delist(
+    view = delisting.file_delist_request(
         engine,
         settings,
         body.address,
@@ -66,7 +67,7 @@ def submit(
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(400, 403, 409, 413, 422, 429, 500),
 )
-def request_delist(
+def create_delist_request(
     body: DelistRequestCreate,
     response: Response,
     client: ClientDep,

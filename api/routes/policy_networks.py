@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
@@ -13,10 +13,11 @@ from api.problems import Problem, responses
 from api.schemas.admin import PolicyNetworkCreate, PolicyNetworkPublic
 from api.schemas.common import NETWORK_PATTERN, TEXT_PATTERN
 from dnsbl import policy
+from dnsbl.policy import PolicyKind
 
 router = APIRouter(prefix="/v1/admin/policy-networks", tags=["admin: policy networks"])
 
-Kind = Literal["never-test", "never-list"]
+Kind = PolicyKind
 
 
 @router.get("", response_model=list[PolicyNetworkPublic], responses=responses(401, 403, 422, 500))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -11,6 +11,7 @@ from api.deps import EngineDep
 from api.problems import responses
 from api.schemas.admin import JobPublic, QueuePublic
 from dnsbl.relay import jobs
+from dnsbl.relay.states import JobStatus
 
 router = APIRouter(prefix="/v1/admin/queue", tags=["admin: queue"])
 
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1/admin/queue", tags=["admin: queue"])
 def read_queue(
     key: OperatorKey,
     engine: EngineDep,
-    status: Literal["waiting", "running", "failed", "done"] = "waiting",
+    status: JobStatus = JobStatus.WAITING,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> QueuePublic:

@@ -12,9 +12,9 @@ from api.problems import Problem, responses
 from api.schemas.admin import RetestAddressCreate, RetestCreate, RetestsScheduled
 from dnsbl.addresses import IPV4_BITS, IPV6_BITS, address_text
 from dnsbl.errors import PolicyRefused, UnknownZoneError
-from dnsbl.listings.store import active_clause
+from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.relay import jobs
+from dnsbl.relay import schedule
 
 router = APIRouter(prefix="/v1/admin/retests", tags=["admin: retests"])
 
@@ -25,7 +25,7 @@ def _listed_hosts(engine: Engine, zone: str, category: str | None) -> list[str]:
         select(Listing.family, Listing.start_key, Listing.prefixlen)
         .join(Zone, Zone.id == Listing.zone_id)
         .join(ListingValue, ListingValue.id == Listing.value_id)
-        .where(Zone.name == zone, ListingValue.excluded.is_(False), active_clause(utcnow()))
+        .where(Zone.name == zone, ListingValue.excluded.is_(False), in_force_clause(utcnow()))
         .order_by(Listing.family, Listing.start_key)
     )
     if category is not None:
@@ -55,7 +55,7 @@ def schedule_retests(
     test are skipped; a single address that policy forbids is refused (403)."""
     who = actor(key)
     if isinstance(body, RetestAddressCreate):
-        job = jobs.schedule_retest(engine, settings, body.address, actor=who, forced=True)
+        job = schedule.schedule_retest(engine, settings, body.address, actor=who, forced=True)
         audit.record(
             engine, key, "retest.schedule", job.target, reason=body.reason, detail={"job": job.id}
         )
@@ -68,7 +68,7 @@ def schedule_retests(
     skipped: list[str] = []
     for host in _listed_hosts(engine, zone.name, body.category):
         try:
-            jobs.schedule_retest(engine, settings, host, actor=who, forced=True)
+            schedule.schedule_retest(engine, settings, host, actor=who, forced=True)
             scheduled.append(host)
         except PolicyRefused:
             skipped.append(host)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.common import AddressText, Input, NetworkText, Public, Reason, UtcDatetime
+from dnsbl.policy import PolicyKind
 
 
 class RetestAddressCreate(Input):
@@ -68,7 +69,7 @@ class PolicyNetworkCreate(Input):
     """A network never to test, or never to list."""
 
     network: NetworkText
-    kind: Literal["never-test", "never-list"]
+    kind: PolicyKind
     reason: Reason
 
 

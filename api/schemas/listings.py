@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.common import RETURN_CODE_PATTERN, Input, NetworkText, Reason, UtcDatetime
+from dnsbl.listings.rows import Source
 
 
 class ListingCreate(Input):
@@ -29,7 +30,7 @@ class ListingCreate(Input):
         None, max_length=255, description="TXT template, `$` = the queried address"
     )
     reason: Reason
-    source: Literal["manual", "report"] = "manual"
+    source: Literal[Source.MANUAL, Source.REPORT] = Source.MANUAL
     excluded: bool = Field(False, description="An exclusion: never listed, whatever covers it")
     expires_at: datetime | None = Field(None, description="When it leaves the zone by itself")
 

@@ -1,4 +1,4 @@
-"""`dnsbl nominate`, `retest`, `tests`, `queue`, `policy` and `worker`: the relay-testing loop."""
+"""`dnsbl nominate`, `retest`, `tests`, `queue` and `policy`: the relay-testing loop."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import argparse
 from typing import Any
 
 from dnsbl.cli.context import Context
+from dnsbl.policy import PolicyKind
+from dnsbl.relay.evidence import RelayTestView
+from dnsbl.relay.states import JobStatus
 
 
 def register(subparsers: Any) -> None:
@@ -29,33 +32,23 @@ def register(subparsers: Any) -> None:
     tests.set_defaults(handler=_tests)
 
     queue = subparsers.add_parser("queue", help="the job queue: counts and recent jobs")
-    queue.add_argument("--status", choices=["waiting", "running", "done", "failed"])
+    queue.add_argument("--status", choices=list(JobStatus))
     queue.add_argument("--limit", type=int, default=20)
     queue.set_defaults(handler=_queue)
 
     policy = subparsers.add_parser("policy", help="never-test and never-list networks")
     actions = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="put a network on a list")
-    add.add_argument("kind", choices=["never-test", "never-list"])
+    add.add_argument("kind", choices=list(PolicyKind))
     add.add_argument("network")
     add.add_argument("--reason")
     add.set_defaults(handler=_policy_add)
     remove = actions.add_parser("remove", help="take a network off a list")
-    remove.add_argument("kind", choices=["never-test", "never-list"])
+    remove.add_argument("kind", choices=list(PolicyKind))
     remove.add_argument("network")
     remove.set_defaults(handler=_policy_remove)
     show = actions.add_parser("list", help="show the lists")
     show.set_defaults(handler=_policy_list)
-
-    worker = subparsers.add_parser(
-        "worker", help="run the relay tester's worker and collector until SIGINT/SIGTERM"
-    )
-    worker.add_argument(
-        "--no-collector",
-        action="store_true",
-        help="leave the collector to another worker (arrivals come through the database)",
-    )
-    worker.set_defaults(handler=_worker)
 
 
 def _nominate(context: Context, args: argparse.Namespace) -> int:
@@ -72,7 +65,7 @@ def _nominate(context: Context, args: argparse.Namespace) -> int:
 
 
 def _retest(context: Context, args: argparse.Namespace) -> int:
-    from dnsbl.relay.jobs import schedule_retest
+    from dnsbl.relay.schedule import schedule_retest
 
     job = schedule_retest(
         context.engine, context.settings, args.address, actor="cli", forced=not args.not_forced
@@ -109,8 +102,8 @@ def _tests(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(test: Any) -> None:
-    verdict = test.verdict or "running"
+def _summary(test: RelayTestView) -> None:
+    verdict = test.verdict or JobStatus.RUNNING
     listed = f"\tlisted: {', '.join(test.listed_as)}" if test.listed_as else ""
     print(
         f"#{test.id}\t{test.address}\t{verdict}\t{test.started_at:%F %T}\t"
@@ -118,7 +111,7 @@ def _summary(test: Any) -> None:
     )
 
 
-def _evidence(test: Any) -> None:
+def _evidence(test: RelayTestView) -> None:
     print(f"relay test #{test.id} of {test.address}: {test.verdict or 'running'}")
     rows = [
         ("reason", test.reason),
@@ -180,13 +173,3 @@ def _policy_list(context: Context, args: argparse.Namespace) -> int:
     for view in list_policy_networks(context.engine):
         print(f"{view.kind}\t{view.network}\t{view.reason or ''}")
     return 0
-
-
-def _worker(context: Context, args: argparse.Namespace) -> int:
-    from dnsbl.cli.run import run_until_signal
-    from dnsbl.relay.worker import run_worker
-
-    context.store  # noqa: B018 -- make sure every configured zone has its row
-    return run_until_signal(
-        [run_worker(context.settings, context.engine, collector=not args.no_collector)]
-    )

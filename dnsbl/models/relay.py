@@ -23,8 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dnsbl.models.base import Base, utcnow
+from dnsbl.relay.states import ACTIVE_JOB, DelistStatus, JobStatus, NominationStatus
 
-_ACTIVE = "status IN ('waiting', 'running')"
+_ACTIVE = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_JOB))
 
 
 class Job(Base):
@@ -37,9 +38,9 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "test", "retest" or "expire"
-    target: Mapped[str] = mapped_column(String(64))  # an address, or "expiry" for sweeps
-    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    kind: Mapped[str] = mapped_column(String(16))  # a JobKind
+    target: Mapped[str] = mapped_column(String(64))  # an address, or SWEEP_TARGET for sweeps
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.WAITING.value)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     run_after: Mapped[datetime] = mapped_column(default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
@@ -143,7 +144,7 @@ class Nomination(Base):
     address: Mapped[str] = mapped_column(String(45), index=True)
     submitter: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=NominationStatus.QUEUED.value)
     refusal_reason: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
     test_id: Mapped[int | None] = mapped_column(ForeignKey("relay_tests.id"))
@@ -166,7 +167,7 @@ class DelistRequest(Base):
     address: Mapped[str] = mapped_column(String(45), index=True)
     requester: Mapped[str] = mapped_column(String(128), index=True)
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=DelistStatus.PENDING.value)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
     test_id: Mapped[int | None] = mapped_column(ForeignKey("relay_tests.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,10 +17,10 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Any
 
 from sqlalchemy import Engine
 
+from dnsbl.relay.collector import Arrival
 from dnsbl.relay.evidence import record_arrivals
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,14 @@ class ArrivalRecorder:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Arrival, Future[None]] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._idle = threading.Condition()
         self._pending = 0
         self._thread: threading.Thread | None = None
         self.written = 0
 
-    def __call__(self, arrival: Any) -> Future[None]:
+    def __call__(self, arrival: Arrival) -> Future[None]:
         """Queue `arrival`; the future is done once it is written (or failed if it never is)."""
         written: Future[None] = Future()
         if self._stopping.is_set():
@@ -93,7 +93,7 @@ class ArrivalRecorder:
                     batch.append(item)
             self._write(batch)
 
-    def _write(self, batch: list[tuple[Any, Future[None]]]) -> None:
+    def _write(self, batch: list[tuple[Arrival, Future[None]]]) -> None:
         while True:
             try:
                 record_arrivals(self.engine, [arrival for arrival, _ in batch])

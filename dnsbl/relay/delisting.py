@@ -23,7 +23,8 @@ from dnsbl.errors import ConfirmationRequired, NotListedError, RateLimited
 from dnsbl.models import utcnow
 from dnsbl.models.relay import DelistRequest, Job, RelayTest, RelayTestListing
 from dnsbl.relay.jobs import enqueue
-from dnsbl.relay.verdicts import OPEN_RELAY, UNTESTABLE, relay_listings
+from dnsbl.relay.states import ACTIVE_JOB, DelistStatus, JobKind, JobStatus, RelayCategory, Verdict
+from dnsbl.relay.verdicts import relay_listings
 from dnsbl.timestamps import aware, maybe_aware
 
 
@@ -39,13 +40,13 @@ class DelistRequestView:
     address: str
     requester: str
     note: str | None
-    status: str
+    status: DelistStatus
     test_id: int | None
     created_at: datetime
     finished_at: datetime | None
 
 
-def request_delist(
+def file_delist_request(
     engine: Engine,
     settings: Settings,
     address: str,
@@ -79,11 +80,11 @@ def request_delist(
         window,
         requester,
     )
-    if any(listing.category == OPEN_RELAY for listing in listings):
+    if any(listing.category == RelayCategory.OPEN_RELAY for listing in listings):
         target = text
     else:
         target = _input_of(engine, [listing.id for listing in listings]) or text
-    job = enqueue(engine, "retest", target, actor=f"delist-request:{requester}", forced=True)
+    job = enqueue(engine, JobKind.RETEST, target, actor=f"delist-request:{requester}", forced=True)
     with writer(engine).begin() as conn:
         request_id = conn.execute(
             insert(DelistRequest)
@@ -91,7 +92,7 @@ def request_delist(
                 address=text,
                 requester=requester[:128],
                 note=note,
-                status="pending",
+                status=DelistStatus.PENDING,
                 job_id=job.id,
                 created_at=utcnow(),
             )
@@ -109,8 +110,8 @@ def _in_progress(engine: Engine, address: str) -> DelistRequestView | None:
             .join(Job, Job.id == DelistRequest.job_id)
             .where(
                 DelistRequest.address == address,
-                DelistRequest.status == "pending",
-                Job.status.in_(("waiting", "running")),
+                DelistRequest.status == DelistStatus.PENDING,
+                Job.status.in_(ACTIVE_JOB),
             )
             .order_by(DelistRequest.id.desc())
             .limit(1)
@@ -157,11 +158,11 @@ def get_delist_request(engine: Engine, request_id: int) -> DelistRequestView | N
     if row is None:
         return None
     request: DelistRequest = row[0]
-    status = request.status
-    if status == "pending" and row.job_status == "running":
-        status = "retesting"
-    elif status == "pending" and row.job_status == "failed":
-        status = "untestable"
+    status = DelistStatus(request.status)
+    if status == DelistStatus.PENDING and row.job_status == JobStatus.RUNNING:
+        status = DelistStatus.RETESTING
+    elif status == DelistStatus.PENDING and row.job_status == JobStatus.FAILED:
+        status = DelistStatus.UNTESTABLE
     return DelistRequestView(
         id=request.id,
         address=request.address,
@@ -175,22 +176,22 @@ def get_delist_request(engine: Engine, request_id: int) -> DelistRequestView | N
 
 
 def settle_delist_requests(
-    engine: Engine, job_id: int, *, test_id: int | None, verdict: str
+    engine: Engine, job_id: int, *, test_id: int | None, verdict: Verdict
 ) -> int:
     """Answer the requests a retest job was run for, after its verdict changed the list."""
     with engine.connect() as conn:
         pending = conn.execute(
             select(DelistRequest.id, DelistRequest.address).where(
-                DelistRequest.job_id == job_id, DelistRequest.status == "pending"
+                DelistRequest.job_id == job_id, DelistRequest.status == DelistStatus.PENDING
             )
         ).all()
     for request_id, address in pending:
         if not relay_listings(engine, address):
-            status = "delisted"
-        elif verdict == UNTESTABLE:
-            status = "untestable"
+            status = DelistStatus.DELISTED
+        elif verdict == Verdict.UNTESTABLE:
+            status = DelistStatus.UNTESTABLE
         else:
-            status = "still-listed"
+            status = DelistStatus.STILL_LISTED
         with writer(engine).begin() as conn:
             conn.execute(
                 update(DelistRequest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dnsbl.addresses import parse_address
 from dnsbl.db import writer
-from dnsbl.listings.store import active_clause
+from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
 from dnsbl.models.relay import (
     Nomination,
@@ -27,6 +27,9 @@ from dnsbl.models.relay import (
     RelayTestListing,
     TokenArrival,
 )
+from dnsbl.relay.collector import Arrival
+from dnsbl.relay.states import Verdict
+from dnsbl.relay.tester.probe import ProbeReport
 from dnsbl.timestamps import aware, maybe_aware
 
 
@@ -49,7 +52,7 @@ class RelayTestView:
 
     id: int
     address: str
-    verdict: str | None
+    verdict: Verdict | None
     reason: str | None
     forced: bool
     started_at: datetime
@@ -79,11 +82,8 @@ def start_test(engine: Engine, address: str, *, job_id: int | None, forced: bool
         )
 
 
-def record_probe(engine: Engine, test_id: int, report: Any) -> None:
-    """Store a probe's evidence and the token of every envelope form it tried.
-
-    `report` is a `dnsbl.relay.tester.probe.ProbeReport`.
-    """
+def record_probe(engine: Engine, test_id: int, report: ProbeReport) -> None:
+    """Store a probe's evidence and the token of every envelope form it tried."""
     tokens = [
         {
             "test_id": test_id,
@@ -115,48 +115,27 @@ def record_probe(engine: Engine, test_id: int, report: Any) -> None:
             conn.execute(insert(ProbeToken), tokens)
 
 
-def record_arrival(engine: Engine, arrival: Any) -> None:
-    """Store a message the collector received (a `dnsbl.relay.collector.Arrival`); thread-safe."""
-    record_arrivals(engine, [arrival])
-
-
-def record_arrivals(engine: Engine, arrivals: list[Any]) -> int:
+def record_arrivals(engine: Engine, arrivals: list[Arrival]) -> int:
     """Store several arrivals in one transaction; returns how many carried a token."""
-    rows = [row for row in map(_arrival_row, arrivals) if row is not None]
+    rows = [
+        {
+            "token": arrival.token[:64],
+            "delivered_by": arrival.delivered_by,
+            "mail_from": arrival.mail_from,
+            "rcpt_tos": "\n".join(arrival.rcpt_tos),
+            "received_at": arrival.received_at,
+            "headers": arrival.headers,
+        }
+        for arrival in arrivals
+        if arrival.token
+    ]
     if rows:
         with writer(engine).begin() as conn:
             conn.execute(insert(TokenArrival), rows)
     return len(rows)
 
 
-def _arrival_row(arrival: Any) -> dict[str, Any] | None:
-    token = getattr(arrival, "token", None)
-    if not token:
-        return None
-    rcpt_tos = getattr(arrival, "rcpt_tos", None) or []
-    return {
-        "token": str(token)[:64],
-        "delivered_by": str(arrival.delivered_by),
-        "mail_from": getattr(arrival, "mail_from", None),
-        "rcpt_tos": "\n".join(str(r) for r in rcpt_tos),
-        "received_at": getattr(arrival, "received_at", None) or utcnow(),
-        "headers": _text(getattr(arrival, "headers", None)),
-    }
-
-
-def _text(headers: Any) -> str | None:
-    if headers is None or isinstance(headers, str):
-        return headers
-    if isinstance(headers, dict):
-        return "\n".join(f"{key}: {value}" for key, value in headers.items())
-    if isinstance(headers, list | tuple):
-        return "\n".join(
-            f"{item[0]}: {item[1]}" if isinstance(item, tuple) else str(item) for item in headers
-        )
-    return str(headers)
-
-
-def set_verdict(engine: Engine, test_id: int, verdict: str, reason: str | None) -> bool:
+def set_verdict(engine: Engine, test_id: int, verdict: Verdict, reason: str | None) -> bool:
     """Close a test with its verdict; False when it was closed already (its worker was lost)."""
     with writer(engine).begin() as conn:
         done = conn.execute(
@@ -173,12 +152,12 @@ def close_unfinished(engine: Engine, job_id: int, reason: str) -> int:
         done = conn.execute(
             update(RelayTest)
             .where(RelayTest.job_id == job_id, RelayTest.finished_at.is_(None))
-            .values(verdict="untestable", reason=reason[:2000], finished_at=utcnow())
+            .values(verdict=Verdict.UNTESTABLE, reason=reason[:2000], finished_at=utcnow())
         )
     return int(done.rowcount)
 
 
-def revise_verdict(engine: Engine, test_id: int, old: str, new: str, reason: str) -> bool:
+def revise_verdict(engine: Engine, test_id: int, old: Verdict, new: Verdict, reason: str) -> bool:
     """Change a finished test's verdict from `old` to `new` (False if it was not `old`).
 
     The nominations answered by the test follow it.
@@ -253,7 +232,7 @@ def _listed_as(engine: Engine, test_ids: list[int]) -> dict[int, list[str]]:
         .join(Listing, Listing.id == RelayTestListing.listing_id)
         .join(Zone, Zone.id == Listing.zone_id)
         .join(ListingValue, ListingValue.id == Listing.value_id)
-        .where(RelayTestListing.test_id.in_(test_ids), active_clause(utcnow()))
+        .where(RelayTestListing.test_id.in_(test_ids), in_force_clause(utcnow()))
         .order_by(RelayTestListing.id)
     )
     with engine.connect() as conn:
@@ -280,7 +259,7 @@ def _views(engine: Engine, rows: list[RelayTest]) -> list[RelayTestView]:
         RelayTestView(
             id=row.id,
             address=row.address,
-            verdict=row.verdict,
+            verdict=Verdict(row.verdict) if row.verdict else None,
             reason=row.reason,
             forced=bool(row.forced),
             started_at=aware(row.started_at),

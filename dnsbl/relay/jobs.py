@@ -30,19 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from dnsbl.addresses import parse_address
-from dnsbl.config import Settings
 from dnsbl.db import writer
-from dnsbl.errors import DnsblError, PolicyRefused
+from dnsbl.errors import DnsblError
 from dnsbl.models import utcnow
 from dnsbl.models.relay import Job, RelayTest
-from dnsbl.policy import refusal_to_test
+from dnsbl.relay.states import ACTIVE_JOB, JobKind, JobStatus, Verdict
 from dnsbl.timestamps import aware, maybe_aware
-
-KINDS = ("test", "retest", "expire")
-STATUSES = ("waiting", "running", "done", "failed")
-SWEEP_TARGET = "expiry"
-"""The target of expiry sweeps: one sweep waits or runs at a time, like one test per host."""
 
 
 class JobStatusError(DnsblError, ValueError):
@@ -54,9 +47,9 @@ class JobView:
     """A job as the API, the CLI and the worker see it."""
 
     id: int
-    kind: str
+    kind: JobKind
     target: str
-    status: str
+    status: JobStatus
     forced: bool
     attempts: int
     run_after: datetime
@@ -91,9 +84,9 @@ def _view(row: Any) -> JobView:
     r = row._mapping
     return JobView(
         id=r["id"],
-        kind=r["kind"],
+        kind=JobKind(r["kind"]),
         target=r["target"],
-        status=r["status"],
+        status=JobStatus(r["status"]),
         forced=bool(r["forced"]),
         attempts=r["attempts"],
         run_after=aware(r["run_after"]),
@@ -109,7 +102,7 @@ def _view(row: Any) -> JobView:
 
 def _active_job(conn: Connection, target: str) -> JobView | None:
     row = conn.execute(
-        select(*_COLUMNS).where(Job.target == target, Job.status.in_(("waiting", "running")))
+        select(*_COLUMNS).where(Job.target == target, Job.status.in_(ACTIVE_JOB))
     ).first()
     return _view(row) if row is not None else None
 
@@ -128,7 +121,7 @@ def active_job(engine: Engine, target: str) -> JobView | None:
 
 def enqueue(
     engine: Engine,
-    kind: str,
+    kind: JobKind,
     target: str,
     *,
     actor: str,
@@ -140,8 +133,6 @@ def enqueue(
     A forced request upgrades a waiting job of the target to forced and due now, so an
     admin's retest is not held back by a queued test's 24-hour delay.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown job kind {kind!r}")
     now = utcnow()
     due = run_after or now
     with writer(engine).begin() as conn:
@@ -153,7 +144,7 @@ def enqueue(
                         insert(Job).values(
                             kind=kind,
                             target=target,
-                            status="waiting",
+                            status=JobStatus.WAITING,
                             forced=forced,
                             run_after=due,
                             attempts=0,
@@ -166,7 +157,7 @@ def enqueue(
             existing = _active_job(conn, target)
             assert existing is not None
             return existing
-        if forced and existing.status == "waiting" and not existing.forced:
+        if forced and existing.status == JobStatus.WAITING and not existing.forced:
             conn.execute(
                 update(Job)
                 .where(Job.id == existing.id)
@@ -174,51 +165,6 @@ def enqueue(
             )
             return _active_job(conn, target) or existing
         return existing
-
-
-def next_allowed_test(
-    engine: Engine, settings: Settings, address: str, *, excluding_job: int | None = None
-) -> datetime:
-    """The earliest time `address` may be tested again without an admin forcing it.
-
-    RFC 6471 §3.6: at most one test of a host per `tester.min_test_interval` (24 h). The
-    tests of `excluding_job` (earlier attempts of the job about to run) do not count.
-    """
-    query = select(func.max(RelayTest.started_at)).where(RelayTest.address == address)
-    if excluding_job is not None:
-        query = query.where(or_(RelayTest.job_id.is_(None), RelayTest.job_id != excluding_job))
-    with engine.connect() as conn:
-        last = conn.scalar(query)
-    now = utcnow()
-    if last is None:
-        return now
-    return max(now, aware(last) + timedelta(seconds=settings.tester.min_test_interval))
-
-
-def schedule_retest(
-    engine: Engine, settings: Settings, address: str, *, actor: str, forced: bool = True
-) -> JobView:
-    """Queue a retest of `address`; forced (an admin's) retests skip the 24-hour limit.
-
-    Raises `AddressError` for a bad address and `PolicyRefused` when policy forbids the test.
-    """
-    text = str(parse_address(address))
-    refusal = refusal_to_test(engine, settings.tester, text)
-    if refusal is not None:
-        raise PolicyRefused(f"{text}: {refusal}")
-    run_after = None if forced else next_allowed_test(engine, settings, text)
-    return enqueue(engine, "retest", text, actor=actor, forced=forced, run_after=run_after)
-
-
-def ensure_sweep(engine: Engine, *, delay: float = 0.0) -> JobView:
-    """Make sure an expiry sweep is queued (due after `delay` seconds if one must be made)."""
-    return enqueue(
-        engine,
-        "expire",
-        SWEEP_TARGET,
-        actor="scheduler",
-        run_after=utcnow() + timedelta(seconds=delay),
-    )
 
 
 def claim(
@@ -238,8 +184,8 @@ def claim(
     now = now or utcnow()
     until = now + timedelta(seconds=lease_seconds)
     due = or_(
-        and_(Job.status == "waiting", Job.run_after <= now),
-        and_(Job.status == "running", Job.lease_until < now),
+        and_(Job.status == JobStatus.WAITING, Job.run_after <= now),
+        and_(Job.status == JobStatus.RUNNING, Job.lease_until < now),
     )
     claimed: list[int] = []
     with writer(engine).begin() as conn:
@@ -251,14 +197,14 @@ def claim(
             .with_for_update(skip_locked=True)
         ).all()
         for job_id, status, attempts in rows:
-            if status == "running":
+            if status == JobStatus.RUNNING:
                 _abandon_tests(conn, job_id, now)
                 if attempts >= max_attempts:
                     conn.execute(
                         update(Job)
                         .where(Job.id == job_id)
                         .values(
-                            status="failed",
+                            status=JobStatus.FAILED,
                             finished_at=now,
                             lease_owner=None,
                             lease_until=None,
@@ -270,7 +216,7 @@ def claim(
                 update(Job)
                 .where(Job.id == job_id)
                 .values(
-                    status="running",
+                    status=JobStatus.RUNNING,
                     lease_owner=owner,
                     lease_until=until,
                     attempts=Job.attempts + 1,
@@ -288,14 +234,14 @@ def _abandon_tests(conn: Connection, job_id: int, now: datetime) -> None:
         .where(RelayTest.job_id == job_id, RelayTest.finished_at.is_(None))
         .values(
             finished_at=now,
-            verdict="untestable",
+            verdict=Verdict.UNTESTABLE,
             reason="the worker running this test stopped before it finished",
         )
     )
 
 
 def _held(job_id: int, owner: str) -> ColumnElement[bool]:
-    return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+    return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
 
 
 def renew_lease(engine: Engine, job_id: int, owner: str, lease_seconds: float) -> bool:
@@ -316,7 +262,7 @@ def finish(engine: Engine, job_id: int, owner: str, *, test_id: int | None = Non
             update(Job)
             .where(_held(job_id, owner))
             .values(
-                status="done",
+                status=JobStatus.DONE,
                 finished_at=utcnow(),
                 test_id=test_id,
                 lease_owner=None,
@@ -334,7 +280,7 @@ def fail(
     *,
     max_attempts: int,
     retry_in: float = 60.0,
-) -> str | None:
+) -> JobStatus | None:
     """Record a failed attempt: the job waits `retry_in` s, or fails after `max_attempts`.
 
     Returns the job's new status, or None when the lease had been lost.
@@ -344,7 +290,7 @@ def fail(
         if attempts is None:
             return None
         now = utcnow()
-        status = "failed" if attempts >= max_attempts else "waiting"
+        status = JobStatus.FAILED if attempts >= max_attempts else JobStatus.WAITING
         conn.execute(
             update(Job)
             .where(Job.id == job_id)
@@ -352,7 +298,7 @@ def fail(
                 status=status,
                 last_error=error[:2000],
                 run_after=now + timedelta(seconds=retry_in),
-                finished_at=now if status == "failed" else None,
+                finished_at=now if status == JobStatus.FAILED else None,
                 lease_owner=None,
                 lease_until=None,
             )
@@ -367,7 +313,7 @@ def postpone(engine: Engine, job_id: int, owner: str, until: datetime, why: str)
             update(Job)
             .where(_held(job_id, owner))
             .values(
-                status="waiting",
+                status=JobStatus.WAITING,
                 run_after=until,
                 attempts=Job.attempts - 1,
                 last_error=why,
@@ -384,7 +330,7 @@ def queue_position(engine: Engine, job_id: int) -> int | None:
         job = conn.execute(
             select(Job.status, Job.forced, Job.run_after).where(Job.id == job_id)
         ).first()
-        if job is None or job.status != "waiting":
+        if job is None or job.status != JobStatus.WAITING:
             return None
         # The claim order: forced first, then by due time, then by age.
         same_class_before = and_(
@@ -396,7 +342,7 @@ def queue_position(engine: Engine, job_id: int) -> int | None:
         )
         before = same_class_before if job.forced else or_(Job.forced, same_class_before)
         ahead = conn.scalar(
-            select(func.count()).select_from(Job).where(Job.status == "waiting", before)
+            select(func.count()).select_from(Job).where(Job.status == JobStatus.WAITING, before)
         )
     return int(ahead or 0) + 1
 
@@ -405,7 +351,7 @@ def queue_summary(engine: Engine) -> dict[str, int]:
     """How many jobs are waiting, running, failed and done."""
     with engine.connect() as conn:
         counts = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    return {status: int(counts.get(status, 0)) for status in STATUSES}
+    return {status.value: int(counts.get(status, 0)) for status in JobStatus}
 
 
 def list_jobs(
@@ -414,8 +360,9 @@ def list_jobs(
     """Jobs, newest first, optionally of one status."""
     query = select(*_COLUMNS).order_by(Job.id.desc()).limit(limit).offset(offset)
     if status is not None:
-        if status not in STATUSES:
-            raise JobStatusError(f"job status {status!r} is not one of {', '.join(STATUSES)}")
+        if status not in set(JobStatus):
+            choices = ", ".join(JobStatus)
+            raise JobStatusError(f"job status {status!r} is not one of {choices}")
         query = query.where(Job.status == status)
     with engine.connect() as conn:
         return [_view(row) for row in conn.execute(query)]

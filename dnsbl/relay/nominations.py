@@ -22,8 +22,9 @@ from dnsbl.db import writer
 from dnsbl.errors import PolicyRefused, RateLimited
 from dnsbl.models import utcnow
 from dnsbl.models.relay import Job, Nomination, RelayTest
-from dnsbl.policy import refusal_to_test
-from dnsbl.relay.jobs import enqueue, next_allowed_test, queue_position
+from dnsbl.relay.jobs import enqueue, queue_position
+from dnsbl.relay.schedule import next_allowed_test, refusal_to_test
+from dnsbl.relay.states import ACTIVE_JOB, JobKind, JobStatus, NominationStatus, Verdict
 from dnsbl.timestamps import aware, maybe_aware
 
 
@@ -39,9 +40,9 @@ class NominationView:
     address: str
     submitter: str
     note: str | None
-    status: str
+    status: NominationStatus
     queue_position: int | None
-    verdict: str | None
+    verdict: Verdict | None
     test_id: int | None
     created_at: datetime
     finished_at: datetime | None
@@ -60,7 +61,9 @@ def submit_nomination(
     _check_limit(engine, settings, submitter)
     refusal = refusal_to_test(engine, settings.tester, text)
     if refusal is not None:
-        _insert(engine, text, submitter, note, status="refused", refusal_reason=refusal)
+        _insert(
+            engine, text, submitter, note, status=NominationStatus.REFUSED, refusal_reason=refusal
+        )
         raise PolicyRefused(f"{text}: {refusal}")
     existing = _existing(engine, settings, text)
     if existing is not None:
@@ -68,12 +71,14 @@ def submit_nomination(
     _check_capacity(engine, settings, text)
     job = enqueue(
         engine,
-        "test",
+        JobKind.TEST,
         text,
         actor=f"nomination:{submitter}",
         run_after=next_allowed_test(engine, settings, text),
     )
-    nomination_id = _insert(engine, text, submitter, note, status="queued", job_id=job.id)
+    nomination_id = _insert(
+        engine, text, submitter, note, status=NominationStatus.QUEUED, job_id=job.id
+    )
     view = get_nomination(engine, nomination_id)
     assert view is not None
     return view
@@ -110,7 +115,7 @@ def _check_capacity(engine: Engine, settings: Settings, address: str) -> None:
     network = ipaddress.ip_network(f"{address}/{48 if ipv6 else 24}", strict=False)
     # IPv4 text shares its /24's prefix; IPv6 text need not (zeros compress): filter here.
     similar = "%:%" if ipv6 else address.rsplit(".", 1)[0] + ".%"
-    recent = (Nomination.created_at > since, Nomination.status != "refused")
+    recent = (Nomination.created_at > since, Nomination.status != NominationStatus.REFUSED)
     with engine.connect() as conn:
         total, oldest = conn.execute(
             select(func.count(), func.min(Nomination.created_at)).where(*recent)
@@ -141,11 +146,11 @@ def _insert(
     submitter: str,
     note: str | None,
     *,
-    status: str,
+    status: NominationStatus,
     job_id: int | None = None,
     refusal_reason: str | None = None,
     test_id: int | None = None,
-    verdict: str | None = None,
+    verdict: Verdict | None = None,
     finished_at: datetime | None = None,
 ) -> int:
     now = utcnow()
@@ -163,7 +168,8 @@ def _insert(
                     test_id=test_id,
                     verdict=verdict,
                     created_at=now,
-                    finished_at=finished_at or (now if status == "refused" else None),
+                    finished_at=finished_at
+                    or (now if status == NominationStatus.REFUSED else None),
                 )
                 .returning(Nomination.id)
             ).scalar_one()
@@ -180,8 +186,8 @@ def _existing(engine: Engine, settings: Settings, address: str) -> NominationVie
             .where(
                 Nomination.address == address,
                 or_(
-                    Job.status.in_(("waiting", "running")),
-                    (Nomination.status == "done") & (Nomination.finished_at > since),
+                    Job.status.in_(ACTIVE_JOB),
+                    (Nomination.status == NominationStatus.DONE) & (Nomination.finished_at > since),
                 ),
             )
             .order_by(Nomination.id.desc())
@@ -207,9 +213,9 @@ def _existing(engine: Engine, settings: Settings, address: str) -> NominationVie
         address,
         "(earlier test)",
         None,
-        status="done",
+        status=NominationStatus.DONE,
         test_id=test.id,
-        verdict=test.verdict,
+        verdict=Verdict(test.verdict),
         finished_at=test.finished_at,
     )
     return get_nomination(engine, nomination_id)
@@ -226,13 +232,14 @@ def get_nomination(engine: Engine, nomination_id: int) -> NominationView | None:
     if row is None:
         return None
     nomination: Nomination = row[0]
-    status, verdict = nomination.status, nomination.verdict
-    if status == "queued" and row.job_status == "running":
-        status = "testing"
-    elif status == "queued" and row.job_status == "failed":
-        status, verdict = "done", "untestable"
+    status = NominationStatus(nomination.status)
+    verdict = Verdict(nomination.verdict) if nomination.verdict else None
+    if status == NominationStatus.QUEUED and row.job_status == JobStatus.RUNNING:
+        status = NominationStatus.TESTING
+    elif status == NominationStatus.QUEUED and row.job_status == JobStatus.FAILED:
+        status, verdict = NominationStatus.DONE, Verdict.UNTESTABLE
     position = None
-    if status == "queued" and nomination.job_id is not None:
+    if status == NominationStatus.QUEUED and nomination.job_id is not None:
         position = queue_position(engine, nomination.job_id)
     return NominationView(
         id=nomination.id,
@@ -250,7 +257,12 @@ def get_nomination(engine: Engine, nomination_id: int) -> NominationView | None:
 
 
 def settle_nominations(
-    engine: Engine, job_id: int, *, test_id: int | None, verdict: str, refusal: str | None = None
+    engine: Engine,
+    job_id: int,
+    *,
+    test_id: int | None,
+    verdict: Verdict,
+    refusal: str | None = None,
 ) -> int:
     """Give the nominations answered by a job their outcome; returns how many there were.
 
@@ -258,13 +270,13 @@ def settle_nominations(
     """
     values: dict[str, object] = {"finished_at": utcnow()}
     if refusal is not None:
-        values.update(status="refused", refusal_reason=refusal)
+        values.update(status=NominationStatus.REFUSED, refusal_reason=refusal)
     else:
-        values.update(status="done", test_id=test_id, verdict=verdict)
+        values.update(status=NominationStatus.DONE, test_id=test_id, verdict=verdict)
     with writer(engine).begin() as conn:
         done = conn.execute(
             update(Nomination)
-            .where(Nomination.job_id == job_id, Nomination.status == "queued")
+            .where(Nomination.job_id == job_id, Nomination.status == NominationStatus.QUEUED)
             .values(**values)
         )
     return int(done.rowcount)

@@ -1,20 +1,88 @@
-"""The periodic work of the relay loop: expiry sweeps, and retests of listed relays.
+"""When a host may be tested: policy, the once-a-day limit, retests and the periodic work.
 
-Workers call `schedule_periodic` every so often; it only queues jobs (which the job queue
-deduplicates per target), so any number of workers may call it.
+The job queue (`dnsbl.relay.jobs`) only runs what it is given; these rules decide what goes in
+and when. A host may be tested when the tester may reach it (`tester.reach`) and no policy
+network takes it out; at most once per `tester.min_test_interval` (RFC 6471 §3.6) unless an
+admin forces it. Listed relays are retested every `tester.retest_interval`, and an expiry
+sweep runs every `tester.sweep_interval`. Workers call `schedule_periodic` every so often; it
+only queues jobs, which the queue deduplicates per target, so any number of workers may call it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 
-from dnsbl.config import Settings
+from dnsbl.addresses import parse_address
+from dnsbl.config import Settings, TesterSettings
+from dnsbl.errors import PolicyRefused
 from dnsbl.models import Listing, ListingValue, utcnow
 from dnsbl.models.relay import RelayTest, RelayTestListing
-from dnsbl.relay.jobs import enqueue, ensure_sweep
-from dnsbl.relay.verdicts import OPEN_RELAY
+from dnsbl.policy import PolicyKind, policy_entry
+from dnsbl.relay.jobs import JobView, enqueue
+from dnsbl.relay.states import SWEEP_TARGET, JobKind, RelayCategory
+from dnsbl.relay.tester.reach import why_unreachable
+from dnsbl.timestamps import aware
+
+SCHEDULER = "scheduler"
+"""The actor of the jobs the schedule queues by itself."""
+
+
+def refusal_to_test(engine: Engine, settings: TesterSettings, address: str) -> str | None:
+    """None when `address` may be tested, else why not (configuration or the stored lists).
+
+    A never-list network is never tested either: its result could not be published.
+    """
+    reason = why_unreachable(address, settings)
+    if reason is not None:
+        return reason
+    return policy_entry(engine, address, (PolicyKind.NEVER_TEST, PolicyKind.NEVER_LIST))
+
+
+def next_allowed_test(
+    engine: Engine, settings: Settings, address: str, *, excluding_job: int | None = None
+) -> datetime:
+    """The earliest time `address` may be tested again without an admin forcing it.
+
+    RFC 6471 §3.6: at most one test of a host per `tester.min_test_interval` (24 h). The
+    tests of `excluding_job` (earlier attempts of the job about to run) do not count.
+    """
+    query = select(func.max(RelayTest.started_at)).where(RelayTest.address == address)
+    if excluding_job is not None:
+        query = query.where(or_(RelayTest.job_id.is_(None), RelayTest.job_id != excluding_job))
+    with engine.connect() as conn:
+        last = conn.scalar(query)
+    now = utcnow()
+    if last is None:
+        return now
+    return max(now, aware(last) + timedelta(seconds=settings.tester.min_test_interval))
+
+
+def schedule_retest(
+    engine: Engine, settings: Settings, address: str, *, actor: str, forced: bool = True
+) -> JobView:
+    """Queue a retest of `address`; forced (an admin's) retests skip the 24-hour limit.
+
+    Raises `AddressError` for a bad address and `PolicyRefused` when policy forbids the test.
+    """
+    text = str(parse_address(address))
+    refusal = refusal_to_test(engine, settings.tester, text)
+    if refusal is not None:
+        raise PolicyRefused(f"{text}: {refusal}")
+    run_after = None if forced else next_allowed_test(engine, settings, text)
+    return enqueue(engine, JobKind.RETEST, text, actor=actor, forced=forced, run_after=run_after)
+
+
+def ensure_sweep(engine: Engine, *, delay: float = 0.0) -> JobView:
+    """Make sure an expiry sweep is queued (due after `delay` seconds if one must be made)."""
+    return enqueue(
+        engine,
+        JobKind.EXPIRE,
+        SWEEP_TARGET,
+        actor=SCHEDULER,
+        run_after=utcnow() + timedelta(seconds=delay),
+    )
 
 
 def schedule_periodic(engine: Engine, settings: Settings) -> int:
@@ -38,7 +106,7 @@ def schedule_periodic(engine: Engine, settings: Settings) -> int:
         .join(newest, newest.c.address == RelayTest.address)
         .where(
             Listing.ended_at.is_(None),
-            ListingValue.category == OPEN_RELAY,
+            ListingValue.category == RelayCategory.OPEN_RELAY,
             newest.c.newest < cutoff,
         )
         .distinct()
@@ -46,5 +114,5 @@ def schedule_periodic(engine: Engine, settings: Settings) -> int:
     with engine.connect() as conn:
         addresses = list(conn.scalars(query))
     for address in addresses:
-        enqueue(engine, "retest", address, actor="scheduler")
+        enqueue(engine, JobKind.RETEST, address, actor=SCHEDULER)
     return len(addresses)

@@ -17,61 +17,54 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
 
 from sqlalchemy import Engine, select
 
 from dnsbl.addresses import parse_address, parse_network
 from dnsbl.config import Settings, ZoneSettings
-from dnsbl.errors import PolicyRefused
+from dnsbl.errors import DnsblError
+from dnsbl.listings.covering import listings_containing
+from dnsbl.listings.manual import ListingRule, list_entries
+from dnsbl.listings.rows import Source
 from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.models import Listing, utcnow
 from dnsbl.models.relay import ProbeToken, RelayTest, RelayTestListing, TokenArrival
-from dnsbl.policy import refusal_to_list
 from dnsbl.relay.evidence import ArrivalView, arrivals_for, link_listings, revise_verdict
+from dnsbl.relay.states import RelayCategory, Verdict
+from dnsbl.relay.tester.probe import Outcome, ProbeReport
 
-CONFIRMED = "confirmed"
-SUSPICIOUS = "suspicious"
-CLOSED = "closed"
-UNTESTABLE = "untestable"
-VERDICTS = (CONFIRMED, SUSPICIOUS, CLOSED, UNTESTABLE)
-
-OPEN_RELAY = "open-relay"
-RELAY_OUTPUT = "relay-output"
-RELAY_SOURCE = "relay-test"
-"""The `source` of listings made by relay tests (retests and delist requests end only these)."""
-
-_FALLBACK_CODES = {OPEN_RELAY: "127.0.0.2", RELAY_OUTPUT: "127.0.0.3"}
+# The code of a relay category in a zone that does not configure it.
+_FALLBACK_CODES = {RelayCategory.OPEN_RELAY: "127.0.0.2", RelayCategory.RELAY_OUTPUT: "127.0.0.3"}
 
 
-def decide(report: Any, arrivals: list[ArrivalView]) -> tuple[str, str | None]:
-    """The verdict on a probe (`ProbeReport`) and the arrivals of its tokens, with a reason."""
+def decide(report: ProbeReport, arrivals: list[ArrivalView]) -> tuple[Verdict, str | None]:
+    """The verdict on a probe and the arrivals of its tokens, with a reason."""
     if arrivals:
         forms = sorted({arrival.form for arrival in arrivals})
-        return CONFIRMED, f"test messages arrived at the collector ({', '.join(forms)})"
+        return Verdict.CONFIRMED, f"test messages arrived at the collector ({', '.join(forms)})"
     accepted = [r.form.name for r in report.forms if r.accepted or _is_2xx(r.rcpt_reply)]
     if accepted:
-        return SUSPICIOUS, (
+        return Verdict.SUSPICIOUS, (
             f"accepted {len(accepted)} relay form(s) ({', '.join(accepted[:5])}) "
             "but no test message arrived"
         )
-    if report.outcome == "untestable":
-        return UNTESTABLE, report.reason or "the host could not be tested"
+    if report.outcome == Outcome.UNTESTABLE:
+        return Verdict.UNTESTABLE, report.reason or "the host could not be tested"
     # A temporary answer to a recipient plainly in the collector's domain is no refusal: an
     # open relay that greylists answers so first. Closed is only what was refused for good.
     held = [
         r.form.name for r in report.forms if r.form.direct and _is_4xx(r.rcpt_reply or r.mail_reply)
     ]
     if held:
-        return UNTESTABLE, (
+        return Verdict.UNTESTABLE, (
             f"{len(held)} form(s) to the collector's domain got only a temporary answer "
             f"({', '.join(held[:5])}): greylisting or a full queue, not a refusal"
         )
     replies = [reply for r in report.forms for reply in (r.mail_reply, r.rcpt_reply) if reply]
     if replies and not any(str(reply)[:1] == "5" for reply in replies):
         # Only 4xx answers (greylisting, a full queue): nothing was refused for good.
-        return UNTESTABLE, report.reason or "only temporary failures"
-    return CLOSED, report.reason or "refused every relay form"
+        return Verdict.UNTESTABLE, report.reason or "only temporary failures"
+    return Verdict.CLOSED, report.reason or "refused every relay form"
 
 
 def _is_2xx(reply: str | None) -> bool:
@@ -95,7 +88,7 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
             select(RelayTest.id, RelayTest.address)
             .join(ProbeToken, ProbeToken.test_id == RelayTest.id)
             .join(TokenArrival, TokenArrival.token == ProbeToken.token)
-            .where(RelayTest.verdict == SUSPICIOUS, RelayTest.started_at > since)
+            .where(RelayTest.verdict == Verdict.SUSPICIOUS, RelayTest.started_at > since)
             .distinct()
         ).all()
         revised = []
@@ -114,8 +107,8 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
         arrivals = arrivals_for(engine, test_id)
         forms = ", ".join(sorted({arrival.form for arrival in arrivals}))
         reason = f"test messages arrived after the wait window ({forms})"
-        if revise_verdict(engine, test_id, SUSPICIOUS, CONFIRMED, reason):
-            apply_verdict(engine, settings, test_id, address, CONFIRMED, arrivals)
+        if revise_verdict(engine, test_id, Verdict.SUSPICIOUS, Verdict.CONFIRMED, reason):
+            apply_verdict(engine, settings, test_id, address, Verdict.CONFIRMED, arrivals)
             confirmed.append(test_id)
     return confirmed
 
@@ -149,7 +142,9 @@ def relay_zones(settings: Settings) -> list[ZoneSettings]:
     return list(settings.zones)
 
 
-def _entry(zone: ZoneSettings, address: str, category: str, reason: str, until: datetime) -> Entry:
+def _entry(
+    zone: ZoneSettings, address: str, category: RelayCategory, reason: str, until: datetime
+) -> Entry:
     # A code left None follows the zone's configuration of the category, if it has one.
     code = None if category in zone.categories else _FALLBACK_CODES.get(category)
     return Entry(
@@ -167,13 +162,13 @@ def apply_verdict(
     settings: Settings,
     test_id: int,
     address: str,
-    verdict: str,
+    verdict: Verdict,
     arrivals: list[ArrivalView],
 ) -> list[str]:
     """Make the list agree with a test's verdict; returns notes on what was (not) done."""
-    if verdict == CONFIRMED:
+    if verdict == Verdict.CONFIRMED:
         return _list_relay(engine, settings, test_id, address, arrivals)
-    if verdict == CLOSED:
+    if verdict == Verdict.CLOSED:
         ended = end_relay_listings(
             engine, address, reason=f"closed on relay test #{test_id}", actor=f"test-{test_id}"
         )
@@ -189,27 +184,40 @@ def _list_relay(
     arrivals: list[ArrivalView],
 ) -> list[str]:
     store = ListingStore(engine)
+    rule = ListingRule.load(store)
     until = utcnow() + timedelta(days=settings.tester.listing_days)
     actor = f"test-{test_id}"
     notes: list[str] = []
-    targets = [(address, OPEN_RELAY, f"open relay: relay test #{test_id} delivered")]
+    targets = [(address, RelayCategory.OPEN_RELAY, f"open relay: relay test #{test_id} delivered")]
     targets += [
-        (output, RELAY_OUTPUT, f"output of multi-stage relay {address}: relay test #{test_id}")
+        (
+            output,
+            RelayCategory.RELAY_OUTPUT,
+            f"output of multi-stage relay {address}: relay test #{test_id}",
+        )
         for output in outputs_of(address, arrivals)
     ]
     listing_ids: list[int] = []
+    refusals: list[DnsblError] = []
+
+    def refused(_entry: Entry, problem: DnsblError) -> None:
+        refusals.append(problem)
+
     for ip, category, reason in targets:
-        refusal = refusal_to_list(engine, ip)
-        if refusal is not None:
-            notes.append(f"{ip} not listed: {refusal}")
-            continue
+        refusals.clear()
         for zone in relay_zones(settings):
-            result = store.add(
+            result = list_entries(
+                store,
                 zone.name,
                 [_entry(zone, ip, category, reason, until)],
                 actor=actor,
-                source=RELAY_SOURCE,
+                source=Source.RELAY_TEST,
+                refused=refused,
+                rule=rule,
             )
+            if refusals:
+                notes.append(f"{ip} not listed: {refusals[0]}")
+                break  # refused by policy: the same in every zone
             listing_ids += result.listing_ids
             notes.append(f"{ip} listed in {zone.name} as {category}")
     link_listings(engine, test_id, listing_ids)
@@ -221,8 +229,8 @@ def relay_listings(engine: Engine, address: str) -> list[Listing]:
     net = parse_network(address)
     return [
         listing
-        for listing in ListingStore(engine).listings_containing(address)
-        if listing.source == RELAY_SOURCE
+        for listing in listings_containing(engine, address)
+        if listing.source == Source.RELAY_TEST
         and not listing.excluded
         and listing.prefixlen == net.prefixlen
     ]
@@ -231,7 +239,9 @@ def relay_listings(engine: Engine, address: str) -> list[Listing]:
 def end_relay_listings(engine: Engine, address: str, *, reason: str, actor: str) -> int:
     """End `address`'s open-relay listings and the output listings its tests made."""
     ids = [
-        listing.id for listing in relay_listings(engine, address) if listing.category == OPEN_RELAY
+        listing.id
+        for listing in relay_listings(engine, address)
+        if listing.category == RelayCategory.OPEN_RELAY
     ]
     with engine.connect() as conn:
         ids += list(
@@ -247,49 +257,3 @@ def end_relay_listings(engine: Engine, address: str, *, reason: str, actor: str)
         return 0
     ListingStore(engine).end_ids(ids, actor=actor, reason=reason)
     return len(ids)
-
-
-def list_manually(
-    engine: Engine,
-    settings: Settings,
-    address_or_cidr: str,
-    *,
-    zone: str,
-    category: str,
-    code: str | None,
-    reason: str | None,
-    expires_at: datetime | None,
-    actor: str,
-    source: str = "manual",
-) -> list[int]:
-    """List a network directly (an admin's decision, or a spam sample or trap hit: "report").
-
-    Enters LISTED without a test; the never-list policy still applies (`PolicyRefused`).
-    Returns the ids of the listings written.
-    """
-    if source not in ("manual", "report"):
-        raise ValueError(f"source {source!r} is neither manual nor report")
-    net = parse_network(address_or_cidr)
-    first = str(net).split("/")[0]
-    refusal = refusal_to_list(engine, first)
-    if refusal is not None:
-        raise PolicyRefused(f"{net}: {refusal}")
-    zone_settings = settings.zone(zone)
-    store = ListingStore(engine)
-    store.ensure_zones([zone_settings.name])
-    result = store.add(
-        zone_settings.name,
-        [
-            Entry(
-                net,
-                category=category,
-                code=code,
-                txt=None,
-                reason=reason,
-                expires_at=expires_at,
-            )
-        ],
-        actor=actor,
-        source=source,
-    )
-    return result.listing_ids

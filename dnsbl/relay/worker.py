@@ -31,7 +31,6 @@ from sqlalchemy import Engine
 from dnsbl.config import Settings, TesterSettings
 from dnsbl.listings.store import ListingStore
 from dnsbl.models import utcnow
-from dnsbl.policy import refusal_to_test
 from dnsbl.relay.delisting import settle_delist_requests
 from dnsbl.relay.evidence import (
     ArrivalView,
@@ -42,20 +41,18 @@ from dnsbl.relay.evidence import (
     set_verdict,
     start_test,
 )
-from dnsbl.relay.jobs import (
-    JobView,
-    claim,
-    ensure_sweep,
-    fail,
-    finish,
-    next_allowed_test,
-    postpone,
-    renew_lease,
-)
+from dnsbl.relay.jobs import JobView, claim, fail, finish, postpone, renew_lease
 from dnsbl.relay.nominations import settle_nominations
-from dnsbl.relay.schedule import schedule_periodic
+from dnsbl.relay.schedule import (
+    ensure_sweep,
+    next_allowed_test,
+    refusal_to_test,
+    schedule_periodic,
+)
+from dnsbl.relay.states import JobKind, JobStatus, Verdict
+from dnsbl.relay.tester.probe import ProbeReport
+from dnsbl.relay.tester.probe import probe as run_probe
 from dnsbl.relay.verdicts import (
-    UNTESTABLE,
     apply_verdict,
     confirm_late_arrivals,
     decide,
@@ -65,19 +62,13 @@ from dnsbl.relay.verdicts import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Probe = Callable[..., Awaitable[Any]]
+Probe = Callable[..., Awaitable[ProbeReport]]
 _ARRIVAL_POLL = 0.25  # seconds between looks for arrivals, at first
 _ARRIVAL_POLL_MAX = 2.0  # and at most, later in the wait window
 _RETRY_IN = 60.0  # seconds before a job that raised is tried again
 _DB_THREADS = 12
 _PROBE_GRACE = 30.0  # seconds a probe may overrun its session timeout before it is cut
 _LATE_EVERY = 5.0  # seconds between looks for arrivals that came after their wait window
-
-
-def _default_probe() -> Probe:
-    from dnsbl.relay.tester.probe import probe
-
-    return probe
 
 
 class _LeaseLost(Exception):
@@ -98,7 +89,7 @@ class Worker:
         self.engine = engine
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._probe = probe or _default_probe()
+        self._probe = probe or run_probe
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._heartbeats: dict[int, asyncio.Task[None]] = {}
         self._last_schedule = 0.0
@@ -204,7 +195,7 @@ class Worker:
         lost = asyncio.Event()
         self._heartbeats[job.id] = asyncio.create_task(self._heartbeat(job, current, lost))
         try:
-            if job.kind == "expire":
+            if job.kind == JobKind.EXPIRE:
                 self._stop_heartbeat(job)
                 await self._db(self._sweep, job)
             else:
@@ -266,12 +257,16 @@ class Worker:
             max_attempts=self.tester.max_attempts,
             retry_in=_RETRY_IN,
         )
-        if status == "failed" and job.kind != "expire":
+        if status == JobStatus.FAILED and job.kind != JobKind.EXPIRE:
             await self._guarded(
-                settle_nominations, self.engine, job.id, test_id=None, verdict=UNTESTABLE
+                settle_nominations, self.engine, job.id, test_id=None, verdict=Verdict.UNTESTABLE
             )
             await self._guarded(
-                settle_delist_requests, self.engine, job.id, test_id=None, verdict=UNTESTABLE
+                settle_delist_requests,
+                self.engine,
+                job.id,
+                test_id=None,
+                verdict=Verdict.UNTESTABLE,
             )
 
     def _sweep(self, job: JobView) -> None:
@@ -306,7 +301,7 @@ class Worker:
             )
         except TimeoutError:
             overran = f"the probe did not end within {limit:g} s"
-            await self._conclude(job, test_id, UNTESTABLE, overran, [], lost)
+            await self._conclude(job, test_id, Verdict.UNTESTABLE, overran, [], lost)
             return
         await self._db(record_probe, self.engine, test_id, report)
         arrivals = await self._await_arrivals(test_id)
@@ -317,7 +312,7 @@ class Worker:
         self,
         job: JobView,
         test_id: int,
-        verdict: str,
+        verdict: Verdict,
         reason: str | None,
         arrivals: list[ArrivalView],
         lost: asyncio.Event,
@@ -350,11 +345,11 @@ class Worker:
             self.engine,
             job.id,
             test_id=None,
-            verdict=UNTESTABLE,
+            verdict=Verdict.UNTESTABLE,
             refusal=refusal,
         )
         await self._db(
-            settle_delist_requests, self.engine, job.id, test_id=None, verdict=UNTESTABLE
+            settle_delist_requests, self.engine, job.id, test_id=None, verdict=Verdict.UNTESTABLE
         )
 
     async def _await_arrivals(self, test_id: int) -> list[ArrivalView]:

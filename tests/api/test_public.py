@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from dnsbl.relay.verdicts import CONFIRMED
+from dnsbl.relay.states import Verdict
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import ZONE, add_listing, assert_problem, relay_test_of
 
@@ -40,7 +40,7 @@ def test_lookup_listed_address_gives_code_reason_andrelay_test_of(
     assert item["listing_id"] == listing_id
     assert item["since"].endswith("Z") or "+00:00" in item["since"]
     assert body["evidence"][0]["id"] == test_id
-    assert body["evidence"][0]["verdict"] == CONFIRMED
+    assert body["evidence"][0]["verdict"] == Verdict.CONFIRMED
     assert body["evidence"][0]["url"] == f"https://bl.example.org/v1/relay-tests/{test_id}"
     assert body["delist_url"] == "https://bl.example.org/delist/192.0.2.10"
 
@@ -187,7 +187,7 @@ def test_relay_testrelay_test_of(client: TestClient, engine: Engine) -> None:
     assert body["address"] == "192.0.2.70"
     assert body["banner"] == "220 mx.example.net ESMTP"
     assert "EHLO tester" in body["transcript"]
-    assert body["verdict"] == CONFIRMED
+    assert body["verdict"] == Verdict.CONFIRMED
     assert_problem(client.get("/v1/relay-tests/77777"), 404, "not-found")
 
 

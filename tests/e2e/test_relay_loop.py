@@ -23,10 +23,11 @@ from dnsbl.config import Settings, load_settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.store import ListingStore
 from dnsbl.node.loader import ZoneFollower
-from dnsbl.relay.delisting import DelistRequestView, get_delist_request, request_delist
+from dnsbl.relay.delisting import DelistRequestView, file_delist_request, get_delist_request
 from dnsbl.relay.evidence import RelayTestView, get_test
-from dnsbl.relay.jobs import get_job, schedule_retest
+from dnsbl.relay.jobs import get_job
 from dnsbl.relay.nominations import get_nomination, submit_nomination
+from dnsbl.relay.schedule import schedule_retest
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
 from tests.conftest import PG_URL, ZONE, zone_config
@@ -173,7 +174,7 @@ async def test_nominate_list_fix_delist(
 
         # the operator fixes the relay and asks out; the forced retest finds it closed
         await asyncio.to_thread(postfix.open.close_relay)
-        request = request_delist(engine, lab_settings, OPEN_ADDRESS, "postmaster@lab", True)
+        request = file_delist_request(engine, lab_settings, OPEN_ADDRESS, "postmaster@lab", True)
         answered = await _answered(engine, request.id)
         retest = get_test(engine, answered.test_id or 0)
         assert answered.status == "delisted", retest

@@ -8,15 +8,19 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Engine
 
+from dnsbl.addresses import parse_network
 from dnsbl.config import Settings
 from dnsbl.errors import ConfirmationRequired, NotListedError, RateLimited
-from dnsbl.listings.store import ListingStore
+from dnsbl.listings.covering import listings_containing
+from dnsbl.listings.manual import list_entries
+from dnsbl.listings.rows import Source
+from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.models.relay import DelistRequest
-from dnsbl.relay.delisting import DelistRequestView, get_delist_request, request_delist
+from dnsbl.relay.delisting import DelistRequestView, file_delist_request, get_delist_request
 from dnsbl.relay.evidence import get_test, set_verdict, start_test
 from dnsbl.relay.jobs import list_jobs
 from dnsbl.relay.nominations import submit_nomination
-from dnsbl.relay.verdicts import apply_verdict, list_manually, relay_listings
+from dnsbl.relay.verdicts import apply_verdict, relay_listings
 from tests.conftest import ZONE
 from tests.relay_lab import (  # noqa: F401 (fixtures)
     FakeHost,
@@ -53,33 +57,28 @@ def _finish_job(engine: Engine, request: DelistRequestView) -> None:
 
 def test_preconditions(engine: Engine, lab: Settings) -> None:
     with pytest.raises(ConfirmationRequired):
-        request_delist(engine, lab, "192.0.2.1", "op@example.net", confirmed_fixed=False)
+        file_delist_request(engine, lab, "192.0.2.1", "op@example.net", confirmed_fixed=False)
     with pytest.raises(NotListedError):
-        request_delist(engine, lab, "192.0.2.1", "op@example.net", confirmed_fixed=True)
+        file_delist_request(engine, lab, "192.0.2.1", "op@example.net", confirmed_fixed=True)
     # a manual listing is an admin's decision, not a relay test's: no retest gets it out
-    list_manually(
-        engine,
-        lab,
-        "192.0.2.1",
-        zone=ZONE,
-        category="manual",
-        code=None,
-        reason="admin",
-        expires_at=None,
-        actor="admin",
-    )
+    entry = Entry(parse_network("192.0.2.1"), reason="admin")
+    store = ListingStore(engine)
+    store.ensure_zones([ZONE])
+    list_entries(store, ZONE, [entry], actor="admin", source=Source.MANUAL)
     with pytest.raises(NotListedError):
-        request_delist(engine, lab, "192.0.2.1", "op@example.net", confirmed_fixed=True)
+        file_delist_request(engine, lab, "192.0.2.1", "op@example.net", confirmed_fixed=True)
 
 
 def test_a_request_queues_a_forced_retest(engine: Engine, lab: Settings) -> None:
     _listed(engine, lab, "192.0.2.1")
-    request = request_delist(engine, lab, "192.0.2.1", "op@example.net", True, "fixed mynetworks")
+    request = file_delist_request(
+        engine, lab, "192.0.2.1", "op@example.net", True, "fixed mynetworks"
+    )
     assert (request.status, request.test_id, request.note) == ("pending", None, "fixed mynetworks")
     [job] = list_jobs(engine)
     assert (job.kind, job.target, job.forced) == ("retest", "192.0.2.1", True)
     # asking again while it is pending answers with the same request
-    again = request_delist(engine, lab, "192.0.2.1", "someone@else", True)
+    again = file_delist_request(engine, lab, "192.0.2.1", "someone@else", True)
     assert again.id == request.id
     assert get_delist_request(engine, 999) is None
 
@@ -87,22 +86,22 @@ def test_a_request_queues_a_forced_retest(engine: Engine, lab: Settings) -> None
 def test_requests_are_rate_limited(engine: Engine, lab: Settings) -> None:
     _listed(engine, lab, "192.0.2.1")
     for _ in range(2):
-        request = request_delist(engine, lab, "192.0.2.1", "op@example.net", True)
+        request = file_delist_request(engine, lab, "192.0.2.1", "op@example.net", True)
         _finish_job(engine, request)
     with pytest.raises(RateLimited) as per_address:
-        request_delist(engine, lab, "192.0.2.1", "other@example.net", True)
+        file_delist_request(engine, lab, "192.0.2.1", "other@example.net", True)
     assert per_address.value.retry_after > 0
     for n in (2, 3):
         _listed(engine, lab, f"192.0.2.{n}")
-    request = request_delist(engine, lab, "192.0.2.2", "op@example.net", True)
+    request = file_delist_request(engine, lab, "192.0.2.2", "op@example.net", True)
     _finish_job(engine, request)
     with pytest.raises(RateLimited):
-        request_delist(engine, lab, "192.0.2.3", "op@example.net", True)  # 4th of op's
+        file_delist_request(engine, lab, "192.0.2.3", "op@example.net", True)  # 4th of op's
 
 
 def test_a_request_for_a_relay_output_retests_its_input(engine: Engine, lab: Settings) -> None:
     _listed(engine, lab, "192.0.2.1", "198.51.100.7")
-    request = request_delist(engine, lab, "198.51.100.7", "isp@example.net", True)
+    request = file_delist_request(engine, lab, "198.51.100.7", "isp@example.net", True)
     [job] = list_jobs(engine)
     assert job.target == "192.0.2.1" and job.forced
     assert request.address == "198.51.100.7"
@@ -116,7 +115,7 @@ async def test_retest_decides_the_request(
     await settled(engine, [nomination.id])
     assert relay_listings(engine, "127.0.0.50")
     # still open: it stays listed, and the request shows the new evidence
-    still = request_delist(engine, lab, "127.0.0.50", "op@example.net", True)
+    still = file_delist_request(engine, lab, "127.0.0.50", "op@example.net", True)
     still = await _answered(engine, still.id)
     assert still.status == "still-listed" and still.test_id is not None
     retest = get_test(engine, still.test_id)
@@ -124,13 +123,13 @@ async def test_retest_decides_the_request(
     assert relay_listings(engine, "127.0.0.50")
     # fixed: the next request's retest finds it closed and it leaves the list
     relay.behaviour = "closed"
-    fixed = request_delist(engine, lab, "127.0.0.50", "op@example.net", True)
+    fixed = file_delist_request(engine, lab, "127.0.0.50", "op@example.net", True)
     fixed = await _answered(engine, fixed.id)
     assert fixed.status == "delisted" and fixed.finished_at is not None
     closed = get_test(engine, fixed.test_id or 0)
     assert closed is not None and closed.verdict == "closed"
     assert relay_listings(engine, "127.0.0.50") == []
-    [ended, *_] = ListingStore(engine).listings_containing("127.0.0.50", active_only=False)
+    [ended, *_] = listings_containing(engine, "127.0.0.50", active_only=False)
     assert f"relay test #{closed.id}" in (ended.end_reason or "")
 
 
@@ -148,6 +147,6 @@ def test_request_rows_keep_the_requester(engine: Engine, lab: Settings) -> None:
     from sqlalchemy import select
 
     _listed(engine, lab, "192.0.2.1")
-    request_delist(engine, lab, "192.0.2.1", "op@example.net", True)
+    file_delist_request(engine, lab, "192.0.2.1", "op@example.net", True)
     with engine.connect() as conn:
         assert conn.scalar(select(DelistRequest.requester)) == "op@example.net"

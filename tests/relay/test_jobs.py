@@ -17,18 +17,16 @@ from dnsbl.relay.evidence import get_test, start_test
 from dnsbl.relay.jobs import (
     claim,
     enqueue,
-    ensure_sweep,
     fail,
     finish,
     get_job,
     list_jobs,
-    next_allowed_test,
     postpone,
     queue_position,
     queue_summary,
     renew_lease,
-    schedule_retest,
 )
+from dnsbl.relay.schedule import ensure_sweep, next_allowed_test, schedule_retest
 from tests.relay_lab import lab_settings
 
 

@@ -7,9 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
+from dnsbl.addresses import parse_network
 from dnsbl.config import Settings, load_settings
 from dnsbl.errors import PolicyRefused
-from dnsbl.listings.store import ListingStore
+from dnsbl.listings.covering import listings_containing
+from dnsbl.listings.manual import list_entries
+from dnsbl.listings.rows import Source
+from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.models import utcnow
 from dnsbl.policy import add_policy_network
 from dnsbl.relay.evidence import ArrivalView, get_test, set_verdict, start_test
@@ -18,7 +22,6 @@ from dnsbl.relay.tester.probe import FormResult, ProbeReport
 from dnsbl.relay.verdicts import (
     apply_verdict,
     decide,
-    list_manually,
     outputs_of,
     relay_listings,
 )
@@ -110,7 +113,7 @@ def test_confirmed_lists_closed_ends(engine: Engine, lab: Settings) -> None:
     apply_verdict(engine, lab, closed, "192.0.2.1", "closed", [])
     assert relay_listings(engine, "192.0.2.1") == []
     assert relay_listings(engine, "198.51.100.7") == []
-    history = ListingStore(engine).listings_containing("192.0.2.1", active_only=False)
+    history = listings_containing(engine, "192.0.2.1", active_only=False)
     assert f"relay test #{closed}" in (history[0].end_reason or "")
 
 
@@ -152,19 +155,17 @@ def test_never_list_wins_and_codes_fall_back(engine: Engine, database_url: str) 
 
 def test_manual_and_report_listings(engine: Engine, lab: Settings) -> None:
     until = utcnow() + timedelta(days=7)
-    ids = list_manually(
-        engine,
-        lab,
-        "203.0.113.0/28",
-        zone=ZONE,
+    store = ListingStore(engine)
+    store.ensure_zones([ZONE])
+    entry = Entry(
+        parse_network("203.0.113.0/28"),
         category="spam-source",
         code="127.0.0.4",
         reason="spam sample 1234 at the trap",
         expires_at=until,
-        actor="admin",
-        source="report",
     )
-    [listing] = ListingStore(engine).listings_containing("203.0.113.5")
+    ids = list_entries(store, ZONE, [entry], actor="admin", source=Source.REPORT).listing_ids
+    [listing] = listings_containing(engine, "203.0.113.5")
     assert listing.id == ids[0] and listing.source == "report"
     assert (listing.network, listing.category, listing.code) == (
         "203.0.113.0/28",
@@ -174,16 +175,12 @@ def test_manual_and_report_listings(engine: Engine, lab: Settings) -> None:
     assert relay_listings(engine, "203.0.113.5") == []  # not a relay-test listing
     add_policy_network(engine, "198.51.100.0/24", "never-list", None, "admin")
     with pytest.raises(PolicyRefused):
-        list_manually(
-            engine,
-            lab,
-            "198.51.100.1",
-            zone=ZONE,
-            category="manual",
-            code=None,
-            reason=None,
-            expires_at=None,
+        list_entries(
+            store,
+            ZONE,
+            [Entry(parse_network("198.51.100.1"))],
             actor="admin",
+            source=Source.MANUAL,
         )
 
 
@@ -224,7 +221,7 @@ def test_a_temporary_answer_to_the_collectors_domain_is_no_refusal() -> None:
 
 def test_late_arrivals_confirm_a_suspicious_test(engine: Engine, lab: Settings) -> None:
     from dnsbl.relay.collector import Arrival
-    from dnsbl.relay.evidence import record_arrival, record_probe
+    from dnsbl.relay.evidence import record_arrivals, record_probe
     from dnsbl.relay.jobs import claim
     from dnsbl.relay.nominations import get_nomination, settle_nominations, submit_nomination
     from dnsbl.relay.verdicts import confirm_late_arrivals
@@ -238,7 +235,7 @@ def test_late_arrivals_confirm_a_suspicious_test(engine: Engine, lab: Settings) 
     set_verdict(engine, test_id, "suspicious", "no test message arrived")
     settle_nominations(engine, job.id, test_id=test_id, verdict="suspicious")
     assert confirm_late_arrivals(engine, lab) == []  # nothing arrived yet
-    record_arrival(engine, Arrival("tok0", "192.0.2.1", "", [], utcnow(), "Subject: x"))
+    record_arrivals(engine, [Arrival("tok0", "192.0.2.1", "", [], utcnow(), "Subject: x")])
     assert confirm_late_arrivals(engine, lab) == [test_id]
     test = get_test(engine, test_id)
     assert (
@@ -253,7 +250,7 @@ def test_late_arrivals_confirm_a_suspicious_test(engine: Engine, lab: Settings) 
 
 def test_a_newer_test_outranks_a_late_arrival(engine: Engine, lab: Settings) -> None:
     from dnsbl.relay.collector import Arrival
-    from dnsbl.relay.evidence import record_arrival, record_probe
+    from dnsbl.relay.evidence import record_arrivals, record_probe
     from dnsbl.relay.verdicts import confirm_late_arrivals
 
     old = start_test(engine, "192.0.2.1", job_id=None, forced=False)
@@ -261,6 +258,6 @@ def test_a_newer_test_outranks_a_late_arrival(engine: Engine, lab: Settings) -> 
     set_verdict(engine, old, "suspicious", "no test message arrived")
     newer = start_test(engine, "192.0.2.1", job_id=None, forced=True)
     set_verdict(engine, newer, "closed", "refused every relay form")
-    record_arrival(engine, Arrival("tok0", "192.0.2.1", "", [], utcnow(), ""))
+    record_arrivals(engine, [Arrival("tok0", "192.0.2.1", "", [], utcnow(), "")])
     assert confirm_late_arrivals(engine, lab) == []
     assert relay_listings(engine, "192.0.2.1") == []

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, update
 
 from dnsbl.config import Settings
 from dnsbl.db import writer
+from dnsbl.listings.covering import listings_containing
 from dnsbl.listings.store import ListingStore
 from dnsbl.models import Listing, utcnow
 from dnsbl.models.relay import RelayTest
@@ -216,7 +217,7 @@ def test_periodic_retests_and_sweeps(engine: Engine, lab: Settings) -> None:
 
     asyncio.run(sweep_only())
     assert relay_listings(engine, "192.0.2.7") == []
-    [ended] = store.listings_containing("192.0.2.7", active_only=False)
+    [ended] = listings_containing(store.engine, "192.0.2.7", active_only=False)
     assert ended.end_reason == "expired"
 
 

@@ -9,25 +9,32 @@ every failure ends as an `untestable` report with a reason and the transcript.
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 
 from dnsbl.config import TesterSettings
 from dnsbl.errors import DnsblError
 from dnsbl.relay.tester.battery import EnvelopeForm, battery
 from dnsbl.relay.tester.message import build_message
-from dnsbl.relay.tester.reach import is_testable
+from dnsbl.relay.tester.reach import why_unreachable
 from dnsbl.relay.tester.reverse_dns import NOTHING, ReverseDns, reverse_lookup
 from dnsbl.relay.tester.smtp_session import Reply, SmtpError, SmtpSession, Transcript
 from dnsbl.relay.tester.tokens import token_factory
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["accepted", "refused", "untestable"]
+
+class Outcome(enum.StrEnum):
+    """How a probe ended: some form accepted, every form refused, or no usable session."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNTESTABLE = "untestable"
+
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_NAME = re.compile(rf"^(?=.{{4,253}}$)({_LABEL}\.)+[a-z]([a-z0-9-]{{0,61}}[a-z0-9])?$")
@@ -185,10 +192,10 @@ class _Prober:
         except _Untestable as exc:
             # a reconnect failed part way: what was already accepted still counts
             outcome, _ = self.outcome()
-            if outcome == "accepted":
+            if outcome == Outcome.ACCEPTED:
                 return outcome, None
             tried = sum(1 for r in self.results if r.mail_reply is not None)
-            return "untestable", f"{exc} (after {tried} of {len(self.results)} forms)"
+            return Outcome.UNTESTABLE, f"{exc} (after {tried} of {len(self.results)} forms)"
 
     async def _run_forms(self, session: SmtpSession) -> tuple[Outcome, str | None]:
         assert self.banner is not None
@@ -204,7 +211,7 @@ class _Prober:
             if session.closed:
                 empty_sessions = empty_sessions + 1 if decided_here == 0 else 0
                 if empty_sessions >= _GIVE_UP_AFTER_EMPTY_SESSIONS:
-                    return "untestable", "the host keeps dropping the connection"
+                    return Outcome.UNTESTABLE, "the host keeps dropping the connection"
                 session = await self.connect()
                 decided_here = 0
             result = pending[0]
@@ -230,7 +237,7 @@ class _Prober:
     def outcome(self) -> tuple[Outcome, str | None]:
         """The outcome from the results so far."""
         if any(result.accepted for result in self.results):
-            return "accepted", None
+            return Outcome.ACCEPTED, None
         transient = sum(
             1
             for r in self.results
@@ -243,7 +250,7 @@ class _Prober:
             notes.append(f"temporary failure on {transient} forms")
         if self.unanswered:
             notes.append(f"connection dropped at {self.unanswered} forms")
-        return "refused", "; ".join(notes) or None
+        return Outcome.REFUSED, "; ".join(notes) or None
 
     def abort(self) -> None:
         """Drop the current connection at once (the session deadline has passed)."""
@@ -267,13 +274,13 @@ async def probe(
 ) -> ProbeReport:
     """Run the relay battery against `target_ip` within `settings.session_timeout`.
 
-    Refuses (outcome `untestable`) an address that `is_testable` does not allow.
+    Refuses (outcome `untestable`) an address that `why_unreachable` does not allow.
     """
     started = datetime.now(UTC)
     target = target_ip.strip()
-    refusal = is_testable(target, settings)
+    refusal = why_unreachable(target, settings)
     if refusal is not None:
-        return ProbeReport(target, started, datetime.now(UTC), "untestable", refusal)
+        return ProbeReport(target, started, datetime.now(UTC), Outcome.UNTESTABLE, refusal)
     target = str(ipaddress.ip_address(target))
     prober = _Prober(target, settings, test_id)
     reverse = asyncio.create_task(_reverse(target, settings))
@@ -282,14 +289,14 @@ async def probe(
         async with asyncio.timeout(settings.session_timeout):
             outcome, reason = await prober.run()
     except _Untestable as exc:
-        outcome, reason = "untestable", str(exc)
+        outcome, reason = Outcome.UNTESTABLE, str(exc)
     except TimeoutError:
         prober.abort()
         prober.transcript.note(f"session timeout after {settings.session_timeout:g} s")
         tried = sum(1 for r in prober.results if r.mail_reply is not None)
         outcome, reason = prober.outcome()
-        if outcome != "accepted":
-            outcome = "untestable"
+        if outcome != Outcome.ACCEPTED:
+            outcome = Outcome.UNTESTABLE
             reason = f"session timeout after {tried} of {len(prober.results)} forms"
     if reason is not None:
         log.info("test %s of %s: %s (%s)", test_id, target, outcome, reason)

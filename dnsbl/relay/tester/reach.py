@@ -1,6 +1,6 @@
 """Which addresses the tester may connect to: the testable networks minus the never-test list.
 
-The jobs refuse a nomination with this check before a test is queued; the probe checks again
+The schedule refuses a nomination with this check before a test is queued; the probe checks again
 before it connects, so a bad row in the queue can never aim the tester at a forbidden host.
 """
 
@@ -19,7 +19,7 @@ def _networks(texts: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return [ipaddress.ip_network(text, strict=False) for text in texts]
 
 
-def is_testable(ip: str, settings: TesterSettings) -> str | None:
+def why_unreachable(ip: str, settings: TesterSettings) -> str | None:
     """None when the tester may probe `ip`, else the reason it may not.
 
     An empty `testable_networks` means every globally routable unicast address; an explicit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dnsbl.config import TesterSettings
-from dnsbl.relay.tester.reach import NEVER_TEST, NOT_AN_ADDRESS, OUTSIDE, is_testable
+from dnsbl.relay.tester.reach import NEVER_TEST, NOT_AN_ADDRESS, OUTSIDE, why_unreachable
 
 PUBLIC = TesterSettings()
 LAB = TesterSettings(testable_networks=["127.0.0.0/8", "::1/128"], never_test=["127.0.0.99"])
@@ -31,11 +31,11 @@ LAB = TesterSettings(testable_networks=["127.0.0.0/8", "::1/128"], never_test=["
         ("127.0.0.1/8", LAB, NOT_AN_ADDRESS),
     ],
 )
-def test_is_testable(ip: str, settings: TesterSettings, expected: str | None) -> None:
-    assert is_testable(ip, settings) == expected
+def test_why_unreachable(ip: str, settings: TesterSettings, expected: str | None) -> None:
+    assert why_unreachable(ip, settings) == expected
 
 
 def test_never_test_wins_over_the_public_rule() -> None:
     settings = TesterSettings(never_test=["8.8.8.0/24"])
-    assert is_testable("8.8.8.8", settings) == NEVER_TEST
-    assert is_testable("8.8.4.4", settings) is None
+    assert why_unreachable("8.8.8.8", settings) == NEVER_TEST
+    assert why_unreachable("8.8.4.4", settings) is None

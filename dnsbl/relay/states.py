@@ -1,0 +1,79 @@
+"""The words of the relay flow: verdicts, the states of jobs, nominations and delist requests,
+and the categories relays are listed in.
+
+Stored in the database as their text, shown as it is by the API and the pages; every other
+module names them through these enums.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Verdict(enum.StrEnum):
+    """What a relay test found.
+
+    Confirmed: a test message arrived at the collector (listed). Suspicious: accepted, but
+    nothing arrived (kept as evidence, never listed). Closed: refused for good. Untestable:
+    no usable SMTP service, or only temporary answers.
+    """
+
+    CONFIRMED = "confirmed"
+    SUSPICIOUS = "suspicious"
+    CLOSED = "closed"
+    UNTESTABLE = "untestable"
+
+
+class JobKind(enum.StrEnum):
+    """What a job does: test a nominated host, retest a listed one, or sweep expired listings."""
+
+    TEST = "test"
+    RETEST = "retest"
+    EXPIRE = "expire"
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job stands: waiting and running are active; done and failed are final."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+ACTIVE_JOB = (JobStatus.WAITING, JobStatus.RUNNING)
+"""The statuses of a job still to finish: at most one such job per target."""
+
+
+class NominationStatus(enum.StrEnum):
+    """Where a nomination stands, as its submitter sees it."""
+
+    QUEUED = "queued"
+    TESTING = "testing"
+    DONE = "done"
+    REFUSED = "refused"
+
+
+class DelistStatus(enum.StrEnum):
+    """Where a delist request stands; the last three are final."""
+
+    PENDING = "pending"
+    RETESTING = "retesting"
+    DELISTED = "delisted"
+    STILL_LISTED = "still-listed"
+    UNTESTABLE = "untestable"
+
+
+DELIST_FINAL = (DelistStatus.DELISTED, DelistStatus.STILL_LISTED, DelistStatus.UNTESTABLE)
+
+
+class RelayCategory(enum.StrEnum):
+    """The listing categories of the relay flow: the tested host, and a multi-stage relay's
+    output (an IP that delivered a test message on the tested host's behalf)."""
+
+    OPEN_RELAY = "open-relay"
+    RELAY_OUTPUT = "relay-output"
+
+
+SWEEP_TARGET = "expiry"
+"""The target of expiry sweeps: one sweep waits or runs at a time, like one test per host."""
