@@ -8,7 +8,6 @@ callable so that `/metrics` and `/readyz` can speak for the DNS side too.
 from __future__ import annotations
 
 import collections
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,28 +18,45 @@ from sqlalchemy import Engine
 
 from api import docs_page, problems
 from api.body_limit import BodyLimitMiddleware
+from api.pages import address, removal
+from api.pages import nominations as nomination_pages
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
+from api.routes import (
+    audit,
+    delist_requests,
+    health,
+    keys,
+    listings,
+    lookup,
+    nominations,
+    policy_networks,
+    queue,
+    relay_tests,
+    retests,
+    zones,
+)
 from api.schemas.common import TEXT_PATTERN, Input
 from dnsbl.config import Settings
 from dnsbl.db import make_engine
 from dnsbl.listings.store import ListingStore
 
 # The routers, in the order /docs lists them: public first, then admin, then operations.
-_ROUTE_MODULES = (
-    "api.routes.lookup",
-    "api.routes.nominations",
-    "api.routes.delist_requests",
-    "api.routes.relay_tests",
-    "api.routes.listings",
-    "api.routes.retests",
-    "api.routes.queue",
-    "api.routes.policy_networks",
-    "api.routes.audit",
-    "api.routes.zones",
-    "api.routes.keys",
-    "api.routes.health",
-    "api.pages.lookup",
-    "api.pages.nominations",
+ROUTERS = (
+    lookup.router,
+    nominations.router,
+    delist_requests.router,
+    relay_tests.router,
+    listings.router,
+    retests.router,
+    queue.router,
+    policy_networks.router,
+    audit.router,
+    zones.router,
+    keys.router,
+    health.router,
+    address.router,
+    removal.router,
+    nomination_pages.router,
 )
 
 DESCRIPTION = """\
@@ -82,8 +98,7 @@ def create_app(
     problems.install(app)
     docs_page.install(app)
     app.state.routes = []
-    for name in _ROUTE_MODULES:
-        router = importlib.import_module(name).router
+    for router in ROUTERS:
         app.include_router(router)
         app.state.routes += [
             (route.path_regex, set(route.methods or ()))

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from dnsbl.listings.store import active_clause
+from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def listing_samples(engine: Engine) -> list[tuple[dict[str, str], float]]:
         .select_from(Listing)
         .join(Zone, Zone.id == Listing.zone_id)
         .join(ListingValue, ListingValue.id == Listing.value_id)
-        .where(active_clause(utcnow()), ListingValue.excluded.is_(False))
+        .where(in_force_clause(utcnow()), ListingValue.excluded.is_(False))
         .group_by(Zone.name, ListingValue.category)
         .order_by(Zone.name, ListingValue.category)
     )

@@ -10,7 +10,7 @@ from api.deps import EngineDep, SettingsDep
 from api.problems import responses
 from api.schemas.common import ADDRESS_SCHEMA
 from api.schemas.lookup import LookupPublic
-from api.views.lookup import lookup
+from api.views.address_report import address_report
 
 router = APIRouter(prefix="/v1/lookup", tags=["public"])
 
@@ -35,4 +35,4 @@ def lookup_address(
     An address covered only by an exclusion, or by a more specific exclusion, is not listed
     (longest prefix wins, per zone and category, as in the DNS).
     """
-    return lookup(engine, settings, addr)
+    return address_report(engine, settings, addr)

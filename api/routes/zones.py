@@ -9,7 +9,7 @@ from api.auth import OperatorKey
 from api.deps import EngineDep, SettingsDep, StoreDep
 from api.problems import responses
 from api.schemas.admin import ZonePublic
-from dnsbl.listings.store import active_clause
+from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
 
 router = APIRouter(prefix="/v1/admin/zones", tags=["admin: zones"])
@@ -22,7 +22,7 @@ def listing_counts(engine: Engine) -> dict[tuple[str, str, bool], int]:
         .select_from(Listing)
         .join(Zone, Zone.id == Listing.zone_id)
         .join(ListingValue, ListingValue.id == Listing.value_id)
-        .where(active_clause(utcnow()))
+        .where(in_force_clause(utcnow()))
         .group_by(Zone.name, ListingValue.category, ListingValue.excluded)
     )
     with engine.connect() as conn:

@@ -12,30 +12,22 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from dnsbl.cli import apikeys, database, listings, rbldnsd, relay, run
 from dnsbl.errors import DnsblError
 
 # The modules that register sub-commands, in the order `--help` lists them.
-_COMMAND_MODULES = (
-    "dnsbl.cli.run",
-    "dnsbl.cli.database",
-    "dnsbl.cli.listings",
-    "dnsbl.cli.rbldnsd",
-    "dnsbl.cli.relay",
-    "dnsbl.cli.admin",
-)
+_COMMAND_MODULES = (run, database, listings, rbldnsd, relay, apikeys)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = argparse.ArgumentParser(prog="dnsbl", description="A private DNSBL server.")
     parser.add_argument(
         "--config", "-c", metavar="FILE", help="TOML configuration file (default: $DNSBL_CONFIG)"
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in _COMMAND_MODULES:
+        module.register(subparsers)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`dnsbl dns` and `dnsbl serve`: the long-running roles, stopped cleanly by SIGINT or SIGTERM."""
+"""`dnsbl dns`, `api`, `worker` and `serve`: the long-running roles, stopped by a signal."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any) -> None:
     dns = subparsers.add_parser("dns", help="run a DNS node (answers the zones from the database)")
     dns.set_defaults(handler=_dns)
+    api = subparsers.add_parser("api", help="serve the REST API and the web pages")
+    api.set_defaults(handler=_api)
+    worker = subparsers.add_parser(
+        "worker", help="run the relay tester's worker and collector until SIGINT/SIGTERM"
+    )
+    worker.add_argument(
+        "--no-collector",
+        action="store_true",
+        help="leave the collector to another worker (arrivals come through the database)",
+    )
+    worker.set_defaults(handler=_worker)
     serve = subparsers.add_parser(
         "serve", help="run everything in one process: migrations, then DNS, API, worker"
     )
@@ -31,6 +42,22 @@ def _dns(context: Context, args: argparse.Namespace) -> int:
     if context.settings.dns.processes > 1:
         return run_dns_group(context.settings, context.engine)
     return run_until_signal([run_dns_node(context.settings, context.engine)])
+
+
+def _api(context: Context, args: argparse.Namespace) -> int:
+    from api.server import run_api
+
+    context.store  # noqa: B018 -- make sure every configured zone has its row
+    return run_until_signal([run_api(context.settings, context.engine)])
+
+
+def _worker(context: Context, args: argparse.Namespace) -> int:
+    from dnsbl.relay.worker import run_worker
+
+    context.store  # noqa: B018 -- make sure every configured zone has its row
+    return run_until_signal(
+        [run_worker(context.settings, context.engine, collector=not args.no_collector)]
+    )
 
 
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:

@@ -15,34 +15,25 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from dnslib import EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import EDNS0, NS, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.dns import DNSBuffer
 
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns import transfer
-from dnsbl.dns.query import Verdict, look_up
-from dnsbl.dns.tsig import TYPE_TSIG, TsigError, TsigKeys, with_record
+from dnsbl.dns.codes import Opcode, Rcode, RecordClass, RecordType
+from dnsbl.dns.query import NameState, look_up
+from dnsbl.dns.tsig import TsigError, TsigKeys, with_record
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.zone_index import ZoneIndex
 
 log = logging.getLogger(__name__)
 
-RCODE_NAMES = {
-    0: "NOERROR",
-    1: "FORMERR",
-    2: "SERVFAIL",
-    3: "NXDOMAIN",
-    4: "NOTIMP",
-    5: "REFUSED",
-    9: "NOTAUTH",
-    16: "BADVERS",
-}
-TYPE_OPT = 41
-TYPE_IXFR = 251
-TYPE_AXFR = 252
-TYPE_ANY = 255
+TYPE_OPT = RecordType.OPT
+TYPE_IXFR = RecordType.IXFR
+TYPE_AXFR = RecordType.AXFR
+TYPE_ANY = RecordType.ANY
 TCP_LIMIT = 65535
 RecordSource = Callable[[ZoneIndex, ZoneSettings], Iterable[tuple[str, str, int, str]]]
 
@@ -60,7 +51,7 @@ _DROP = Reply([], ("-", "DROPPED"))
 class _Refusal(Exception):
     """The query is answered with just an rcode (and its question, when it has one)."""
 
-    def __init__(self, rcode: int, zone: str = "-") -> None:
+    def __init__(self, rcode: Rcode, zone: str = "-") -> None:
         super().__init__(rcode)
         self.rcode = rcode
         self.zone = zone
@@ -101,27 +92,30 @@ class Responder:
         try:
             record = _parse(packet)
         except Exception:
-            return Reply([_header_only(packet, 1)], ("-", "FORMERR"))
+            return Reply([_header_only(packet, Rcode.FORMERR)], ("-", Rcode.FORMERR.name))
         signer = None
-        if any(rr.rtype == TYPE_TSIG for rr in record.ar):
+        if any(rr.rtype == RecordType.TSIG for rr in record.ar):
             try:
                 signer = self.keys.verify(packet)
             except TsigError as exc:
                 log.info("TSIG of a query from %s refused: %s", peer or "?", exc)
-                refusal = _rcode_reply(record, 9, self._opt(record))
+                refusal = _rcode_reply(record, Rcode.NOTAUTH, self._opt(record))
                 if exc.record:
                     refusal = with_record(refusal, exc.record)
-                return Reply([refusal], ("-", "NOTAUTH"))
+                return Reply([refusal], ("-", Rcode.NOTAUTH.name))
         try:
             reply = self._respond(record, tcp=tcp, peer=peer, signed=signer is not None)
         except _Refusal as refusal:
             reply = Reply(
                 [_rcode_reply(record, refusal.rcode, self._opt(record))],
-                (refusal.zone, RCODE_NAMES[refusal.rcode]),
+                (refusal.zone, refusal.rcode.name),
             )
         except Exception:
             log.exception("failed to answer a query from %s", peer or "?")
-            reply = Reply([_rcode_reply(record, 2, self._opt(record))], ("-", "SERVFAIL"))
+            reply = Reply(
+                [_rcode_reply(record, Rcode.SERVFAIL, self._opt(record))],
+                ("-", Rcode.SERVFAIL.name),
+            )
         if signer is None:
             return reply
         if isinstance(reply.messages, (list, tuple)):
@@ -134,34 +128,34 @@ class Responder:
 
     def _respond(self, record: DNSRecord, *, tcp: bool, peer: str, signed: bool) -> Reply:
         header = record.header
-        if header.opcode != 0:
-            raise _Refusal(4)
+        if header.opcode != Opcode.QUERY:
+            raise _Refusal(Rcode.NOTIMP)
         if len(record.questions) != 1:
-            raise _Refusal(1)
+            raise _Refusal(Rcode.FORMERR)
         opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
         if len(opts) > 1 or (opts and opts[0].rname.label != ()):
-            raise _Refusal(1)
+            raise _Refusal(Rcode.FORMERR)
         limit = 512
         if opts:
             if (opts[0].ttl >> 16) & 0xFF:
-                return Reply([_badvers(record, self.max_payload)], ("-", "BADVERS"))
+                return Reply([_badvers(record, self.max_payload)], ("-", Rcode.BADVERS.name))
             limit = min(max(opts[0].rclass, 512), self.max_payload)
         question = record.q
-        if question.qclass != 1:
-            raise _Refusal(5)
+        if question.qclass != RecordClass.IN:
+            raise _Refusal(Rcode.REFUSED)
         labels = tuple(label.lower() for label in question.qname.label)
         found = self.table.match(labels)
         if found is None:
-            raise _Refusal(5)
+            raise _Refusal(Rcode.REFUSED)
         zone, below = found
         if zone.index is None:
-            raise _Refusal(2, zone.name)
+            raise _Refusal(Rcode.SERVFAIL, zone.name)
         if question.qtype in (TYPE_AXFR, TYPE_IXFR):
             if below or not self.may_transfer(peer) or (self.keys and not signed):
-                raise _Refusal(5, zone.name)
+                raise _Refusal(Rcode.REFUSED, zone.name)
             if not tcp:
                 if question.qtype == TYPE_AXFR:
-                    raise _Refusal(5, zone.name)
+                    raise _Refusal(Rcode.REFUSED, zone.name)
                 # RFC 1995 §2: over UDP, the current SOA alone; a client behind retries on TCP.
                 return Reply([transfer.up_to_date(record, zone)], (zone.name, "NOERROR"))
             return self._transfer(record, zone, peer)
@@ -177,31 +171,31 @@ class Responder:
         data = bytes(reply.pack())
         if not tcp and len(data) > limit:
             data = _truncated(reply)
-        return Reply([data], (zone.name, RCODE_NAMES[rcode]))
+        return Reply([data], (zone.name, rcode.name))
 
-    def _fill(self, reply: DNSRecord, zone: PublishedZone, below: int, apex: DNSLabel) -> int:
+    def _fill(self, reply: DNSRecord, zone: PublishedZone, below: int, apex: DNSLabel) -> Rcode:
         """Add the answer and authority records; returns the rcode."""
         question = reply.q
         qtype = question.qtype
         settings = zone.settings
         if below == 0:
-            if qtype in (QTYPE.SOA, TYPE_ANY):
+            if qtype in (RecordType.SOA, TYPE_ANY):
                 reply.add_answer(_soa(zone, apex))
-            if qtype in (QTYPE.NS, TYPE_ANY):
+            if qtype in (RecordType.NS, TYPE_ANY):
                 for ns in settings.ns:
-                    reply.add_answer(RR(apex, QTYPE.NS, ttl=settings.ttl, rdata=NS(ns + ".")))
+                    reply.add_answer(RR(apex, RecordType.NS, ttl=settings.ttl, rdata=NS(ns + ".")))
             if not reply.rr:
                 reply.add_auth(_soa(zone, apex))
-            return 0
+            return Rcode.NOERROR
         assert zone.index is not None
         labels = tuple(label.lower() for label in question.qname.label[:below])
         found = look_up(zone.index, labels)
-        if found.verdict == Verdict.LISTED:
-            if qtype in (QTYPE.A, TYPE_ANY):
+        if found.state == NameState.LISTED:
+            if qtype in (RecordType.A, TYPE_ANY):
                 codes = dict.fromkeys(value.code for value in found.values)
                 for code in codes:
-                    reply.add_answer(RR(question.qname, QTYPE.A, ttl=zone.ttl, rdata=A(code)))
-            if qtype in (QTYPE.TXT, TYPE_ANY):
+                    reply.add_answer(RR(question.qname, RecordType.A, ttl=zone.ttl, rdata=A(code)))
+            if qtype in (RecordType.TXT, TYPE_ANY):
                 text = address_text(found.family, found.address)
                 texts = dict.fromkeys(
                     render_txt(value.txt, text) for value in found.values if value.txt is not None
@@ -209,11 +203,11 @@ class Responder:
                 for rendered in texts:
                     strings = txt_strings(rendered)
                     reply.add_answer(
-                        RR(question.qname, QTYPE.TXT, ttl=zone.ttl, rdata=TXT(strings))
+                        RR(question.qname, RecordType.TXT, ttl=zone.ttl, rdata=TXT(strings))
                     )
         if not reply.rr:
             reply.add_auth(_soa(zone, apex))
-        return 3 if found.verdict == Verdict.NXDOMAIN else 0
+        return Rcode.NXDOMAIN if found.state == NameState.NXDOMAIN else Rcode.NOERROR
 
     def _transfer(self, record: DNSRecord, zone: PublishedZone, peer: str) -> Reply:
         assert zone.index is not None
@@ -260,16 +254,16 @@ def _soa(zone: PublishedZone, apex: DNSLabel) -> RR:
     settings = zone.settings
     times = (zone.serial, settings.refresh, settings.retry, settings.expire, settings.negative_ttl)
     rdata = SOA(settings.ns[0] + ".", settings.hostmaster + ".", times)
-    return RR(apex, QTYPE.SOA, ttl=settings.negative_ttl, rdata=rdata)
+    return RR(apex, RecordType.SOA, ttl=settings.negative_ttl, rdata=rdata)
 
 
-def _header_only(packet: bytes, rcode: int) -> bytes:
+def _header_only(packet: bytes, rcode: Rcode) -> bytes:
     """A header-only reply (the question could not be read): id, opcode and RD kept."""
     flags = 0x8000 | (packet[2] & 0x79) << 8 | rcode
     return packet[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
 
 
-def _rcode_reply(record: DNSRecord, rcode: int, opt: EDNS0 | None) -> bytes:
+def _rcode_reply(record: DNSRecord, rcode: Rcode, opt: EDNS0 | None) -> bytes:
     header = record.header
     reply = DNSRecord(
         DNSHeader(
@@ -288,7 +282,8 @@ def _rcode_reply(record: DNSRecord, rcode: int, opt: EDNS0 | None) -> bytes:
 def _badvers(record: DNSRecord, max_payload: int) -> bytes:
     header = record.header
     reply = DNSRecord(DNSHeader(id=header.id, qr=1, rd=header.rd, cd=header.cd), q=record.q)
-    reply.add_ar(EDNS0(udp_len=max_payload, ext_rcode=1))  # 16 = BADVERS: upper 8 bits are 1
+    # BADVERS is 16: its upper 8 bits (1) go in the OPT record, its lower 4 (0) in the header
+    reply.add_ar(EDNS0(udp_len=max_payload, ext_rcode=Rcode.BADVERS >> 4))
     data = bytes(reply.pack())
     return data
 
@@ -305,7 +300,7 @@ def _truncated(reply: DNSRecord) -> bytes:
 
 def _ixfr_serial(record: DNSRecord) -> int | None:
     for rr in record.auth:
-        if rr.rtype == QTYPE.SOA:
+        if rr.rtype == RecordType.SOA:
             return int(rr.rdata.times[0])
     return None
 

@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
-from dnsbl.index.zone_index import Value, ZoneIndex
+from dnsbl.index.values import Value
+from dnsbl.index.zone_index import ZoneIndex
 
 # Strict forms only: "01" is a different DNS name from "1" and names nothing.
 OCTETS: dict[bytes, int] = {str(i).encode(): i for i in range(256)}
 NIBBLES: dict[bytes, int] = {c.encode(): int(c, 16) for c in "0123456789abcdef"}
 
 
-class Verdict(IntEnum):
+class NameState(IntEnum):
     """What a name under a zone is: absent, an existing name without records, or listed."""
 
     NXDOMAIN = 0
@@ -28,16 +29,16 @@ class Verdict(IntEnum):
 
 
 class NameLookup(NamedTuple):
-    """The verdict on one name, with the address and values when it is listed."""
+    """What one name is, with the address and values when it is listed."""
 
-    verdict: Verdict
+    state: NameState
     family: int = 0
     address: int = 0
     values: tuple[Value, ...] = ()
 
 
-NOT_FOUND = NameLookup(Verdict.NXDOMAIN)
-EMPTY_NON_TERMINAL = NameLookup(Verdict.NODATA)
+NOT_FOUND = NameLookup(NameState.NXDOMAIN)
+EMPTY_NON_TERMINAL = NameLookup(NameState.NODATA)
 
 
 def readings(labels: Sequence[bytes]) -> list[tuple[int, int, int]]:
@@ -66,13 +67,13 @@ def readings(labels: Sequence[bytes]) -> list[tuple[int, int, int]]:
 
 
 def look_up(index: ZoneIndex, labels: Sequence[bytes]) -> NameLookup:
-    """The verdict on the name `labels` (relative to the zone, at least one label)."""
+    """What the name `labels` is (relative to the zone, at least one label)."""
     exists = False
     for family, start, length in readings(labels):
         if length == (32 if family == 4 else 128):
             values = index.lookup(family, start)
             if values:
-                return NameLookup(Verdict.LISTED, family, start, values)
+                return NameLookup(NameState.LISTED, family, start, values)
         elif not exists:
             exists = index.has_names_under(family, start, length)
     return EMPTY_NON_TERMINAL if exists else NOT_FOUND

@@ -22,6 +22,7 @@ from dnslib import DNSRecord
 
 from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
+from dnsbl.dns.codes import Opcode
 from dnsbl.dns.tsig import ROOM as TSIG_ROOM
 from dnsbl.dns.zones import (
     CLASS_IN,
@@ -39,7 +40,6 @@ from dnsbl.index.records import records_under, top_labels, zone_records
 from dnsbl.index.zone_index import ZoneIndex
 
 MESSAGE_LIMIT = 65535 - TSIG_ROOM  # a message may get a TSIG record appended
-_OPCODE_NOTIFY = 4
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(rb"\\(\d{3}|.)", re.DOTALL)
 
@@ -202,7 +202,7 @@ def _message(message_id: int, flags: int, question: bytes, records: list[bytes])
 
 def notify_message(zone: PublishedZone, message_id: int) -> bytes:
     """A NOTIFY (RFC 1996) for `zone`: the apex SOA as question, the current SOA as answer."""
-    flags = 0x0400 | _OPCODE_NOTIFY << 11  # AA, opcode NOTIFY
+    flags = 0x0400 | Opcode.NOTIFY << 11  # AA, opcode NOTIFY
     question = zone.wire + struct.pack(">HH", TYPE_SOA, CLASS_IN)
     soa, _ = _apex_records(zone)
     return _message(message_id, flags, question, [soa])

@@ -29,8 +29,8 @@ import dns.tsig
 from dns.rdtypes.ANY.TSIG import TSIG
 
 from dnsbl.config import TsigKeySettings
+from dnsbl.dns.codes import RecordClass, RecordType
 
-TYPE_TSIG = 250
 FUDGE = 300  # seconds of clock difference accepted, as the RFC recommends
 ROOM = 512  # bytes a message leaves free for its TSIG record (name, algorithm and MAC)
 
@@ -125,7 +125,7 @@ def with_record(message: bytes, record: bytes) -> bytes:
 def _record(name: dns.name.Name, rdata: TSIG) -> bytes:
     data = rdata.to_wire() or b""
     owner = name.to_wire() or b""
-    return owner + struct.pack(">HHIH", TYPE_TSIG, dns.rdataclass.ANY, 0, len(data)) + data
+    return owner + struct.pack(">HHIH", RecordType.TSIG, RecordClass.ANY, 0, len(data)) + data
 
 
 def _error_record(packet: bytes, error: int) -> bytes:

@@ -11,17 +11,24 @@ from __future__ import annotations
 import re
 import struct
 
+from dnsbl.dns.codes import Rcode, RecordClass, RecordType
 from dnsbl.dns.query import OCTETS as _OCTETS
 from dnsbl.dns.zones import ZoneTable
 
-_FAST_QTYPES = {b"\x00\x01": 1, b"\x00\x10": 16, b"\x00\xff": 255, b"\x00\x1c": 28}
+_FAST_QTYPES = {
+    qtype.to_bytes(2, "big"): int(qtype)
+    for qtype in (RecordType.A, RecordType.TXT, RecordType.ANY, RecordType.AAAA)
+}
 _COUNTS_NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 # Strict octets (0-255, no leading zero) and nibbles; one group per label form.
 _V4 = re.compile(rb"(?:\x01(\d)|\x02([1-9]\d)|\x03(1\d\d|2[0-4]\d|25[0-5]))" * 4)
 _V6 = re.compile(rb"(?:\x01[0-9a-fA-F]){32}")
 _HEADER = struct.Struct(">2sBBHHHH")
-_NXDOMAIN = 3
+_NOERROR = int(Rcode.NOERROR)
+_CLASS_IN = RecordClass.IN.to_bytes(2, "big")
+_OPT_AT_ROOT = b"\x00" + RecordType.OPT.to_bytes(2, "big")  # root owner, type OPT
+_NXDOMAIN = int(Rcode.NXDOMAIN)
 Key = tuple[str, str]
 
 
@@ -67,19 +74,19 @@ def answer_fast(
     if index is None or zone.wire in table.parents or end > 266:
         return None  # not loaded, a longer zone may match, or a name over 255 bytes
     qend = end + 5
-    if packet[end + 3 : qend] != b"\x00\x01":  # class IN
+    if packet[end + 3 : qend] != _CLASS_IN:
         return None
     qtype = _FAST_QTYPES.get(packet[end + 1 : end + 3])
     if qtype is None:
         return None
     if packet[11]:
         # One OPT record, exactly: root owner, type 41, version 0, no options, nothing after.
-        if size != qend + 11 or packet[qend : qend + 3] != b"\x00\x00\x29":
+        if size != qend + 11 or packet[qend : qend + 3] != _OPT_AT_ROOT:
             return None
         if packet[qend + 6] or packet[qend + 9 : qend + 11] != b"\x00\x00":
             return None
         payload = packet[qend + 3] << 8 | packet[qend + 4]
-        opt = b"\x00\x00\x29" + max_payload.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
+        opt = _OPT_AT_ROOT + max_payload.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
         if limit is None:
             limit = min(max(payload, 512), max_payload)
     else:
@@ -92,12 +99,12 @@ def answer_fast(
     values = index.lookup(family, address)
     if values:
         records = zone.answer_records(qtype, values, family, address)
-        rcode = 0
+        rcode = _NOERROR
         key = zone.key_noerror
     elif offset == 20 and index.has_names_under(6, int(packet[19:12:-2], 16) << 112, 16):
         # Four one-digit labels also name an IPv6 /16, which has names under it.
         records = []
-        rcode = 0
+        rcode = _NOERROR
         key = zone.key_noerror
     else:
         records = []

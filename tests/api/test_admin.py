@@ -173,6 +173,21 @@ def test_never_list_policy_refuses_a_manual_listing(client: TestClient, admin_ke
         json={"zone": ZONE, "network": "198.51.100.7", "reason": "r"},
     )
     assert_problem(refused, 403, "never-list")
+    # A network that covers the never-list one, or meets only part of it, is refused too.
+    for network in ("198.51.0.0/16", "198.51.100.128/25"):
+        wider = client.post(
+            "/v1/admin/listings",
+            headers=headers,
+            json={"zone": ZONE, "network": network, "reason": "r"},
+        )
+        assert_problem(wider, 403, "never-list")
+        assert "198.51.100.0/24: our own" in wider.json()["detail"]
+    excluded = client.post(
+        "/v1/admin/listings",
+        headers=headers,
+        json={"zone": ZONE, "network": "198.51.0.0/16", "excluded": True, "reason": "r"},
+    )
+    assert excluded.status_code == 201, excluded.text  # an exclusion lists nothing
     listed = client.get("/v1/admin/policy-networks?kind=never-list", headers=headers).json()
     assert [item["network"] for item in listed] == ["198.51.100.0/24"]
     removed = client.delete(

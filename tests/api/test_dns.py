@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from api import create_app
+from api.app import create_app
 from dnsbl.apikeys import create_key
 from dnsbl.config import load_settings
 from dnsbl.dns.server import DnsServer

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from api import create_app
+from api.app import create_app
 from dnsbl.config import Settings
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import ZONE, add_listing, assert_problem, bearer, relay_test_of

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from api import create_app
+from api.app import create_app
 from dnsbl.addresses import parse_network
 from dnsbl.apikeys import create_key
 from dnsbl.config import load_settings
