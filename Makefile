@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check dnsbl api tests bench migrations
-	$(BIN)/ruff format --check dnsbl api tests bench migrations
+	$(BIN)/ruff check dnsbl api tests bench
+	$(BIN)/ruff format --check dnsbl api tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

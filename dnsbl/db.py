@@ -17,7 +17,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Shipped inside the package, so an installed wheel migrates as a checkout does.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _IMMEDIATE = "dnsbl_immediate"
 _BIG_CACHE = "dnsbl_big_cache"
 _WRITER_CACHE = -131072  # KiB: 128 MB
