@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-# Shipped inside the package, so an installed wheel migrates as a checkout does.
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Package data (pyproject's package-data), so an installed wheel migrates as a checkout does.
+# Alembic wants a directory: a wheel installs unzipped, so the resource is one.
+MIGRATIONS = Path(str(files("dnsbl") / "migrations"))
 _IMMEDIATE = "dnsbl_immediate"
 _BIG_CACHE = "dnsbl_big_cache"
 _WRITER_CACHE = -131072  # KiB: 128 MB

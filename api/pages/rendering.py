@@ -6,6 +6,7 @@ the templates to compare with (`item.verdict == Verdict.CONFIRMED`), not their s
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +17,8 @@ from fastapi.templating import Jinja2Templates
 
 from dnsbl.relay.states import DelistStatus, NominationStatus, Verdict
 
-templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+# Package data (pyproject's package-data): found the same way in a checkout and a wheel.
+templates = Jinja2Templates(directory=Path(str(files("api") / "templates")))
 templates.env.globals.update(
     Verdict=Verdict, NominationStatus=NominationStatus, DelistStatus=DelistStatus
 )
