@@ -21,6 +21,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.pages import address, removal
 from api.pages import nominations as nomination_pages
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
+from api.request_ids import RequestIdMiddleware
 from api.routes import (
     audit,
     delist_requests,
@@ -106,6 +107,7 @@ def create_app(
             if isinstance(route, APIRoute)
         ]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a refused body has an id
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -34,7 +34,8 @@ def _config(
         app,
         host=host,
         port=port,
-        log_level=settings.log_level.lower(),
+        log_level=settings.log.level.lower(),
+        log_config=None,  # uvicorn's records go through dnsbl's handler (text or JSON)
         access_log=False,
         proxy_headers=True,  # X-Forwarded-For only from forwarded_allow_ips (127.0.0.1)
         server_header=False,

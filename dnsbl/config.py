@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -255,6 +255,24 @@ class TesterSettings(_Section):
             raise ValueError(f"{value!r} is not an IP address") from None
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class LogSettings(_Section):
+    """The `[log]` section: how much is logged, and how (text lines or one JSON object each)."""
+
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+
 class Settings(BaseSettings):
     """All of dnsbl's settings."""
 
@@ -264,7 +282,8 @@ class Settings(BaseSettings):
     toml_path: ClassVar[Path | None] = None
 
     database_url: str = "sqlite:///dnsbl.sqlite3"
-    log_level: str = "INFO"
+    log_level: str | None = None  # the older spelling of log.level, still honoured
+    log: LogSettings = LogSettings()
     dns: DnsSettings = DnsSettings()
     api: ApiSettings = ApiSettings()
     zones: list[ZoneSettings] = []
@@ -277,6 +296,12 @@ class Settings(BaseSettings):
             if zone.name in seen:
                 raise ValueError(f"zone {zone.name!r} is declared twice")
             seen.add(zone.name)
+        return self
+
+    @model_validator(mode="after")
+    def _older_log_level(self) -> Settings:
+        if self.log_level is not None and "level" not in self.log.model_fields_set:
+            self.log.level = LogSettings.model_validate({"level": self.log_level}).level
         return self
 
     @model_validator(mode="after")

@@ -8,12 +8,13 @@ clear line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from dnsbl.cli import apikeys, database, listings, rbldnsd, relay, run
+from dnsbl.config import LOG_LEVELS
 from dnsbl.errors import DnsblError
+from dnsbl.logs import configure_logging
 
 # The modules that register sub-commands, in the order `--help` lists them.
 _COMMAND_MODULES = (run, database, listings, rbldnsd, relay, apikeys)
@@ -24,7 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", "-c", metavar="FILE", help="TOML configuration file (default: $DNSBL_CONFIG)"
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR (default: log.level)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMAND_MODULES:
         module.register(subparsers)
@@ -38,10 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dnsbl.cli.context import Context
 
         context = Context.from_args(args)
-        logging.basicConfig(
-            level=(args.log_level or context.settings.log_level).upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        log = context.settings.log
+        configure_logging(args.log_level or log.level, log.format)
         result = args.handler(context, args)
     except DnsblError as exc:
         print(f"dnsbl: {exc}", file=sys.stderr)

@@ -76,24 +76,24 @@ def _import(context: Context, args: argparse.Namespace) -> int:
         paths.append(path)
         kinds.append(kind)
     total = sum(path.stat().st_size for path in paths if path.is_file())
-    progress = Progress(total)
+    with Progress(total) as progress:
 
-    def report(problem: LineProblem) -> None:
-        progress.message(str(problem))
+        def report(problem: LineProblem) -> None:
+            progress.message(str(problem))
 
-    result = import_files(
-        context.store,
-        zone,
-        paths,
-        kind=DatasetType(args.kind or DatasetType.AUTO),
-        kinds=kinds,
-        category=args.category,
-        replace=args.replace,
-        zone_values=args.zone_values,
-        actor="cli",
-        report=report,
-        progress=progress,
-    )
+        result = import_files(
+            context.store,
+            zone,
+            paths,
+            kind=DatasetType(args.kind or DatasetType.AUTO),
+            kinds=kinds,
+            category=args.category,
+            replace=args.replace,
+            zone_values=args.zone_values,
+            actor="cli",
+            report=report,
+            progress=progress,
+        )
     write = result.write
     assert write is not None
     print(

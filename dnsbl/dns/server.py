@@ -75,9 +75,11 @@ class _UdpListener:
                 for message in reply.messages:
                     sendto(message, addr)
             except OSError as exc:
-                log.debug("UDP reply to %s dropped: %s", addr[0], exc)
+                log.debug("UDP reply to %s dropped: %s", addr[0], exc, extra={"peer": addr[0]})
             except Exception:
-                log.exception("failed to answer a UDP query from %s", addr[0])
+                log.exception(
+                    "failed to answer a UDP query from %s", addr[0], extra={"peer": addr[0]}
+                )
 
 
 class DnsServer:
@@ -184,7 +186,10 @@ class DnsServer:
         peer = str(peername[0]) if peername else ""
         if len(self._connections) >= self.tcp_max_connections:
             log.warning(
-                "TCP client %s turned away: %d connections open", peer, len(self._connections)
+                "TCP client %s turned away: %d connections open",
+                peer,
+                len(self._connections),
+                extra={"peer": peer},
             )
             writer.close()
             return
@@ -214,7 +219,9 @@ class DnsServer:
                 except (ConnectionError, asyncio.CancelledError):
                     raise
                 except Exception:
-                    log.exception("failed to answer a TCP query from %s", peer)
+                    log.exception(
+                        "failed to answer a TCP query from %s", peer, extra={"peer": peer}
+                    )
                     break
         except (ConnectionError, asyncio.CancelledError):
             pass

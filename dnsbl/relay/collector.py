@@ -34,6 +34,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from dnsbl.config import TesterSettings, parse_endpoint
 from dnsbl.errors import DnsblError
+from dnsbl.logs import log_context
 from dnsbl.relay.tester.message import TOKEN_HEADER
 from dnsbl.relay.tester.tokens import find_token
 
@@ -93,6 +94,10 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        with log_context(peer=peer):
+            return await self._arrived(peer, envelope)
+
+    async def _arrived(self, peer: str, envelope: Envelope) -> str:
         token = next((t for t in map(find_token, envelope.rcpt_tos) if t is not None), None)
         if token is None:
             log.info("collector: message from %s without a test token dropped", peer)

@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from dnsbl.config import Settings, TesterSettings
 from dnsbl.listings.store import ListingStore
+from dnsbl.logs import log_context
 from dnsbl.models import utcnow
 from dnsbl.relay.delisting import settle_delist_requests
 from dnsbl.relay.evidence import (
@@ -190,6 +191,11 @@ class Worker:
 
     async def run_job(self, job: JobView) -> None:
         """Run one claimed job to its end, renewing its lease meanwhile."""
+        # every record of this job (and of its heartbeat) carries these fields
+        with log_context(job_id=job.id, job_kind=str(job.kind), target=job.target):
+            await self._run_job(job)
+
+    async def _run_job(self, job: JobView) -> None:
         current = asyncio.current_task()
         assert current is not None
         lost = asyncio.Event()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -148,22 +150,27 @@ def test_gzip_files_and_explicit_types(
     assert _answer(engine, zone, "10.0.0.100") == []
 
 
-def test_progress_draws_a_bar_on_a_terminal_and_counts_otherwise() -> None:
+def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal_and_counts_otherwise() -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     terminal = Terminal()
-    bar = Progress(1000, terminal)
-    bar.update(10, 500)
-    bar.message("done")
-    assert "\rreading [###############               ]  50% 10 lines" in terminal.getvalue()
-    assert terminal.getvalue().endswith("\r\x1b[Kdone\n")
+    with Progress(4_000_000, terminal) as bar:
+        bar.update(5, 1_000_000)
+        time.sleep(0.05)  # the rate is worked out between two updates
+        bar.update(10, 2_000_000)
+        bar.message("data.txt:3: invalid address")
+    drawn = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", terminal.getvalue())
+    assert "data.txt:3: invalid address" in drawn
+    last = drawn.rstrip().splitlines()[-1]
+    # the share, the bytes, the rate, the time left and the lines, on the bar's line
+    assert re.search(r"reading .* 50% 2\.0/4\.0 MB .*/s \d+:\d\d:\d\d 10 lines", last), last
     log = io.StringIO()
-    counter = Progress(1000, log, every=100)
-    counter.update(50, 10)
-    counter.update(150, 20)
-    assert log.getvalue() == "read 150 lines\n"
+    with Progress(1000, log, every=100) as counter:
+        counter.update(50, 10)
+        counter.update(150, 20)
+    assert re.fullmatch(r"read 150 lines \([\d,]+ lines/s\)\n", log.getvalue())
 
 
 def test_cli_import_reports_problems_on_stderr_and_a_summary(
