@@ -87,11 +87,12 @@ class ListingRow:
 
 @dataclass(frozen=True, slots=True)
 class ChangeRecord:
-    """One change log entry joined with the listing it concerns."""
+    """One change log entry joined with the listing it concerns (and the listing's expiry)."""
 
     serial: int
     action: str  # "add" or "remove"
     listing: ListingRow
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,15 @@ def active_clause(now: datetime) -> Any:
     return and_(
         Listing.ended_at.is_(None), or_(Listing.expires_at.is_(None), Listing.expires_at > now)
     )
+
+
+def expired_clause(until: datetime, after: datetime | None = None) -> Any:
+    """SQL: the listing is not ended but its expiry passed (by `until`; after `after`, if given):
+    out of force, waiting for an expiry sweep to end it."""
+    clause = and_(
+        Listing.ended_at.is_(None), Listing.expires_at.is_not(None), Listing.expires_at <= until
+    )
+    return clause if after is None else and_(clause, Listing.expires_at > after)
 
 
 class ListingStore:
@@ -395,15 +405,7 @@ class ListingStore:
         """End every active listing whose expiry has passed; returns serials of zones touched."""
         now = now or utcnow()
         with self.engine.connect() as conn:
-            due = list(
-                conn.scalars(
-                    select(Listing.id).where(
-                        Listing.ended_at.is_(None),
-                        Listing.expires_at.is_not(None),
-                        Listing.expires_at <= now,
-                    )
-                )
-            )
+            due = list(conn.scalars(select(Listing.id).where(expired_clause(now))))
         if not due:
             return {}
         return self.end_ids(due, actor="expiry", reason="expired")
@@ -490,14 +492,17 @@ class ListingStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def load_groups(self, zone: str) -> tuple[int, list[LoadGroup], list[ListingRow]]:
+    def load_groups(
+        self, zone: str, now: datetime | None = None
+    ) -> tuple[int, list[LoadGroup], list[ListingRow]]:
         """Everything a DNS node needs to build the zone's index, in one transaction.
 
         Returns the serial, the active listings as groups of starts (one scan of the load
         index, concatenated in SQL: a million rows cost a fraction of a second instead of
-        seconds of row objects), and the listings already past their expiry but not yet swept,
-        which the index must leave out.
+        seconds of row objects), and the listings already past their expiry (at `now`) but not
+        yet swept, which the index must leave out.
         """
+        now = now or utcnow()
         with self.engine.connect() as conn, conn.begin():
             zone_row = conn.execute(select(Zone.id, Zone.serial).where(Zone.name == zone)).first()
             if zone_row is None:
@@ -545,15 +550,27 @@ class ListingStore:
                 for row in conn.execute(
                     select(*_ROW_COLUMNS)
                     .join(ListingValue, ListingValue.id == Listing.value_id)
-                    .where(
-                        Listing.zone_id == zone_row.id,
-                        Listing.ended_at.is_(None),
-                        Listing.expires_at.is_not(None),
-                        Listing.expires_at <= utcnow(),
-                    )
+                    .where(Listing.zone_id == zone_row.id, expired_clause(now))
                 )
             ]
         return int(zone_row.serial), groups, expired
+
+    def expired_between(
+        self, after: datetime | None, until: datetime
+    ) -> dict[str, list[ListingRow]]:
+        """By zone name: the listings not ended whose expiry passed in (`after`, `until`] (by
+        `until` when `after` is None) — what a DNS node hides while no sweep has ended them."""
+        found: dict[str, list[ListingRow]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Zone.name, *_ROW_COLUMNS)
+                .join(Listing, Listing.zone_id == Zone.id)
+                .join(ListingValue, ListingValue.id == Listing.value_id)
+                .where(expired_clause(until, after))
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(_row(row[1:]))
+        return found
 
     def changes_since(self, zone: str, serial: int) -> tuple[int, list[ChangeRecord]]:
         """The zone's current serial and every change after `serial`, in order."""
@@ -562,7 +579,7 @@ class ListingStore:
             if zone_row is None:
                 raise UnknownZoneError(f"unknown zone {zone!r}")
             rows = conn.execute(
-                select(Change.serial, Change.action, *_ROW_COLUMNS)
+                select(Change.serial, Change.action, Listing.expires_at, *_ROW_COLUMNS)
                 .join(Listing, Listing.id == Change.listing_id)
                 .join(ListingValue, ListingValue.id == Listing.value_id)
                 .where(
@@ -572,7 +589,7 @@ class ListingStore:
                 )
                 .order_by(Change.serial, Change.id)
             )
-            changes = [ChangeRecord(r[0], r[1], _row(r[2:])) for r in rows]
+            changes = [ChangeRecord(r[0], r[1], _row(r[3:]), r[2]) for r in rows]
         return int(zone_row.serial), changes
 
     def listings_containing(self, address: str, *, active_only: bool = True) -> list[Listing]:
