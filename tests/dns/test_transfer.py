@@ -168,7 +168,7 @@ class _Secondary:
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
 
-    async def receive(self, timeout: float = 5) -> tuple[dns.message.Message, tuple[str, int]]:
+    async def receive(self, timeout: float = 30) -> tuple[dns.message.Message, tuple[str, int]]:
         loop = asyncio.get_running_loop()
         data, peer = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 65535), timeout)
         return dns.message.from_wire(data), peer
