@@ -64,7 +64,7 @@ async def _dns_rcode_and_a(server: DnsServer, address: str) -> tuple[int, list[s
     return reply.rcode(), answers
 
 
-async def _dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 10) -> list[str]:
+async def _dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 30) -> list[str]:
     async with asyncio.timeout(timeout):
         while True:
             got, answers = await _dns_rcode_and_a(server, address)
