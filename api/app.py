@@ -7,17 +7,18 @@ callable so that `/metrics` and `/readyz` can speak for the DNS side too.
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from api import docs_page, problems
 from api.body_limit import BodyLimitMiddleware
+from api.metrics import StoreCollector
 from api.pages import address, removal
 from api.pages import nominations as nomination_pages
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
@@ -40,6 +41,7 @@ from api.schemas.common import TEXT_PATTERN, Input
 from dnsbl.config import Settings
 from dnsbl.db import make_engine
 from dnsbl.listings.store import ListingStore
+from dnsbl.metrics import registry_of
 
 # The routers, in the order /docs lists them: public first, then admin, then operations.
 ROUTERS = (
@@ -74,13 +76,14 @@ def create_app(
     settings: Settings,
     engine: Engine | None = None,
     *,
-    dns_counts: collections.Counter[tuple[str, str]] | None = None,
     dns_ready: Callable[[], bool] | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> FastAPI:
     """The application for `settings`, over `engine` (one is made from the settings if None).
 
-    `dns_counts` is the DNS server's counter of queries by (zone, rcode), exported by /metrics;
-    `dns_ready` tells /readyz whether the DNS index is loaded.
+    /metrics exports the database's numbers and `collectors` (those of the DNS node and
+    worker running in the same process, under `dnsbl serve`); `dns_ready` tells /readyz
+    whether the DNS index is loaded.
     """
     app = FastAPI(
         title="dnsbl",
@@ -94,7 +97,7 @@ def create_app(
     app.state.engine = engine if engine is not None else make_engine(settings.database_url)
     app.state.store = ListingStore(app.state.engine)
     app.state.store.ensure_zones(settings.zone_names)
-    app.state.dns_counts = dns_counts
+    app.state.metrics = registry_of([StoreCollector(app.state.engine), *collectors])
     app.state.dns_ready = dns_ready
     problems.install(app)
     docs_page.install(app)

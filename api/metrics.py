@@ -1,146 +1,126 @@
-"""`/metrics` in the Prometheus text format (version 0.0.4), written out by hand.
+"""What `/metrics` reads from the database at scrape time: the shared truth of every role.
 
-Gauges are read from the database at scrape time (listings, queue, tests, delist requests);
-DNS query counts come from the `Counter` the DNS server in the same process increments.
+Listings in force by zone, category and source; each zone's serial (what DNS nodes must
+reach: compare with their `dnsbl_index_serial`); the job queue and how long its oldest due
+job has waited; relay tests by verdict; delist requests by outcome; arrivals recorded.
+These are exported by the API only, so that summing over several workers or DNS nodes never
+counts the database twice. A read that fails is logged and leaves its families out, and
+`dnsbl_database_up` says 0.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import Connection, Engine, func, select
 
 from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
+from dnsbl.models.relay import DelistRequest, Job, RelayTest, TokenArrival
+from dnsbl.relay.states import JobStatus
+from dnsbl.timestamps import aware
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+class StoreCollector:
+    """The database's numbers, for prometheus-client (read at every scrape)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "dnsbl_database_up", "1 if the database answered this scrape's reads, else 0."
+        )
+        try:
+            with self.engine.connect() as conn:
+                families = list(_families(conn, utcnow()))
+        except Exception:
+            log.exception("metrics: reading the database failed")
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _family(
-    name: str,
-    kind: str,
-    help_text: str,
-    samples: Iterable[tuple[Mapping[str, str], float]],
-) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    for labels, value in samples:
-        text = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
-        lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
-    return lines
-
-
-def dns_samples(
-    counts: collections.Counter[tuple[str, str]] | None,
-) -> list[tuple[dict[str, str], float]]:
-    """DNS queries by (zone, rcode) from the DNS server's counter."""
-    if counts is None:
-        return []
-    return [
-        ({"zone": zone, "rcode": rcode}, float(n))
-        for (zone, rcode), n in sorted(dict(counts).items())
-    ]
-
-
-def listing_samples(engine: Engine) -> list[tuple[dict[str, str], float]]:
+def _families(conn: Connection, now: datetime) -> Iterator[Metric]:
+    listings = GaugeMetricFamily(
+        "dnsbl_listings",
+        "Listings in force (exclusions not counted), by zone, category and source.",
+        labels=["zone", "category", "source"],
+    )
     query = (
-        select(Zone.name, ListingValue.category, func.count())
+        select(Zone.name, ListingValue.category, Listing.source, func.count())
         .select_from(Listing)
         .join(Zone, Zone.id == Listing.zone_id)
         .join(ListingValue, ListingValue.id == Listing.value_id)
-        .where(in_force_clause(utcnow()), ListingValue.excluded.is_(False))
-        .group_by(Zone.name, ListingValue.category)
-        .order_by(Zone.name, ListingValue.category)
+        .where(in_force_clause(now), ListingValue.excluded.is_(False))
+        .group_by(Zone.name, ListingValue.category, Listing.source)
+        .order_by(Zone.name, ListingValue.category, Listing.source)
     )
-    with engine.connect() as conn:
-        return [({"zone": z, "category": c}, float(n)) for z, c, n in conn.execute(query)]
+    for zone, category, source, count in conn.execute(query):
+        listings.add_metric([zone, category, source], count)
+    yield listings
 
-
-def _optional(fetch: Callable[[], Mapping[str, int]], what: str) -> Mapping[str, int]:
-    """Counts from another part's module; empty when that part is absent or fails."""
-    try:
-        return fetch()
-    except ImportError:
-        return {}
-    except Exception:
-        log.exception("metrics: could not read %s", what)
-        return {}
-
-
-def _queue(engine: Engine) -> Mapping[str, int]:
-    from dnsbl.relay import jobs
-
-    return jobs.queue_summary(engine)
-
-
-def _grouped(engine: Engine, column: Any) -> Mapping[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(column, func.count()).where(column.is_not(None)).group_by(column)
-        )
-        return {str(key): int(n) for key, n in rows}
-
-
-def _tests(engine: Engine) -> Mapping[str, int]:
-    from dnsbl.models.relay import RelayTest
-
-    return _grouped(engine, RelayTest.verdict)
-
-
-def _delists(engine: Engine) -> Mapping[str, int]:
-    from dnsbl.models.relay import DelistRequest
-
-    return _grouped(engine, DelistRequest.status)
-
-
-def render(engine: Engine, dns_counts: collections.Counter[tuple[str, str]] | None) -> str:
-    """The whole exposition text."""
-    lines: list[str] = []
-    lines += _family(
-        "dnsbl_dns_queries_total",
-        "counter",
-        "DNS queries answered, by zone and response code.",
-        dns_samples(dns_counts),
+    serial = GaugeMetricFamily(
+        "dnsbl_database_serial",
+        "Each zone's serial in the database: its last change, which DNS nodes follow.",
+        labels=["zone"],
     )
-    lines += _family(
-        "dnsbl_listings",
-        "gauge",
-        "Listings in force (exclusions not counted), by zone and category.",
-        listing_samples(engine),
+    for zone, number in conn.execute(select(Zone.name, Zone.serial).order_by(Zone.name)):
+        serial.add_metric([zone], number)
+    yield serial
+
+    queue = GaugeMetricFamily(
+        "dnsbl_queue_jobs", "Jobs in the queue, by status.", labels=["status"]
     )
-    lines += _family(
-        "dnsbl_queue_jobs",
-        "gauge",
-        "Jobs in the queue, by status.",
-        [
-            ({"status": k}, float(v))
-            for k, v in sorted(_optional(lambda: _queue(engine), "queue").items())
-        ],
+    counts = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    for status in JobStatus:
+        queue.add_metric([status.value], counts.get(status.value, 0))
+    yield queue
+
+    oldest = conn.scalar(
+        select(func.min(Job.run_after)).where(Job.status == JobStatus.WAITING, Job.run_after <= now)
     )
-    lines += _family(
-        "dnsbl_relay_tests_total",
-        "counter",
-        "Relay tests finished, by verdict.",
-        [
-            ({"verdict": k}, float(v))
-            for k, v in sorted(_optional(lambda: _tests(engine), "tests").items())
-        ],
+    age = GaugeMetricFamily(
+        "dnsbl_queue_oldest_job_age_seconds",
+        "How long the oldest waiting job has been due (0 when none is due): queue backlog.",
     )
-    lines += _family(
-        "dnsbl_delist_requests_total",
-        "counter",
-        "Delist requests, by outcome.",
-        [
-            ({"outcome": k}, float(v))
-            for k, v in sorted(_optional(lambda: _delists(engine), "delist requests").items())
-        ],
+    age.add_metric([], max((now - aware(oldest)).total_seconds(), 0.0) if oldest else 0.0)
+    yield age
+
+    yield _grouped(
+        conn,
+        CounterMetricFamily(
+            "dnsbl_relay_tests", "Relay tests finished, by verdict.", labels=["verdict"]
+        ),
+        RelayTest.verdict,
     )
-    return "\n".join(lines) + "\n"
+    yield _grouped(
+        conn,
+        CounterMetricFamily(
+            "dnsbl_delist_requests", "Delist requests, by outcome.", labels=["outcome"]
+        ),
+        DelistRequest.status,
+    )
+    arrivals = CounterMetricFamily(
+        "dnsbl_relay_arrivals", "Test messages that reached the collector, as recorded."
+    )
+    arrivals.add_metric([], conn.scalar(select(func.count()).select_from(TokenArrival)) or 0)
+    yield arrivals
+
+
+def _grouped(conn: Connection, family: CounterMetricFamily, column: Any) -> Metric:
+    rows = conn.execute(
+        select(column, func.count()).where(column.is_not(None)).group_by(column).order_by(column)
+    )
+    for key, count in rows:
+        family.add_metric([str(key)], count)
+    return family

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 
 import uvicorn
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -25,11 +25,11 @@ class _Server(uvicorn.Server):
 def _config(
     settings: Settings,
     engine: Engine | None,
-    dns_counts: collections.Counter[tuple[str, str]] | None,
     dns_ready: Callable[[], bool] | None,
+    collectors: Sequence[Collector],
 ) -> uvicorn.Config:
     host, port = parse_endpoint(settings.api.listen, 8000)
-    app = create_app(settings, engine, dns_counts=dns_counts, dns_ready=dns_ready)
+    app = create_app(settings, engine, dns_ready=dns_ready, collectors=collectors)
     return uvicorn.Config(
         app,
         host=host,
@@ -46,11 +46,14 @@ async def run_api(
     settings: Settings,
     engine: Engine | None = None,
     *,
-    dns_counts: collections.Counter[tuple[str, str]] | None = None,
     dns_ready: Callable[[], bool] | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> None:
-    """Serve the API on `settings.api.listen` until cancelled (a role of `dnsbl serve`)."""
-    server = _Server(_config(settings, engine, dns_counts, dns_ready))
+    """Serve the API on `settings.api.listen` until cancelled (a role of `dnsbl serve`).
+
+    /metrics adds `collectors` (the other roles' in the same process) to the database's.
+    """
+    server = _Server(_config(settings, engine, dns_ready, collectors))
     task = asyncio.create_task(server.serve())
     try:
         await asyncio.shield(task)

@@ -132,11 +132,18 @@ class DnsSettings(_Section):
     max_udp_payload: int = Field(1232, ge=512, le=65535)
     # `dnsbl dns` forks this many answering processes on the same sockets (dnsbl.node.group)
     processes: int = Field(1, ge=1, le=64)
+    # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
+    metrics_listen: str | None = None
 
     @field_validator("listen", "notify")
     @classmethod
     def _endpoints(cls, values: list[str]) -> list[str]:
         return [_endpoint(value, 53) for value in values]
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint(value, 9153)
 
     @field_validator("transfer_peers")
     @classmethod
@@ -229,6 +236,8 @@ class TesterSettings(_Section):
     delists_per_address: Annotated[int, Field(ge=1)] = 3
     delists_per_requester: Annotated[int, Field(ge=1)] = 10
     delist_window: Annotated[float, Field(gt=0)] = 86400.0
+    # `dnsbl worker` serves its Prometheus metrics here (host:port); None: no endpoint
+    metrics_listen: str | None = None
 
     _check_domains = field_validator("collector_domain", "helo_name")(
         classmethod(lambda cls, v: _domain(v))
@@ -238,6 +247,11 @@ class TesterSettings(_Section):
     @classmethod
     def _endpoint(cls, value: str) -> str:
         return _endpoint(value, 25)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint(value, 9154)
 
     @field_validator("testable_networks", "never_test")
     @classmethod

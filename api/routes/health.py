@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from api import metrics
 from api.deps import EngineDep
 from api.problems import Problem, responses
+from dnsbl.metrics import CONTENT_TYPE, exposition
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ def readyz(request: Request, engine: EngineDep) -> Health:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
 )
-def read_metrics(request: Request, engine: EngineDep) -> PlainTextResponse:
-    """Prometheus metrics: DNS queries, listings, queue, relay tests, delist requests."""
-    body = metrics.render(engine, request.app.state.dns_counts)
-    return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
+def read_metrics(request: Request) -> Response:
+    """Prometheus metrics: listings, serials, queue, relay tests, delist requests (and, in
+    `dnsbl serve`, the DNS node's and the worker's)."""
+    return Response(exposition(request.app.state.metrics), media_type=CONTENT_TYPE)

@@ -65,26 +65,36 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     from api.server import run_api
     from dnsbl.db import make_engine
     from dnsbl.dns.server import DnsServer
-    from dnsbl.node.node import run_dns_node
+    from dnsbl.node.metrics import NodeCollector, NodeStats
+    from dnsbl.node.node import follower_for, run_dns_node
+    from dnsbl.relay.metrics import WorkerStats
     from dnsbl.relay.worker import run_worker
 
     if context.settings.dns.processes > 1:
         log.warning("dns.processes is for `dnsbl dns`: `dnsbl serve` answers DNS in one process")
-    # The API reports the DNS server's query counts (/metrics) and readiness (/readyz).
-    dns_server = DnsServer(context.settings.zones, context.settings.dns)
+    settings = context.settings
+    dns_server = DnsServer(settings.zones, settings.dns)
     dns_started = asyncio.Event()
     # The DNS node reads through an engine of its own: its connections never carry a
     # writer's large SQLite page cache (see dnsbl.db), so the node stays small.
-    dns_engine = make_engine(context.settings.database_url)
+    dns_engine = make_engine(settings.database_url)
+    follower = follower_for(settings, dns_engine, dns_server)
+    worker_stats = WorkerStats()
+    # The API reports the DNS node's and the worker's metrics (/metrics), and the DNS
+    # node's readiness (/readyz).
+    node = NodeCollector(lambda: NodeStats.of(dns_server, follower))
     return [
-        run_dns_node(context.settings, dns_engine, started=dns_started, server=dns_server),
-        run_api(
-            context.settings,
-            context.engine,
-            dns_counts=dns_server.counts,
-            dns_ready=dns_started.is_set,
+        run_dns_node(
+            settings, dns_engine, started=dns_started, server=dns_server, follower=follower
         ),
-        run_worker(context.settings, context.engine),  # with the collector, once per process
+        run_api(
+            settings,
+            context.engine,
+            dns_ready=dns_started.is_set,
+            collectors=[node, worker_stats],
+        ),
+        # with the collector, once per process
+        run_worker(settings, context.engine, stats=worker_stats),
     ]
 
 

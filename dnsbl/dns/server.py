@@ -20,6 +20,7 @@ from typing import Any
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Responder
 from dnsbl.dns.notify import Notifier
+from dnsbl.dns.timing import Latency
 from dnsbl.dns.tsig import TsigKeys
 from dnsbl.dns.wire import answer_fast
 from dnsbl.dns.zones import ZoneTable
@@ -108,6 +109,7 @@ class DnsServer:
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.latency = Latency()  # see dnsbl.dns.timing
         self.notifier = Notifier(settings.notify, key=keys.first)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []

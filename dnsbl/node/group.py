@@ -13,6 +13,11 @@ dies is replaced by a fresh fork (which catches up from the change log). Because
 keeps the sockets, there is no moment where the port is closed, and no way for a second
 instance to join the group by accident, as SO_REUSEPORT would allow. A child whose parent is
 gone stops within a second.
+
+Metrics (`dns.metrics_listen`) are served by the first process, for the whole group: every
+process writes its stats to a directory of the parent's every second, and the first merges
+them at each scrape (`dnsbl.node.metrics.SharedStats`). The parent runs no thread, so that
+forking a replacement is always safe.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 
 from sqlalchemy import Engine
@@ -30,7 +38,10 @@ from sqlalchemy import Engine
 from dnsbl.config import Settings
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.server import DnsServer, Listener, bind
+from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
 from dnsbl.node.loader import ZoneFollower
+from dnsbl.node.metrics import NodeCollector, NodeStats, SharedStats
+from dnsbl.node.node import follower_for
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +51,40 @@ _FAILING_START = 2.0  # a child failing sooner than this after its fork will fai
 
 def run_dns_group(settings: Settings, engine: Engine) -> int:
     """Run `settings.dns.processes` DNS processes until SIGTERM/SIGINT; 0 on a clean stop."""
+    metrics_listen = settings.dns.metrics_listen
+    if metrics_listen is not None:
+        MetricsEndpoint.check(metrics_listen, DEFAULT_DNS_PORT)  # a clear error, before forking
     listeners = bind(settings.dns.listen)
     server = DnsServer(settings.zones, settings.dns)
-    follower = ZoneFollower(engine, settings.zones, server.publish, settings.dns.sync_interval)
+    follower = follower_for(settings, engine, server)
     follower.load_all()
     engine.dispose()  # no database connection is shared with the children
     endpoints = ", ".join("{}:{}".format(*udp.getsockname()[:2]) for udp, _ in listeners)
     log.info("DNS listening on %s with %d processes", endpoints, settings.dns.processes)
-    group = _Group(server, follower, listeners)
-    return group.run(settings.dns.processes)
+    directory = Path(tempfile.mkdtemp(prefix="dnsbl-dns-stats-"))
+    try:
+        group = _Group(server, follower, listeners, SharedStats(directory), metrics_listen)
+        return group.run(settings.dns.processes)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _Group:
     """The parent: forks the answering processes and keeps their number up."""
 
-    def __init__(self, server: DnsServer, follower: ZoneFollower, listeners: list[Listener]):
+    def __init__(
+        self,
+        server: DnsServer,
+        follower: ZoneFollower,
+        listeners: list[Listener],
+        shared: SharedStats,
+        metrics_listen: str | None,
+    ):
         self.server = server
         self.follower = follower
         self.listeners = listeners
+        self.shared = shared
+        self.metrics_listen = metrics_listen
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, fork time)
         self.stopping = False
 
@@ -72,6 +99,8 @@ class _Group:
             while self.children:
                 pid, wait_status = os.wait()
                 slot, forked = self.children.pop(pid, (-1, 0.0))
+                if slot >= 0:
+                    self.shared.ended(slot, pid)
                 if self.stopping or slot < 0:
                     continue
                 code = os.waitstatus_to_exitcode(wait_status)  # negative: killed by a signal
@@ -115,33 +144,43 @@ class _Group:
             self.follower.engine.dispose(close=False)  # the parent's pool is not ours
             if slot:
                 self.server.notifier = Notifier([])
-            code = asyncio.run(_answer(self.server, self.follower, self.listeners, parent))
+            code = asyncio.run(self._answer(slot, parent))
         except BaseException:
             log.exception("DNS process %d failed", slot)
         finally:
             logging.shutdown()
             os._exit(code)
 
-
-async def _answer(
-    server: DnsServer, follower: ZoneFollower, listeners: list[Listener], parent: int
-) -> int:
-    """One answering process: serve the shared sockets and follow the change log."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await server.start(listeners)
-    following = asyncio.create_task(follower.run())
-    try:
-        while not stop.is_set():
-            if os.getppid() != parent:
-                log.error("the DNS group's parent is gone: stopping")
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _PARENT_CHECK)
-    finally:
-        following.cancel()
-        await asyncio.gather(following, return_exceptions=True)
-        await server.stop()
-    return 0
+    async def _answer(self, slot: int, parent: int) -> int:
+        """One answering process: serve the shared sockets, follow the change log, share
+        its stats (and, in the first, serve the group's metrics)."""
+        server, follower, shared = self.server, self.follower, self.shared
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await server.start(self.listeners)
+        endpoint = None
+        if slot == 0 and self.metrics_listen is not None:
+            group = NodeCollector(lambda: shared.merged(slot, NodeStats.of(server, follower)))
+            endpoint = MetricsEndpoint(registry_of([group]), self.metrics_listen, DEFAULT_DNS_PORT)
+        following = asyncio.create_task(follower.run())
+        last_shared = 0.0
+        try:
+            while not stop.is_set():
+                if os.getppid() != parent:
+                    log.error("the DNS group's parent is gone: stopping")
+                    break
+                if loop.time() - last_shared >= SharedStats.EVERY:
+                    last_shared = loop.time()
+                    shared.write(slot, NodeStats.of(server, follower))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(_PARENT_CHECK, SharedStats.EVERY))
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+            await server.stop()
+            shared.write(slot, NodeStats.of(server, follower))
+            if endpoint is not None:
+                endpoint.stop()
+        return 0

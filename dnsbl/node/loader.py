@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -90,6 +91,10 @@ class ZoneFollower:
         self.publish = publish
         self.interval = interval
         self.indexes: dict[str, ZoneIndex] = {}
+        # for the node's metrics: each zone's serial in the database at the last good poll
+        self.database_serials: dict[str, int] = {}
+        self.last_sync = 0.0  # Unix time of the last load or poll that succeeded
+        self.sync_failures = 0
         # Every listing whose expiry passed by this moment is out of the indexes held.
         self.expired_until: datetime | None = None
         # Zones whose index hid expired listings under a serial that had held them.
@@ -104,7 +109,9 @@ class ZoneFollower:
                 self._rewritten.add(zone.name)
             self.indexes[zone.name] = index
             self.publish(index)
+            self.database_serials[zone.name] = index.serial
             log.info("zone %s loaded: %d entries at serial %d", zone.name, len(index), index.serial)
+        self.last_sync = time.time()
         self.expired_until = now
 
     def poll_once(self) -> list[str]:
@@ -141,6 +148,10 @@ class ZoneFollower:
             self.publish(index)
             changed.append(name)
         self.expired_until = now
+        self.database_serials.update(
+            (name, serials[name]) for name in self.zones if name in serials
+        )
+        self.last_sync = time.time()
         return changed
 
     async def run(self) -> None:
@@ -150,6 +161,7 @@ class ZoneFollower:
             try:
                 changed = await asyncio.to_thread(self.poll_once)
             except Exception:
+                self.sync_failures += 1
                 log.exception("zone sync failed; serving the indexes held")
                 continue
             for name in changed:

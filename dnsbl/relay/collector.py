@@ -18,6 +18,7 @@ session never takes the server down.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import logging
 import socket
@@ -35,6 +36,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from dnsbl.config import TesterSettings, parse_endpoint
 from dnsbl.errors import DnsblError
 from dnsbl.logs import log_context
+from dnsbl.relay.states import MessageOutcome
 from dnsbl.relay.tester.message import TOKEN_HEADER
 from dnsbl.relay.tester.tokens import find_token
 
@@ -73,9 +75,12 @@ def _domain_of(address: str) -> str:
 class _Handler:
     """The collector's policy: which recipients to take, and what an arriving message means."""
 
-    def __init__(self, domain: str, on_arrival: OnArrival) -> None:
+    def __init__(
+        self, domain: str, on_arrival: OnArrival, outcomes: collections.Counter[MessageOutcome]
+    ) -> None:
         self.domain = domain
         self.on_arrival = on_arrival
+        self.outcomes = outcomes
 
     async def handle_RCPT(
         self,
@@ -95,13 +100,15 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         with log_context(peer=peer):
-            return await self._arrived(peer, envelope)
+            outcome, reply = await self._arrived(peer, envelope)
+        self.outcomes[outcome] += 1
+        return reply
 
-    async def _arrived(self, peer: str, envelope: Envelope) -> str:
+    async def _arrived(self, peer: str, envelope: Envelope) -> tuple[MessageOutcome, str]:
         token = next((t for t in map(find_token, envelope.rcpt_tos) if t is not None), None)
         if token is None:
             log.info("collector: message from %s without a test token dropped", peer)
-            return "250 2.0.0 OK (no test token; dropped)"
+            return MessageOutcome.NO_TOKEN, "250 2.0.0 OK (no test token; dropped)"
         content = envelope.original_content or b""
         headers = BytesHeaderParser(policy=compat32).parsebytes(content)
         header_token = headers.get(TOKEN_HEADER)
@@ -123,9 +130,9 @@ class _Handler:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(written)), RECORD_TIMEOUT)
         except Exception:
             log.exception("collector: recording token %s from %s failed", token, peer)
-            return "451 4.3.0 Could not record the message; try again later"
+            return MessageOutcome.FAILED, "451 4.3.0 Could not record the message; try again later"
         log.info("collector: token %s delivered by %s", token, peer)
-        return "250 2.0.0 OK: test message recorded"
+        return MessageOutcome.RECORDED, "250 2.0.0 OK: test message recorded"
 
 
 class _Controller(Controller):
@@ -140,9 +147,15 @@ class _Controller(Controller):
 class Collector:
     """The SMTP sink for `settings.collector_domain`, listening on `settings.collector_listen`."""
 
-    def __init__(self, settings: TesterSettings, on_arrival: OnArrival) -> None:
+    def __init__(
+        self,
+        settings: TesterSettings,
+        on_arrival: OnArrival,
+        outcomes: collections.Counter[MessageOutcome] | None = None,
+    ) -> None:
         host, port = parse_endpoint(settings.collector_listen, 25)
-        self._handler = _Handler(settings.collector_domain, on_arrival)
+        self.outcomes = outcomes if outcomes is not None else collections.Counter()
+        self._handler = _Handler(settings.collector_domain, on_arrival, self.outcomes)
         kwargs: dict[str, Any] = {
             "hostname": host,
             "port": port,

@@ -67,6 +67,23 @@ class DelistStatus(enum.StrEnum):
 DELIST_FINAL = (DelistStatus.DELISTED, DelistStatus.STILL_LISTED, DelistStatus.UNTESTABLE)
 
 
+class JobOutcome(enum.StrEnum):
+    """How a job ended in the worker that ran it (a label of the worker's metrics)."""
+
+    DONE = "done"  # finished: a verdict, a refusal by policy, a postponement, a sweep
+    ERROR = "error"  # raised: retried later, or failed after tester.max_attempts
+    LEASE_LOST = "lease-lost"  # another worker took it over; its result was dropped
+    RELEASED = "released"  # handed back to the queue when the worker stopped
+
+
+class MessageOutcome(enum.StrEnum):
+    """What the collector did with a message for the collector domain."""
+
+    RECORDED = "recorded"  # a test token arrived, and is in the database
+    NO_TOKEN = "no-token"  # accepted and dropped (a bounce, say): proves nothing
+    FAILED = "failed"  # recording failed: answered 451, the relay will try again
+
+
 class RelayCategory(enum.StrEnum):
     """The listing categories of the relay flow: the tested host, and a multi-stage relay's
     output (an IP that delivered a test message on the tested host's behalf)."""

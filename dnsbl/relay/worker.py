@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ from dnsbl.relay.evidence import (
     start_test,
 )
 from dnsbl.relay.jobs import JobView, claim, fail, finish, postpone, renew_lease
+from dnsbl.relay.metrics import WorkerStats
 from dnsbl.relay.nominations import settle_nominations
 from dnsbl.relay.schedule import (
     ensure_sweep,
@@ -50,7 +52,7 @@ from dnsbl.relay.schedule import (
     refusal_to_test,
     schedule_periodic,
 )
-from dnsbl.relay.states import JobKind, JobStatus, Verdict
+from dnsbl.relay.states import JobKind, JobOutcome, JobStatus, Verdict
 from dnsbl.relay.tester.probe import ProbeReport
 from dnsbl.relay.tester.probe import probe as run_probe
 from dnsbl.relay.verdicts import (
@@ -86,6 +88,7 @@ class Worker:
         *,
         name: str | None = None,
         probe: Probe | None = None,
+        stats: WorkerStats | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -96,6 +99,8 @@ class Worker:
         self._last_schedule = 0.0
         self._last_late = 0.0
         self.finished = 0  # jobs this worker completed (for benchmarks and tests)
+        self.stats = stats or WorkerStats()
+        self.stats.running = lambda: len(self._tasks)
         # Its own threads for database calls: the loop's default pool has only cpu + 4, and
         # each test makes a dozen short calls. Fewer than the engine's pool (5 + 10 overflow).
         self._threads = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="worker-db")
@@ -138,6 +143,8 @@ class Worker:
             lease_seconds=self.tester.lease_seconds,
             max_attempts=self.tester.max_attempts,
         )
+        if jobs is not None:
+            self.stats.last_claim = time.time()
         for job in jobs or []:
             task = asyncio.create_task(self.run_job(job), name=f"job-{job.id}")
             self._tasks[job.id] = task
@@ -193,9 +200,13 @@ class Worker:
         """Run one claimed job to its end, renewing its lease meanwhile."""
         # every record of this job (and of its heartbeat) carries these fields
         with log_context(job_id=job.id, job_kind=str(job.kind), target=job.target):
-            await self._run_job(job)
+            outcome = JobOutcome.RELEASED  # unless it gets further
+            try:
+                outcome = await self._run_job(job)
+            finally:
+                self.stats.jobs[str(job.kind), outcome] += 1
 
-    async def _run_job(self, job: JobView) -> None:
+    async def _run_job(self, job: JobView) -> JobOutcome:
         current = asyncio.current_task()
         assert current is not None
         lost = asyncio.Event()
@@ -207,10 +218,11 @@ class Worker:
             else:
                 await self._test(job, lost)
             self.finished += 1
+            return JobOutcome.DONE
         except asyncio.CancelledError:
             if lost.is_set():
                 log.warning("worker %s: lost the lease of job %s", self.name, job.id)
-                return
+                return JobOutcome.LEASE_LOST
             # Stopping: hand the job back at once instead of leaving it to its lease.
             self._stop_heartbeat(job)
             with contextlib.suppress(Exception):
@@ -220,11 +232,13 @@ class Worker:
             raise
         except _LeaseLost:
             log.warning("worker %s: job %s was taken over; result dropped", self.name, job.id)
+            return JobOutcome.LEASE_LOST
         except Exception as exc:
             log.exception(
                 "worker %s: job %s (%s %s) failed", self.name, job.id, job.kind, job.target
             )
             await self._failed(job, f"{type(exc).__name__}: {exc}")
+            return JobOutcome.ERROR
         finally:
             self._stop_heartbeat(job)
 
@@ -331,6 +345,7 @@ class Worker:
         notes = await self._db(
             apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
         )
+        self.stats.verdicts[verdict] += 1
         self._stop_heartbeat(job)
         log.info(
             "test #%s of %s: %s (%s) %s", test_id, job.target, verdict, reason, "; ".join(notes)
@@ -386,6 +401,7 @@ async def run_worker(
     started: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     collector: bool = True,
+    stats: WorkerStats | None = None,
 ) -> None:
     """Run the collector and a worker until `stop` is set or the task is cancelled.
 
@@ -393,19 +409,27 @@ async def run_worker(
     writes them to the database in batches (`dnsbl.relay.arrivals`); `started`
     is set once both are up. This is what `dnsbl worker` and `dnsbl serve` run. Further
     workers beside the one that runs the collector pass `collector=False`: arrivals reach
-    every worker through the database.
+    every worker through the database. Its counters go to `stats` (new ones if None), served
+    on `tester.metrics_listen` when that is set.
     """
+    from dnsbl.metrics import DEFAULT_WORKER_PORT, MetricsEndpoint, registry_of
     from dnsbl.relay.arrivals import ArrivalRecorder
     from dnsbl.relay.collector import Collector
 
     stop = stop or asyncio.Event()
+    stats = stats or WorkerStats()
     recorder = ArrivalRecorder(engine)
-    sink = Collector(settings.tester, recorder)
+    sink = Collector(settings.tester, recorder, stats.messages)
+    endpoint = None
+    if settings.tester.metrics_listen is not None:
+        endpoint = MetricsEndpoint(
+            registry_of([stats]), settings.tester.metrics_listen, DEFAULT_WORKER_PORT
+        )
     if collector:
         recorder.start()
         await asyncio.to_thread(sink.start)
     try:
-        worker = Worker(engine, settings)
+        worker = Worker(engine, settings, stats=stats)
         log.info("worker %s running (concurrency %s)", worker.name, settings.tester.concurrency)
         if started is not None:
             started.set()
@@ -413,3 +437,5 @@ async def run_worker(
     finally:
         await asyncio.to_thread(sink.stop)
         await asyncio.to_thread(recorder.stop)
+        if endpoint is not None:
+            endpoint.stop()

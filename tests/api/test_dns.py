@@ -14,13 +14,15 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from api.app import create_app
 from dnsbl.apikeys import create_key
 from dnsbl.config import load_settings
 from dnsbl.dns.server import DnsServer
-from dnsbl.node.node import run_dns_node
+from dnsbl.node.metrics import NodeCollector, NodeStats
+from dnsbl.node.node import follower_for, run_dns_node
 from tests.conftest import ZONE, zone_config
 from tests.dns_support import answers, ask
 
@@ -45,9 +47,13 @@ async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) ->
     )
     key = create_key(engine, "admin").key
     server = DnsServer(settings.zones, settings.dns)
+    follower = follower_for(settings, engine, server)
     started = asyncio.Event()
-    app = create_app(settings, engine, dns_counts=server.counts, dns_ready=started.is_set)
-    node = asyncio.create_task(run_dns_node(settings, engine, started=started, server=server))
+    collector = NodeCollector(lambda: NodeStats.of(server, follower))
+    app = create_app(settings, engine, dns_ready=started.is_set, collectors=[collector])
+    node = asyncio.create_task(
+        run_dns_node(settings, engine, started=started, server=server, follower=follower)
+    )
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {key}"}
     try:
@@ -80,8 +86,21 @@ async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) ->
                 return (await ask(server, NAME)).rcode() == 3
 
             await _until(gone)
-            metrics = (await client.get("/metrics")).text
-            assert f'dnsbl_dns_queries_total{{zone="{ZONE}",rcode="NXDOMAIN"}}' in metrics
+            metrics = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families((await client.get("/metrics")).text)
+                for sample in family.samples
+            }
+            nxdomain = [
+                value
+                for (name, labels), value in metrics.items()
+                if name == "dnsbl_dns_queries_total"
+                and {("rcode", "NXDOMAIN"), ("zone", ZONE), ("engine", "python")} <= set(labels)
+            ]
+            assert sum(nxdomain) >= 2
+            serial = float(follower.indexes[ZONE].serial)
+            assert metrics[("dnsbl_index_serial", (("zone", ZONE),))] == serial
+            assert metrics[("dnsbl_database_serial", (("zone", ZONE),))] == serial
     finally:
         node.cancel()
         await asyncio.gather(node, return_exceptions=True)

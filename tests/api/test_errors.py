@@ -13,6 +13,8 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from dnsbl.config import Settings
+from dnsbl.listings.store import ListingStore
+from dnsbl.node.metrics import NodeCollector, NodeStats
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import ZONE, add_listing, assert_problem, bearer, relay_test_of
 
@@ -161,6 +163,7 @@ def test_metrics_parse_and_count(
 ) -> None:
     add_listing(engine, "192.0.2.1")
     add_listing(engine, "192.0.2.2")
+    add_listing(engine, "192.0.2.6", category="manual", source="manual")
     add_listing(engine, "192.0.2.3", excluded=True)
     relay_test_of(engine, "192.0.2.1")
     relay_test_of(engine, "192.0.2.4", verdict="closed")
@@ -168,26 +171,35 @@ def test_metrics_parse_and_count(
     delist = {"address": "192.0.2.1", "confirmed_fixed": True}
     assert client.post("/v1/delist-requests", json=delist).status_code == 202
     client.post("/v1/admin/retests", headers=bearer(admin_key), json={"address": "192.0.2.9"})
-    counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    counts[(ZONE, "NOERROR")] += 5
-    counts[(ZONE, "NXDOMAIN")] += 2
-    app = create_app(api_settings, engine, dns_counts=counts)
+    # another role's metrics in the same process (`dnsbl serve`) are exported beside
+    node = NodeStats(queries=collections.Counter({(ZONE, "A", "NOERROR", "python"): 5}))
+    app = create_app(api_settings, engine, collectors=[NodeCollector(lambda: node)])
     with TestClient(app) as other:
         response = other.get("/metrics")
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["content-type"].startswith("text/plain; version=")
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
-    assert samples[("dnsbl_dns_queries_total", (("rcode", "NOERROR"), ("zone", ZONE)))] == 5
-    assert samples[("dnsbl_dns_queries_total", (("rcode", "NXDOMAIN"), ("zone", ZONE)))] == 2
-    assert samples[("dnsbl_listings", (("category", "open-relay"), ("zone", ZONE)))] == 2
+    by_name = {name: value for (name, labels), value in samples.items() if not labels}
+    query = (("engine", "python"), ("qtype", "A"), ("rcode", "NOERROR"), ("zone", ZONE))
+    assert samples[("dnsbl_dns_queries_total", query)] == 5
+    relayed = (("category", "open-relay"), ("source", "relay-test"), ("zone", ZONE))
+    assert samples[("dnsbl_listings", relayed)] == 2
+    manual = (("category", "manual"), ("source", "manual"), ("zone", ZONE))
+    assert samples[("dnsbl_listings", manual)] == 1
+    serial = ListingStore(engine).serials()[ZONE]
+    assert serial >= 4  # four listings written, one serial each
+    assert samples[("dnsbl_database_serial", (("zone", ZONE),))] == serial
     assert samples[("dnsbl_queue_jobs", (("status", "waiting"),))] == 2  # retest, delist
     assert samples[("dnsbl_queue_jobs", (("status", "failed"),))] == 0
+    assert 0 <= by_name["dnsbl_queue_oldest_job_age_seconds"] < 3600
     assert samples[("dnsbl_relay_tests_total", (("verdict", "confirmed"),))] == 1
     assert samples[("dnsbl_relay_tests_total", (("verdict", "closed"),))] == 2
     assert samples[("dnsbl_delist_requests_total", (("outcome", "pending"),))] == 1
+    assert by_name["dnsbl_relay_arrivals_total"] == 0
+    assert by_name["dnsbl_database_up"] == 1
 
 
 def test_nul_characters_are_refused_before_the_database(client: TestClient, admin_key: str) -> None:
