@@ -43,10 +43,11 @@ SMTP_PORT = 25
 TESTER_ADDRESS = "127.0.0.1"
 DEFAULT_CONFIG = Path("/etc/postfix")
 _LOCK = Path("/tmp/dnsbl-postfix-lab.lock")
+_EDIT_LOCK = Path("/tmp/dnsbl-postfix-alternates.lock")  # held while main.cf is edited
 _STARTED = Path("/tmp/dnsbl-postfix-lab.running")  # config dirs of a run that may have crashed
 
 # Services of a minimal master.cf; chroot off (column 5 "n"), since the queue lives in a tmp dir
-_MASTER_CF = """\
+MASTER_CF = """\
 smtp      inet  n       -       n       -       -       smtpd
 pickup    unix  n       -       n       1       1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -221,8 +222,17 @@ def _ensure_loopback_alias(address: str) -> None:
         )
 
 
-def _set_alternate_directories(add: list[Path], remove: list[Path]) -> None:
-    """Edit the default instance's alternate_config_directories (dropping vanished ones)."""
+def set_alternate_directories(add: list[Path], remove: list[Path]) -> None:
+    """Edit the default instance's alternate_config_directories (dropping vanished ones).
+
+    Every lab of Postfix instances edits it (tests/e2e/test_postfix_examples.py too): one at
+    a time."""
+    with _EDIT_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _edit_alternate_directories(add, remove)
+
+
+def _edit_alternate_directories(add: list[Path], remove: list[Path]) -> None:
     main_cf = DEFAULT_CONFIG / "main.cf"
     if not main_cf.exists():
         main_cf.write_text("compatibility_level = 3.6\n")
@@ -294,7 +304,7 @@ def _write_instance(
         (base / sub).mkdir(parents=True, exist_ok=True)
     (base / "transport").write_text(f"{COLLECTOR_DOMAIN} smtp:[127.0.0.1]:{collector_port}\n")
     (config_dir / "main.cf").write_text(_main_cf(base, name, address, mynetworks))
-    (config_dir / "master.cf").write_text(_MASTER_CF)
+    (config_dir / "master.cf").write_text(MASTER_CF)
     # Postfix's daemons run as `postfix` and must traverse the (private) tmp path
     for parent in [base, *base.parents]:
         mode = parent.stat().st_mode
@@ -344,7 +354,7 @@ def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
             for instance in instances:
                 _ensure_loopback_alias(instance.address)
                 _check_port_free(instance.address)
-            _set_alternate_directories([i.config_dir for i in instances], [])
+            set_alternate_directories([i.config_dir for i in instances], [])
             starting = [instance.start() for instance in instances]
             for instance, process in zip(instances, starting, strict=True):
                 output, _ = process.communicate(timeout=60)
@@ -354,7 +364,7 @@ def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
         finally:
             for instance in instances:
                 instance.stop()
-            _set_alternate_directories([], [i.config_dir for i in instances])
+            set_alternate_directories([], [i.config_dir for i in instances])
             _STARTED.unlink(missing_ok=True)
 
 
