@@ -212,9 +212,9 @@ def running_mail_lab(root: Path) -> Iterator[MailLab]:
         shutil.rmtree(Path("/etc/netns") / netns, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mail_lab() -> Iterator[MailLab]:
-    """The running lab, one per test module.
+    """The running lab, one for the whole run (tests/e2e/conftest.py makes it visible).
 
     Its files are not under pytest's temporary root: Postfix's and Exim's daemons run as
     their own users and must reach them, and every pytest that starts (anyone's) makes that

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import mail_lab as lab_module
 from tests.conftest import ZONE, need_program
 from tests.mail_lab import (
     DEPLOY,
@@ -32,7 +31,6 @@ from tests.mail_lab import (
 )
 from tests.postfix_lab import MASTER_CF, set_alternate_directories
 
-mail_lab = lab_module.mail_lab
 pytestmark = pytest.mark.e2e
 
 DOMAIN = "mx.lab.example"

@@ -7,11 +7,9 @@ import re
 
 import pytest
 
-from tests import mail_lab as lab_module
 from tests.conftest import ZONE
 from tests.mail_lab import OPEN_RELAY, RELAY_OUTPUT, TXT, UNLISTED, MailLab, reversed_name
 
-mail_lab = lab_module.mail_lab
 pytestmark = pytest.mark.e2e
 
 
