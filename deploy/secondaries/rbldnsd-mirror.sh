@@ -1,5 +1,14 @@
 #!/bin/sh
-# An rbldnsd mirror: export the zone and ship it; rbldnsd reloads files that change.
+# An rbldnsd mirror: export the zone and ship it; rbldnsd reloads a file that changes. Run it
+# from cron or a systemd timer. The file's header says how the mirror loads it, e.g.
+#   rbldnsd -r /var/lib/rbldnsd ... bl.example.org:combined:bl.example.org.rbldnsd
+# (combined for a zone of several categories or both families; else ip4trie or ip6trie).
 set -eu
-dnsbl --config /etc/dnsbl/dnsbl.toml export bl.example.org --format rbldnsd -o /var/lib/dnsbl/bl.example.org.rbldnsd
-rsync -a /var/lib/dnsbl/bl.example.org.rbldnsd mirror.example.net:/var/lib/rbldnsd/
+CONFIG=${DNSBL_CONFIG:-/etc/dnsbl/dnsbl.toml}
+ZONE=${ZONE:-bl.example.org}
+EXPORT=${EXPORT:-/var/lib/dnsbl/$ZONE.rbldnsd}
+MIRROR=${MIRROR:-mirror.example.net:/var/lib/rbldnsd/}
+# Written aside and renamed: the mirror never ships (nor rbldnsd reads) half a file.
+dnsbl --config "$CONFIG" export "$ZONE" --format rbldnsd -o "$EXPORT.new"
+mv "$EXPORT.new" "$EXPORT"
+rsync -a "$EXPORT" "$MIRROR"
