@@ -21,7 +21,7 @@ from dnslib.dns import DNSBuffer
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns import transfer
-from dnsbl.dns.codes import Opcode, Rcode, RecordClass, RecordType
+from dnsbl.dns.codes import Opcode, Rcode, RecordClass, RecordType, qtype_label
 from dnsbl.dns.query import NameState, look_up
 from dnsbl.dns.tsig import TsigError, TsigKeys, with_record
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
@@ -39,13 +39,14 @@ RecordSource = Callable[[ZoneIndex, ZoneSettings], Iterable[tuple[str, str, int,
 
 
 class Reply(NamedTuple):
-    """What to send back (no message: drop the query), and the (zone, rcode) to count."""
+    """What to send back (no message: drop the query), and what to count: (zone, qtype,
+    rcode) as `Responder.respond` gives it ((zone, rcode) on the way there)."""
 
     messages: Iterable[bytes]
-    key: tuple[str, str]
+    key: tuple[str, ...]
 
 
-_DROP = Reply([], ("-", "DROPPED"))
+_DROP = Reply([], ("-", "-", "DROPPED"))
 
 
 class _Refusal(Exception):
@@ -86,13 +87,20 @@ class Responder:
         return any(address in network for network in self.transfer_peers)
 
     def respond(self, packet: bytes, *, tcp: bool = False, peer: str = "") -> Reply:
-        """The reply to `packet` received over TCP or UDP from `peer`. Never raises."""
+        """The reply to `packet` received over TCP or UDP from `peer`, and its count key
+        (zone, qtype, rcode). Never raises."""
         if len(packet) < 12 or packet[2] & 0x80:
             return _DROP  # too short to answer, or itself a response: answering could loop
         try:
             record = _parse(packet)
         except Exception:
-            return Reply([_header_only(packet, Rcode.FORMERR)], ("-", Rcode.FORMERR.name))
+            return Reply([_header_only(packet, Rcode.FORMERR)], ("-", "-", Rcode.FORMERR.name))
+        # The replies below are keyed (zone, rcode); the question's type goes in between.
+        qtype = qtype_label(record.q.qtype) if record.questions else "-"
+        messages, (zone, rcode) = self._reply(record, packet, tcp=tcp, peer=peer)
+        return Reply(messages, (zone, qtype, rcode))
+
+    def _reply(self, record: DNSRecord, packet: bytes, *, tcp: bool, peer: str) -> Reply:
         signer = None
         if any(rr.rtype == RecordType.TSIG for rr in record.ar):
             try:

@@ -24,6 +24,19 @@ class RecordType(enum.IntEnum):
     ANY = 255
 
 
+# The question types the hot path (dnsbl.dns.wire) answers; anything else takes the general one.
+FAST_QTYPES = (RecordType.A, RecordType.TXT, RecordType.ANY, RecordType.AAAA)
+
+
+def qtype_label(qtype: int) -> str:
+    """A query type as the metrics name it: a known type's name, else OTHER (so that random
+    types sent by anyone cannot grow the label's values without bound)."""
+    try:
+        return RecordType(qtype).name
+    except ValueError:
+        return "OTHER"
+
+
 class RecordClass(enum.IntEnum):
     """Classes: IN for data, ANY for the TSIG record."""
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 import re
 import struct
 
-from dnsbl.dns.codes import Rcode, RecordClass, RecordType
+from dnsbl.dns.codes import FAST_QTYPES, Rcode, RecordClass, RecordType
 from dnsbl.dns.query import OCTETS as _OCTETS
 from dnsbl.dns.zones import ZoneTable
 
-_FAST_QTYPES = {
-    qtype.to_bytes(2, "big"): int(qtype)
-    for qtype in (RecordType.A, RecordType.TXT, RecordType.ANY, RecordType.AAAA)
-}
+_FAST_QTYPES = {qtype.to_bytes(2, "big"): int(qtype) for qtype in FAST_QTYPES}
 _COUNTS_NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 # Strict octets (0-255, no leading zero) and nibbles; one group per label form.
@@ -29,13 +26,14 @@ _NOERROR = int(Rcode.NOERROR)
 _CLASS_IN = RecordClass.IN.to_bytes(2, "big")
 _OPT_AT_ROOT = b"\x00" + RecordType.OPT.to_bytes(2, "big")  # root owner, type OPT
 _NXDOMAIN = int(Rcode.NXDOMAIN)
-Key = tuple[str, str]
+Key = tuple[str, str, str]  # zone, qtype, rcode: what DnsServer.counts counts
 
 
 def answer_fast(
     packet: bytes, table: ZoneTable, max_payload: int, limit: int | None
 ) -> tuple[bytes, Key] | None:
-    """The response to `packet` and its (zone, rcode) count key, or None for the general path.
+    """The response to `packet` and its (zone, qtype, rcode) count key, or None for the general
+    path.
 
     `max_payload` is the UDP payload size we advertise in OPT; `limit` the largest response
     the transport takes (None: the client's EDNS payload size, or 512, capped by ours).
@@ -97,19 +95,20 @@ def answer_fast(
             limit = 512
 
     values = index.lookup(family, address)
+    keys = zone.keys_by_qtype[qtype]
     if values:
         records = zone.answer_records(qtype, values, family, address)
         rcode = _NOERROR
-        key = zone.key_noerror
+        key = keys[0]
     elif offset == 20 and index.has_names_under(6, int(packet[19:12:-2], 16) << 112, 16):
         # Four one-digit labels also name an IPv6 /16, which has names under it.
         records = []
         rcode = _NOERROR
-        key = zone.key_noerror
+        key = keys[0]
     else:
         records = []
         rcode = _NXDOMAIN
-        key = zone.key_nxdomain
+        key = keys[1]
     header = _HEADER.pack(
         packet[:2],
         0x84 | (packet[2] & 1),

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
-from dnsbl.dns.codes import RecordClass, RecordType
+from dnsbl.dns.codes import FAST_QTYPES, RecordClass, RecordType
 from dnsbl.dns.query import NIBBLES, OCTETS
 from dnsbl.errors import UnknownZoneError
 from dnsbl.index.txt_template import render_txt
@@ -86,6 +86,7 @@ class PublishedZone:
         "index",
         "key_noerror",
         "key_nxdomain",
+        "keys_by_qtype",
         "labels",
         "name",
         "ns_tails",
@@ -123,6 +124,12 @@ class PublishedZone:
         }
         self.key_noerror = (self.name, "NOERROR")
         self.key_nxdomain = (self.name, "NXDOMAIN")
+        # The counter keys (zone, qtype, rcode) of the hot path's answers, made once: the hot
+        # path only picks one (see dnsbl.node.metrics.query_labels for what reads them).
+        self.keys_by_qtype = {
+            int(qtype): ((self.name, qtype.name, "NOERROR"), (self.name, qtype.name, "NXDOMAIN"))
+            for qtype in FAST_QTYPES
+        }
         self._txt_cache: dict[str, bytes] = {}
         self._txt_parts: dict[str, tuple[bytes, bytes] | tuple[()]] = {}
         # Pointer to the question's name, type TXT, class IN, TTL: everything before RDLENGTH.

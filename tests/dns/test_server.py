@@ -235,7 +235,7 @@ async def test_names_outside_every_zone_are_refused(server: DnsServer, name: str
     reply = await ask(server, name)
     assert reply.rcode() == dns.rcode.REFUSED
     assert not reply.flags & dns.flags.AA
-    assert server.counts[("-", "REFUSED")] >= 1
+    assert server.counts[("-", "A", "REFUSED")] >= 1
 
 
 async def test_edns(server: DnsServer) -> None:
@@ -321,14 +321,27 @@ async def test_zone_without_index_is_servfail() -> None:
         assert reply.rcode() == dns.rcode.SERVFAIL
 
 
-async def test_counts_by_zone_and_rcode(server: DnsServer) -> None:
+async def test_counts_by_zone_qtype_and_rcode_and_times_answers(server: DnsServer) -> None:
     await ask(server, "1.0.0.10." + ZONE)
+    await ask(server, "1.0.0.10." + ZONE, "TXT")
     await ask(server, "2.0.0.10." + ZONE, tcp=True)
     await ask(server, ZONE, "SOA")
     await ask(server, "example.com")
-    assert server.counts[(ZONE, "NOERROR")] == 2
-    assert server.counts[(ZONE, "NXDOMAIN")] == 1
-    assert server.counts[("-", "REFUSED")] == 1
+    await ask(server, "1.0.0.10." + ZONE, "MX")
+    await ask(server, "1.0.0.10." + ZONE, "HINFO")  # a type the labels do not name
+    assert dict(server.counts) == {
+        (ZONE, "A", "NOERROR"): 1,  # the hot path
+        (ZONE, "TXT", "NOERROR"): 1,
+        (ZONE, "A", "NXDOMAIN"): 1,
+        (ZONE, "SOA", "NOERROR"): 1,  # the general path
+        ("-", "A", "REFUSED"): 1,
+        (ZONE, "OTHER", "NOERROR"): 2,
+    }
+    latency = server.latency.snapshot()
+    udp_buckets, udp_seconds = latency["udp"]
+    tcp_buckets, tcp_seconds = latency["tcp"]
+    assert (sum(udp_buckets), sum(tcp_buckets)) == (6, 1)  # every answer timed, once
+    assert 0 < udp_seconds < 6 and 0 < tcp_seconds < 1
 
 
 async def test_same_port_for_udp_and_tcp_on_every_listen_address() -> None:

@@ -51,7 +51,7 @@ async def test_axfr_to_a_peer() -> None:
         assert zone.find_rdataset("*.2.0.192", "TXT")[0].to_text() == '"Net 192.0.2.0/24"'
         v6 = "1." + "0." * 23 + "8.b.d.0.1.0.0.2"
         assert zone.find_rdataset(v6, "A")[0].to_text() == "127.0.0.2"
-        assert server.counts[(ZONE, "NOERROR")] == 2
+        assert server.counts[(ZONE, "AXFR", "NOERROR")] == 2  # dns.query.xfr and inbound_xfr
 
 
 async def test_big_zone_takes_several_messages() -> None:
