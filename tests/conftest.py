@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -41,6 +43,17 @@ def need_program(name: str) -> str:
     need(path is not None, f"{name} is not installed (apt-get install it)")
     assert path is not None
     return path
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Stop a process a test started: SIGTERM, then SIGKILL if it does not end in `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _postgres_url(schema: str) -> str:

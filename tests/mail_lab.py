@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ZONE, need, need_program
+from tests.conftest import ZONE, need, need_program, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -109,16 +108,6 @@ class MailLab:
             "dig", f"@{server}", "-p", str(port), "+tries=1", "+time=2", "+short", name, rdtype
         )
         return result.stdout.strip()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _remove_stale_namespaces() -> None:
@@ -207,7 +196,7 @@ def running_mail_lab(root: Path) -> Iterator[MailLab]:
         yield lab
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_process(process, timeout=15)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
         shutil.rmtree(Path("/etc/netns") / netns, ignore_errors=True)
 

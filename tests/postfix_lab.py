@@ -255,6 +255,23 @@ def _edit_alternate_directories(add: list[Path], remove: list[Path]) -> None:
     )
 
 
+def instance_files(base: Path) -> str:
+    """main.cf lines for an instance whose queue, data and log live under `base`, with no
+    local delivery or aliases (every lab instance has them)."""
+    return f"""\
+queue_directory = {base}/queue
+data_directory = {base}/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {base}/log/postfix.log
+maillog_file_prefixes = /var, /dev/stdout, {base}/log
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+"""
+
+
 def _main_cf(base: Path, name: str, address: str, mynetworks: str) -> str:
     return f"""\
 compatibility_level = 3.6
@@ -268,17 +285,7 @@ smtp_bind_address = {address}
 mynetworks = {mynetworks}
 relay_domains =
 transport_maps = texthash:{base}/transport
-queue_directory = {base}/queue
-data_directory = {base}/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {base}/log/postfix.log
-maillog_file_prefixes = /var, /dev/stdout, {base}/log
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-smtpd_banner = $myhostname ESMTP lab
+{instance_files(base)}smtpd_banner = $myhostname ESMTP lab
 smtp_dns_support_level = disabled
 smtpd_peername_lookup = no
 # the real-world closed relay: 554 (not the default's 454 "defer") for other domains

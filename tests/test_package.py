@@ -25,7 +25,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.conftest import ZONE, need, write_config
+from tests.conftest import ZONE, need, stop_process, write_config
 from tests.smtp_fakes import free_port
 
 pytestmark = pytest.mark.e2e
@@ -104,12 +104,7 @@ def _started(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_for(pattern: str, log: Path, process: subprocess.Popen[bytes]) -> re.Match[str]:

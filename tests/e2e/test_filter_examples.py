@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from email.parser import Parser
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_program
+from tests.conftest import need_program, stop_process
 from tests.mail_lab import (
     DEPLOY,
     MANUAL,
@@ -173,12 +172,7 @@ def rspamd(mail_lab: MailLab) -> Iterator[Path]:
             time.sleep(0.5)
         yield log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _rspamd_symbols(lab: MailLab, client: str) -> dict[str, float]:

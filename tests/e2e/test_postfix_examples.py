@@ -29,7 +29,7 @@ from tests.mail_lab import (
     UNLISTED,
     MailLab,
 )
-from tests.postfix_lab import MASTER_CF, set_alternate_directories
+from tests.postfix_lab import MASTER_CF, instance_files, set_alternate_directories
 
 pytestmark = pytest.mark.e2e
 
@@ -51,17 +51,7 @@ mydestination = $myhostname
 mynetworks = 127.0.0.1/32
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-queue_directory = {base}/queue
-data_directory = {base}/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {base}/log/postfix.log
-maillog_file_prefixes = /var, /dev/stdout, {base}/log
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-smtpd_peername_lookup = no
+{instance_files(base)}smtpd_peername_lookup = no
 smtpd_error_sleep_time = 0s
 postscreen_greet_wait = 1s
 smtp_dns_support_level = disabled
