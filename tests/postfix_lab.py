@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -312,11 +313,6 @@ def _write_instance(
     (base / "transport").write_text(f"{COLLECTOR_DOMAIN} smtp:[127.0.0.1]:{collector_port}\n")
     (config_dir / "main.cf").write_text(_main_cf(base, name, address, mynetworks))
     (config_dir / "master.cf").write_text(MASTER_CF)
-    # Postfix's daemons run as `postfix` and must traverse the (private) tmp path
-    for parent in [base, *base.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o001 == 0:
-            parent.chmod(mode | 0o011)
     (base / "data").mkdir(exist_ok=True)
     shutil.chown(base / "data", "postfix", "postfix")
     return PostfixInstance(name, address, config_dir, base / "log" / "postfix.log")
@@ -344,12 +340,20 @@ def _stop_leftovers() -> None:
 
 
 @contextlib.contextmanager
-def running_lab(root: Path, collector_port: int) -> Iterator[PostfixLab]:
-    """Start the open and the closed relay under `root`; stop them on exit."""
+def running_lab(collector_port: int) -> Iterator[PostfixLab]:
+    """Start the open and the closed relay; stop them on exit.
+
+    Their files are not under pytest's temporary root: Postfix's daemons run as `postfix`
+    and must reach them, and every pytest that starts (anyone's) makes that root private
+    again (mode 700), which stopped a lab from starting now and then.
+    """
     need(os.geteuid() == 0, "the Postfix lab needs root (loopback aliases, postfix start)")
     need_program("postfix")
     need_program("ip")
-    with _LOCK.open("w") as lock:
+    root = Path(tempfile.mkdtemp(prefix="dnsbl-postfix-lab-"))
+    root.chmod(0o755)
+    with contextlib.ExitStack() as cleanup, _LOCK.open("w") as lock:
+        cleanup.callback(shutil.rmtree, root, True)
         fcntl.flock(lock, fcntl.LOCK_EX)
         _stop_leftovers()
         instances = [
@@ -421,13 +425,10 @@ def lab_collector(lab_arrivals: ArrivalLog) -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
-def postfix_lab(
-    tmp_path_factory: pytest.TempPathFactory, lab_collector: Collector
-) -> Iterator[PostfixLab]:
+def postfix_lab(lab_collector: Collector) -> Iterator[PostfixLab]:
     """The running lab (one per test module: starting Postfix takes seconds).
 
     A test that reconfigures an instance must put it back (`open_relay()` / `close_relay()`).
     """
-    root = tmp_path_factory.mktemp("postfix-lab")
-    with running_lab(root, lab_collector.endpoint[1]) as lab:
+    with running_lab(lab_collector.endpoint[1]) as lab:
         yield lab

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import dns.asyncquery
 import dns.message
@@ -120,8 +119,8 @@ async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsS
 
 
 @pytest.fixture
-def postfix(tmp_path: Path) -> Iterator[PostfixLab]:
-    with running_lab(tmp_path / "postfix", free_port()) as lab:
+def postfix() -> Iterator[PostfixLab]:
+    with running_lab(free_port()) as lab:
         yield lab
 
 

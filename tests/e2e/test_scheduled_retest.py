@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import dns.asyncquery
 import dns.message
@@ -42,8 +41,8 @@ DEADLINE = 30.0  # seconds for DNS to follow a change
 
 
 @pytest.fixture
-def postfix(tmp_path: Path) -> Iterator[PostfixLab]:
-    with running_lab(tmp_path / "postfix", free_port()) as lab:
+def postfix() -> Iterator[PostfixLab]:
+    with running_lab(free_port()) as lab:
         yield lab
 
 
