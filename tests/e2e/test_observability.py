@@ -1,7 +1,7 @@
 """Observability by the book: every role's metrics endpoint, as real processes, passes
 `promtool check metrics`; the alert rules pass `promtool check rules` and their unit tests;
-and every expression of the alert rules and of the Grafana dashboard names only metrics the
-endpoints actually exported in this run.
+and every expression of the alert rules and of the Grafana dashboard parses as PromQL
+(promql-parser) and names only metrics the endpoints actually exported in this run.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import promql_parser
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -119,27 +120,27 @@ def _exported(scraped: dict[str, str]) -> set[str]:
     return names
 
 
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
-_KEYWORDS |= {"and", "or", "unless", "inf", "nan"}
-# aggregation operators: `sum by (x) (...)` has no parenthesis right after the name
-_KEYWORDS |= {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values"}
-_KEYWORDS |= {"bottomk", "topk", "quantile", "limitk"}
+# What Grafana puts in for its variables before a query reaches Prometheus.
+_GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$node": ".*"}
 
 
 def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects (not its functions, labels or keywords)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', "", expr)  # strings
-    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
-    text = re.sub(
-        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", text
-    )  # label lists
-    names = set()
-    for found in re.finditer(r"(?<![\w$.])([a-zA-Z_:][\w:]*)(\s*\()?", text):
-        word, call = found[1], found[2]
-        if call or word.lower() in _KEYWORDS or re.fullmatch(r"\d+\w*", word):
+    """The metric names a PromQL expression selects, from promql-parser's syntax tree."""
+    for variable, value in _GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    names: set[str] = set()
+    pending: list[object] = [promql_parser.parse(expr)]  # ValueError if it is not PromQL
+    while pending:
+        node = pending.pop()
+        if isinstance(node, promql_parser.VectorSelector):
+            assert node.name, f"a selector without a metric name in {expr}"
+            names.add(node.name)
             continue
-        names.add(word)
+        for part in ("lhs", "rhs", "expr", "param", "vector_selector"):
+            child = getattr(node, part, None)
+            if child is not None and not isinstance(child, (int, float, str)):
+                pending.append(child)
+        pending.extend(getattr(node, "args", None) or [])
     return names
 
 
@@ -154,6 +155,8 @@ def test_metric_names_are_read_from_promql() -> None:
         "dnsbl_database_serial",
         "dnsbl_node_last_sync_timestamp_seconds",
     }
+    with pytest.raises(ValueError):
+        metric_names("sum(rate(dnsbl_dns_queries_total[1m])")
 
 
 @pytest.mark.parametrize("role", ROLES)
