@@ -161,8 +161,7 @@ class FakeHost:
 def hosts_fixture(lab: Settings) -> Iterator[Callable[..., FakeHost]]:
     """Start fake hosts on the lab's port; all are stopped at the end."""
     started: list[FakeHost] = []
-    host, port = lab.tester.collector_listen.split(":")
-    collector = (host, int(port))
+    collector = lab.tester.collector_endpoints[0]
 
     def start(address: str, behaviour: str, **kwargs: Any) -> FakeHost:
         fake = FakeHost(address, lab.tester.port, behaviour, collector, **kwargs).start()

@@ -112,7 +112,7 @@ class _Prober:
                 self.transcript,
                 connect_timeout=s.connect_timeout,
                 command_timeout=s.command_timeout,
-                source_address=s.source_address,
+                source_address=s.source_for(self.target),
             )
         except SmtpError as exc:
             raise _Untestable(str(exc)) from None
