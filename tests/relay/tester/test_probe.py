@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from dnsbl.config import TesterSettings
-from dnsbl.relay.tester.probe import ProbeReport, banner_host_name, probe
-from tests.smtp_fakes import FakeSmtp, Policy, free_port
+from dnsbl.relay.tester.probe import ProbeReport, Retry, banner_host_name, probe
+from tests.smtp_fakes import FakeSmtp, Policy, Serve, free_port, line_server
 
 GUARD = 30.0  # a probe that has not returned by then is stuck: the test fails instead of hanging
 
@@ -103,30 +101,49 @@ async def test_greylisting_is_refused_with_a_reason() -> None:
     assert report.reason == f"temporary failure on {len(report.forms)} forms"
 
 
+async def test_a_greylisting_retry_sends_only_the_held_envelopes_again() -> None:
+    greylisting = Policy(rcpt_reply="450 4.2.0 Greylisted, try again later")
+    with FakeSmtp(greylisting) as fake:
+        first = await _probe(_settings(fake.port))
+    held = first.held
+    assert held and all(r.form.direct for r in held)
+    assert len(held) < len(first.forms)  # `t%C@[IP]` and the like: no plain collector recipient
+    assert first.client_address == "127.0.0.1"
+    with FakeSmtp() as fake:
+        retry = Retry(1, first.forms, first.client_address)
+        second = await asyncio.wait_for(
+            probe("127.0.0.1", _settings(fake.port), test_id="17", retry=retry), GUARD
+        )
+    # the same envelopes, tokens and all (greylisting remembers the recipient), and no other
+    assert sorted(fake.recorded.rcpt_args) == sorted(r.form.rcpt_to for r in held)
+    assert [r.token for r in second.forms] == [r.token for r in first.forms]
+    assert second.retry == 1 and second.held == [] and second.outcome == "accepted"
+    assert {r.form.name for r in second.forms if r.accepted} == {r.form.name for r in held}
+    untouched = [r for r in second.forms if not r.form.direct]
+    assert all(r.rcpt_reply == greylisting.rcpt_reply for r in untouched)
+    assert f"sending again the {len(held)} envelope(s) that got a temporary answer" in (
+        second.transcript
+    )
+    assert "connected from 127.0.0.1 " in second.transcript
+
+
+async def test_a_retry_from_elsewhere_says_it_cannot_use_the_first_address() -> None:
+    with FakeSmtp(Policy(rcpt_reply="450 4.2.0 Greylisted")) as fake:
+        first = await _probe(_settings(fake.port))
+        retry = Retry(1, first.forms, "192.0.2.200")  # not an address of this machine
+        second = await asyncio.wait_for(
+            probe("127.0.0.1", _settings(fake.port), test_id="17", retry=retry), GUARD
+        )
+    assert "cannot send from 192.0.2.200 (the first session's address)" in second.transcript
+    assert second.client_address == "127.0.0.1"
+
+
 async def test_nothing_listening_is_untestable() -> None:
     report = await _probe(_settings(free_port()))
     assert report.outcome == "untestable"
     assert report.reason == "connection refused"
     assert report.forms == []
     assert "connection refused" in report.transcript
-
-
-Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[Serve], Awaitable[int]]]:
-    """Start a hand-written TCP peer on 127.0.0.1; returns its port."""
-    servers: list[asyncio.Server] = []
-
-    async def start(serve: Serve) -> int:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -234,26 +251,6 @@ def test_banner_host_name() -> None:
     assert banner_host_name("220 ") is None
 
 
-def _line_server(
-    answer: Callable[[bytes], bytes | None],
-) -> Serve:
-    """A peer that greets, then answers each line with `answer(line)` (None: hang up)."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 picky.lab.example ESMTP\r\n")
-        try:
-            while line := await reader.readline():
-                reply = answer(line)
-                if reply is None:
-                    break
-                writer.write(reply)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    return serve
-
-
 async def test_a_host_that_hangs_up_on_some_forms_refused_them(
     raw_server: Callable[[Serve], Awaitable[int]],
 ) -> None:
@@ -262,7 +259,7 @@ async def test_a_host_that_hangs_up_on_some_forms_refused_them(
             return None if b":<@" in line else b"550 5.7.1 No relaying\r\n"
         return b"250 ok\r\n"
 
-    port = await raw_server(_line_server(answer))
+    port = await raw_server(line_server(answer))
     report = await _probe(_settings(port))
     source_routes = [r for r in report.forms if r.form.rcpt_to.startswith("<@")]
     assert len(source_routes) == 3
@@ -275,7 +272,7 @@ async def test_a_host_that_hangs_up_on_every_form_is_untestable(
     raw_server: Callable[[Serve], Awaitable[int]],
 ) -> None:
     port = await raw_server(
-        _line_server(lambda line: None if line[:4] == b"MAIL" else b"250 ok\r\n")
+        line_server(lambda line: None if line[:4] == b"MAIL" else b"250 ok\r\n")
     )
     report = await _probe(_settings(port))
     assert report.outcome == "untestable"
