@@ -6,10 +6,13 @@ new (client, sender, recipient) triplet and takes the same triplet once its dela
 domain, which a closed server refuses outright — is such an answer, not a refusal. So the
 worker does not decide on it: it notes on the test when the retry is due and puts the job back
 in the queue until then, without counting an attempt and without holding a worker slot. The
-job, claimed again by any worker, sends only the held envelopes again — the same sender and
-recipient (so the same token), from the first session's address (the triplet's client) — and
-the verdict is decided on every answer of the test, whose evidence keeps both sessions. At
-most `tester.greylist_attempts` retries, `tester.greylist_retry` seconds apart.
+job, claimed again by any worker, sends again only the envelopes that got a temporary answer
+(every such form, not only the direct ones: a relay closed to a plain recipient may still take
+the `%` hack once the delay is over) — the same sender and recipient (so the same token), from
+the first session's address (the triplet's client) — and the verdict is decided on every
+answer of the test, whose evidence keeps both sessions. At most `tester.greylist_attempts`
+retries, `tester.greylist_retry` seconds apart; a retry follows only while a direct form is
+held.
 
 The job and the test stay the same throughout, so the one-test-per-host limit
 (`schedule.next_allowed_test`, which leaves out the job's own tests) counts them once, and the
@@ -56,7 +59,8 @@ def hold_for_retry(
             .values(retry_at=due)
         )
     why = (
-        f"greylisted: {len(report.held)} envelope(s) of test #{test_id} to be sent again "
+        f"greylisted: {sum(1 for r in report.forms if r.temporary)} envelope(s) of test "
+        f"#{test_id} to be sent again "
         f"at {due:%Y-%m-%d %H:%M:%S} UTC (retry {report.retry + 1} of at most "
         f"{settings.greylist_attempts})"
     )

@@ -6,7 +6,7 @@ evidence, waits up to `tester.wait_window` for its tokens to reach the collector
 database, where the collector of any worker writes arrivals), decides the verdict, makes the
 list agree, and answers the nominations and delist requests that asked for it. A test the host
 greylisted is not decided yet: its job goes back to the queue until the retry is due, and the
-worker that claims it then sends the held envelopes again (`dnsbl.relay.greylisting`). A sweep
+worker that claims it then sends those envelopes again (`dnsbl.relay.greylisting`). A sweep
 job ends expired listings. Between claims the worker queues the periodic work: retests of
 listed relays every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`;
 and it confirms suspicious tests whose messages arrived after their wait window.
@@ -344,7 +344,7 @@ class Worker:
         if due is None:
             raise _LeaseLost()
         log.info(
-            "test #%s of %s: %d envelope(s) greylisted; sent again at %s",
+            "test #%s of %s: greylisted (%d direct form(s) held); retry at %s",
             test_id,
             job.target,
             len(report.held),

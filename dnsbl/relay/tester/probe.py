@@ -3,7 +3,7 @@
 When the host offers STARTTLS the battery runs under TLS (the certificate is not checked); if
 the handshake fails the probe goes on in clear text, where a host that answers every form with
 530 (TLS required) is untestable, not closed. A greylisting retry (`Retry`) sends again, from
-the address of the first session, only the envelopes a direct form got a temporary answer to.
+the address of the first session, only the envelopes that got a temporary answer.
 
 The probe only reports what the host answered. Whether the host relays is decided elsewhere,
 from the messages that arrive at the collector: a host that accepts every form may still be a
@@ -66,14 +66,19 @@ class FormResult:
     accepted: bool = False
 
     @property
+    def temporary(self) -> bool:
+        """The last answer was a temporary (4xx) one: the envelope may go through later."""
+        last = self.data_reply or self.rcpt_reply or self.mail_reply
+        return not self.accepted and bool(last) and str(last)[:1] == "4"
+
+    @property
     def held(self) -> bool:
-        """A temporary (4xx) last answer to a direct form: what greylisting answers.
+        """A temporary answer to a direct form: what greylisting answers, not a refusal.
 
         A closed server refuses a recipient plainly in the collector's domain outright, so
-        such an envelope is sent again later (`Retry`) rather than counted as refused.
+        such an answer calls for a retry (`Retry`) rather than a verdict.
         """
-        last = self.data_reply or self.rcpt_reply or self.mail_reply
-        return self.form.direct and not self.accepted and bool(last) and str(last)[:1] == "4"
+        return self.form.direct and self.temporary
 
     def clear(self) -> None:
         """Forget the answers, before the form is sent (again)."""
@@ -83,9 +88,9 @@ class FormResult:
 
 @dataclass(frozen=True)
 class Retry:
-    """A greylisting retry of a test: which one (1, 2, …), the test's results so far (their
-    held envelopes are sent again, with the same tokens), and the address the first session
-    came from (the client of the greylisting triplet)."""
+    """A greylisting retry of a test: which one (1, 2, …), the test's results so far (every
+    envelope among them that got a temporary answer is sent again, with the same tokens), and
+    the address the first session came from (the client of the greylisting triplet)."""
 
     number: int
     earlier: list[FormResult]
@@ -276,10 +281,10 @@ class _Prober:
         """Greet the host, then try every form, reconnecting when the host hangs up."""
         if self.retry is not None:
             self.results = [replace(result) for result in self.retry.earlier]
-            held = sum(1 for result in self.results if result.held)
+            again = sum(1 for result in self.results if result.temporary)
             self.transcript.note(
                 f"greylisting retry {self.retry.number} of at most "
-                f"{self.settings.greylist_attempts}: sending again the {held} envelope(s) "
+                f"{self.settings.greylist_attempts}: sending again the {again} envelope(s) "
                 "that got a temporary answer, with the same tokens"
             )
         session = await self.connect()
@@ -296,7 +301,9 @@ class _Prober:
     async def _run_forms(self, session: SmtpSession) -> tuple[Outcome, str | None]:
         assert self.banner is not None
         if self.retry is not None:
-            pending = [result for result in self.results if result.held]
+            # Greylisting holds every new triplet, not only the direct ones: a relay closed
+            # to a plain recipient may still take `t%C@[IP]` once the delay is over.
+            pending = [result for result in self.results if result.temporary]
         else:
             name = banner_host_name(self.banner.text)
             token_for = token_factory(self.test_id)
@@ -402,8 +409,9 @@ async def probe(
 ) -> ProbeReport:
     """Run the relay battery against `target_ip` within `settings.session_timeout`.
 
-    With `retry`, send again only the held envelopes of `retry.earlier`; the report covers
-    every form. Refuses (outcome `untestable`) an address that `why_unreachable` does not allow.
+    With `retry`, send again only the envelopes of `retry.earlier` that got a temporary
+    answer; the report covers every form. Refuses (outcome `untestable`) an address that
+    `why_unreachable` does not allow.
     """
     started = datetime.now(UTC)
     target = target_ip.strip()
