@@ -382,6 +382,8 @@ class Worker:
     async def _refused(self, job: JobView, refusal: str) -> None:
         log.info("job %s: %s refused by policy (%s)", job.id, job.target, refusal)
         self._stop_heartbeat(job)
+        # a test that waited out greylisting is not sent again: it ends here, undecided
+        await self._db(close_unfinished, self.engine, job.id, f"refused by policy: {refusal}")
         await self._db(finish, self.engine, job.id, self.name)
         await self._db(
             settle_nominations,

@@ -189,3 +189,22 @@ async def test_an_admin_retest_meanwhile_keeps_the_greylisting_time(
     await settled(engine, [nomination.id])
     assert _only_test(engine, "127.0.0.56").verdict == "confirmed"
     assert [j.id for j in list_jobs(engine) if j.target == "127.0.0.56"] == [job.id]
+
+
+async def test_a_policy_refusal_meanwhile_ends_the_waiting_test(
+    engine: Engine, lab: Settings, hosts: Callable[..., FakeHost], worker: asyncio.Event
+) -> None:
+    from dnsbl.policy import add_policy_network
+
+    host = hosts("127.0.0.57", "greylist", greylist_delay=1.0)
+    nomination = submit_nomination(engine, lab, "127.0.0.57", "tester@lab")
+    await _held(engine, "127.0.0.57")
+    sent = len(host.seen.greylisted)
+    add_policy_network(engine, "127.0.0.57", "never-test", "opted out", "admin")
+    await settled(engine, [nomination.id])
+    view = get_nomination(engine, nomination.id)
+    assert view is not None and view.status == "refused"
+    test = _only_test(engine, "127.0.0.57")
+    assert test.verdict == "untestable" and test.finished_at is not None
+    assert test.reason == "refused by policy: on the never-test list (127.0.0.57/32: opted out)"
+    assert len(host.seen.greylisted) == sent  # nothing sent again
