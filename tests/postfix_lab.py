@@ -113,11 +113,30 @@ class PostfixInstance:
         subprocess.run(["postconf", "-c", str(self.config_dir), "-e", *pairs], check=True)
 
     def reload(self) -> None:
-        """Make the running instance read its main.cf again."""
+        """Make the running instance read its main.cf again, and wait until it answers so."""
+        old = self._smtpd_pids()
         result = self._postfix("reload")
         assert result.returncode == 0, result.stderr
-        # `postfix reload` only signals the master; give idle smtpd processes time to go
-        time.sleep(0.5)
+        # `postfix reload` only signals the master: an smtpd started before it (idle, or
+        # finishing a session) still answers by the old configuration until it exits.
+        deadline = time.monotonic() + 60
+        while self._smtpd_pids() & old:
+            assert time.monotonic() < deadline, f"{self.name}: an old smtpd outlived the reload"
+            time.sleep(0.05)
+
+    def _smtpd_pids(self) -> set[int]:
+        """The smtpd processes of this instance: the children of its master named smtpd."""
+        pid_file = self.config_dir.parent / "queue" / "pid" / "master.pid"
+        master = int(pid_file.read_text().split()[0])
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    # the command may hold spaces and parentheses: the fields follow the last ")"
+                    head, _, tail = (entry / "stat").read_text().rpartition(")")
+                    if int(tail.split()[1]) == master and head.endswith("(smtpd"):
+                        found.add(int(entry.name))
+        return found
 
     def close_relay(self) -> None:
         """Make this instance a closed relay (only itself in mynetworks) and reload it."""

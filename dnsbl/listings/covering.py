@@ -27,6 +27,15 @@ def in_force_clause(now: datetime) -> Any:
     )
 
 
+def expired_clause(until: datetime, after: datetime | None = None) -> Any:
+    """SQL: the listing is not ended but its expiry passed (by `until`; after `after`, if given):
+    out of force, waiting for an expiry sweep to end it."""
+    clause = and_(
+        Listing.ended_at.is_(None), Listing.expires_at.is_not(None), Listing.expires_at <= until
+    )
+    return clause if after is None else and_(clause, Listing.expires_at > after)
+
+
 def covering_starts(ip: IPv4Address | IPv6Address) -> dict[int, str]:
     """The start key of the network of each prefix length that contains `ip`, longest first."""
     bits = ip.max_prefixlen

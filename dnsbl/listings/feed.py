@@ -8,6 +8,7 @@ it holds. Each is one consistent transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, literal, select
@@ -15,6 +16,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from dnsbl.errors import UnknownZoneError
 from dnsbl.listings.bulk_sql import decode_starts
+from dnsbl.listings.covering import expired_clause
 from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow, LoadGroup, ZoneLoad
 from dnsbl.models import Change, Listing, ListingValue, Zone, utcnow
 
@@ -52,13 +54,14 @@ class ListingFeed:
         """The current serial of every zone, by name."""
         return zone_serials(self.engine)
 
-    def load(self, zone: str) -> ZoneLoad:
+    def load(self, zone: str, now: datetime | None = None) -> ZoneLoad:
         """Everything a DNS node needs to build the zone's index, in one transaction.
 
         The active listings come as groups of starts (one scan of the load index,
         concatenated in SQL: a million rows cost a fraction of a second instead of seconds of
-        row objects), with the listings already past their expiry but not yet swept.
+        row objects), with the listings already past their expiry (at `now`) but not yet swept.
         """
+        now = now or utcnow()
         with self.engine.connect() as conn, conn.begin():
             zone_row = conn.execute(select(Zone.id, Zone.serial).where(Zone.name == zone)).first()
             if zone_row is None:
@@ -106,15 +109,27 @@ class ListingFeed:
                 for row in conn.execute(
                     select(*ROW_COLUMNS)
                     .join(ListingValue, ListingValue.id == Listing.value_id)
-                    .where(
-                        Listing.zone_id == zone_row.id,
-                        Listing.ended_at.is_(None),
-                        Listing.expires_at.is_not(None),
-                        Listing.expires_at <= utcnow(),
-                    )
+                    .where(Listing.zone_id == zone_row.id, expired_clause(now))
                 )
             ]
         return ZoneLoad(int(zone_row.serial), groups, expired)
+
+    def expired_between(
+        self, after: datetime | None, until: datetime
+    ) -> dict[str, list[ListingRow]]:
+        """By zone name: the listings not ended whose expiry passed in (`after`, `until`] (by
+        `until` when `after` is None) — what a DNS node hides while no sweep has ended them."""
+        found: dict[str, list[ListingRow]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Zone.name, *ROW_COLUMNS)
+                .join(Listing, Listing.zone_id == Zone.id)
+                .join(ListingValue, ListingValue.id == Listing.value_id)
+                .where(expired_clause(until, after))
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(listing_row(row[1:]))
+        return found
 
     def changes_since(self, zone: str, serial: int) -> tuple[int, list[ChangeRecord]]:
         """The zone's current serial and every change after `serial`, in order."""
@@ -123,7 +138,7 @@ class ListingFeed:
             if zone_row is None:
                 raise UnknownZoneError(f"unknown zone {zone!r}")
             rows = conn.execute(
-                select(Change.serial, Change.action, *ROW_COLUMNS)
+                select(Change.serial, Change.action, Listing.expires_at, *ROW_COLUMNS)
                 .join(Listing, Listing.id == Change.listing_id)
                 .join(ListingValue, ListingValue.id == Listing.value_id)
                 .where(
@@ -133,5 +148,7 @@ class ListingFeed:
                 )
                 .order_by(Change.serial, Change.id)
             )
-            changes = [ChangeRecord(r[0], ChangeAction(r[1]), listing_row(r[2:])) for r in rows]
+            changes = [
+                ChangeRecord(r[0], ChangeAction(r[1]), listing_row(r[3:]), r[2]) for r in rows
+            ]
         return int(zone_row.serial), changes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from dnsbl.addresses import Network
 
@@ -48,11 +49,12 @@ class ListingRow:
 
 @dataclass(frozen=True, slots=True)
 class ChangeRecord:
-    """One change log entry joined with the listing it concerns."""
+    """One change log entry joined with the listing it concerns (and the listing's expiry)."""
 
     serial: int
     action: ChangeAction
     listing: ListingRow
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from dnsbl.listings.bulk_sql import (
     insert_many,
     naive,
 )
+from dnsbl.listings.covering import expired_clause
 from dnsbl.listings.feed import ROW_COLUMNS, zone_serials
 from dnsbl.listings.rows import ChangeAction, Source
 from dnsbl.models import Change, Listing, ListingValue, Zone, utcnow
@@ -331,15 +332,7 @@ class ListingStore:
         """End every active listing whose expiry has passed; returns serials of zones touched."""
         now = now or utcnow()
         with self.engine.connect() as conn:
-            due = list(
-                conn.scalars(
-                    select(Listing.id).where(
-                        Listing.ended_at.is_(None),
-                        Listing.expires_at.is_not(None),
-                        Listing.expires_at <= now,
-                    )
-                )
-            )
+            due = list(conn.scalars(select(Listing.id).where(expired_clause(now))))
         if not due:
             return {}
         return self.end_ids(due, actor="expiry", reason="expired")

@@ -5,13 +5,22 @@ at start, then polls the zone serials every `dns.sync_interval` seconds and appl
 after the serial it holds as an overlay (no full reload per change), compacting the overlay in a
 worker thread when it grows. Each new index is handed to `publish`; the server swaps its
 reference, so a zone is never unanswered, and a failed load keeps the old index.
+
+Expiry: a listing whose `expires_at` has passed is out of force, but only an expiry sweep
+(`ListingStore.expire_due`, run by a worker every `tester.sweep_interval`) ends it in the
+store, with a new serial. Until then the node hides it by itself, writing nothing: every
+index it builds, at the full load and while following, goes through `_hide_expired`, the one
+place that rule lives (see there). The index so changed keeps its serial, which breaks what a
+serial stands for in a zone transfer; see `ZoneFollower.poll_once` for how IXFR copes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -19,20 +28,50 @@ from dnsbl.config import ZoneSettings
 from dnsbl.index.values import ValueDefaults
 from dnsbl.index.zone_index import COMPACT_AFTER, ZoneIndex
 from dnsbl.listings.feed import ListingFeed
-from dnsbl.listings.rows import ChangeAction, ChangeRecord
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
+from dnsbl.models import utcnow
+from dnsbl.timestamps import aware
 
 log = logging.getLogger(__name__)
 
 
-def load_index(engine: Engine, zone: ZoneSettings) -> ZoneIndex:
-    """Build the index of `zone` from the active listings in the store."""
-    load = ListingFeed(engine).load(zone.name)
+def load_index(engine: Engine, zone: ZoneSettings, now: datetime | None = None) -> ZoneIndex:
+    """Build the index of `zone` from the listings in force in the store (at `now`)."""
+    return _load(engine, zone, now or utcnow())[0]
+
+
+def _load(engine: Engine, zone: ZoneSettings, now: datetime) -> tuple[ZoneIndex, bool]:
+    """The index of `zone` at `now`, and whether it hides listings past their expiry."""
+    load = ListingFeed(engine).load(zone.name, now)
     index = ZoneIndex.from_groups(zone.name, load.serial, load.groups, ValueDefaults.of(zone))
-    if load.expired:
-        # Past their expiry but not yet swept: leave them out as if already removed.
-        gone = [ChangeRecord(load.serial, ChangeAction.REMOVE, row) for row in load.expired]
+    gone = _hide_expired([], load.expired, load.serial, now)
+    if gone:
         index = index.with_changes(load.serial, gone).compacted()
-    return index
+    return index, bool(gone)
+
+
+def _hide_expired(
+    changes: list[ChangeRecord], expired: Iterable[ListingRow], serial: int, now: datetime
+) -> list[ChangeRecord]:
+    """`changes` with the listings whose expiry passed by `now` taken out of the zone.
+
+    The rule of expiry in a DNS node, for the full load and for following alike: a listing
+    past its `expires_at` is not answered, whether or not a sweep has ended it yet. So an
+    "add" of a listing that is already past its expiry (written so, or read late) becomes a
+    "remove", and each of `expired` (listings not ended whose expiry passed, as the store
+    reports them) is removed after the changes. Removing what the index does not hold is
+    harmless, and the sweep's own "remove" later finds the entry gone.
+    """
+    hidden = [
+        dataclasses.replace(change, action=ChangeAction.REMOVE)
+        if change.action == ChangeAction.ADD
+        and change.expires_at is not None
+        and aware(change.expires_at) <= now
+        else change
+        for change in changes
+    ]
+    hidden += [ChangeRecord(serial, ChangeAction.REMOVE, row) for row in expired]
+    return hidden
 
 
 class ZoneFollower:
@@ -51,30 +90,57 @@ class ZoneFollower:
         self.publish = publish
         self.interval = interval
         self.indexes: dict[str, ZoneIndex] = {}
+        # Every listing whose expiry passed by this moment is out of the indexes held.
+        self.expired_until: datetime | None = None
+        # Zones whose index hid expired listings under a serial that had held them.
+        self._rewritten: set[str] = set()
 
     def load_all(self) -> None:
         """Build and publish every zone's index (blocking; call before serving)."""
+        now = utcnow()
         for zone in self.zones.values():
-            index = load_index(self.engine, zone)
+            index, hid = _load(self.engine, zone, now)
+            if hid:
+                self._rewritten.add(zone.name)
             self.indexes[zone.name] = index
             self.publish(index)
             log.info("zone %s loaded: %d entries at serial %d", zone.name, len(index), index.serial)
+        self.expired_until = now
 
     def poll_once(self) -> list[str]:
-        """Apply whatever changed since the last poll; returns the zones republished."""
+        """Apply whatever changed since the last poll, and hide the listings whose expiry
+        passed since; returns the zones republished."""
+        now = utcnow()  # before reading: a listing read later is hidden if expired by now
         serials = self.feed.serials()
+        expired = self.feed.expired_between(self.expired_until, now)
         changed = []
         for name in self.zones:
             current = self.indexes.get(name)
-            if current is None or serials.get(name, 0) == current.serial:
+            if current is None:
                 continue
-            serial, changes = self.feed.changes_since(name, current.serial)
+            serial, changes = current.serial, list[ChangeRecord]()
+            if serials.get(name, 0) != current.serial:
+                serial, changes = self.feed.changes_since(name, current.serial)
+            changes = _hide_expired(changes, expired.get(name, ()), serial, now)
+            if not changes and serial == current.serial:
+                continue
             index = current.with_changes(serial, changes)
+            if serial == current.serial:
+                # Expiry alone: the same serial with other content, no NOTIFY. A secondary
+                # that took this serial before still has the listing, and an IXFR from it,
+                # a difference from this index, would never remove it.
+                self._rewritten.add(name)
+            elif name in self._rewritten:
+                # So the next serial is not offered as a difference from the rewritten one:
+                # IXFR from it (or from before it) gets the whole zone.
+                self._rewritten.discard(name)
+                index = dataclasses.replace(index, changed=None)
             if index.overlay_size > COMPACT_AFTER:
                 index = index.compacted()
             self.indexes[name] = index
             self.publish(index)
             changed.append(name)
+        self.expired_until = now
         return changed
 
     async def run(self) -> None:

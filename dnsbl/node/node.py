@@ -1,6 +1,6 @@
 """A DNS node: the zone loader feeding a DNS server, for `dnsbl dns` and `dnsbl serve`.
 
-The loader (`zone_sync.ZoneFollower`) is the only part that reads the database; the server
+The loader (`node.loader.ZoneFollower`) is the only part that reads the database; the server
 only ever sees the indexes it publishes.
 """
 

@@ -1,7 +1,8 @@
-"""A listing made over REST answers in DNS within a second, and goes when it is ended.
+"""A listing made over REST answers in DNS, and goes when it is ended.
 
 The API and a DNS node share one database (SQLite and PostgreSQL) as under `dnsbl serve`; the
-node follows the change log every `dns.sync_interval` (0.2 s here). The DNS node's query counter
+node follows the change log every `dns.sync_interval` (0.2 s here), so a change shows within
+a poll or two; how soon is measured in bench/, not asserted here. The DNS node's query counter
 and readiness feed the API's /metrics and /readyz.
 """
 
@@ -27,12 +28,12 @@ pytestmark = pytest.mark.e2e
 NAME = "99.2.0.192." + ZONE
 
 
-async def _seconds_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> float:
-    start = time.monotonic()
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds (a generous deadline)."""
+    deadline = time.monotonic() + timeout
     while not await check():
-        assert time.monotonic() - start < timeout, "DNS did not follow the change in time"
+        assert time.monotonic() < deadline, f"DNS did not follow the change in {timeout:g} s"
         await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) -> None:
@@ -64,9 +65,7 @@ async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) ->
             async def listed() -> bool:
                 return answers(await ask(server, NAME), "A") == ["127.0.0.2"]
 
-            took = await _seconds_until(listed)
-            print(f"REST listing answered in DNS after {took:.3f} s")
-            assert took < 1.0
+            await _until(listed)
             txt = answers(await ask(server, NAME, "TXT"), "TXT")
             assert txt == ['"Listed: see https://bl.example.org/lookup/192.0.2.99"']
 
@@ -80,9 +79,7 @@ async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) ->
             async def gone() -> bool:
                 return (await ask(server, NAME)).rcode() == 3
 
-            took = await _seconds_until(gone)
-            print(f"ended listing left DNS after {took:.3f} s")
-            assert took < 1.0
+            await _until(gone)
             metrics = (await client.get("/metrics")).text
             assert f'dnsbl_dns_queries_total{{zone="{ZONE}",rcode="NXDOMAIN"}}' in metrics
     finally:

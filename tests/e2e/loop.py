@@ -44,7 +44,7 @@ async def dns_rcode_and_a(server: DnsServer, address: str) -> tuple[int, list[st
     return reply.rcode(), answers
 
 
-async def dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 10) -> list[str]:
+async def dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 30) -> list[str]:
     """Ask until the answer has `rcode`; its A records."""
     async with asyncio.timeout(timeout):
         while True:

@@ -310,7 +310,7 @@ def test_nsd_serves_the_records_with_the_index_answers(tmp_path: Path) -> None:
 
 
 def _wait_for(port: int) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     query = dns.message.make_query(ZONE, dns.rdatatype.SOA)
     while True:
         try:

@@ -32,7 +32,7 @@ from tests.dns_support import answers, ask
 from tests.smtp_fakes import free_port
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> float:
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> float:
     """Poll the async `check` until it is true; the seconds it took."""
     start = time.monotonic()
     while not await check():
@@ -164,11 +164,11 @@ def test_dnsbl_dns_follows_list_and_delist(tmp_path: Path, sqlite_url: str) -> N
         assert _ask(port, name).rcode() == dns.rcode.NXDOMAIN
         before = _serial(port)
         _cli(config, "list", ZONE, "10.0.0.2")
-        # sync_interval is 0.2 s: the change shows well within a second; 3 s leaves room for CI.
-        _wait(lambda: answers(_ask(port, name), "A") == ["127.0.0.2"], 3)
+        # sync_interval is 0.2 s: the change shows within a poll or two; the deadline is generous.
+        _wait(lambda: answers(_ask(port, name), "A") == ["127.0.0.2"], 30)
         assert _serial(port) > before
         _cli(config, "delist", ZONE, "10.0.0.2")
-        _wait(lambda: _ask(port, name).rcode() == dns.rcode.NXDOMAIN, 3)
+        _wait(lambda: _ask(port, name).rcode() == dns.rcode.NXDOMAIN, 30)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
 
@@ -210,7 +210,7 @@ def test_dnsbl_dns_processes_share_the_sockets_and_each_follows_the_log(
         _cli(config, "list", ZONE, "10.0.0.2")
         # Whichever process takes a query answers the change: every one follows the log.
         # (Each query goes from a fresh socket, and the processes compete for each.)
-        _wait(lambda: answers(_ask(port, name), "A") == ["127.0.0.2"], 3)
+        _wait(lambda: answers(_ask(port, name), "A") == ["127.0.0.2"], 30)
         for _ in range(30):
             assert answers(_ask(port, name), "A") == ["127.0.0.2"]
         tcp = dns.query.tcp(dns.message.make_query(name, "TXT"), "127.0.0.1", port=port, timeout=3)
