@@ -22,6 +22,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from dnsbl.config import TesterSettings
+
 
 @dataclass
 class Recorded:
@@ -166,6 +168,23 @@ def line_server(
             writer.close()
 
     return serve
+
+
+GUARD = 30.0  # a probe that has not returned by then is stuck: the test fails instead of hanging
+
+
+def probe_settings(port: int, **overrides: Any) -> TesterSettings:
+    """Tester settings for probing a fake peer on `port` of 127.0.0.1, with short timeouts."""
+    values: dict[str, Any] = {
+        "port": port,
+        "testable_networks": ["127.0.0.0/8"],
+        "connect_timeout": 2,
+        "command_timeout": 2,
+        "data_timeout": 2,
+        "session_timeout": 20,
+    }
+    values.update(overrides)
+    return TesterSettings(**values)
 
 
 def free_port() -> int:

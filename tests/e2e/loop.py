@@ -17,14 +17,26 @@ import dns.reversename
 import pytest
 from sqlalchemy import Engine
 
-from dnsbl.config import Settings
+from dnsbl.config import Settings, TesterSettings, load_settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.store import ListingStore
 from dnsbl.node.loader import ZoneFollower
 from dnsbl.relay.delisting import DelistRequestView, get_delist_request
 from dnsbl.relay.evidence import RelayTestView, get_test
 from dnsbl.relay.jobs import get_job
-from tests.conftest import ZONE
+from tests.conftest import ZONE, zone_config
+
+
+def loop_settings(database_url: str, tester: TesterSettings, **dns: object) -> Settings:
+    """Settings for a whole loop: the lab's tester, one zone, DNS on a free port."""
+    return load_settings(
+        None,
+        database_url=database_url,
+        zones=[zone_config()],
+        dns={"listen": ["127.0.0.1:0"], **dns},
+        tester=tester.model_dump(),
+    )
+
 
 _REVERSE_ROOTS = (dns.reversename.ipv4_reverse_domain, dns.reversename.ipv6_reverse_domain)
 

@@ -21,16 +21,16 @@ import dns.rcode
 import pytest
 from sqlalchemy import Engine
 
-from dnsbl.config import Settings, load_settings
+from dnsbl.config import Settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.relay.delisting import file_delist_request
 from dnsbl.relay.evidence import RelayTestView, get_test
 from dnsbl.relay.nominations import get_nomination, submit_nomination
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
-from tests.conftest import PG_URL, ZONE, zone_config
+from tests.conftest import PG_URL, ZONE
 from tests.e2e import loop
-from tests.e2e.loop import answered, dns_until
+from tests.e2e.loop import answered, dns_until, loop_settings
 from tests.hidden_relays_lab import (
     GREY_ADDRESS,
     TLS_ADDRESS,
@@ -57,13 +57,7 @@ def hidden() -> Iterator[HiddenRelaysLab]:
 @pytest.fixture
 def lab_settings(database_url: str, hidden: HiddenRelaysLab) -> Settings:
     tester = hidden.tester_settings(lease_seconds=60, poll_interval=0.1)
-    return load_settings(
-        None,
-        database_url=database_url,
-        zones=[zone_config()],
-        dns={"listen": ["127.0.0.1:0"]},
-        tester=tester.model_dump(),
-    )
+    return loop_settings(database_url, tester)
 
 
 def _took(

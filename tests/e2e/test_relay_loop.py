@@ -16,7 +16,7 @@ import dns.rcode
 import pytest
 from sqlalchemy import Engine
 
-from dnsbl.config import Settings, load_settings
+from dnsbl.config import Settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.relay.delisting import file_delist_request
 from dnsbl.relay.evidence import get_test
@@ -24,9 +24,9 @@ from dnsbl.relay.nominations import get_nomination, submit_nomination
 from dnsbl.relay.schedule import schedule_retest
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
-from tests.conftest import PG_URL, ZONE, zone_config
+from tests.conftest import PG_URL, ZONE
 from tests.e2e import loop
-from tests.e2e.loop import answered, dns_rcode_and_a, dns_until, job_test
+from tests.e2e.loop import answered, dns_rcode_and_a, dns_until, job_test, loop_settings
 from tests.postfix_lab import (
     CLOSED_ADDRESS,
     COLLECTOR_DOMAIN,
@@ -44,13 +44,7 @@ dns_node = loop.dns_node  # the fixture, made visible to this module's tests
 
 def _settings(database_url: str, lab: PostfixLab) -> Settings:
     tester = lab.tester_settings(wait_window=15, lease_seconds=60, poll_interval=0.1)
-    return load_settings(
-        None,
-        database_url=database_url,
-        zones=[zone_config()],
-        dns={"listen": ["127.0.0.1:0"]},
-        tester=tester.model_dump(),
-    )
+    return loop_settings(database_url, tester)
 
 
 def _chain(lab: PostfixLab) -> None:

@@ -18,7 +18,7 @@ import dns.rcode
 import pytest
 from sqlalchemy import Engine
 
-from dnsbl.config import Settings, load_settings
+from dnsbl.config import Settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.covering import listings_containing
 from dnsbl.listings.store import ListingStore
@@ -28,8 +28,8 @@ from dnsbl.relay.jobs import list_jobs
 from dnsbl.relay.nominations import get_nomination, submit_nomination
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
-from tests.conftest import PG_URL, zone_config
-from tests.e2e.loop import dns_until
+from tests.conftest import PG_URL
+from tests.e2e.loop import dns_until, loop_settings
 from tests.postfix_lab import OPEN_ADDRESS, PostfixLab, running_lab
 from tests.relay_lab import settled
 from tests.smtp_fakes import free_port
@@ -54,13 +54,7 @@ def settings(database_url: str, postfix: PostfixLab) -> Settings:
         min_test_interval=1.0,  # and may be, without forcing, 1 s after it
         sweep_interval=0.5,  # the worker runs the schedule this often
     )
-    return load_settings(
-        None,
-        database_url=database_url,
-        zones=[zone_config()],
-        dns={"listen": ["127.0.0.1:0"], "sync_interval": 0.1},
-        tester=tester.model_dump(),
-    )
+    return loop_settings(database_url, tester, sync_interval=0.1)
 
 
 @pytest.fixture
@@ -76,11 +70,13 @@ async def dns_node(engine: Engine, settings: Settings) -> AsyncIterator[DnsServe
 
 
 async def _closed_test(engine: Engine) -> RelayTestView:
-    """The first test of the relay to find it closed (a few scheduled retests at most)."""
+    """The first test of the relay to find it closed (a few scheduled retests at most), once
+    its job is done too (the verdict is written a moment before the job is finished)."""
     async with asyncio.timeout(300):
         while True:
             closed = [t for t in tests_for(engine, OPEN_ADDRESS) if t.verdict == "closed"]
-            if closed:
+            finished = {job.test_id for job in list_jobs(engine, "done", limit=1000)}
+            if closed and closed[-1].id in finished:
                 return closed[-1]
             await asyncio.sleep(0.2)
 

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from dnsbl.config import TesterSettings
 from dnsbl.relay.tester.probe import ProbeReport, Retry, banner_host_name, probe
-from tests.smtp_fakes import FakeSmtp, Policy, Serve, free_port, line_server
-
-GUARD = 30.0  # a probe that has not returned by then is stuck: the test fails instead of hanging
-
-
-def _settings(port: int, **overrides: Any) -> TesterSettings:
-    values: dict[str, Any] = {
-        "port": port,
-        "testable_networks": ["127.0.0.0/8"],
-        "connect_timeout": 2,
-        "command_timeout": 2,
-        "data_timeout": 2,
-        "session_timeout": 20,
-    }
-    values.update(overrides)
-    return TesterSettings(**values)
+from tests.smtp_fakes import (
+    GUARD,
+    FakeSmtp,
+    Policy,
+    Serve,
+    free_port,
+    line_server,
+    probe_settings,
+)
 
 
 async def _probe(settings: TesterSettings, ip: str = "127.0.0.1") -> ProbeReport:
@@ -32,7 +24,7 @@ async def _probe(settings: TesterSettings, ip: str = "127.0.0.1") -> ProbeReport
 
 async def test_a_server_that_accepts_everything() -> None:
     with FakeSmtp() as fake:
-        report = await _probe(_settings(fake.port))
+        report = await _probe(probe_settings(fake.port))
     assert report.outcome == "accepted"
     assert report.reason is None
     assert report.target == "127.0.0.1"
@@ -55,7 +47,7 @@ async def test_a_server_that_accepts_everything() -> None:
 async def test_a_closed_server_refuses_every_form_and_gets_no_data() -> None:
     policy = Policy(rcpt_reply="554 5.7.1 Relay access denied")
     with FakeSmtp(policy) as fake:
-        report = await _probe(_settings(fake.port))
+        report = await _probe(probe_settings(fake.port))
     assert report.outcome == "refused"
     assert not any(result.accepted for result in report.forms)
     assert all(result.rcpt_reply == "554 5.7.1 Relay access denied" for result in report.forms)
@@ -67,7 +59,7 @@ async def test_a_closed_server_refuses_every_form_and_gets_no_data() -> None:
 async def test_authentication_required_is_closed() -> None:
     policy = Policy(mail_reply="530 5.7.0 Authentication required")
     with FakeSmtp(policy) as fake:
-        report = await _probe(_settings(fake.port))
+        report = await _probe(probe_settings(fake.port))
     assert report.outcome == "refused"
     assert all(r.mail_reply == "530 5.7.0 Authentication required" for r in report.forms)
     assert all(r.rcpt_reply is None for r in report.forms)
@@ -77,7 +69,7 @@ async def test_authentication_required_is_closed() -> None:
 async def test_a_server_that_hangs_up_after_three_rejections_is_reconnected() -> None:
     policy = Policy(rcpt_reply="550 5.7.1 No relaying", drop_after_rejections=3)
     with FakeSmtp(policy) as fake:
-        report = await _probe(_settings(fake.port))
+        report = await _probe(probe_settings(fake.port))
     assert report.outcome == "refused"
     assert fake.recorded.sessions > 1
     assert report.transcript.count("connecting to 127.0.0.1") == fake.recorded.sessions
@@ -89,21 +81,21 @@ async def test_a_server_that_hangs_up_after_three_rejections_is_reconnected() ->
 async def test_a_server_whose_accepted_message_is_refused_at_data() -> None:
     policy = Policy(data_reply="554 5.6.0 Message rejected")
     with FakeSmtp(policy) as fake:
-        report = await _probe(_settings(fake.port))
+        report = await _probe(probe_settings(fake.port))
     assert report.outcome == "refused"
     assert all(r.data_reply == "554 5.6.0 Message rejected" for r in report.forms)
 
 
 async def test_greylisting_is_refused_with_a_reason() -> None:
     with FakeSmtp(Policy(rcpt_reply="450 4.7.1 Greylisted, try again later")) as fake:
-        report = await _probe(_settings(fake.port))
+        report = await _probe(probe_settings(fake.port))
     assert report.outcome == "refused"
     assert report.reason == f"temporary failure on {len(report.forms)} forms"
 
 
 async def test_a_greylisting_retry_sends_only_the_held_envelopes_again() -> None:
     with FakeSmtp(Policy(rcpt_reply="450 4.2.0 Greylisted, try again later")) as fake:
-        first = await _probe(_settings(fake.port))
+        first = await _probe(probe_settings(fake.port))
     held = first.held
     assert held and all(r.form.direct for r in held)
     assert len(held) < len(first.forms)  # `t%C@[IP]` and the like: no plain collector recipient
@@ -115,7 +107,7 @@ async def test_a_greylisting_retry_sends_only_the_held_envelopes_again() -> None
     with FakeSmtp() as fake:
         retry = Retry(1, first.forms, first.client_address)
         second = await asyncio.wait_for(
-            probe("127.0.0.1", _settings(fake.port), test_id="17", retry=retry), GUARD
+            probe("127.0.0.1", probe_settings(fake.port), test_id="17", retry=retry), GUARD
         )
     # the same envelopes, tokens and all (greylisting remembers the recipient), and no other
     assert sorted(fake.recorded.rcpt_args) == sorted(r.form.rcpt_to for r in again)
@@ -131,17 +123,17 @@ async def test_a_greylisting_retry_sends_only_the_held_envelopes_again() -> None
 
 async def test_a_retry_from_elsewhere_says_it_cannot_use_the_first_address() -> None:
     with FakeSmtp(Policy(rcpt_reply="450 4.2.0 Greylisted")) as fake:
-        first = await _probe(_settings(fake.port))
+        first = await _probe(probe_settings(fake.port))
         retry = Retry(1, first.forms, "192.0.2.200")  # not an address of this machine
         second = await asyncio.wait_for(
-            probe("127.0.0.1", _settings(fake.port), test_id="17", retry=retry), GUARD
+            probe("127.0.0.1", probe_settings(fake.port), test_id="17", retry=retry), GUARD
         )
     assert "cannot send from 192.0.2.200 (the first session's address)" in second.transcript
     assert second.client_address == "127.0.0.1"
 
 
 async def test_nothing_listening_is_untestable() -> None:
-    report = await _probe(_settings(free_port()))
+    report = await _probe(probe_settings(free_port()))
     assert report.outcome == "untestable"
     assert report.reason == "connection refused"
     assert report.forms == []
@@ -157,7 +149,7 @@ async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 async def test_a_silent_banner_is_untestable(raw_server: Callable[[Serve], Awaitable[int]]) -> None:
     port = await raw_server(_hold)
-    report = await _probe(_settings(port, command_timeout=0.3))
+    report = await _probe(probe_settings(port, command_timeout=0.3))
     assert report.outcome == "untestable"
     assert report.reason == "timeout at banner"
 
@@ -175,7 +167,7 @@ async def test_a_dribbling_tarpit_is_cut_off(raw_server: Callable[[Serve], Await
             writer.close()
 
     port = await raw_server(dribble)
-    report = await _probe(_settings(port, command_timeout=0.3))
+    report = await _probe(probe_settings(port, command_timeout=0.3))
     assert report.outcome == "untestable"
     assert report.reason == "timeout at banner"
 
@@ -195,7 +187,7 @@ async def test_a_slow_server_hits_the_session_deadline(
             writer.close()
 
     port = await raw_server(slow)
-    report = await _probe(_settings(port, session_timeout=1.0))
+    report = await _probe(probe_settings(port, session_timeout=1.0))
     assert report.outcome == "untestable"
     assert report.reason is not None and report.reason.startswith("session timeout after ")
     assert report.reason.endswith(f" of {len(report.forms)} forms")
@@ -214,7 +206,7 @@ async def test_helo_when_ehlo_is_refused(raw_server: Callable[[Serve], Awaitable
             writer.close()
 
     port = await raw_server(old)
-    report = await _probe(_settings(port))
+    report = await _probe(probe_settings(port))
     assert report.outcome == "refused"
     assert report.ehlo_reply == "250 ok"
     assert "C: HELO dnsbl-tester.example" in report.transcript
@@ -228,15 +220,15 @@ async def test_a_refusing_banner_is_untestable(
         await _hold(reader, writer)
 
     port = await raw_server(busy)
-    report = await _probe(_settings(port, command_timeout=0.3))
+    report = await _probe(probe_settings(port, command_timeout=0.3))
     assert report.outcome == "untestable"
     assert report.reason == "refused at banner: 554 5.7.1 You are not welcome here"
 
 
 async def test_addresses_outside_the_testable_networks_are_never_contacted() -> None:
     with FakeSmtp() as fake:
-        report = await _probe(_settings(fake.port, testable_networks=[]))
-        never = await _probe(_settings(fake.port, never_test=["127.0.0.0/24"]))
+        report = await _probe(probe_settings(fake.port, testable_networks=[]))
+        never = await _probe(probe_settings(fake.port, never_test=["127.0.0.0/24"]))
     assert report.outcome == "untestable"
     assert report.reason == "outside testable networks"
     assert never.reason == "on the never-test list"
@@ -262,7 +254,7 @@ async def test_a_host_that_hangs_up_on_some_forms_refused_them(
         return b"250 ok\r\n"
 
     port = await raw_server(line_server(answer))
-    report = await _probe(_settings(port))
+    report = await _probe(probe_settings(port))
     source_routes = [r for r in report.forms if r.form.rcpt_to.startswith("<@")]
     assert len(source_routes) == 3
     assert report.outcome == "refused"
@@ -276,7 +268,7 @@ async def test_a_host_that_hangs_up_on_every_form_is_untestable(
     port = await raw_server(
         line_server(lambda line: None if line[:4] == b"MAIL" else b"250 ok\r\n")
     )
-    report = await _probe(_settings(port))
+    report = await _probe(probe_settings(port))
     assert report.outcome == "untestable"
     assert report.reason is not None
     assert report.reason.startswith("the host keeps dropping the connection")

@@ -10,40 +10,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dnsbl.config import TesterSettings
 from dnsbl.relay.tester.probe import ProbeReport, probe
 from tests.conftest import need_program
 from tests.smtp_fakes import (
+    GUARD,
     FakeSmtp,
     Policy,
     Serve,
     line_server,
+    probe_settings,
     self_signed_certificate,
     server_tls_context,
 )
 
-GUARD = 30.0
-
-
-def _settings(port: int, **overrides: Any) -> TesterSettings:
-    values: dict[str, Any] = {
-        "port": port,
-        "testable_networks": ["127.0.0.0/8"],
-        "connect_timeout": 2,
-        "command_timeout": 2,
-        "data_timeout": 2,
-        "session_timeout": 20,
-    }
-    values.update(overrides)
-    return TesterSettings(**values)
-
 
 async def _probe(port: int) -> ProbeReport:
-    return await asyncio.wait_for(probe("127.0.0.1", _settings(port), test_id="41"), GUARD)
+    return await asyncio.wait_for(probe("127.0.0.1", probe_settings(port), test_id="41"), GUARD)
 
 
 @pytest.fixture(scope="module")
