@@ -159,7 +159,7 @@ class _Prober:
         self.test_id = test_id
         self.retry = retry
         self.transcript = Transcript()
-        self.source = _source(target_ip, settings, retry, self.transcript)
+        self.source: str | None = None  # the address to send from, chosen by `run`
         self.session: SmtpSession | None = None
         self.banner: Reply | None = None
         self.ehlo: Reply | None = None
@@ -287,6 +287,7 @@ class _Prober:
                 f"{self.settings.greylist_attempts}: sending again the {again} envelope(s) "
                 "that got a temporary answer, with the same tokens"
             )
+        self.source = _source(self.target, self.settings, self.retry, self.transcript)
         session = await self.connect()
         try:
             return await self._run_forms(session)
