@@ -7,9 +7,10 @@ servers (refuse relaying at RCPT) and slow ones (greet after `--slow-delay` seco
 open or closed). One worker with the collector in-process (`run_worker`) tests all N
 nominations, on SQLite or (`--database-url`) on a fresh PostgreSQL schema; the figure is N
 over the time from the worker's start to the last verdict, and every verdict is checked
-against what the host is.
+against what the host is. With `--tls` every host offers STARTTLS (a throwaway self-signed
+certificate), so every session of the battery pays a TLS handshake.
 
-    .venv/bin/python -m bench.tester_throughput [--hosts 200] [--concurrency 50]
+    .venv/bin/python -m bench.tester_throughput [--hosts 200] [--concurrency 50] [--tls]
         [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -41,11 +42,15 @@ def _kind(n: int) -> str:
 # -- the fake hosts (in their own process) --------------------------------------------------
 
 
-def _serve_fakes(count: int, port: int, collector_port: int, delay: float, ready: Any) -> None:
-    asyncio.run(_fakes(count, port, collector_port, delay, ready))
+def _serve_fakes(
+    count: int, port: int, collector_port: int, delay: float, tls: Any, ready: Any
+) -> None:
+    asyncio.run(_fakes(count, port, collector_port, delay, tls, ready))
 
 
-async def _fakes(count: int, port: int, collector_port: int, delay: float, ready: Any) -> None:
+async def _fakes(
+    count: int, port: int, collector_port: int, delay: float, tls: Any, ready: Any
+) -> None:
     import aiosmtplib
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -93,6 +98,11 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
             await asyncio.sleep(delay)
             await super()._handle_client()
 
+    context = None
+    if tls is not None:
+        from tests.smtp_fakes import server_tls_context
+
+        context = server_tls_context(*tls)
     loop = asyncio.get_running_loop()
     servers = []
     for n in range(1, count + 1):
@@ -103,7 +113,7 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
         def factory(
             cls: type[SMTP] = cls, handler: Handler = handler, name: str = f"host{n}.bench.example"
         ) -> SMTP:
-            return cls(handler, hostname=name)
+            return cls(handler, hostname=name, tls_context=context)
 
         servers.append(await loop.create_server(factory, address, port))
     ready.set()
@@ -114,11 +124,12 @@ async def _fakes(count: int, port: int, collector_port: int, delay: float, ready
 
 
 async def _measure(args: argparse.Namespace, directory: Path) -> int:
-    from tests.smtp_fakes import free_port
+    from tests.smtp_fakes import free_port, self_signed_certificate
 
     port, collector_port = free_port(), free_port()
+    tls = self_signed_certificate(directory, "bench.example") if args.tls else None
     with _database(args.database_url, directory) as url:
-        return await _run(args, url, port, collector_port)
+        return await _run(args, url, port, collector_port, tls)
 
 
 @contextlib.contextmanager
@@ -148,7 +159,7 @@ def _database(base: str | None, directory: Path) -> Iterator[str]:
         admin.dispose()
 
 
-async def _run(args: argparse.Namespace, url: str, port: int, collector_port: int) -> int:
+async def _run(args: argparse.Namespace, url: str, port: int, collector_port: int, tls: Any) -> int:
     from dnsbl.config import load_settings
     from dnsbl.db import make_engine
     from dnsbl.relay.nominations import get_nomination, submit_nomination
@@ -182,7 +193,7 @@ async def _run(args: argparse.Namespace, url: str, port: int, collector_port: in
     ready = multiprocessing.Event()
     fakes = multiprocessing.Process(
         target=_serve_fakes,
-        args=(args.hosts, port, collector_port, args.slow_delay, ready),
+        args=(args.hosts, port, collector_port, args.slow_delay, tls, ready),
         daemon=True,
     )
     fakes.start()
@@ -222,7 +233,7 @@ async def _run(args: argparse.Namespace, url: str, port: int, collector_port: in
     print(
         f"hosts: {len(ids)} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
         f"concurrency {args.concurrency}; slow greeting {args.slow_delay:g} s; "
-        f"database {url.split(':', 1)[0]}"
+        f"database {url.split(':', 1)[0]}{'; STARTTLS offered' if tls else ''}"
     )
     print(f"verdicts: {dict(Counter(verdicts.values()))}; wrong: {len(wrong)} {wrong[:5]}")
     print(f"elapsed: {elapsed:.1f} s")
@@ -245,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--slow-delay", type=float, default=3.0)
     parser.add_argument("--wait-window", type=float, default=120.0)
+    parser.add_argument("--tls", action="store_true", help="every host offers STARTTLS")
     parser.add_argument(
         "--database-url", help="a PostgreSQL URL to run on (a fresh schema); default SQLite"
     )

@@ -198,16 +198,20 @@ class TesterSettings(_Section):
 
     `testable_networks` empty means every globally routable unicast address (`is_global`);
     a lab lists its own networks (e.g. `127.0.0.0/8`). `never_test` always wins.
+
+    `collector_listen` is one endpoint or a list (one per family: `["0.0.0.0:25", "[::]:25"]`);
+    `source_address` one address or a list of at most one per family, the tester sending
+    from the one of the tested host's family (and letting the kernel choose for the other).
     """
 
     __test__: ClassVar[bool] = False  # its name starts with "Test"; pytest must not collect it
 
     collector_domain: str = "relaytest.example"
-    collector_listen: str = "127.0.0.1:2525"
+    collector_listen: str | list[str] = "127.0.0.1:2525"
     port: Annotated[int, Field(ge=1, le=65535)] = 25
     testable_networks: list[str] = []
     never_test: list[str] = []
-    source_address: str | None = None
+    source_address: str | list[str] | None = None
     connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
     command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
     data_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -216,6 +220,11 @@ class TesterSettings(_Section):
     max_message_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
     helo_name: str = "dnsbl-tester.example"
     reverse_dns_timeout: Annotated[float, Field(ge=0, le=60)] = 5.0  # 0: skip the PTR lookup
+    # A temporary answer to a direct form (greylisting, RFC 6647) is answered by sending the
+    # same envelopes again this many seconds later (postgrey's default delay is 300 s), at
+    # most `greylist_attempts` times; 0 attempts: such a host stays untestable.
+    greylist_retry: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    greylist_attempts: Annotated[int, Field(ge=0, le=10)] = 2
     # The job loop around the tester: workers, listings, retests and per-requester limits.
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 20  # tests one worker runs at once
     lease_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0  # a dead worker's job frees
@@ -245,8 +254,12 @@ class TesterSettings(_Section):
 
     @field_validator("collector_listen")
     @classmethod
-    def _endpoint(cls, value: str) -> str:
-        return _endpoint(value, 25)
+    def _endpoint(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            return _endpoint(value, 25)
+        if not value:
+            raise ValueError("give at least one ADDRESS:PORT")
+        return [_endpoint(item, 25) for item in value]
 
     @field_validator("metrics_listen")
     @classmethod
@@ -260,13 +273,41 @@ class TesterSettings(_Section):
 
     @field_validator("source_address")
     @classmethod
-    def _source(cls, value: str | None) -> str | None:
-        if value is None or value == "":
+    def _source(cls, value: str | list[str] | None) -> str | list[str] | None:
+        texts = [value] if isinstance(value, str) else list(value or [])
+        addresses = []
+        for text in texts:
+            if text.strip() == "":
+                continue
+            try:
+                addresses.append(ipaddress.ip_address(text.strip()))
+            except ValueError:
+                raise ValueError(f"{text!r} is not an IP address") from None
+        families = [address.version for address in addresses]
+        if len(set(families)) < len(families):
+            raise ValueError("give at most one address per family (one IPv4, one IPv6)")
+        if not addresses:
             return None
-        try:
-            return str(ipaddress.ip_address(value.strip()))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address") from None
+        if isinstance(value, str):
+            return str(addresses[0])
+        return [str(address) for address in addresses]
+
+    @property
+    def collector_endpoints(self) -> list[tuple[str, int]]:
+        """Every (host, port) the collector listens on."""
+        listen = self.collector_listen
+        return [
+            parse_endpoint(text, 25) for text in ([listen] if isinstance(listen, str) else listen)
+        ]
+
+    def source_for(self, target_ip: str) -> str | None:
+        """The configured address to send from to `target_ip` (of its family), if any."""
+        sources = self.source_address
+        version = ipaddress.ip_address(target_ip).version
+        for text in [sources] if isinstance(sources, str) else sources or []:
+            if ipaddress.ip_address(text).version == version:
+                return text
+        return None
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

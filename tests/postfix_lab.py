@@ -15,6 +15,8 @@ Postfix binds only addresses that exist on an interface, so the lab adds them to
 directory only when the default instance's `alternate_config_directories` lists it, so the
 lab writes the default `/etc/postfix/main.cf` if it is missing and adds its directory there.
 Runs are serialised by a lock file: the addresses and port 25 are shared by every run.
+The pieces here (an instance's main.cf as parameters, `write_instance`, `start_instances`, the
+lock) also build the lab of greylisting, TLS-only and IPv6 relays (tests/hidden_relays_lab.py).
 """
 
 from __future__ import annotations
@@ -70,21 +72,36 @@ local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
 
 @dataclass
 class PostfixInstance:
-    """One running Postfix of the lab: its address, configuration directory and log."""
+    """One running Postfix of the lab: its address, configuration directory and log.
+
+    `open_networks` and `closed_networks` are its mynetworks as an open and as a closed
+    relay; `netns` the network namespace it runs in (None: the machine's own).
+    """
 
     name: str
     address: str
     config_dir: Path
     log_file: Path
+    open_networks: str = "0.0.0.0/0"
+    closed_networks: str = ""
+    netns: str | None = None
+
+    def __post_init__(self) -> None:
+        self.closed_networks = self.closed_networks or f"{self.address}/32"
+
+    def _command(self, *args: str) -> list[str]:
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*inside, "postfix", "-c", str(self.config_dir), *args]
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["postfix", "-c", str(self.config_dir), *args],
+            self._command(*args),
             capture_output=True,
             text=True,
             timeout=60,
@@ -124,12 +141,12 @@ class PostfixInstance:
 
     def close_relay(self) -> None:
         """Make this instance a closed relay (only itself in mynetworks) and reload it."""
-        self.set(mynetworks=f"{self.address}/32")
+        self.set(mynetworks=self.closed_networks)
         self.reload()
 
     def open_relay(self) -> None:
         """Make this instance an open relay (every address in mynetworks) and reload it."""
-        self.set(mynetworks="0.0.0.0/0")
+        self.set(mynetworks=self.open_networks)
         self.reload()
 
     def flush(self) -> None:
@@ -154,7 +171,7 @@ class PostfixInstance:
     def start(self) -> subprocess.Popen[str]:
         """Begin starting this instance (`postfix start` takes seconds: run them side by side)."""
         return subprocess.Popen(
-            ["postfix", "-c", str(self.config_dir), "start"],
+            self._command("start"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -201,7 +218,7 @@ class PostfixLab:
         return TesterSettings.model_validate(values)
 
 
-def _wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -256,66 +273,83 @@ def _edit_alternate_directories(add: list[Path], remove: list[Path]) -> None:
     )
 
 
-def instance_files(base: Path) -> str:
-    """main.cf lines for an instance whose queue, data and log live under `base`, with no
-    local delivery or aliases (every lab instance has them)."""
-    return f"""\
-queue_directory = {base}/queue
-data_directory = {base}/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {base}/log/postfix.log
-maillog_file_prefixes = /var, /dev/stdout, {base}/log
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-"""
+def main_cf(base: Path, name: str, address: str, mynetworks: str) -> dict[str, str]:
+    """The parameters of a lab instance's main.cf (an IPv4 one; a variant overrides some)."""
+    return {
+        "compatibility_level": "3.6",
+        "myhostname": f"{name}.lab.example",
+        "mydomain": "lab.example",
+        "myorigin": "$myhostname",
+        "mydestination": "$myhostname",
+        "inet_interfaces": address,
+        "inet_protocols": "ipv4",
+        "smtp_bind_address": address,
+        "mynetworks": mynetworks,
+        "relay_domains": "",
+        "transport_maps": f"texthash:{base}/transport",
+        "queue_directory": f"{base}/queue",
+        "data_directory": f"{base}/data",
+        "mail_owner": "postfix",
+        "setgid_group": "postdrop",
+        "maillog_file": f"{base}/log/postfix.log",
+        "maillog_file_prefixes": f"/var, /dev/stdout, {base}/log",
+        "alias_maps": "",
+        "alias_database": "",
+        "local_recipient_maps": "",
+        "biff": "no",
+        "smtpd_banner": "$myhostname ESMTP lab",
+        "smtp_dns_support_level": "disabled",
+        "smtpd_peername_lookup": "no",
+        # the real-world closed relay: 554 (not the default's 454 "defer") for other domains
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+        # no penalty sleep per refused command, so a 26-form battery takes well under a
+        # second; the default hard error limit (20) stays, so the tester's reconnect runs
+        # against a real server
+        "smtpd_error_sleep_time": "0s",
+        "queue_run_delay": "1s",
+        "minimal_backoff_time": "1s",
+        "maximal_backoff_time": "2s",
+        "smtp_connect_timeout": "5s",
+        "bounce_queue_lifetime": "0",
+        "maximal_queue_lifetime": "1h",
+    }
 
 
-def _main_cf(base: Path, name: str, address: str, mynetworks: str) -> str:
-    return f"""\
-compatibility_level = 3.6
-myhostname = {name}.lab.example
-mydomain = lab.example
-myorigin = $myhostname
-mydestination = $myhostname
-inet_interfaces = {address}
-inet_protocols = ipv4
-smtp_bind_address = {address}
-mynetworks = {mynetworks}
-relay_domains =
-transport_maps = texthash:{base}/transport
-{instance_files(base)}smtpd_banner = $myhostname ESMTP lab
-smtp_dns_support_level = disabled
-smtpd_peername_lookup = no
-# the real-world closed relay: 554 (not the default's 454 "defer") for other domains
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-# no penalty sleep per refused command, so a 26-form battery takes well under a second; the
-# default hard error limit (20) stays, so the tester's reconnect runs against a real server
-smtpd_error_sleep_time = 0s
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-smtp_connect_timeout = 5s
-bounce_queue_lifetime = 0
-maximal_queue_lifetime = 1h
-"""
+def traversable(path: Path) -> None:
+    """Let other users (a daemon that dropped root) reach `path` through the private tmp dirs."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o001 == 0:
+            parent.chmod(mode | 0o011)
 
 
-def _write_instance(
-    root: Path, name: str, address: str, mynetworks: str, collector_port: int
+def write_instance(
+    root: Path,
+    name: str,
+    address: str,
+    mynetworks: str,
+    collector: str,
+    *,
+    extra: dict[str, str] | None = None,
+    **instance: str,
 ) -> PostfixInstance:
+    """Write the directories and configuration of one instance that hands the collector
+    domain to `collector` (a Postfix next hop, `[127.0.0.1]:2525`); `extra` overrides
+    main.cf parameters, `instance` sets `PostfixInstance` fields."""
     base = root / name
     config_dir = base / "etc"
     for sub in ("etc", "log", "queue"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    (base / "transport").write_text(f"{COLLECTOR_DOMAIN} smtp:[127.0.0.1]:{collector_port}\n")
-    (config_dir / "main.cf").write_text(_main_cf(base, name, address, mynetworks))
+    (base / "transport").write_text(f"{COLLECTOR_DOMAIN} smtp:{collector}\n")
+    parameters = main_cf(base, name, address, mynetworks) | (extra or {})
+    lines = [f"{key} = {value}" for key, value in parameters.items()]
+    (config_dir / "main.cf").write_text("\n".join(lines) + "\n")
     (config_dir / "master.cf").write_text(MASTER_CF)
+    traversable(base)  # Postfix's daemons run as `postfix`
     (base / "data").mkdir(exist_ok=True)
     shutil.chown(base / "data", "postfix", "postfix")
-    return PostfixInstance(name, address, config_dir, base / "log" / "postfix.log")
+    log_file = base / "log" / "postfix.log"
+    return PostfixInstance(name, address, config_dir, log_file, **instance)
 
 
 def _check_port_free(address: str) -> None:
@@ -340,43 +374,61 @@ def _stop_leftovers() -> None:
 
 
 @contextlib.contextmanager
-def running_lab(collector_port: int) -> Iterator[PostfixLab]:
-    """Start the open and the closed relay; stop them on exit.
+def lab_lock() -> Iterator[Path]:
+    """Hold the lab's lock (its addresses and port 25 are shared by every run), after
+    stopping what a crashed earlier run left behind; yields a fresh directory for the run.
 
-    Their files are not under pytest's temporary root: Postfix's daemons run as `postfix`
-    and must reach them, and every pytest that starts (anyone's) makes that root private
-    again (mode 700), which stopped a lab from starting now and then.
+    The directory is not under pytest's: a pytest session started meanwhile (by anyone, as
+    the same user) makes `/tmp/pytest-of-USER` private again, and Postfix's and postgrey's
+    daemons, which drop root, could no longer reach their files.
     """
     need(os.geteuid() == 0, "the Postfix lab needs root (loopback aliases, postfix start)")
     need_program("postfix")
     need_program("ip")
-    root = Path(tempfile.mkdtemp(prefix="dnsbl-postfix-lab-"))
-    root.chmod(0o755)
-    with contextlib.ExitStack() as cleanup, _LOCK.open("w") as lock:
-        cleanup.callback(shutil.rmtree, root, True)
+    with _LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _stop_leftovers()
-        instances = [
-            _write_instance(root, "open", OPEN_ADDRESS, "0.0.0.0/0", collector_port),
-            _write_instance(root, "closed", CLOSED_ADDRESS, f"{CLOSED_ADDRESS}/32", collector_port),
-        ]
-        _STARTED.write_text("".join(f"{i.config_dir}\n" for i in instances))
-        try:
-            for instance in instances:
+        with tempfile.TemporaryDirectory(prefix="dnsbl-postfix-lab-") as root:
+            Path(root).chmod(0o711)
+            yield Path(root)
+
+
+@contextlib.contextmanager
+def started(instances: list[PostfixInstance]) -> Iterator[None]:
+    """Start `instances` side by side (under `lab_lock`); stop them on exit."""
+    _STARTED.write_text("".join(f"{i.config_dir}\n" for i in instances))
+    try:
+        for instance in instances:
+            if instance.netns is None:
                 _ensure_loopback_alias(instance.address)
                 _check_port_free(instance.address)
-            set_alternate_directories([i.config_dir for i in instances], [])
-            starting = [instance.start() for instance in instances]
-            for instance, process in zip(instances, starting, strict=True):
-                output, _ = process.communicate(timeout=60)
-                assert process.returncode == 0, f"postfix {instance.name} did not start: {output}"
-                _wait_for_port(instance.address, SMTP_PORT)
+        set_alternate_directories([i.config_dir for i in instances], [])
+        starting = [instance.start() for instance in instances]
+        for instance, process in zip(instances, starting, strict=True):
+            output, _ = process.communicate(timeout=60)
+            assert process.returncode == 0, (
+                f"postfix {instance.name} did not start: {output}{instance.log()}"
+            )
+            wait_for_port(instance.address, SMTP_PORT)
+        yield
+    finally:
+        for instance in instances:
+            instance.stop()
+        set_alternate_directories([], [i.config_dir for i in instances])
+        _STARTED.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def running_lab(collector_port: int) -> Iterator[PostfixLab]:
+    """Start the open and the closed relay; stop them on exit."""
+    collector = f"[127.0.0.1]:{collector_port}"
+    with lab_lock() as root:
+        instances = [
+            write_instance(root, "open", OPEN_ADDRESS, "0.0.0.0/0", collector),
+            write_instance(root, "closed", CLOSED_ADDRESS, f"{CLOSED_ADDRESS}/32", collector),
+        ]
+        with started(instances):
             yield PostfixLab(instances[0], instances[1], collector_port)
-        finally:
-            for instance in instances:
-                instance.stop()
-            set_alternate_directories([], [i.config_dir for i in instances])
-            _STARTED.unlink(missing_ok=True)
 
 
 class ArrivalLog:

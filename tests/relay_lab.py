@@ -5,7 +5,10 @@ address of its own (all on the same port, the tester's `port`), like the hosts o
 `FakeHost` is an aiosmtpd server with a behaviour: `open` relays every message carrying a test
 token to the collector (delivering from its own address, or from `output` for a multi-stage
 relay), `accept` takes everything and delivers nothing (accept-then-bounce), `closed` refuses
-relaying at RCPT, `slow` is an open relay that greets after a delay.
+relaying at RCPT, `slow` is an open relay that greets after a delay. Behind greylisting (450 to
+a new (client, sender, recipient) triplet until `greylist_delay` seconds after it was first
+seen, as postgrey does): `greylist` is an open relay, `greylist-closed` a closed one (554 once
+the delay has passed), `greylist-forever` never lets a triplet through.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +62,7 @@ class Seen:
 
     sessions: int = 0
     relayed: list[str] = field(default_factory=list)
+    greylisted: list[tuple[str, str, str]] = field(default_factory=list)  # triplets held
 
 
 class _Handler:
@@ -67,13 +72,24 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self.host.behaviour == "closed" and not address.lower().endswith("@lab.example"):
+        behaviour = self.host.behaviour
+        if behaviour.startswith("greylist"):
+            triplet = (str(session.peer[0]), envelope.mail_from or "", address)
+            first = self.host.first_seen.setdefault(triplet, time.monotonic())
+            if behaviour == "greylist-forever" or (
+                time.monotonic() - first < self.host.greylist_delay
+            ):
+                self.host.seen.greylisted.append(triplet)
+                return "450 4.2.0 Recipient address rejected: Greylisted, try again later"
+        if behaviour in ("closed", "greylist-closed") and not address.lower().endswith(
+            "@lab.example"
+        ):
             return "554 5.7.1 Relay access denied"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.host.behaviour in ("open", "slow"):
+        if self.host.behaviour in ("open", "slow", "greylist"):
             tokens = [t for t in map(find_token, envelope.rcpt_tos) if t is not None]
             if tokens:
                 await asyncio.to_thread(self.host.relay, tokens, envelope.original_content or b"")
@@ -122,12 +138,15 @@ class FakeHost:
         *,
         output: str | None = None,
         delay: float = 1.0,
+        greylist_delay: float = 1.0,
     ) -> None:
         self.address = address
         self.behaviour = behaviour
         self.collector = collector
         self.output = output or address
         self.delay = delay
+        self.greylist_delay = greylist_delay
+        self.first_seen: dict[tuple[str, str, str], float] = {}
         self.seen = Seen()
         self._controller = _Controller(self, address, port)
 
@@ -161,8 +180,7 @@ class FakeHost:
 def hosts_fixture(lab: Settings) -> Iterator[Callable[..., FakeHost]]:
     """Start fake hosts on the lab's port; all are stopped at the end."""
     started: list[FakeHost] = []
-    host, port = lab.tester.collector_listen.split(":")
-    collector = (host, int(port))
+    collector = lab.tester.collector_endpoints[0]
 
     def start(address: str, behaviour: str, **kwargs: Any) -> FakeHost:
         fake = FakeHost(address, lab.tester.port, behaviour, collector, **kwargs).start()

@@ -2,19 +2,27 @@
 
 `FakeSmtp` answers MAIL and RCPT by a small policy instead of aiosmtpd's own address parser
 (which would reject the battery's malformed addresses before a test could see them), and keeps
-the exact text received after `MAIL FROM:` and `RCPT TO:` and every message's content.
+the exact text received after `MAIL FROM:` and `RCPT TO:` and every message's content. With a
+`tls_context` it offers STARTTLS (and with `require_starttls` refuses mail before it, as
+Postfix's `smtpd_tls_security_level = encrypt` does); `self_signed_certificate` makes the
+throwaway certificate for it and for the Postfix lab.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from dnsbl.config import TesterSettings
 
 
 @dataclass
@@ -91,8 +99,10 @@ class _Handler:
 
 
 class _FakeController(Controller):
-    def __init__(self, fake: FakeSmtp, hostname: str) -> None:
-        super().__init__(_Handler(fake), hostname="127.0.0.1", port=0, server_hostname=hostname)
+    def __init__(self, fake: FakeSmtp, hostname: str, **smtp: Any) -> None:
+        super().__init__(
+            _Handler(fake), hostname="127.0.0.1", port=0, server_hostname=hostname, **smtp
+        )
         self._fake = fake
 
     def factory(self) -> SMTP:
@@ -108,10 +118,18 @@ class _FakeController(Controller):
 class FakeSmtp:
     """A running fake SMTP server on 127.0.0.1; `port` is where it listens."""
 
-    def __init__(self, policy: Policy | None = None, hostname: str = "fake.lab.example") -> None:
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        hostname: str = "fake.lab.example",
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+    ) -> None:
         self.policy = policy or Policy()
         self.recorded = Recorded()
-        self._controller = _FakeController(self, hostname)
+        tls = {"tls_context": tls_context, "require_starttls": require_starttls}
+        self._controller = _FakeController(self, hostname, **(tls if tls_context else {}))
 
     def __enter__(self) -> FakeSmtp:
         self._controller.start()
@@ -125,6 +143,48 @@ class FakeSmtp:
     @property
     def port(self) -> int:
         return int(self._controller.port)
+
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""A hand-written peer: `asyncio.start_server`'s client callback."""
+
+
+def line_server(
+    answer: Callable[[bytes], bytes | None],
+    banner: bytes = b"220 picky.lab.example ESMTP\r\n",
+) -> Serve:
+    """A peer that greets, then answers each line with `answer(line)` (None: hang up)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(banner)
+        try:
+            while line := await reader.readline():
+                reply = answer(line)
+                if reply is None:
+                    break
+                writer.write(reply)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return serve
+
+
+GUARD = 30.0  # a probe that has not returned by then is stuck: the test fails instead of hanging
+
+
+def probe_settings(port: int, **overrides: Any) -> TesterSettings:
+    """Tester settings for probing a fake peer on `port` of 127.0.0.1, with short timeouts."""
+    values: dict[str, Any] = {
+        "port": port,
+        "testable_networks": ["127.0.0.0/8"],
+        "connect_timeout": 2,
+        "command_timeout": 2,
+        "data_timeout": 2,
+        "session_timeout": 20,
+    }
+    values.update(overrides)
+    return TesterSettings(**values)
 
 
 def free_port() -> int:
@@ -148,3 +208,23 @@ async def silent_server(
             writer.close()
 
     return await asyncio.start_server(hold, "127.0.0.1", 0)
+
+
+def self_signed_certificate(directory: Path, name: str = "tls.lab.example") -> tuple[Path, Path]:
+    """A throwaway self-signed certificate and its key (PEM files in `directory`), by openssl."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    key_type = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", *key_type, "-days", "2", "-subj", f"/CN={name}", *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server-side TLS context for a fake that offers STARTTLS."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context

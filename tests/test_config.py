@@ -86,3 +86,39 @@ def test_duplicate_zones_missing_file_and_bad_toml(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(write(tmp_path, "[dns\n"))
+
+
+def test_tester_sources_and_collector_endpoints_per_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tester = '[tester]\nsource_address = ["192.0.2.25", "2001:DB8::25"]\n'
+    tester += 'collector_listen = ["0.0.0.0:25", "[::]:25"]\n'
+    settings = load_settings(write(tmp_path, GOOD + tester)).tester
+    assert settings.source_address == ["192.0.2.25", "2001:db8::25"]
+    assert settings.source_for("198.51.100.7") == "192.0.2.25"
+    assert settings.source_for("2001:db8:1::7") == "2001:db8::25"
+    assert settings.collector_endpoints == [("0.0.0.0", 25), ("::", 25)]
+    # one address (the old form) still works, for its family only
+    monkeypatch.setenv("DNSBL_TESTER__SOURCE_ADDRESS", "192.0.2.25")
+    monkeypatch.setenv("DNSBL_TESTER__COLLECTOR_LISTEN", "127.0.0.1:2525")
+    settings = load_settings(write(tmp_path, GOOD)).tester
+    assert settings.source_address == "192.0.2.25"
+    assert settings.source_for("2001:db8:1::7") is None
+    assert settings.collector_endpoints == [("127.0.0.1", 2525)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ('source_address = ["192.0.2.1", "192.0.2.2"]', "at most one address per family"),
+        ('source_address = ["nowhere"]', "is not an IP address"),
+        ("collector_listen = []", "at least one ADDRESS:PORT"),
+        ('collector_listen = ["127.0.0.1:25", "here"]', "is not ADDRESS:PORT"),
+        ("greylist_attempts = -1", "greater than or equal to 0"),
+        ("greylist_retry = 0", "greater than 0"),
+    ],
+)
+def test_bad_tester_addresses_are_refused(tmp_path: Path, setting: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, GOOD + f"[tester]\n{setting}\n"))
+    assert "tester." in str(caught.value) and problem in str(caught.value)

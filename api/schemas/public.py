@@ -80,7 +80,16 @@ class RelayTestPublic(Public):
     ehlo_reply: str | None
     reverse_name: str | None
     forward_matches: bool | None
-    transcript: str | None
+    transcript: str | None = Field(description="Every session of the test, one after another")
+    client_address: str | None = Field(None, description="The address the tester sent from")
+    tls_version: str | None = Field(None, description="Set when the test ran under STARTTLS")
+    tls_cipher: str | None = None
+    retries: int = Field(
+        0, description="Greylisting retries: sessions that sent held envelopes again"
+    )
+    retry_at: UtcDatetime | None = Field(
+        None, description="When the next retry is due, while waiting"
+    )
     accepted_forms: list[str] = Field(description="The envelope forms the host accepted")
     arrivals: list[ArrivalPublic] = Field(description="Test messages that arrived")
     listed_as: list[str] = Field(description="Listings in force that this test made")

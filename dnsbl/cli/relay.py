@@ -111,6 +111,13 @@ def _summary(test: RelayTestView) -> None:
     )
 
 
+def _greylisting(test: RelayTestView) -> str | None:
+    if not test.retries and test.retry_at is None:
+        return None
+    waiting = f"; next retry at {test.retry_at:%F %T %Z}" if test.retry_at else ""
+    return f"{test.retries} retr{'y' if test.retries == 1 else 'ies'}{waiting}"
+
+
 def _evidence(test: RelayTestView) -> None:
     print(f"relay test #{test.id} of {test.address}: {test.verdict or 'running'}")
     rows = [
@@ -120,6 +127,9 @@ def _evidence(test: RelayTestView) -> None:
         ("forced", "yes" if test.forced else "no"),
         ("banner", test.banner),
         ("EHLO reply", (test.ehlo_reply or "").replace("\n", " | ") or None),
+        ("sent from", test.client_address),
+        ("TLS", f"{test.tls_version}, {test.tls_cipher}" if test.tls_version else None),
+        ("greylisting", _greylisting(test)),
         ("reverse DNS", test.reverse_name),
         ("forward matches", None if test.forward_matches is None else str(test.forward_matches)),
         ("accepted forms", ", ".join(test.accepted_forms) or None),

@@ -69,6 +69,10 @@ class RelayTest(Base):
     """One relay test of one host: the SMTP evidence, and the verdict once it is decided.
 
     `verdict` is NULL while the test runs, then confirmed, suspicious, closed or untestable.
+    A test greylisted by the host waits, unfinished, until `retry_at` for its job to send the
+    held envelopes again from `client_address` (the greylisting triplet's client); `retries`
+    counts those sessions, whose transcripts follow the first one's. `tls_version` and
+    `tls_cipher`: the session ran under STARTTLS.
     """
 
     __tablename__ = "relay_tests"
@@ -86,6 +90,11 @@ class RelayTest(Base):
     reverse_name: Mapped[str | None] = mapped_column(String(255))
     forward_matches: Mapped[bool | None] = mapped_column(Boolean)
     transcript: Mapped[str | None] = mapped_column(Text)
+    client_address: Mapped[str | None] = mapped_column(String(45))
+    tls_version: Mapped[str | None] = mapped_column(String(16))
+    tls_cipher: Mapped[str | None] = mapped_column(String(64))
+    retries: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    retry_at: Mapped[datetime | None] = mapped_column()
 
 
 class ProbeToken(Base):

@@ -7,10 +7,11 @@ that delivered it, which is the relay's output (the tested host, or a later stag
 multi-stage relay). Mail to the domain without a token (bounces to the test sender) is accepted
 and dropped: a bounce proves nothing.
 
-Protocol and lifecycle are aiosmtpd's: `start()` runs the server on its own thread, `stop()`
-ends it; `on_arrival` is called on that thread. When it returns a future (the arrival recorder
-does: done once the arrival is in the database), the collector answers only when that is done,
-so a 250 means the evidence is kept. A failing callback, a failed write or one slower than
+Protocol and lifecycle are aiosmtpd's: `start()` runs a server on a thread of its own for
+each endpoint of `tester.collector_listen` (one per address family, say), `stop()` ends them;
+`on_arrival` is called on those threads. When it returns a future (the arrival recorder does:
+done once the arrival is in the database), the collector answers only when that is done, so a
+250 means the evidence is kept. A failing callback, a failed write or one slower than
 `RECORD_TIMEOUT` answers 451: the sending relay keeps the message and tries again. A bad
 session never takes the server down.
 """
@@ -28,12 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from dnsbl.config import TesterSettings, parse_endpoint
+from dnsbl.config import TesterSettings
 from dnsbl.errors import DnsblError
 from dnsbl.logs import log_context
 from dnsbl.relay.states import MessageOutcome
@@ -144,8 +144,25 @@ class _Controller(Controller):
         super()._trigger_server()
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Raise `CollectorError` unless (host, port) can be listened on (aiosmtpd would say so
+    only after its ready timeout)."""
+    family = _family(host)
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # as asyncio's listener: `[::]` beside `0.0.0.0` on the same port
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise CollectorError(
+            f"the collector cannot listen on {host} port {port}: {exc.strerror or exc}"
+        ) from None
+
+
 class Collector:
-    """The SMTP sink for `settings.collector_domain`, listening on `settings.collector_listen`."""
+    """The SMTP sink for `settings.collector_domain`, on every `settings.collector_listen`."""
 
     def __init__(
         self,
@@ -153,45 +170,51 @@ class Collector:
         on_arrival: OnArrival,
         outcomes: collections.Counter[MessageOutcome] | None = None,
     ) -> None:
-        host, port = parse_endpoint(settings.collector_listen, 25)
         self.outcomes = outcomes if outcomes is not None else collections.Counter()
         self._handler = _Handler(settings.collector_domain, on_arrival, self.outcomes)
-        kwargs: dict[str, Any] = {
-            "hostname": host,
-            "port": port,
-            "data_size_limit": settings.max_message_size,
-            "server_hostname": settings.collector_domain,
-            "ident": "dnsbl relay-test collector",
-        }
-        self._controller = _Controller(self._handler, **kwargs)
-        self._running = False
+        self._controllers = [
+            _Controller(
+                self._handler,
+                hostname=host,
+                port=port,
+                data_size_limit=settings.max_message_size,
+                server_hostname=settings.collector_domain,
+                ident="dnsbl relay-test collector",
+            )
+            for host, port in settings.collector_endpoints
+        ]
+        self._running: list[_Controller] = []
 
     def start(self) -> None:
-        """Start listening (on a thread of its own). Raises `CollectorError` if it cannot."""
-        host, port = self.endpoint
-        # aiosmtpd reports a failed bind only after its ready timeout; find out at once
+        """Start listening (a thread per endpoint). Raises `CollectorError` if it cannot."""
         try:
-            with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind((host, port))
-        except OSError as exc:
-            raise CollectorError(
-                f"the collector cannot listen on {host} port {port}: {exc.strerror or exc}"
-            ) from None
-        self._controller.start()
-        self._running = True
-        log.info("collector listening on %s port %s", *self.endpoint)
+            for controller in self._controllers:
+                _check_bindable(controller.hostname, controller.port)
+                controller.start()
+                self._running.append(controller)
+                log.info("collector listening on %s port %s", *self._endpoint(controller))
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        """Stop listening and end the thread."""
-        if self._running:
-            self._controller.stop()
-            self._running = False
+        """Stop listening and end the threads."""
+        while self._running:
+            self._running.pop().stop()
+
+    @staticmethod
+    def _endpoint(controller: _Controller) -> tuple[str, int]:
+        return controller.hostname, controller.port
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        """Every (host, port) the collector listens on; the real ports once started on 0."""
+        return [self._endpoint(controller) for controller in self._controllers]
 
     @property
     def endpoint(self) -> tuple[str, int]:
-        """(host, port) the collector listens on; the real port once started on port 0."""
-        return self._controller.hostname, self._controller.port
+        """The first of `endpoints`."""
+        return self.endpoints[0]
 
     def __enter__(self) -> Collector:
         self.start()

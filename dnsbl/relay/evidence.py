@@ -1,9 +1,12 @@
 """Relay tests as evidence: recording a probe's answers and the arrivals, and reading them back.
 
 A test row is written when a worker starts it, filled with the probe's evidence (banner, EHLO
-reply, reverse DNS, the verbatim transcript, one token per envelope form) when the SMTP session
-ends, and given its verdict after the wait window. Arrivals are written by the collector as
-they come, keyed by token, and joined to the test through its tokens.
+reply, reverse DNS, the address it came from, TLS version and cipher, the verbatim transcript,
+one token per envelope form) when the SMTP session ends, and given its verdict after the wait
+window. A greylisting retry (`dnsbl.relay.greylisting`) adds its session to the same test: the
+answers of the envelopes it sent again replace theirs, and its transcript follows. Arrivals
+are written by the collector as they come, keyed by token, and joined to the test through its
+tokens.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,7 +50,8 @@ class RelayTestView:
     """One relay test with its evidence, as the API, the CLI and the evidence pages show it.
 
     `listed_as` names the listings this test made that are still in force
-    (`"bl.example.org open-relay"`).
+    (`"bl.example.org open-relay"`). `retries`: greylisting retry sessions run (their
+    transcripts follow the first one's); `retry_at`: when the next is due, while it waits.
     """
 
     id: int
@@ -65,6 +69,11 @@ class RelayTestView:
     accepted_forms: list[str]
     arrivals: list[ArrivalView]
     listed_as: list[str]
+    client_address: str | None = None
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    retries: int = 0
+    retry_at: datetime | None = None
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -82,11 +91,9 @@ def start_test(engine: Engine, address: str, *, job_id: int | None, forced: bool
         )
 
 
-def record_probe(engine: Engine, test_id: int, report: ProbeReport) -> None:
-    """Store a probe's evidence and the token of every envelope form it tried."""
-    tokens = [
+def _answers(report: ProbeReport) -> list[dict[str, object]]:
+    return [
         {
-            "test_id": test_id,
             "form": result.form.name,
             "token": result.token,
             "mail_from": result.form.mail_from,
@@ -98,6 +105,11 @@ def record_probe(engine: Engine, test_id: int, report: ProbeReport) -> None:
         }
         for result in report.forms
     ]
+
+
+def record_probe(engine: Engine, test_id: int, report: ProbeReport) -> None:
+    """Store a probe's evidence and the token of every envelope form it tried."""
+    tokens = [{"test_id": test_id, **answer} for answer in _answers(report)]
     with writer(engine).begin() as conn:
         conn.execute(
             update(RelayTest)
@@ -109,10 +121,42 @@ def record_probe(engine: Engine, test_id: int, report: ProbeReport) -> None:
                 forward_matches=report.forward_matches,
                 transcript=report.transcript,
                 reason=report.reason,
+                client_address=report.client_address,
+                tls_version=report.tls_version,
+                tls_cipher=(report.tls_cipher or "")[:64] or None,
             )
         )
         if tokens:
             conn.execute(insert(ProbeToken), tokens)
+
+
+def record_retry(engine: Engine, test_id: int, report: ProbeReport) -> None:
+    """Add a greylisting retry's session to its test: the forms' answers as they stand now,
+    its transcript after the earlier ones, one retry more and none due."""
+    by_token = update(ProbeToken).where(ProbeToken.token == bindparam("b_token"))
+    kept = ("token", "mail_reply", "rcpt_reply", "data_reply", "accepted")
+    answers = [{f"b_{key}": answer[key] for key in kept} for answer in _answers(report)]
+    with writer(engine).begin() as conn:
+        conn.execute(
+            update(RelayTest)
+            .where(RelayTest.id == test_id)
+            .values(
+                transcript=func.coalesce(RelayTest.transcript, "") + report.transcript,
+                reason=report.reason,
+                retries=RelayTest.retries + 1,
+                retry_at=None,
+            )
+        )
+        if answers:
+            conn.execute(
+                by_token.values(
+                    mail_reply=bindparam("b_mail_reply"),
+                    rcpt_reply=bindparam("b_rcpt_reply"),
+                    data_reply=bindparam("b_data_reply"),
+                    accepted=bindparam("b_accepted"),
+                ),
+                answers,
+            )
 
 
 def record_arrivals(engine: Engine, arrivals: list[Arrival]) -> int:
@@ -272,6 +316,11 @@ def _views(engine: Engine, rows: list[RelayTest]) -> list[RelayTestView]:
             accepted_forms=accepted[row.id],
             arrivals=arrivals_for(engine, row.id),
             listed_as=listed[row.id],
+            client_address=row.client_address,
+            tls_version=row.tls_version,
+            tls_cipher=row.tls_cipher,
+            retries=row.retries or 0,
+            retry_at=maybe_aware(row.retry_at),
         )
         for row in rows
     ]

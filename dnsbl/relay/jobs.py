@@ -131,7 +131,8 @@ def enqueue(
     """Queue a job, or return the one already waiting or running for `target`.
 
     A forced request upgrades a waiting job of the target to forced and due now, so an
-    admin's retest is not held back by a queued test's 24-hour delay.
+    admin's retest is not held back by a queued test's 24-hour delay — but a test waiting out
+    greylisting keeps its time: sent earlier, its envelopes would only be held again.
     """
     now = utcnow()
     due = run_after or now
@@ -158,10 +159,18 @@ def enqueue(
             assert existing is not None
             return existing
         if forced and existing.status == JobStatus.WAITING and not existing.forced:
+            greylisted = conn.scalar(
+                select(RelayTest.id).where(
+                    RelayTest.job_id == existing.id,
+                    RelayTest.finished_at.is_(None),
+                    RelayTest.retry_at.is_not(None),
+                )
+            )
+            when = aware(existing.run_after)
             conn.execute(
                 update(Job)
                 .where(Job.id == existing.id)
-                .values(forced=True, run_after=min(aware(existing.run_after), due))
+                .values(forced=True, run_after=when if greylisted else min(when, due))
             )
             return _active_job(conn, target) or existing
         return existing

@@ -223,9 +223,15 @@ def _existing(engine: Engine, settings: Settings, address: str) -> NominationVie
 
 def get_nomination(engine: Engine, nomination_id: int) -> NominationView | None:
     """A nomination and where it stands, or None."""
+    # A job back in the queue with its test unfinished waits out greylisting: still testing.
+    started = (
+        select(RelayTest.id)
+        .where(RelayTest.job_id == Nomination.job_id, RelayTest.finished_at.is_(None))
+        .exists()
+    )
     with Session(engine) as session:
         row = session.execute(
-            select(Nomination, Job.status.label("job_status"))
+            select(Nomination, Job.status.label("job_status"), started.label("started"))
             .outerjoin(Job, Job.id == Nomination.job_id)
             .where(Nomination.id == nomination_id)
         ).first()
@@ -234,7 +240,9 @@ def get_nomination(engine: Engine, nomination_id: int) -> NominationView | None:
     nomination: Nomination = row[0]
     status = NominationStatus(nomination.status)
     verdict = Verdict(nomination.verdict) if nomination.verdict else None
-    if status == NominationStatus.QUEUED and row.job_status == JobStatus.RUNNING:
+    if status == NominationStatus.QUEUED and (
+        row.job_status == JobStatus.RUNNING or (row.job_status == JobStatus.WAITING and row.started)
+    ):
         status = NominationStatus.TESTING
     elif status == NominationStatus.QUEUED and row.job_status == JobStatus.FAILED:
         status, verdict = NominationStatus.DONE, Verdict.UNTESTABLE

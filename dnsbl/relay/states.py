@@ -70,7 +70,8 @@ DELIST_FINAL = (DelistStatus.DELISTED, DelistStatus.STILL_LISTED, DelistStatus.U
 class JobOutcome(enum.StrEnum):
     """How a job ended in the worker that ran it (a label of the worker's metrics)."""
 
-    DONE = "done"  # finished: a verdict, a refusal by policy, a postponement, a sweep
+    DONE = "done"  # finished: a verdict, a refusal by policy, a sweep
+    POSTPONED = "postponed"  # back in the queue for later: greylisted, or tested too lately
     ERROR = "error"  # raised: retried later, or failed after tester.max_attempts
     LEASE_LOST = "lease-lost"  # another worker took it over; its result was dropped
     RELEASED = "released"  # handed back to the queue when the worker stopped

@@ -39,9 +39,13 @@ _FALLBACK_CODES = {RelayCategory.OPEN_RELAY: "127.0.0.2", RelayCategory.RELAY_OU
 
 def decide(report: ProbeReport, arrivals: list[ArrivalView]) -> tuple[Verdict, str | None]:
     """The verdict on a probe and the arrivals of its tokens, with a reason."""
+    retried = f", after {report.retry} greylisting retr{'y' if report.retry == 1 else 'ies'}"
+    after = retried if report.retry else ""
     if arrivals:
         forms = sorted({arrival.form for arrival in arrivals})
-        return Verdict.CONFIRMED, f"test messages arrived at the collector ({', '.join(forms)})"
+        return Verdict.CONFIRMED, (
+            f"test messages arrived at the collector ({', '.join(forms)}){after}"
+        )
     accepted = [r.form.name for r in report.forms if r.accepted or _is_2xx(r.rcpt_reply)]
     if accepted:
         return Verdict.SUSPICIOUS, (
@@ -52,27 +56,21 @@ def decide(report: ProbeReport, arrivals: list[ArrivalView]) -> tuple[Verdict, s
         return Verdict.UNTESTABLE, report.reason or "the host could not be tested"
     # A temporary answer to a recipient plainly in the collector's domain is no refusal: an
     # open relay that greylists answers so first. Closed is only what was refused for good.
-    held = [
-        r.form.name for r in report.forms if r.form.direct and _is_4xx(r.rcpt_reply or r.mail_reply)
-    ]
+    held = [r.form.name for r in report.held]
     if held:
         return Verdict.UNTESTABLE, (
             f"{len(held)} form(s) to the collector's domain got only a temporary answer "
-            f"({', '.join(held[:5])}): greylisting or a full queue, not a refusal"
+            f"({', '.join(held[:5])}){after}: greylisting or a full queue, not a refusal"
         )
     replies = [reply for r in report.forms for reply in (r.mail_reply, r.rcpt_reply) if reply]
     if replies and not any(str(reply)[:1] == "5" for reply in replies):
         # Only 4xx answers (greylisting, a full queue): nothing was refused for good.
         return Verdict.UNTESTABLE, report.reason or "only temporary failures"
-    return Verdict.CLOSED, report.reason or "refused every relay form"
+    return Verdict.CLOSED, (report.reason or "refused every relay form") + after
 
 
 def _is_2xx(reply: str | None) -> bool:
     return bool(reply) and str(reply)[:1] == "2"
-
-
-def _is_4xx(reply: str | None) -> bool:
-    return bool(reply) and str(reply)[:1] == "4"
 
 
 def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7.0) -> list[int]:

@@ -4,10 +4,12 @@ Each claimed job runs as a task under a lease that a heartbeat renews; `tester.c
 bounds how many run at once. A test job opens a relay-test record, probes the host, stores the
 evidence, waits up to `tester.wait_window` for its tokens to reach the collector (watching the
 database, where the collector of any worker writes arrivals), decides the verdict, makes the
-list agree, and answers the nominations and delist requests that asked for it. A sweep job ends
-expired listings. Between claims the worker queues the periodic work: retests of listed relays
-every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`; and it
-confirms suspicious tests whose messages arrived after their wait window.
+list agree, and answers the nominations and delist requests that asked for it. A test the host
+greylisted is not decided yet: its job goes back to the queue until the retry is due, and the
+worker that claims it then sends those envelopes again (`dnsbl.relay.greylisting`). A sweep
+job ends expired listings. Between claims the worker queues the periodic work: retests of
+listed relays every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`;
+and it confirms suspicious tests whose messages arrived after their wait window.
 
 One failing job never stops the worker: it is recorded on the job (retried later, failed after
 `tester.max_attempts`) and the loop goes on. Stopping releases the jobs in hand for others.
@@ -40,9 +42,11 @@ from dnsbl.relay.evidence import (
     arrivals_for,
     close_unfinished,
     record_probe,
+    record_retry,
     set_verdict,
     start_test,
 )
+from dnsbl.relay.greylisting import hold_for_retry, pending_retry, retry_due
 from dnsbl.relay.jobs import JobView, claim, fail, finish, postpone, renew_lease
 from dnsbl.relay.metrics import WorkerStats
 from dnsbl.relay.nominations import settle_nominations
@@ -215,8 +219,8 @@ class Worker:
             if job.kind == JobKind.EXPIRE:
                 self._stop_heartbeat(job)
                 await self._db(self._sweep, job)
-            else:
-                await self._test(job, lost)
+            elif not await self._test(job, lost):
+                return JobOutcome.POSTPONED  # back in the queue: greylisted, or not yet allowed
             self.finished += 1
             return JobOutcome.DONE
         except asyncio.CancelledError:
@@ -297,13 +301,15 @@ class Worker:
             raise _LeaseLost()
         ensure_sweep(self.engine, delay=self.tester.sweep_interval)
 
-    async def _test(self, job: JobView, lost: asyncio.Event) -> None:
+    async def _test(self, job: JobView, lost: asyncio.Event) -> bool:
+        """Run (or resume) the job's test; False when the job went back to the queue."""
         address = job.target
         refusal = await self._db(refusal_to_test, self.engine, self.tester, address)
         if refusal is not None:
             await self._refused(job, refusal)
-            return
+            return True
         if not job.forced:
+            # The job's own earlier session (a greylisting retry's first) is the same test.
             allowed = await self._db(
                 next_allowed_test, self.engine, self.settings, address, excluding_job=job.id
             )
@@ -311,22 +317,59 @@ class Worker:
                 why = f"tested less than {self.tester.min_test_interval:g} s ago"
                 self._stop_heartbeat(job)
                 await self._db(postpone, self.engine, job.id, self.name, allowed, why)
-                return
-        test_id = await self._db(start_test, self.engine, address, job_id=job.id, forced=job.forced)
+                return False
+        resumed = await self._db(pending_retry, self.engine, job.id, self.tester.collector_domain)
+        if resumed is None:
+            # A test a stopped worker left unfinished is closed; this one starts afresh.
+            stopped = "the worker running this test stopped before it finished"
+            await self._db(close_unfinished, self.engine, job.id, stopped)
+            test_id = await self._db(
+                start_test, self.engine, address, job_id=job.id, forced=job.forced
+            )
+            retry = None
+        else:
+            test_id, retry = resumed
         # The probe keeps its own session timeout; this bound is for a probe that does not.
         limit = self.tester.session_timeout + _PROBE_GRACE
+        kwargs = {"retry": retry} if retry is not None else {}
         try:
             report = await asyncio.wait_for(
-                self._probe(address, self.tester, test_id=str(test_id)), limit
+                self._probe(address, self.tester, test_id=str(test_id), **kwargs), limit
             )
         except TimeoutError:
             overran = f"the probe did not end within {limit:g} s"
             await self._conclude(job, test_id, Verdict.UNTESTABLE, overran, [], lost)
-            return
-        await self._db(record_probe, self.engine, test_id, report)
+            return True
+        await self._db(
+            record_probe if retry is None else record_retry, self.engine, test_id, report
+        )
         arrivals = await self._await_arrivals(test_id)
+        if not arrivals and retry_due(report, self.tester):
+            await self._hold(job, test_id, report, lost)
+            return False
         verdict, reason = decide(report, arrivals)
         await self._conclude(job, test_id, verdict, reason, arrivals, lost)
+        return True
+
+    async def _hold(
+        self, job: JobView, test_id: int, report: ProbeReport, lost: asyncio.Event
+    ) -> None:
+        """Put a greylisted test's job back in the queue until its retry is due."""
+        if lost.is_set():
+            raise _LeaseLost()
+        self._stop_heartbeat(job)
+        due = await self._db(
+            hold_for_retry, self.engine, job.id, self.name, test_id, report, self.tester
+        )
+        if due is None:
+            raise _LeaseLost()
+        log.info(
+            "test #%s of %s: greylisted (%d direct form(s) held); retry at %s",
+            test_id,
+            job.target,
+            len(report.held),
+            f"{due:%H:%M:%S}",
+        )
 
     async def _conclude(
         self,
@@ -360,6 +403,8 @@ class Worker:
     async def _refused(self, job: JobView, refusal: str) -> None:
         log.info("job %s: %s refused by policy (%s)", job.id, job.target, refusal)
         self._stop_heartbeat(job)
+        # a test that waited out greylisting is not sent again: it ends here, undecided
+        await self._db(close_unfinished, self.engine, job.id, f"refused by policy: {refusal}")
         await self._db(finish, self.engine, job.id, self.name)
         await self._db(
             settle_nominations,

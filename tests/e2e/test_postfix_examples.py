@@ -29,7 +29,7 @@ from tests.mail_lab import (
     UNLISTED,
     MailLab,
 )
-from tests.postfix_lab import MASTER_CF, instance_files, set_alternate_directories
+from tests.postfix_lab import MASTER_CF, main_cf, set_alternate_directories
 
 pytestmark = pytest.mark.e2e
 
@@ -44,18 +44,12 @@ tlsproxy  unix  -       -       n       -       0       tlsproxy
 
 def _main_cf(base: Path, example: str) -> str:
     """An instance on the namespace's 127.0.0.1:25, with the deploy/ excerpt appended."""
-    return f"""\
-compatibility_level = 3.6
-myhostname = {DOMAIN}
-mydestination = $myhostname
-mynetworks = 127.0.0.1/32
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-{instance_files(base)}smtpd_peername_lookup = no
-smtpd_error_sleep_time = 0s
-postscreen_greet_wait = 1s
-smtp_dns_support_level = disabled
-{example}"""
+    parameters = main_cf(base, "mx", "127.0.0.1", "127.0.0.1/32") | {
+        "postscreen_greet_wait": "1s",  # the lookups take milliseconds; the default is 6 s
+    }
+    for relaying in ("transport_maps", "smtp_bind_address"):  # this one only receives
+        del parameters[relaying]
+    return "".join(f"{key} = {value}\n" for key, value in parameters.items()) + example
 
 
 @pytest.fixture(scope="module")

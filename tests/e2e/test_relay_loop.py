@@ -10,26 +10,23 @@ which relays for it), so the second stage is listed as the relay's output.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import dns.asyncquery
-import dns.message
 import dns.rcode
 import pytest
 from sqlalchemy import Engine
 
-from dnsbl.config import Settings, load_settings
+from dnsbl.config import Settings
 from dnsbl.dns.server import DnsServer
-from dnsbl.listings.store import ListingStore
-from dnsbl.node.loader import ZoneFollower
-from dnsbl.relay.delisting import DelistRequestView, file_delist_request, get_delist_request
-from dnsbl.relay.evidence import RelayTestView, get_test
-from dnsbl.relay.jobs import get_job
+from dnsbl.relay.delisting import file_delist_request
+from dnsbl.relay.evidence import get_test
 from dnsbl.relay.nominations import get_nomination, submit_nomination
 from dnsbl.relay.schedule import schedule_retest
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
-from tests.conftest import PG_URL, ZONE, zone_config
+from tests.conftest import PG_URL, ZONE
+from tests.e2e import loop
+from tests.e2e.loop import answered, dns_rcode_and_a, dns_until, job_test, loop_settings
 from tests.postfix_lab import (
     CLOSED_ADDRESS,
     COLLECTOR_DOMAIN,
@@ -42,44 +39,12 @@ from tests.relay_lab import settled
 from tests.smtp_fakes import free_port
 
 pytestmark = pytest.mark.e2e
+dns_node = loop.dns_node  # the fixture, made visible to this module's tests
 
 
 def _settings(database_url: str, lab: PostfixLab) -> Settings:
     tester = lab.tester_settings(wait_window=15, lease_seconds=60, poll_interval=0.1)
-    return load_settings(
-        None,
-        database_url=database_url,
-        zones=[zone_config()],
-        dns={"listen": ["127.0.0.1:0"]},
-        tester=tester.model_dump(),
-    )
-
-
-async def _dns_rcode_and_a(server: DnsServer, address: str) -> tuple[int, list[str]]:
-    name = ".".join(reversed(address.split("."))) + "." + ZONE
-    host, port = server.endpoints[0]
-    reply = await dns.asyncquery.udp(dns.message.make_query(name, "A"), host, port=port, timeout=2)
-    answers = [item.to_text() for rrset in reply.answer for item in rrset]
-    return reply.rcode(), answers
-
-
-async def _dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 30) -> list[str]:
-    async with asyncio.timeout(timeout):
-        while True:
-            got, answers = await _dns_rcode_and_a(server, address)
-            if got == rcode:
-                return answers
-            await asyncio.sleep(0.1)
-
-
-async def _answered(engine: Engine, request_id: int) -> DelistRequestView:
-    async with asyncio.timeout(90):
-        while True:
-            view = get_delist_request(engine, request_id)
-            assert view is not None
-            if view.status not in ("pending", "retesting"):
-                return view
-            await asyncio.sleep(0.2)
+    return loop_settings(database_url, tester)
 
 
 def _chain(lab: PostfixLab) -> None:
@@ -89,33 +54,6 @@ def _chain(lab: PostfixLab) -> None:
     lab.open.reload()
     lab.closed.set(mynetworks=f"{CLOSED_ADDRESS}/32 {OPEN_ADDRESS}/32")
     lab.closed.reload()
-
-
-async def _job_test(engine: Engine, job_id: int) -> RelayTestView:
-    """The relay test that answered a job, once the job is done."""
-    async with asyncio.timeout(90):
-        while True:
-            job = get_job(engine, job_id)
-            assert job is not None and job.status != "failed", job
-            if job.status == "done" and job.test_id is not None:
-                test = get_test(engine, job.test_id)
-                assert test is not None
-                return test
-            await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsServer]:
-    ListingStore(engine).ensure_zones(lab_settings.zone_names)
-    server = DnsServer(lab_settings.zones, lab_settings.dns)
-    follower = ZoneFollower(engine, lab_settings.zones, server.publish, 0.1)
-    await asyncio.to_thread(follower.load_all)
-    await server.start()
-    following = asyncio.create_task(follower.run())
-    yield server
-    following.cancel()
-    await asyncio.gather(following, return_exceptions=True)
-    await server.stop()
 
 
 @pytest.fixture
@@ -156,32 +94,32 @@ async def test_nominate_list_fix_delist(
         assert relay_listings(engine, CLOSED_ADDRESS) == []
 
         # listed in DNS: the open relay answers 127.0.0.2, the closed one is not there
-        assert await _dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.2"]
-        assert (await _dns_rcode_and_a(dns_node, CLOSED_ADDRESS))[0] == dns.rcode.NXDOMAIN
+        assert await dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.2"]
+        assert (await dns_rcode_and_a(dns_node, CLOSED_ADDRESS))[0] == dns.rcode.NXDOMAIN
 
         # multi-stage: the open relay now hands the collector's mail to the closed one,
         # which relays for it; an admin's retest lists the second stage as the output
         await asyncio.to_thread(_chain, postfix)
         retest_job = schedule_retest(engine, lab_settings, OPEN_ADDRESS, actor="admin")
-        chained = await _job_test(engine, retest_job.id)
+        chained = await job_test(engine, retest_job.id)
         assert chained.verdict == "confirmed", (chained, postfix.open.log(), postfix.closed.log())
         assert {arrival.delivered_by for arrival in chained.arrivals} == {CLOSED_ADDRESS}
         assert sorted(chained.listed_as) == [f"{ZONE} open-relay", f"{ZONE} relay-output"]
         [output] = relay_listings(engine, CLOSED_ADDRESS)
         assert output.category == "relay-output"
-        assert await _dns_until(dns_node, CLOSED_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.3"]
+        assert await dns_until(dns_node, CLOSED_ADDRESS, dns.rcode.NOERROR) == ["127.0.0.3"]
 
         # the operator fixes the relay and asks out; the forced retest finds it closed
         await asyncio.to_thread(postfix.open.close_relay)
         request = file_delist_request(engine, lab_settings, OPEN_ADDRESS, "postmaster@lab", True)
-        answered = await _answered(engine, request.id)
-        retest = get_test(engine, answered.test_id or 0)
-        assert answered.status == "delisted", retest
+        outcome = await answered(engine, request.id)
+        retest = get_test(engine, outcome.test_id or 0)
+        assert outcome.status == "delisted", retest
         assert retest is not None and retest.verdict == "closed" and retest.forced
         assert relay_listings(engine, OPEN_ADDRESS) == []
         assert relay_listings(engine, CLOSED_ADDRESS) == []  # its output goes with it
-        await _dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NXDOMAIN)
-        await _dns_until(dns_node, CLOSED_ADDRESS, dns.rcode.NXDOMAIN)
+        await dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NXDOMAIN)
+        await dns_until(dns_node, CLOSED_ADDRESS, dns.rcode.NXDOMAIN)
     finally:
         stop.set()
         await asyncio.wait_for(worker, 30)

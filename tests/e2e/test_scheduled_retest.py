@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
-import dns.asyncquery
-import dns.message
 import dns.rcode
 import pytest
 from sqlalchemy import Engine
 
-from dnsbl.config import Settings, load_settings
+from dnsbl.config import Settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.covering import listings_containing
 from dnsbl.listings.store import ListingStore
@@ -30,13 +28,13 @@ from dnsbl.relay.jobs import list_jobs
 from dnsbl.relay.nominations import get_nomination, submit_nomination
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
-from tests.conftest import PG_URL, ZONE, zone_config
+from tests.conftest import PG_URL
+from tests.e2e.loop import dns_until, loop_settings
 from tests.postfix_lab import OPEN_ADDRESS, PostfixLab, running_lab
 from tests.relay_lab import settled
 from tests.smtp_fakes import free_port
 
 pytestmark = pytest.mark.e2e
-NAME = ".".join(reversed(OPEN_ADDRESS.split("."))) + "." + ZONE
 DEADLINE = 30.0  # seconds for DNS to follow a change
 
 
@@ -56,13 +54,7 @@ def settings(database_url: str, postfix: PostfixLab) -> Settings:
         min_test_interval=1.0,  # and may be, without forcing, 1 s after it
         sweep_interval=0.5,  # the worker runs the schedule this often
     )
-    return load_settings(
-        None,
-        database_url=database_url,
-        zones=[zone_config()],
-        dns={"listen": ["127.0.0.1:0"], "sync_interval": 0.1},
-        tester=tester.model_dump(),
-    )
+    return loop_settings(database_url, tester, sync_interval=0.1)
 
 
 @pytest.fixture
@@ -77,24 +69,14 @@ async def dns_node(engine: Engine, settings: Settings) -> AsyncIterator[DnsServe
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def _rcode(server: DnsServer) -> int:
-    host, port = server.endpoints[0]
-    reply = await dns.asyncquery.udp(dns.message.make_query(NAME, "A"), host, port=port, timeout=3)
-    return reply.rcode()
-
-
-async def _dns_until(server: DnsServer, rcode: int) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while await _rcode(server) != rcode:
-            await asyncio.sleep(0.1)
-
-
 async def _closed_test(engine: Engine) -> RelayTestView:
-    """The first test of the relay to find it closed (a few scheduled retests at most)."""
+    """The first test of the relay to find it closed (a few scheduled retests at most), once
+    its job is done too (the verdict is written a moment before the job is finished)."""
     async with asyncio.timeout(300):
         while True:
             closed = [t for t in tests_for(engine, OPEN_ADDRESS) if t.verdict == "closed"]
-            if closed:
+            finished = {job.test_id for job in list_jobs(engine, "done", limit=1000)}
+            if closed and closed[-1].id in finished:
                 return closed[-1]
             await asyncio.sleep(0.2)
 
@@ -115,7 +97,7 @@ async def test_a_scheduled_retest_delists_a_relay_that_was_fixed(
         assert [listing.category for listing in relay_listings(engine, OPEN_ADDRESS)] == [
             "open-relay"
         ]
-        await _dns_until(dns_node, dns.rcode.NOERROR)
+        await dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NOERROR, DEADLINE)
 
         # The operator fixes the relay, and asks nobody.
         await asyncio.to_thread(postfix.open.close_relay)
@@ -131,7 +113,7 @@ async def test_a_scheduled_retest_delists_a_relay_that_was_fixed(
         assert relay_listings(engine, OPEN_ADDRESS) == []
         [ended, *_] = listings_containing(engine, OPEN_ADDRESS, active_only=False)
         assert f"#{closed.id}" in (ended.end_reason or ""), ended.end_reason
-        await _dns_until(dns_node, dns.rcode.NXDOMAIN)
+        await dns_until(dns_node, OPEN_ADDRESS, dns.rcode.NXDOMAIN, DEADLINE)
     finally:
         stop.set()
         await asyncio.wait_for(worker, 60)

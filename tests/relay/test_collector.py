@@ -162,3 +162,31 @@ def test_a_taken_port_is_reported_at_once(collector: Collector, arrivals: _Arriv
     settings = TesterSettings(collector_listen=f"{host}:{port}", collector_domain=C)
     with pytest.raises(CollectorError, match=f"cannot listen on 127.0.0.1 port {port}"):
         Collector(settings, arrivals).start()
+
+
+def test_it_listens_on_both_families(arrivals: _Arrivals) -> None:
+    settings = TesterSettings(collector_listen=["127.0.0.1:0", "[::1]:0"], collector_domain=C)
+    with Collector(settings, arrivals) as collector:
+        [(v4, v4_port), (v6, v6_port)] = collector.endpoints
+        assert (v4, v6) == ("127.0.0.1", "::1") and 0 not in (v4_port, v6_port)
+        for host, port in collector.endpoints:
+            with smtplib.SMTP(host, port, timeout=10) as smtp:
+                smtp.sendmail("", [f"rt-{TOKEN}@{C}"], _message())
+    assert sorted(arrival.delivered_by for arrival in arrivals.items) == ["127.0.0.1", "::1"]
+
+
+def test_a_failed_endpoint_stops_the_ones_already_started(
+    collector: Collector, arrivals: _Arrivals
+) -> None:
+    host, port = collector.endpoint
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    first = free.getsockname()[1]
+    free.close()
+    settings = TesterSettings(
+        collector_listen=[f"127.0.0.1:{first}", f"{host}:{port}"], collector_domain=C
+    )
+    with pytest.raises(CollectorError, match=f"port {port}"):
+        Collector(settings, arrivals).start()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", first), timeout=5).close()

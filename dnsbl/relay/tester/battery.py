@@ -91,6 +91,11 @@ def _forms(c: str, ip: str, s: str | None) -> list[tuple[str, str, str]]:
     return forms
 
 
+def is_direct(rcpt_to: str, collector_domain: str) -> bool:
+    """Whether a form's recipient is plainly in the collector's domain (`EnvelopeForm.direct`)."""
+    return rcpt_to.strip().strip("<>").rpartition("@")[2] == collector_domain
+
+
 def battery(
     token_for: Callable[[str], str],
     collector_domain: str,
@@ -106,7 +111,7 @@ def battery(
             name,
             mail_from,
             template.replace(_T, local_part(token_for(name))),
-            direct=template.strip().strip("<>").rpartition("@")[2] == collector_domain,
+            direct=is_direct(template, collector_domain),
         )
         for name, mail_from, template in _forms(collector_domain, target_ip, banner_name)
     ]

@@ -4,6 +4,10 @@ The battery's addresses are deliberately malformed, so this client writes every 
 exactly as given and parses nothing but the replies (aiosmtplib would pass addresses through
 `email.utils.parseaddr` and lose the quotes and source routes). Every read has a deadline: a
 tarpit or a hostile peer costs at most one timeout per step, never a stalled worker.
+
+STARTTLS (RFC 3207) upgrades the session without verifying the peer's certificate and with
+every protocol version and cipher OpenSSL still speaks: the tester asks whether a host relays,
+not whether its PKI is sound, and an open relay with an old TLS stack is still open.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,6 +40,24 @@ class SmtpDisconnected(SmtpError):
 
 class SmtpProtocolError(SmtpError):
     """The SMTP peer sent something that is not an SMTP reply."""
+
+
+class SmtpTlsError(SmtpError):
+    """The TLS handshake after STARTTLS failed (the connection is closed)."""
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    return context
+
+
+def offers_starttls(ehlo: Reply) -> bool:
+    """Whether an EHLO reply lists the STARTTLS extension."""
+    return any(line[4:].strip().upper() == "STARTTLS" for line in ehlo.lines[1:])
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,10 @@ class SmtpSession:
         self._transcript = transcript
         self._command_timeout = command_timeout
         self.closed = False
+        sockname = writer.get_extra_info("sockname")
+        self.local_address: str | None = sockname[0] if sockname else None
+        self.tls_version: str | None = None
+        self.tls_cipher: str | None = None
 
     @classmethod
     async def open(
@@ -202,6 +229,32 @@ class SmtpSession:
         await self._write(line.encode("utf-8") + b"\r\n")
         return await self.read_reply(timeout, what=f"reply to {line.split(':')[0].split()[0]}")
 
+    async def starttls(self) -> Reply:
+        """Say STARTTLS and, on its 220, make the TLS handshake; returns the reply.
+
+        Any other reply leaves the session in clear text. A failed handshake closes the
+        connection and raises `SmtpTlsError`. After success the client must say EHLO again.
+        """
+        reply = await self.command("STARTTLS")
+        if reply.code != 220:
+            return reply
+        try:
+            await asyncio.wait_for(self._writer.start_tls(_tls_context()), self._command_timeout)
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc}"
+            self._transcript.note(f"TLS handshake {what}")
+            self.abort()
+            raise SmtpTlsError(f"TLS handshake {what}") from None
+        tls = self._writer.get_extra_info("ssl_object")
+        assert isinstance(tls, ssl.SSLObject)
+        cipher, _protocol, bits = tls.cipher() or (None, None, None)
+        self.tls_version, self.tls_cipher = tls.version(), cipher
+        self._transcript.note(
+            f"TLS established: {self.tls_version}, cipher {cipher} ({bits} bits); "
+            "certificate not verified"
+        )
+        return reply
+
     async def send_message(self, message: str, data_timeout: float) -> Reply:
         """Send `message` as the DATA content (dot-stuffed, CRLF, final dot) and read the reply.
 
@@ -219,9 +272,9 @@ class SmtpSession:
 
     def abort(self) -> None:
         """Close the connection at once, without QUIT (the peer is stuck or misbehaving)."""
+        self.closed = True
         if self._writer.is_closing():
             return
-        self.closed = True
         self._writer.transport.abort()
         self._transcript.note("connection aborted")
 

@@ -171,3 +171,12 @@ async def test_a_command_cannot_smuggle_a_second_line(scripted: Start) -> None:
     with pytest.raises(SmtpProtocolError):
         await session.command("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>")
     await session.close()
+
+
+def test_starttls_is_read_from_the_ehlo_keywords() -> None:
+    from dnsbl.relay.tester.smtp_session import Reply, offers_starttls
+
+    offered = Reply(250, ("250-mx.example.net", "250-PIPELINING", "250 starttls"))
+    assert offers_starttls(offered)
+    assert not offers_starttls(Reply(250, ("250-mx.example.net STARTTLS", "250 8BITMIME")))
+    assert not offers_starttls(Reply(250, ("250 STARTTLS",)))  # the greeting line, no keyword

@@ -1,0 +1,105 @@
+"""Pieces of the whole-loop tests: a DNS node following the database, and waiting for things.
+
+`dns_node` serves the zones the verdicts write to, fed by a zone follower as a real node is;
+`dns_until` asks it with a real DNS client (over UDP) for an address of either family, by the
+name RFC 5782 gives it (`d.c.b.a.ZONE`, or 32 nibbles for IPv6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import dns.asyncquery
+import dns.message
+import dns.name
+import dns.reversename
+import pytest
+from sqlalchemy import Engine
+
+from dnsbl.config import Settings, TesterSettings, load_settings
+from dnsbl.dns.server import DnsServer
+from dnsbl.listings.store import ListingStore
+from dnsbl.node.loader import ZoneFollower
+from dnsbl.relay.delisting import DelistRequestView, get_delist_request
+from dnsbl.relay.evidence import RelayTestView, get_test
+from dnsbl.relay.jobs import get_job
+from tests.conftest import ZONE, zone_config
+
+
+def loop_settings(database_url: str, tester: TesterSettings, **dns: object) -> Settings:
+    """Settings for a whole loop: the lab's tester, one zone, DNS on a free port."""
+    return load_settings(
+        None,
+        database_url=database_url,
+        zones=[zone_config()],
+        dns={"listen": ["127.0.0.1:0"], **dns},
+        tester=tester.model_dump(),
+    )
+
+
+_REVERSE_ROOTS = (dns.reversename.ipv4_reverse_domain, dns.reversename.ipv6_reverse_domain)
+
+
+def listing_name(address: str, zone: str = ZONE) -> str:
+    """The name a DNSBL client asks for `address` in `zone`."""
+    reverse = dns.reversename.from_address(address)
+    root = next(r for r in _REVERSE_ROOTS if reverse.is_subdomain(r))
+    return reverse.relativize(root).concatenate(dns.name.from_text(zone)).to_text()
+
+
+async def dns_rcode_and_a(server: DnsServer, address: str) -> tuple[int, list[str]]:
+    host, port = server.endpoints[0]
+    query = dns.message.make_query(listing_name(address), "A")
+    reply = await dns.asyncquery.udp(query, host, port=port, timeout=2)
+    answers = [item.to_text() for rrset in reply.answer for item in rrset]
+    return reply.rcode(), answers
+
+
+async def dns_until(server: DnsServer, address: str, rcode: int, timeout: float = 30) -> list[str]:
+    """Ask until the answer has `rcode`; its A records."""
+    async with asyncio.timeout(timeout):
+        while True:
+            got, answers = await dns_rcode_and_a(server, address)
+            if got == rcode:
+                return answers
+            await asyncio.sleep(0.1)
+
+
+async def answered(engine: Engine, request_id: int, timeout: float = 90) -> DelistRequestView:
+    """The delist request once it has its outcome."""
+    async with asyncio.timeout(timeout):
+        while True:
+            view = get_delist_request(engine, request_id)
+            assert view is not None
+            if view.status not in ("pending", "retesting"):
+                return view
+            await asyncio.sleep(0.2)
+
+
+async def job_test(engine: Engine, job_id: int, timeout: float = 90) -> RelayTestView:
+    """The relay test that answered a job, once the job is done."""
+    async with asyncio.timeout(timeout):
+        while True:
+            job = get_job(engine, job_id)
+            assert job is not None and job.status != "failed", job
+            if job.status == "done" and job.test_id is not None:
+                test = get_test(engine, job.test_id)
+                assert test is not None
+                return test
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsServer]:
+    """A DNS server on a free port answering `lab_settings`' zones from the database."""
+    ListingStore(engine).ensure_zones(lab_settings.zone_names)
+    server = DnsServer(lab_settings.zones, lab_settings.dns)
+    follower = ZoneFollower(engine, lab_settings.zones, server.publish, 0.1)
+    await asyncio.to_thread(follower.load_all)
+    await server.start()
+    following = asyncio.create_task(follower.run())
+    yield server
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)
+    await server.stop()
