@@ -31,7 +31,8 @@ class WorkerStats:
     def collect(self) -> Iterator[Metric]:
         jobs = CounterMetricFamily(
             "dnsbl_worker_jobs",
-            "Jobs this worker ran, by kind and outcome (done, postponed, error, lease-lost, released).",
+            "Jobs this worker ran, by kind and outcome "
+            "(done, postponed, error, lease-lost, released).",
             labels=["kind", "outcome"],
         )
         for (kind, outcome), count in sorted(self.jobs.items()):
