@@ -42,6 +42,7 @@ from dnsbl.config import Settings
 from dnsbl.db import make_engine
 from dnsbl.listings.store import ListingStore
 from dnsbl.metrics import registry_of
+from dnsbl.traps.metrics import ReportCollector
 
 # The routers, in the order /docs lists them: public first, then admin, then operations.
 ROUTERS = (
@@ -97,7 +98,9 @@ def create_app(
     app.state.engine = engine if engine is not None else make_engine(settings.database_url)
     app.state.store = ListingStore(app.state.engine)
     app.state.store.ensure_zones(settings.zone_names)
-    app.state.metrics = registry_of([StoreCollector(app.state.engine), *collectors])
+    app.state.metrics = registry_of(
+        [StoreCollector(app.state.engine), ReportCollector(app.state.engine), *collectors]
+    )
     app.state.dns_ready = dns_ready
     problems.install(app)
     docs_page.install(app)

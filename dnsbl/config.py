@@ -81,6 +81,19 @@ def _networks(values: list[str]) -> list[str]:
     return values
 
 
+def _listen(value: str | list[str]) -> str | list[str]:
+    """One SMTP endpoint or a non-empty list of them."""
+    if isinstance(value, str):
+        return _endpoint(value, 25)
+    if not value:
+        raise ValueError("give at least one ADDRESS:PORT")
+    return [_endpoint(item, 25) for item in value]
+
+
+def _smtp_endpoints(listen: str | list[str]) -> list[tuple[str, int]]:
+    return [parse_endpoint(text, 25) for text in ([listen] if isinstance(listen, str) else listen)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -252,14 +265,7 @@ class TesterSettings(_Section):
         classmethod(lambda cls, v: _domain(v))
     )
 
-    @field_validator("collector_listen")
-    @classmethod
-    def _endpoint(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, str):
-            return _endpoint(value, 25)
-        if not value:
-            raise ValueError("give at least one ADDRESS:PORT")
-        return [_endpoint(item, 25) for item in value]
+    _check_listen = field_validator("collector_listen")(classmethod(lambda cls, v: _listen(v)))
 
     @field_validator("metrics_listen")
     @classmethod
@@ -295,10 +301,7 @@ class TesterSettings(_Section):
     @property
     def collector_endpoints(self) -> list[tuple[str, int]]:
         """Every (host, port) the collector listens on."""
-        listen = self.collector_listen
-        return [
-            parse_endpoint(text, 25) for text in ([listen] if isinstance(listen, str) else listen)
-        ]
+        return _smtp_endpoints(self.collector_listen)
 
     def source_for(self, target_ip: str) -> str | None:
         """The configured address to send from to `target_ip` (of its family), if any."""
@@ -308,6 +311,55 @@ class TesterSettings(_Section):
             if ipaddress.ip_address(text).version == version:
                 return text
         return None
+
+
+class TrapsSettings(_Section):
+    """The `[traps]` section: the spam-trap sink (none runs without `domains` or `addresses`)
+    and how long the sources it sees are listed (see dnsbl.traps.escalation)."""
+
+    listen: str | list[str] = "127.0.0.1:2526"
+    domains: list[str] = []
+    addresses: list[str] = []
+    zone: str | None = None  # None: the first configured zone
+    category: str = "spam-source"
+    first_days: Annotated[float, Field(gt=0)] = 15.0
+    extra_days: Annotated[float, Field(ge=0)] = 15.0
+    max_days: Annotated[float, Field(gt=0)] = 90.0
+    trusted_relays: list[str] = []
+    max_message_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
+    hits_per_source_per_hour: Annotated[int, Field(ge=1)] = 60  # beyond: 451, nothing kept
+
+    _check_domains = field_validator("domains")(classmethod(lambda cls, v: list(map(_domain, v))))
+
+    _check_listen = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        checked = []
+        for value in values:
+            local, at, domain = value.strip().rpartition("@")
+            if not at or not local:
+                raise ValueError(f"{value!r} is not an email address")
+            checked.append(f"{local.lower()}@{_domain(domain)}")
+        return checked
+
+    _check_relays = field_validator("trusted_relays")(classmethod(lambda cls, v: _networks(v)))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.domains or self.addresses)
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return _smtp_endpoints(self.listen)
+
+
+class ReportsSettings(_Section):
+    """`[reports]`: a reported source is listed once `threshold` reporters saw it in the window."""
+
+    threshold: Annotated[int, Field(ge=1)] = 1
+    window_days: Annotated[float, Field(gt=0)] = 7.0
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -343,6 +395,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     zones: list[ZoneSettings] = []
     tester: TesterSettings = TesterSettings()
+    traps: TrapsSettings = TrapsSettings()
+    reports: ReportsSettings = ReportsSettings()
 
     @model_validator(mode="after")
     def _unique_zones(self) -> Settings:
@@ -351,6 +405,15 @@ class Settings(BaseSettings):
             if zone.name in seen:
                 raise ValueError(f"zone {zone.name!r} is declared twice")
             seen.add(zone.name)
+        return self
+
+    @model_validator(mode="after")
+    def _trap_zone(self) -> Settings:
+        if (
+            self.traps.zone is not None
+            and self.traps.zone.rstrip(".").lower() not in self.zone_names
+        ):
+            raise ValueError(f"traps.zone {self.traps.zone!r} is not a configured zone")
         return self
 
     @model_validator(mode="after")
@@ -394,6 +457,13 @@ class Settings(BaseSettings):
     @property
     def zone_names(self) -> list[str]:
         return [zone.name for zone in self.zones]
+
+    @property
+    def spam_zone(self) -> ZoneSettings | None:
+        """The zone spam sources are listed in (`traps.zone`, or the first zone)."""
+        if self.traps.zone is not None:
+            return self.zone(self.traps.zone)
+        return self.zones[0] if self.zones else None
 
 
 def _describe(error: ValidationError) -> str:
