@@ -34,6 +34,7 @@ from api.routes import (
     policy_networks,
     queue,
     relay_tests,
+    reports,
     retests,
     zones,
 )
@@ -51,6 +52,7 @@ ROUTERS = (
     delist_requests.router,
     relay_tests.router,
     listings.router,
+    reports.router,
     retests.router,
     queue.router,
     policy_networks.router,
@@ -68,7 +70,8 @@ A private DNSBL (RFC 5782) with ORBS-style relay testing.
 
 Public: look an address up, nominate a host for a relay test, request removal of a listed
 host (by a retest). Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`):
-listings, retests, the job queue, policy networks, the audit log, zones and keys.
+listings, retests, the job queue, policy networks, the audit log, zones and keys; spam
+reports (admin or reporter keys).
 Every error is an RFC 9457 problem document (`application/problem+json`).
 """
 
