@@ -20,7 +20,11 @@ _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
 
 
 def _domain_pattern(domain: str) -> str:
-    return r"(?<![A-Za-z0-9-])" + re.escape(domain) + r"(?![A-Za-z0-9-])"
+    return r"(?<![A-Za-z0-9-])" + _after_at(domain)
+
+
+def _after_at(domain: str) -> str:
+    return re.escape(domain) + r"(?![A-Za-z0-9-])"
 
 
 class Redactor:
@@ -29,10 +33,10 @@ class Redactor:
     def __init__(self, traps: TrapsSettings, extra: Iterable[str] = ()) -> None:
         domains = sorted(set(traps.domains), key=len, reverse=True)
         addresses = sorted({*traps.addresses, *(a.lower() for a in extra if "@" in a)}, key=len)
-        parts = [_LOCAL + _AT + _domain_pattern(domain) for domain in domains]
+        parts = [_LOCAL + _AT + _after_at(domain) for domain in domains]
         for address in reversed(addresses):
             local, _, domain = address.rpartition("@")
-            parts.append(r"(?<![\w.+-])" + re.escape(local) + _AT + _domain_pattern(domain))
+            parts.append(r"(?<![\w.+-])" + re.escape(local) + _AT + _after_at(domain))
         self._addresses = re.compile("|".join(parts), re.IGNORECASE) if parts else None
         self._domains = (
             re.compile("|".join(map(_domain_pattern, domains)), re.IGNORECASE) if domains else None
