@@ -94,13 +94,17 @@ def test_the_removal_page_ends_a_spam_source_listing_at_once(
     )
     with TestClient(create_app(settings, engine)) as single:
         key = bearer(create_key(engine, "reporter", "one").key)
+        form = single.get("/delist/127.0.0.63")
+        assert "spam source" not in form.text  # not listed yet: nothing said of spam
         assert single.post(
             "/v1/admin/reports", content=_report("127.0.0.63"), headers={**RFC822, **key}
         ).json()["listed"]
+        assert "Removal is free and at once" in single.get("/delist/127.0.0.63").text
         page = single.post(
             "/delist/127.0.0.63", data={"confirmed_fixed": "true"}, follow_redirects=True
         )
         assert page.status_code == 200 and "/delist/status/" in str(page.url)
+        assert "The spam-source listing ended at once" in page.text
         assert spam_listings(engine, settings.traps, "127.0.0.63") == []
         assert (
             "delisted"
