@@ -212,3 +212,21 @@ async def test_a_report_behind_a_trusted_relay_lists_the_right_hop(
             assert listings_containing(engine, innocent) == []
         shown = client.get("/v1/lookup/127.0.0.41").text + client.get("/lookup/127.0.0.41").text
         assert "Reported pills" in shown and "alice@example.org" not in shown
+
+
+async def test_rate_and_size_are_capped_in_the_session(database_url: str, engine: Engine) -> None:
+    settings = trap_settings(database_url, hits_per_source_per_hour=2, max_message_size=4096)
+    async with running_trap(settings, engine) as stats:
+        with smtp_from(settings, "127.0.0.26") as client:
+            for n in range(2):
+                message = f"Subject: hit {n}\r\n\r\nbuy\r\n".encode()
+                assert client.sendmail("a@shop.example", [TRAP_ADDRESS], message) == {}
+            code, _ = client.mail("a@shop.example")
+            assert code == 451  # temporary, in the session: nothing bounces
+        with smtp_from(settings, "127.0.0.27") as client:
+            client.mail("a@shop.example")
+            client.rcpt(TRAP_ADDRESS)
+            code, _ = client.data(b"Subject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 100)
+            assert code == 552
+    assert stats.messages == {"recorded": 2, "rate-limited": 1}
+    assert len(evidence_of(engine, "127.0.0.26")) == 2 and evidence_of(engine, "127.0.0.27") == []
