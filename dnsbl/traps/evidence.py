@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 
 from dnsbl.config import TrapsSettings
 from dnsbl.db import writer
@@ -70,6 +70,14 @@ def record_sighting(engine: Engine, sighting: Sighting, listing_id: int | None) 
                 )
                 .returning(SpamEvidence.id)
             ).scalar_one()
+        )
+
+
+def link_listing(engine: Engine, evidence_id: int, listing_id: int) -> None:
+    """Name the listing a report led to (it is kept before the threshold is counted)."""
+    with writer(engine).begin() as conn:
+        conn.execute(
+            update(SpamEvidence).where(SpamEvidence.id == evidence_id).values(listing_id=listing_id)
         )
 
 

@@ -19,7 +19,13 @@ from dnsbl.errors import DnsblError
 from dnsbl.listings.rows import Source
 from dnsbl.models import utcnow
 from dnsbl.traps.escalation import Listed, list_source
-from dnsbl.traps.evidence import EvidenceKind, Sighting, distinct_reporters, record_sighting
+from dnsbl.traps.evidence import (
+    EvidenceKind,
+    Sighting,
+    distinct_reporters,
+    link_listing,
+    record_sighting,
+)
 from dnsbl.traps.message import message_facts
 from dnsbl.traps.received import source_of, trusted_networks
 
@@ -120,4 +126,6 @@ def take_report(engine: Engine, settings: Settings, raw: bytes, reporter: str) -
         actor=f"report:{reporter}",
         source=Source.REPORT,
     )
+    if listed.listing_id is not None:
+        link_listing(engine, evidence_id, listed.listing_id)
     return Taken(evidence_id, source, listed)

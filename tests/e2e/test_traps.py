@@ -9,8 +9,13 @@ node follows the database as a real node does (tests/e2e/loop.py).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import dns.asyncquery
 import dns.message
@@ -32,9 +37,10 @@ from dnsbl.traps.escalation import spam_listings
 from dnsbl.traps.evidence import evidence_of
 from dnsbl.traps.metrics import TrapStats
 from tests.api_fixtures import add_listing, bearer
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, stop_process, write_config
 from tests.e2e import loop
 from tests.e2e.loop import dns_until, listing_name
+from tests.smtp_fakes import free_port
 from tests.traps.lab import (
     SPAM_CODE,
     TRAP_ADDRESS,
@@ -230,3 +236,37 @@ async def test_rate_and_size_are_capped_in_the_session(database_url: str, engine
             assert code == 552
     assert stats.messages == {"recorded": 2, "rate-limited": 1}
     assert len(evidence_of(engine, "127.0.0.26")) == 2 and evidence_of(engine, "127.0.0.27") == []
+
+
+def test_dnsbl_worker_runs_the_trap_and_exports_its_hits(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'dnsbl.sqlite3'}"
+    ports = {name: free_port() for name in ("collector", "metrics", "trap")}
+    config = write_config(
+        tmp_path / "dnsbl.toml",
+        database,
+        tester=(
+            f'collector_listen = "127.0.0.1:{ports["collector"]}"\n'
+            f'metrics_listen = "127.0.0.1:{ports["metrics"]}"'
+        ),
+        traps=f'listen = "127.0.0.1:{ports["trap"]}"\ndomains = ["{TRAP_DOMAIN}"]',
+    )
+    dnsbl = [sys.executable, "-m", "dnsbl", "--config", str(config)]
+    subprocess.run([*dnsbl, "db", "upgrade"], check=True, capture_output=True)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([*dnsbl, "worker"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        settings = trap_settings(database, listen=f"127.0.0.1:{ports['trap']}")
+        deadline = time.monotonic() + 60
+        while (sent := send_with_swaks(settings, "127.0.0.28", f"a@{TRAP_DOMAIN}")).returncode:
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics").read()
+        assert f'dnsbl_trap_hits_total{{domain="{TRAP_DOMAIN}"}} 1.0' in metrics.decode()
+        shown = subprocess.run(
+            [*dnsbl, "traps", "127.0.0.28"], check=True, capture_output=True, text=True
+        ).stdout
+        assert "HELO: spammer.example" in shown and f"trap: a@{TRAP_DOMAIN}" in shown
+        assert "listed in bl.example.org as spam-source" in shown, sent.stdout
+    finally:
+        stop_process(worker)

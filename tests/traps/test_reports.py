@@ -15,6 +15,7 @@ from dnsbl.cli import main
 from dnsbl.config import Settings
 from dnsbl.listings.store import ListingStore
 from dnsbl.traps.escalation import spam_listings
+from dnsbl.traps.evidence import evidence_of
 from tests.api_fixtures import assert_problem, bearer
 from tests.conftest import write_config
 from tests.traps.lab import TRUSTED_MX, trap_settings
@@ -62,6 +63,14 @@ def test_listed_once_two_reporters_reported_it(
     assert answer.json()["listed"] is True and answer.json()["reporters"] == 2
     (listing,) = spam_listings(engine, two_reporters.traps, "127.0.0.61")
     assert listing.source == "report" and listing.reason == "spam source: reported by 2 reporters"
+    assert evidence_of(engine, "127.0.0.61")[0].listing_id == listing.id
+    metrics = client.get("/metrics").text
+    assert 'dnsbl_spam_reports_total{reporter="key:1"} 2.0' in metrics
+    assert 'dnsbl_spam_reports_total{reporter="key:2"} 1.0' in metrics
+    assert (
+        'dnsbl_listings{category="spam-source",source="report",zone="bl.example.org"} 1.0'
+        in metrics
+    )
 
 
 def test_bad_reports_are_refused_in_one_line(client: TestClient, engine: Engine) -> None:
