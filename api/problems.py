@@ -13,8 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas.common import (
@@ -23,6 +24,7 @@ from api.schemas.common import (
     NETWORK_PATTERN,
     RETURN_CODE_PATTERN,
 )
+from dnsbl.db import is_unavailable
 from dnsbl.errors import AddressError, DnsblError, NotListedError, UnknownZoneError
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,41 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+# Seconds a client is asked to wait when the database is unavailable: about one bound.
+RETRY_AFTER_UNAVAILABLE = 5
+
+
+def is_page(request: Request) -> bool:
+    """Whether `request` is for a human page (HTML), not for the REST API."""
+    route = request.scope.get("route")
+    response_class = getattr(route, "response_class", None)
+    return isinstance(response_class, type) and issubclass(response_class, HTMLResponse)
+
+
+async def _on_database(request: Request, exc: Exception) -> Response:
+    """503 while the database is down, slow or full (logged as an outage, not per request)."""
+    assert isinstance(exc, SQLAlchemyError)
+    if not is_unavailable(exc):
+        return await _on_crash(request, exc)
+    request.app.state.database_outage.failed(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
+    detail = "the database is unavailable; try again in a few seconds"
+    if is_page(request):
+        from api.pages.rendering import page
+
+        answer = page(
+            request,
+            "message.html",
+            503,
+            title="Temporarily unavailable",
+            message=f"This page cannot be shown now: {detail}.",
+        )
+        answer.headers.update(headers)
+        return answer
+    problem = Problem(503, "unavailable", detail, title="Service unavailable", headers=headers)
+    return problem_response(request, problem)
+
+
 async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     problem = Problem(500, "internal", "the server failed to answer; the error has been logged")
@@ -204,6 +241,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DnsblError, _on_dnsbl_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(SQLAlchemyError, _on_database)
     app.add_exception_handler(Exception, _on_crash)
 
 
@@ -211,6 +249,12 @@ def install(app: FastAPI) -> None:
 ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge"}},
     405: {"Allow": {"schema": {"type": "string"}, "description": "The methods of this path"}},
+    503: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before asking again",
+        }
+    },
     429: {
         "Retry-After": {
             "schema": {"type": "integer", "minimum": 1},

@@ -38,6 +38,22 @@ def _domain(value: str) -> str:
     return name
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def check_database_url(url: str) -> str:
+    """`url` if it names a database dnsbl can use (SQLite or PostgreSQL), else a ValueError."""
+    scheme, sep, rest = url.strip().partition("://")
+    backend = scheme.split("+", 1)[0].lower()
+    if not sep or not scheme or not (rest or backend == "sqlite"):  # sqlite:// is in memory
+        raise ValueError(f"{url!r} is not a database URL: use sqlite:///PATH or postgresql://...")
+    if backend not in DATABASE_SCHEMES:
+        raise ValueError(
+            f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/NAME"
+        )
+    return url
+
+
 def _return_code(value: str) -> str:
     try:
         return parse_return_code(value)
@@ -337,12 +353,21 @@ class Settings(BaseSettings):
     toml_path: ClassVar[Path | None] = None
 
     database_url: str = "sqlite:///dnsbl.sqlite3"
+    # Seconds: making a connection (or waiting for a free one), and one statement or commit.
+    # A database slower than this is "unavailable": the API answers 503, a node keeps its index.
+    database_connect_timeout: float = Field(5.0, gt=0, le=3600)
+    database_statement_timeout: float = Field(10.0, gt=0, le=86400)
     log_level: str | None = None  # the older spelling of log.level, still honoured
     log: LogSettings = LogSettings()
     dns: DnsSettings = DnsSettings()
     api: ApiSettings = ApiSettings()
     zones: list[ZoneSettings] = []
     tester: TesterSettings = TesterSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
 
     @model_validator(mode="after")
     def _unique_zones(self) -> Settings:
@@ -394,6 +419,14 @@ class Settings(BaseSettings):
     @property
     def zone_names(self) -> list[str]:
         return [zone.name for zone in self.zones]
+
+    @property
+    def database_timeouts(self) -> dict[str, float]:
+        """The keyword arguments of `dnsbl.db.make_engine` that bound database access."""
+        return {
+            "connect_timeout": self.database_connect_timeout,
+            "statement_timeout": self.database_statement_timeout,
+        }
 
 
 def _describe(error: ValidationError) -> str:

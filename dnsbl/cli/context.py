@@ -27,7 +27,7 @@ class Context:
     def engine(self) -> Engine:
         from dnsbl.db import make_engine
 
-        return make_engine(self.settings.database_url)
+        return make_engine(self.settings.database_url, **self.settings.database_timeouts)
 
     @cached_property
     def store(self) -> ListingStore:
