@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event
 
@@ -39,11 +42,15 @@ from api.routes import (
     zones,
 )
 from api.schemas.common import TEXT_PATTERN, Input
+from api.security_headers import SecurityHeadersMiddleware
 from dnsbl.config import Settings
 from dnsbl.db import make_engine
 from dnsbl.listings.store import ListingStore
 from dnsbl.logs import OutageLog
 from dnsbl.metrics import registry_of
+
+# The pages' style sheet and /docs' start-up script (package data, as the templates are).
+STATIC = Path(str(files("api") / "static"))
 
 # The routers, in the order /docs lists them: public first, then admin, then operations.
 ROUTERS = (
@@ -120,7 +127,9 @@ def create_app(
             for route in router.routes
             if isinstance(route, APIRoute)
         ]
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a refused body has an id
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

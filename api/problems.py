@@ -144,9 +144,22 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return summary, errors
 
 
-async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+async def _on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
+    if is_page(request):
+        return page_response(request, exc)
     return problem_response(request, exc)
+
+
+def page_response(request: Request, problem: Problem) -> HTMLResponse:
+    """`problem` as a human page: an HTML message with the problem's status and headers."""
+    from api.pages.rendering import page  # the pages import this module
+
+    answer = page(
+        request, "message.html", problem.status, title=problem.title, message=problem.detail
+    )
+    answer.headers.update(problem.headers)
+    return answer
 
 
 async def _on_dnsbl_error(request: Request, exc: Exception) -> JSONResponse:
@@ -214,17 +227,8 @@ async def _on_database(request: Request, exc: Exception) -> Response:
     headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
     detail = "the database is unavailable; try again in a few seconds"
     if is_page(request):
-        from api.pages.rendering import page
-
-        answer = page(
-            request,
-            "message.html",
-            503,
-            title="Temporarily unavailable",
-            message=f"This page cannot be shown now: {detail}.",
-        )
-        answer.headers.update(headers)
-        return answer
+        title = "Temporarily unavailable"
+        return page_response(request, Problem(503, "unavailable", detail, title=title))
     problem = Problem(503, "unavailable", detail, title="Service unavailable", headers=headers)
     return problem_response(request, problem)
 

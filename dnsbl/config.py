@@ -173,11 +173,19 @@ class ApiSettings(_Section):
     listen: str = "127.0.0.1:8000"
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(65536, ge=1024, le=64 * 1024 * 1024)
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto count (addresses or
+    # networks; uvicorn's forwarded_allow_ips). Empty: nobody's, the peer is the client.
+    trusted_proxies: list[str] = []
 
     @field_validator("listen")
     @classmethod
     def _endpoint(cls, value: str) -> str:
         return _endpoint(value, 8000)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        return _networks(values)
 
 
 class ZoneSettings(_Section):
