@@ -101,6 +101,7 @@ _BY_NAME: dict[str, tuple[int, str, str]] = {
     "PolicyRefused": (403, "not-testable", "Refused by policy"),
     "ReturnCodeError": (422, "bad-code", "Bad return code"),
     "ExpiryError": (422, "validation", "Invalid request"),
+    "TxtTooLong": (422, "validation", "Invalid request"),
     "ConfirmationRequired": (422, "confirmation-required", "Confirmation required"),
     "NotListedError": (409, "not-listed", "Not listed"),
     "UnknownRoleError": (422, "unknown-role", "Unknown role"),

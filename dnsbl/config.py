@@ -9,22 +9,34 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from dnsbl.addresses import parse_return_code
 from dnsbl.errors import ConfigError, ReturnCodeError
+from dnsbl.index.txt_template import txt_too_long
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -87,14 +99,18 @@ def _endpoint(value: str, default_port: int) -> str:
     return value
 
 
-def _networks(values: list[str]) -> list[str]:
-    """`values` if each is an IP address or network, else a ValueError naming the bad one."""
-    for value in values:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address or network") from None
-    return values
+def _network(value: str) -> str:
+    """`value` if it is an IP address or network, else a ValueError naming it."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network") from None
+    return value
+
+
+# Lists of these are checked item by item: every bad entry is reported, by its index.
+NetworkText = Annotated[str, AfterValidator(_network)]
+DnsEndpoint = Annotated[str, AfterValidator(lambda value: _endpoint(value, 53))]
 
 
 class _Section(BaseModel):
@@ -139,11 +155,11 @@ class TsigKeySettings(_Section):
 class DnsSettings(_Section):
     """The `[dns]` section: where the DNS server listens and whom it serves transfers to."""
 
-    listen: list[str] = ["127.0.0.1:5353"]
-    transfer_peers: list[str] = []
+    listen: list[DnsEndpoint] = ["127.0.0.1:5353"]
+    transfer_peers: list[NetworkText] = []
     # With keys, a transfer must also be signed with one of them (and replies are signed).
     transfer_keys: list[TsigKeySettings] = []
-    notify: list[str] = []
+    notify: list[DnsEndpoint] = []
     sync_interval: float = Field(0.25, gt=0, le=60)
     max_udp_payload: int = Field(1232, ge=512, le=65535)
     # `dnsbl dns` forks this many answering processes on the same sockets (dnsbl.node.group)
@@ -151,20 +167,10 @@ class DnsSettings(_Section):
     # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
     metrics_listen: str | None = None
 
-    @field_validator("listen", "notify")
-    @classmethod
-    def _endpoints(cls, values: list[str]) -> list[str]:
-        return [_endpoint(value, 53) for value in values]
-
     @field_validator("metrics_listen")
     @classmethod
     def _metrics(cls, value: str | None) -> str | None:
         return None if value is None else _endpoint(value, 9153)
-
-    @field_validator("transfer_peers")
-    @classmethod
-    def _networks(cls, values: list[str]) -> list[str]:
-        return _networks(values)
 
 
 class ApiSettings(_Section):
@@ -175,17 +181,12 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(65536, ge=1024, le=64 * 1024 * 1024)
     # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto count (addresses or
     # networks; uvicorn's forwarded_allow_ips). Empty: nobody's, the peer is the client.
-    trusted_proxies: list[str] = []
+    trusted_proxies: list[NetworkText] = []
 
     @field_validator("listen")
     @classmethod
     def _endpoint(cls, value: str) -> str:
         return _endpoint(value, 8000)
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxies(cls, values: list[str]) -> list[str]:
-        return _networks(values)
 
 
 class ZoneSettings(_Section):
@@ -211,6 +212,13 @@ class ZoneSettings(_Section):
     def _ns(cls, values: list[str]) -> list[str]:
         return [_domain(v) for v in values]
 
+    @field_validator("txt")
+    @classmethod
+    def _txt(cls, value: str) -> str:
+        if problem := txt_too_long(value):
+            raise ValueError(problem)
+        return value
+
     @field_validator("categories")
     @classmethod
     def _categories(cls, values: dict[str, str]) -> dict[str, str]:
@@ -233,8 +241,8 @@ class TesterSettings(_Section):
     collector_domain: str = "relaytest.example"
     collector_listen: str | list[str] = "127.0.0.1:2525"
     port: Annotated[int, Field(ge=1, le=65535)] = 25
-    testable_networks: list[str] = []
-    never_test: list[str] = []
+    testable_networks: list[NetworkText] = []
+    never_test: list[NetworkText] = []
     source_address: str | list[str] | None = None
     connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
     command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
@@ -289,11 +297,6 @@ class TesterSettings(_Section):
     @classmethod
     def _metrics(cls, value: str | None) -> str | None:
         return None if value is None else _endpoint(value, 9154)
-
-    @field_validator("testable_networks", "never_test")
-    @classmethod
-    def _networks(cls, values: list[str]) -> list[str]:
-        return _networks(values)
 
     @field_validator("source_address")
     @classmethod
@@ -465,4 +468,41 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         settings: Settings = bound(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # a variable that must be JSON (a list, a table) is not
+        raise ConfigError(_describe_variables(exc)) from None
     return settings
+
+
+def _describe_variables(error: SettingsError) -> str:
+    """The environment variables that hold a list or a table in something other than JSON."""
+    lines = []
+    for name, value in sorted(os.environ.items()):
+        if not name.upper().startswith("DNSBL_"):
+            continue
+        path = name.lower().removeprefix("dnsbl_").split("__")
+        if not _holds_json(Settings, path):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            key = ".".join(path)
+            lines.append(
+                f"  {name} ({key}): {value!r} is not JSON (a list is written"
+                """ '["a", "b"]', a table '{"key": "value"}')"""
+            )
+    return "invalid configuration:\n" + ("\n".join(lines) or f"  {error}")
+
+
+def _holds_json(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether the key at `path` in `model` is a list, a table or a section (JSON in a variable)."""
+    field = model.model_fields.get(path[0])
+    if field is None:
+        return False
+    kinds = typing.get_args(field.annotation) or (field.annotation,)
+    for kind in (field.annotation, *kinds):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return len(path) == 1 or _holds_json(kind, path[1:])
+    origin = typing.get_origin(field.annotation)
+    return len(path) == 1 and (
+        origin in (list, dict) or any(typing.get_origin(k) in (list, dict) for k in kinds)
+    )
