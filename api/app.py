@@ -44,7 +44,7 @@ from api.routes import (
 from api.schemas.common import TEXT_PATTERN, Input
 from api.security_headers import SecurityHeadersMiddleware
 from dnsbl.config import Settings
-from dnsbl.db import make_engine
+from dnsbl.db import engine_for
 from dnsbl.listings.store import ListingStore
 from dnsbl.logs import OutageLog
 from dnsbl.metrics import registry_of
@@ -106,7 +106,7 @@ def create_app(
     app.state.engine = (
         engine
         if engine is not None
-        else make_engine(settings.database_url, **settings.database_timeouts)
+        else engine_for(settings)
     )
     app.state.store = ListingStore(app.state.engine)
     app.state.store.ensure_zones(settings.zone_names)

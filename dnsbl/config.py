@@ -431,14 +431,6 @@ class Settings(BaseSettings):
     def zone_names(self) -> list[str]:
         return [zone.name for zone in self.zones]
 
-    @property
-    def database_timeouts(self) -> dict[str, float]:
-        """The keyword arguments of `dnsbl.db.make_engine` that bound database access."""
-        return {
-            "connect_timeout": self.database_connect_timeout,
-            "statement_timeout": self.database_statement_timeout,
-        }
-
 
 def _describe(error: ValidationError) -> str:
     lines = []
@@ -477,32 +469,22 @@ def _describe_variables(error: SettingsError) -> str:
     """The environment variables that hold a list or a table in something other than JSON."""
     lines = []
     for name, value in sorted(os.environ.items()):
-        if not name.upper().startswith("DNSBL_"):
-            continue
         path = name.lower().removeprefix("dnsbl_").split("__")
-        if not _holds_json(Settings, path):
+        if not name.upper().startswith("DNSBL_") or not _holds_json(Settings, path):
             continue
         try:
             json.loads(value)
         except ValueError:
-            key = ".".join(path)
-            lines.append(
-                f"  {name} ({key}): {value!r} is not JSON (a list is written"
-                """ '["a", "b"]', a table '{"key": "value"}')"""
-            )
+            example = """a list is written '["a", "b"]', a table '{"key": "value"}'"""
+            lines.append(f"  {name} ({'.'.join(path)}): {value!r} is not JSON ({example})")
     return "invalid configuration:\n" + ("\n".join(lines) or f"  {error}")
 
 
 def _holds_json(model: type[BaseModel], path: list[str]) -> bool:
     """Whether the key at `path` in `model` is a list, a table or a section (JSON in a variable)."""
     field = model.model_fields.get(path[0])
-    if field is None:
-        return False
-    kinds = typing.get_args(field.annotation) or (field.annotation,)
-    for kind in (field.annotation, *kinds):
+    kinds = (field.annotation, *typing.get_args(field.annotation)) if field else ()
+    for kind in kinds:
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             return len(path) == 1 or _holds_json(kind, path[1:])
-    origin = typing.get_origin(field.annotation)
-    return len(path) == 1 and (
-        origin in (list, dict) or any(typing.get_origin(k) in (list, dict) for k in kinds)
-    )
+    return len(path) == 1 and any(typing.get_origin(kind) in (list, dict) for kind in kinds)

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from dnsbl.config import check_database_url
+from dnsbl.config import Settings, check_database_url
 from dnsbl.errors import ConfigError
 
 # Package data (pyproject's package-data), so an installed wheel migrates as a checkout does.
@@ -98,6 +98,15 @@ def make_engine(
     if statement_timeout > 0:
         _bound_postgresql(engine, statement_timeout)
     return engine
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine of `settings.database_url`, bounded by the settings' database timeouts."""
+    return make_engine(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
 
 
 def _bound_postgresql(engine: Engine, statement_timeout: float) -> None:

@@ -68,7 +68,7 @@ def _worker(context: Context, args: argparse.Namespace) -> int:
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     """The coroutines `dnsbl serve` runs side by side (one line per role)."""
     from api.server import run_api
-    from dnsbl.db import make_engine
+    from dnsbl.db import engine_for
     from dnsbl.dns.server import DnsServer
     from dnsbl.node.metrics import NodeCollector, NodeStats
     from dnsbl.node.node import follower_for, run_dns_node
@@ -82,7 +82,7 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     dns_started = asyncio.Event()
     # The DNS node reads through an engine of its own: its connections never carry a
     # writer's large SQLite page cache (see dnsbl.db), so the node stays small.
-    dns_engine = make_engine(settings.database_url, **settings.database_timeouts)
+    dns_engine = engine_for(settings)
     follower = follower_for(settings, dns_engine, dns_server)
     worker_stats = WorkerStats()
     # The API reports the DNS node's and the worker's metrics (/metrics), and the DNS

@@ -16,13 +16,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from api.app import create_app
+from dnsbl.apikeys import create_key
+from dnsbl.config import Settings
+from dnsbl.db import make_engine, writer
+from dnsbl.models import Zone
+from tests.api_fixtures import *  # noqa: F403
+from tests.api_fixtures import ZONE, bearer
 from tests.conftest import PG_URL, need
 from tests.db_proxy import FreezableProxy, bounded_config, proxy_to
 from tests.node.test_node import _process_until
 from tests.smtp_fakes import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 STUCK = 60  # more requests than the thread pool (40) has threads
 
 
@@ -85,6 +93,8 @@ async def _outage(port: int, proxy: FreezableProxy) -> dict[str, float]:
     return figures
 
 
+@pytest.mark.e2e
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_api_answers_within_the_bounds_while_postgresql_hangs_and_goes(
     tmp_path: Path, database_url: str
@@ -103,3 +113,32 @@ def test_api_answers_within_the_bounds_while_postgresql_hangs_and_goes(
     assert "Traceback" not in text, text
     assert text.count("database unavailable") == 1, text
     assert text.count("database available again") == 1, text
+
+
+def test_a_write_held_up_by_a_lock_answers_503_within_the_statement_bound(
+    database_url: str, api_settings: Settings
+) -> None:
+    """A slow database, for real: another transaction holds the lock the write needs."""
+    engine = make_engine(database_url, statement_timeout=1)
+    key = create_key(engine, "admin").key
+    blocker = make_engine(database_url, statement_timeout=0)
+    with (
+        TestClient(create_app(api_settings, engine), raise_server_exceptions=False) as client,
+        writer(blocker).connect() as holder,
+    ):
+        holder.begin()
+        holder.execute(update(Zone).values(serial=Zone.serial))  # the zones' rows, locked
+        start = time.monotonic()
+        answer = client.post(
+            "/v1/admin/listings",
+            headers=bearer(key),
+            json={"zone": ZONE, "network": "192.0.2.1", "reason": "slow"},
+        )
+        waited = time.monotonic() - start
+        holder.rollback()
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"]
+        print(f"answered 503 after {waited:.2f} s")
+        assert client.get("/v1/admin/listings", headers=bearer(key)).json()["total"] == 0
+    engine.dispose()
+    blocker.dispose()
