@@ -103,11 +103,7 @@ def create_app(
         dependencies=[Depends(refuse_unknown_query_parameters)],
     )
     app.state.settings = settings
-    app.state.engine = (
-        engine
-        if engine is not None
-        else engine_for(settings)
-    )
+    app.state.engine = engine if engine is not None else engine_for(settings)
     app.state.store = ListingStore(app.state.engine)
     app.state.store.ensure_zones(settings.zone_names)
     app.state.metrics = registry_of([StoreCollector(app.state.engine), *collectors])
