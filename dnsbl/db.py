@@ -96,7 +96,7 @@ def make_engine(
         connect_args.setdefault("connect_timeout", max(1, round(connect_timeout)))
     engine = create_engine(url, **kwargs)
     if statement_timeout > 0:
-        _bound_postgresql(engine, statement_timeout)
+        _bound_postgresql(engine, connect_timeout, statement_timeout)
     return engine
 
 
@@ -109,24 +109,39 @@ def engine_for(settings: Settings) -> Engine:
     )
 
 
-def _bound_postgresql(engine: Engine, statement_timeout: float) -> None:
+def _bound_postgresql(engine: Engine, connect_timeout: float, statement_timeout: float) -> None:
     import psycopg
     from psycopg.errors import _WaitTimeout
 
     client_bound = statement_timeout + _CLIENT_GRACE
+    # The pool's ping of a connection it hands out is part of getting a connection.
+    ping_bound = connect_timeout if connect_timeout > 0 else client_bound
 
     class BoundedConnection(psycopg.Connection[Any]):
         """A psycopg connection whose every wait on the server ends within the bound."""
 
+        bound = client_bound
+
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             try:
-                return super().wait(gen, interval, timeout if timeout is not None else client_bound)
+                return super().wait(gen, interval, timeout if timeout is not None else self.bound)
             except _WaitTimeout:
                 # Half a conversation is lost: this connection can never be trusted again.
                 self.pgconn.finish()
                 raise psycopg.OperationalError(
-                    f"no answer from the database in {client_bound:g} s"
+                    f"no answer from the database in {self.bound:g} s"
                 ) from None
+
+    ping = engine.dialect.do_ping
+
+    def _bounded_ping(dbapi_connection: Any) -> bool:
+        dbapi_connection.bound = ping_bound
+        try:
+            return ping(dbapi_connection)
+        finally:
+            dbapi_connection.bound = client_bound
+
+    setattr(engine.dialect, "do_ping", _bounded_ping)  # noqa: B010 -- this engine's only
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
