@@ -68,8 +68,11 @@ class Problem(Exception):
         self.errors = errors
 
 
-def problem_response(request: Request, problem: Problem) -> JSONResponse:
-    """The response carrying `problem` for `request`."""
+def problem_response(request: Request, problem: Problem) -> Response:
+    """The response carrying `problem` for `request`: a problem document, or for a human page
+    an HTML page saying the same."""
+    if is_page(request):
+        return page_response(request, problem)
     body = ProblemDetail(
         type=_TYPE_BASE + problem.slug,
         title=problem.title,
@@ -147,8 +150,6 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str,
 
 async def _on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    if is_page(request):
-        return page_response(request, exc)
     return problem_response(request, exc)
 
 
@@ -163,19 +164,19 @@ def page_response(request: Request, problem: Problem) -> HTMLResponse:
     return answer
 
 
-async def _on_dnsbl_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_dnsbl_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DnsblError)
     return problem_response(request, from_error(exc))
 
 
-async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     summary, errors = _validation_errors(exc)
     problem = Problem(422, "validation", summary, title="Invalid request", errors=errors)
     return problem_response(request, problem)
 
 
-async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
         exc.status_code, "http-error"
@@ -227,14 +228,13 @@ async def _on_database(request: Request, exc: Exception) -> Response:
     request.app.state.database_outage.failed(exc)
     headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
     detail = "the database is unavailable; try again in a few seconds"
-    if is_page(request):
-        title = "Temporarily unavailable"
-        return page_response(request, Problem(503, "unavailable", detail, title=title))
-    problem = Problem(503, "unavailable", detail, title="Service unavailable", headers=headers)
-    return problem_response(request, problem)
+    title = "Temporarily unavailable" if is_page(request) else "Service unavailable"
+    return problem_response(
+        request, Problem(503, "unavailable", detail, title=title, headers=headers)
+    )
 
 
-async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
+async def _on_crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     problem = Problem(500, "internal", "the server failed to answer; the error has been logged")
     return problem_response(request, problem)

@@ -99,6 +99,7 @@ def test_every_html_response_carries_the_security_headers(
         client.get("/lookup/banana"),  # an error page
         client.get("/delist/192.0.2.20"),
         client.get("/delist/status/999"),
+        client.get("/delist/status/not-a-number"),  # a page's validation error is a page too
         client.get("/nominations/999"),
         client.get("/docs"),
         client.post("/nominate/10.9.9.9", data={"csrf_token": token}),  # refused: 403 page
