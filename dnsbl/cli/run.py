@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from dnsbl.cli.context import Context
+from dnsbl.errors import ConfigError
 
 if TYPE_CHECKING:
     from dnsbl.traps.metrics import TrapStats
@@ -46,7 +47,11 @@ def _dns(context: Context, args: argparse.Namespace) -> int:
     from dnsbl.node.group import run_dns_group
     from dnsbl.node.node import run_dns_node
 
-    context.store  # noqa: B018 -- make sure every configured zone has its row
+    if not context.settings.zones:
+        raise ConfigError(
+            "zones: none configured, so a DNS node would answer nothing; add a [[zones]] table"
+        )
+    # The node makes the zones' rows itself, once the database answers (dnsbl.node.node).
     if context.settings.dns.processes > 1:
         return run_dns_group(context.settings, context.engine)
     return run_until_signal([run_dns_node(context.settings, context.engine)])
@@ -87,7 +92,7 @@ def trap_roles(context: Context, stats: TrapStats) -> list[Coroutine[Any, Any, N
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     """The coroutines `dnsbl serve` runs side by side (one line per role)."""
     from api.server import run_api
-    from dnsbl.db import make_engine
+    from dnsbl.db import engine_for
     from dnsbl.dns.server import DnsServer
     from dnsbl.node.metrics import NodeCollector, NodeStats
     from dnsbl.node.node import follower_for, run_dns_node
@@ -102,7 +107,7 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     dns_started = asyncio.Event()
     # The DNS node reads through an engine of its own: its connections never carry a
     # writer's large SQLite page cache (see dnsbl.db), so the node stays small.
-    dns_engine = make_engine(settings.database_url)
+    dns_engine = engine_for(settings)
     follower = follower_for(settings, dns_engine, dns_server)
     worker_stats = WorkerStats()
     trap_stats = TrapStats()
