@@ -11,21 +11,12 @@ import binascii
 import ipaddress
 import json
 import os
-import re
 import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,21 +25,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from dnsbl.addresses import parse_return_code
-from dnsbl.errors import ConfigError, ReturnCodeError
+from dnsbl.config_values import DnsEndpoint, NetworkText, parse_endpoint
+from dnsbl.config_values import domain_name as _domain
+from dnsbl.config_values import endpoint as _endpoint
+from dnsbl.config_values import return_code as _return_code
+from dnsbl.config_values import smtp_endpoints as _smtp_endpoints
+from dnsbl.config_values import smtp_listen as _listen
+from dnsbl.errors import ConfigError
 from dnsbl.index.txt_template import txt_too_long
+from dnsbl.traps.settings import ReportsSettings, TrapsSettings
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$"
-)
-
-
-def _domain(value: str) -> str:
-    name = value.strip().rstrip(".").lower()
-    if not _HOSTNAME.match(name):
-        raise ValueError(f"{value!r} is not a valid domain name")
-    return name
-
+__all__ = ["ReportsSettings", "TrapsSettings", "parse_endpoint"]  # also read from here
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -64,66 +51,6 @@ def check_database_url(url: str) -> str:
             f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/NAME"
         )
     return url
-
-
-def _return_code(value: str) -> str:
-    try:
-        return parse_return_code(value)
-    except ReturnCodeError as exc:
-        raise ValueError(exc.detail) from None
-
-
-def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
-    """Split `host:port`, `[v6]:port` or a bare host into (host, port)."""
-    text = value.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":") or str(default_port)
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, str(default_port)
-    ipaddress.ip_address(host)
-    number = int(port)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} out of range")
-    return host, number
-
-
-def _endpoint(value: str, default_port: int) -> str:
-    """`value` if it is a valid listening endpoint, else a ValueError naming the problem."""
-    try:
-        parse_endpoint(value, default_port)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
-    return value
-
-
-def _network(value: str) -> str:
-    """`value` if it is an IP address or network, else a ValueError naming it."""
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address or network") from None
-    return value
-
-
-# Lists of these are checked item by item: every bad entry is reported, by its index.
-NetworkText = Annotated[str, AfterValidator(_network)]
-DnsEndpoint = Annotated[str, AfterValidator(lambda value: _endpoint(value, 53))]
-
-
-def _listen(value: str | list[str]) -> str | list[str]:
-    """One SMTP endpoint or a non-empty list of them."""
-    if isinstance(value, str):
-        return _endpoint(value, 25)
-    if not value:
-        raise ValueError("give at least one ADDRESS:PORT")
-    return [_endpoint(item, 25) for item in value]
-
-
-def _smtp_endpoints(listen: str | list[str]) -> list[tuple[str, int]]:
-    return [parse_endpoint(text, 25) for text in ([listen] if isinstance(listen, str) else listen)]
 
 
 class _Section(BaseModel):
@@ -338,55 +265,6 @@ class TesterSettings(_Section):
             if ipaddress.ip_address(text).version == version:
                 return text
         return None
-
-
-class TrapsSettings(_Section):
-    """The `[traps]` section: the spam-trap sink (none runs without `domains` or `addresses`)
-    and how long the sources it sees are listed (see dnsbl.traps.escalation)."""
-
-    listen: str | list[str] = "127.0.0.1:2526"
-    domains: list[str] = []
-    addresses: list[str] = []
-    zone: str | None = None  # None: the first configured zone
-    category: str = "spam-source"
-    first_days: Annotated[float, Field(gt=0)] = 15.0
-    extra_days: Annotated[float, Field(ge=0)] = 15.0
-    max_days: Annotated[float, Field(gt=0)] = 90.0
-    trusted_relays: list[str] = []
-    max_message_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
-    hits_per_source_per_hour: Annotated[int, Field(ge=1)] = 60  # beyond: 451, nothing kept
-
-    _check_domains = field_validator("domains")(classmethod(lambda cls, v: list(map(_domain, v))))
-
-    _check_listen = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
-
-    @field_validator("addresses")
-    @classmethod
-    def _addresses(cls, values: list[str]) -> list[str]:
-        checked = []
-        for value in values:
-            local, at, domain = value.strip().rpartition("@")
-            if not at or not local:
-                raise ValueError(f"{value!r} is not an email address")
-            checked.append(f"{local.lower()}@{_domain(domain)}")
-        return checked
-
-    _check_relays = field_validator("trusted_relays")(classmethod(lambda cls, v: _networks(v)))
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.domains or self.addresses)
-
-    @property
-    def endpoints(self) -> list[tuple[str, int]]:
-        return _smtp_endpoints(self.listen)
-
-
-class ReportsSettings(_Section):
-    """`[reports]`: a reported source is listed once `threshold` reporters saw it in the window."""
-
-    threshold: Annotated[int, Field(ge=1)] = 1
-    window_days: Annotated[float, Field(gt=0)] = 7.0
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

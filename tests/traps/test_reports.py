@@ -16,7 +16,7 @@ from dnsbl.config import Settings
 from dnsbl.listings.store import ListingStore
 from dnsbl.traps.escalation import spam_listings
 from dnsbl.traps.evidence import evidence_of
-from tests.api_fixtures import assert_problem, bearer
+from tests.api_fixtures import assert_problem, bearer, form_token
 from tests.conftest import write_config
 from tests.traps.lab import TRUSTED_MX, trap_settings
 
@@ -109,8 +109,11 @@ def test_the_removal_page_ends_a_spam_source_listing_at_once(
             "/v1/admin/reports", content=_report("127.0.0.63"), headers={**RFC822, **key}
         ).json()["listed"]
         assert "Removal is free and at once" in single.get("/delist/127.0.0.63").text
+        token = form_token(single, "/delist/127.0.0.63")
         page = single.post(
-            "/delist/127.0.0.63", data={"confirmed_fixed": "true"}, follow_redirects=True
+            "/delist/127.0.0.63",
+            data={"confirmed_fixed": "true", "csrf_token": token},
+            follow_redirects=True,
         )
         assert page.status_code == 200 and "/delist/status/" in str(page.url)
         assert "The spam-source listing ended at once" in page.text
