@@ -214,7 +214,12 @@ _ONE_TRANSACTION: ContextVar[tuple[object, Connection] | None] = ContextVar(
 @contextmanager
 def one_transaction(engine: Engine) -> Iterator[Connection]:
     """Make every write on `engine` inside this block one transaction: all commit at the exit,
-    or, on any error, none (an admin write, its change-log rows and its audit entry)."""
+    or, on any error, none (an admin write, its change-log rows and its audit entry). Inside
+    another one on the same engine, it is part of that one."""
+    joined = _ONE_TRANSACTION.get()
+    if joined is not None and joined[0] is engine.pool:
+        yield joined[1]
+        return
     with writer(engine).begin() as conn:
         token = _ONE_TRANSACTION.set((engine.pool, conn))
         try:

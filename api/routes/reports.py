@@ -8,8 +8,6 @@ as evidence, redacted as a trap hit is.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Request, Response, status
 
 from api import audit
@@ -17,8 +15,7 @@ from api.auth import ReporterKey, actor
 from api.deps import EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.schemas.reports import ReportFiled
-from dnsbl.models import utcnow
-from dnsbl.traps.evidence import distinct_reporters
+from dnsbl.traps.escalation import one_sighting
 from dnsbl.traps.intake import take_report
 
 router = APIRouter(prefix="/v1/admin/reports", tags=["admin: reports"])
@@ -54,17 +51,17 @@ async def file_report(
     raw = await request.body()
     if not raw.strip():
         raise Problem(422, "empty-report", "the report holds no message")
-    reporter = actor(key)
-    taken = take_report(engine, settings, raw, reporter)
-    listed = taken.listed
-    since = utcnow() - timedelta(days=settings.reports.window_days)
-    audit.record(
-        engine,
-        key,
-        "report.file",
-        taken.address,
-        detail={"evidence_id": taken.evidence_id, "listed": bool(listed and listed.listing_id)},
-    )
+    # The evidence, the listing it leads to and the audit entry: all committed, or none.
+    with one_sighting(engine):
+        taken = take_report(engine, settings, raw, actor(key))
+        listed = taken.listed
+        audit.record(
+            engine,
+            key,
+            "report.file",
+            taken.address,
+            detail={"evidence_id": taken.evidence_id, "listed": bool(listed and listed.listing_id)},
+        )
     response.headers["Location"] = f"/v1/lookup/{taken.address}"
     zone = settings.spam_zone
     return ReportFiled(
@@ -75,6 +72,6 @@ async def file_report(
         zone=zone.name if zone is not None and listed and listed.listing_id else None,
         expires_at=listed.expires_at if listed else None,
         refused=listed.refused if listed else None,
-        reporters=distinct_reporters(engine, taken.address, since),
+        reporters=taken.reporters,
         threshold=settings.reports.threshold,
     )

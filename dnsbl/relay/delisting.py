@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from dnsbl.addresses import parse_address
 from dnsbl.config import Settings
-from dnsbl.db import writer
+from dnsbl.db import begin_write, writer
 from dnsbl.errors import ConfirmationRequired, NotListedError, RateLimited
 from dnsbl.models import utcnow
 from dnsbl.models.relay import DelistRequest, Job, RelayTest, RelayTestListing
@@ -29,7 +29,7 @@ from dnsbl.relay.jobs import enqueue
 from dnsbl.relay.states import ACTIVE_JOB, DelistStatus, JobKind, JobStatus, RelayCategory, Verdict
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.timestamps import aware, maybe_aware
-from dnsbl.traps.escalation import remove_source, spam_listings
+from dnsbl.traps.escalation import one_sighting, remove_source, spam_listings
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +113,19 @@ def file_delist_request(
 def _remove_spam_source(
     engine: Engine, settings: Settings, address: str, requester: str, note: str | None
 ) -> DelistRequestView:
-    """End a spam-source listing at once, and answer with the request, already delisted."""
-    remove_source(engine, settings.traps, address, actor=f"delist-request:{requester}")
+    """End a spam-source listing at once, and answer with the request, already delisted (the
+    removal and the request in one transaction)."""
+    with one_sighting(engine):
+        remove_source(engine, settings.traps, address, actor=f"delist-request:{requester}")
+        request_id = _insert_removed(engine, address, requester, note)
+    view = get_delist_request(engine, request_id)
+    assert view is not None
+    return view
+
+
+def _insert_removed(engine: Engine, address: str, requester: str, note: str | None) -> int:
     now = utcnow()
-    with writer(engine).begin() as conn:
+    with begin_write(engine) as conn:
         request_id = conn.execute(
             insert(DelistRequest)
             .values(
@@ -129,9 +138,7 @@ def _remove_spam_source(
             )
             .returning(DelistRequest.id)
         ).scalar_one()
-    view = get_delist_request(engine, int(request_id))
-    assert view is not None
-    return view
+    return int(request_id)
 
 
 def _in_progress(engine: Engine, address: str) -> DelistRequestView | None:

@@ -13,6 +13,8 @@ Listing goes through the one listing rule (`list_entries`): the never-list netwo
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from dnsbl.addresses import parse_network
 from dnsbl.config import Settings, TrapsSettings
-from dnsbl.db import writer
+from dnsbl.db import begin_write, one_transaction
 from dnsbl.errors import DnsblError
 from dnsbl.listings.covering import listings_containing
 from dnsbl.listings.manual import list_entries
@@ -32,7 +34,16 @@ from dnsbl.timestamps import aware, maybe_aware
 
 _DAY = timedelta(days=1)
 # One process lists one source at a time: two hits at once must not both start a listing.
-_listing_lock = threading.Lock()
+_listing_lock = threading.RLock()
+
+
+@contextmanager
+def one_sighting(engine: Engine) -> Iterator[None]:
+    """Everything one sighting writes (listing, change log, history, evidence, audit entry) as
+    one transaction, one sighting at a time in this process. The lock is taken first: a
+    thread holding SQLite's write lock must never wait for it."""
+    with _listing_lock, one_transaction(engine):
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +144,7 @@ def _keep_state(
     relisted: datetime | None,
 ) -> None:
     values = {"listed_days": days, "listed_since": since, "relisted_at": relisted}
-    with writer(engine).begin() as conn:
+    with begin_write(engine) as conn:
         if state is None:
             conn.execute(
                 insert(SpamSource).values(zone=zone, address=address, removals=0, **values)
@@ -150,12 +161,12 @@ def remove_source(engine: Engine, traps: TrapsSettings, address: str, *, actor: 
     listings = spam_listings(engine, traps, address)
     if not listings:
         return 0
-    with _listing_lock:
+    with one_sighting(engine):
         ListingStore(engine).end_ids(
             [listing.id for listing in listings], actor=actor, reason="removed on request"
         )
         now = utcnow()
-        with writer(engine).begin() as conn:
+        with begin_write(engine) as conn:
             conn.execute(
                 update(SpamSource)
                 .where(

@@ -11,10 +11,10 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, insert, select
 
 from dnsbl.config import TrapsSettings
-from dnsbl.db import writer
+from dnsbl.db import begin_write
 from dnsbl.models.traps import SpamEvidence
 from dnsbl.timestamps import aware
 from dnsbl.traps.message import MessageFacts
@@ -47,7 +47,7 @@ class Sighting:
 def record_sighting(engine: Engine, sighting: Sighting, listing_id: int | None) -> int:
     """Write the evidence; its id."""
     facts = sighting.facts
-    with writer(engine).begin() as conn:
+    with begin_write(engine) as conn:
         return int(
             conn.execute(
                 insert(SpamEvidence)
@@ -70,14 +70,6 @@ def record_sighting(engine: Engine, sighting: Sighting, listing_id: int | None) 
                 )
                 .returning(SpamEvidence.id)
             ).scalar_one()
-        )
-
-
-def link_listing(engine: Engine, evidence_id: int, listing_id: int) -> None:
-    """Name the listing a report led to (it is kept before the threshold is counted)."""
-    with writer(engine).begin() as conn:
-        conn.execute(
-            update(SpamEvidence).where(SpamEvidence.id == evidence_id).values(listing_id=listing_id)
         )
 
 
@@ -160,16 +152,18 @@ def public_hits(
     ]
 
 
-def distinct_reporters(engine: Engine, address: str, since: datetime) -> int:
-    """How many reporters reported `address` since `since`."""
+def reporters_of(engine: Engine, address: str, since: datetime) -> set[str]:
+    """Who reported `address` since `since` (as committed: not the report being written)."""
     with engine.connect() as conn:
-        return int(
-            conn.scalar(
-                select(func.count(func.distinct(SpamEvidence.reporter))).where(
+        return set(
+            conn.scalars(
+                select(SpamEvidence.reporter)
+                .where(
                     SpamEvidence.address == address,
                     SpamEvidence.kind == EvidenceKind.REPORT,
                     SpamEvidence.received_at > since,
+                    SpamEvidence.reporter.is_not(None),
                 )
+                .distinct()
             )
-            or 0
         )

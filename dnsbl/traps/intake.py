@@ -2,8 +2,9 @@
 
 A trap hit lists its source at once. A report lists it once `reports.threshold` distinct
 reporters have reported it within `reports.window_days`; below that it is only kept. Either
-way the evidence is written after the listing (whose id it names); a source the never-list
-policy protects is not listed, and its evidence is kept all the same.
+way the listing, its change log, the source's history and the evidence (which names the
+listing) are one transaction (`one_sighting`); a source the never-list policy protects is
+not listed, and its evidence is kept all the same.
 """
 
 from __future__ import annotations
@@ -18,14 +19,8 @@ from dnsbl.config import Settings
 from dnsbl.errors import DnsblError
 from dnsbl.listings.rows import Source
 from dnsbl.models import utcnow
-from dnsbl.traps.escalation import Listed, list_source
-from dnsbl.traps.evidence import (
-    EvidenceKind,
-    Sighting,
-    distinct_reporters,
-    link_listing,
-    record_sighting,
-)
+from dnsbl.traps.escalation import Listed, list_source, one_sighting
+from dnsbl.traps.evidence import EvidenceKind, Sighting, record_sighting, reporters_of
 from dnsbl.traps.message import message_facts
 from dnsbl.traps.received import source_of, trusted_networks
 
@@ -55,6 +50,7 @@ class Taken:
     evidence_id: int
     address: str
     listed: Listed | None  # None: a report below the threshold
+    reporters: int = 0  # for a report: the distinct reporters within the window, this one too
 
 
 def _domain(address: str) -> str:
@@ -68,29 +64,30 @@ def take_trap_hit(engine: Engine, settings: Settings, delivery: Delivery) -> Tak
     source = source_of(facts.received, trusted_networks(traps.trusted_relays), delivery.peer)
     if source is None:
         raise NoSourceError(f"a trap hit from {delivery.peer} names no untrusted source")
-    listed = list_source(
-        engine,
-        settings,
-        source,
-        reason="spam source: sent mail to a spam trap",
-        actor="trap",
-        source=Source.TRAP,
-    )
-    evidence_id = record_sighting(
-        engine,
-        Sighting(
-            kind=EvidenceKind.TRAP,
-            address=source,
-            received_at=delivery.received_at,
-            facts=facts,
-            delivered_by=delivery.peer,
-            helo=delivery.helo,
-            mail_from=delivery.mail_from,
-            trap=", ".join(delivery.rcpt_tos),
-            trap_domain=_domain(delivery.rcpt_tos[0]) if delivery.rcpt_tos else None,
-        ),
-        listed.listing_id,
-    )
+    with one_sighting(engine):
+        listed = list_source(
+            engine,
+            settings,
+            source,
+            reason="spam source: sent mail to a spam trap",
+            actor="trap",
+            source=Source.TRAP,
+        )
+        evidence_id = record_sighting(
+            engine,
+            Sighting(
+                kind=EvidenceKind.TRAP,
+                address=source,
+                received_at=delivery.received_at,
+                facts=facts,
+                delivered_by=delivery.peer,
+                helo=delivery.helo,
+                mail_from=delivery.mail_from,
+                trap=", ".join(delivery.rcpt_tos),
+                trap_domain=_domain(delivery.rcpt_tos[0]) if delivery.rcpt_tos else None,
+            ),
+            listed.listing_id,
+        )
     if listed.refused:
         log.info("trap: %s not listed: %s", source, listed.refused)
     return Taken(evidence_id, source, listed)
@@ -112,20 +109,19 @@ def take_report(engine: Engine, settings: Settings, raw: bytes, reporter: str) -
     sighting = Sighting(
         kind=EvidenceKind.REPORT, address=source, received_at=now, facts=facts, reporter=reporter
     )
-    # Kept first, unlisted: the threshold counts this report too.
-    evidence_id = record_sighting(engine, sighting, None)
     since = now - timedelta(days=settings.reports.window_days)
-    reporters = distinct_reporters(engine, source, since)
-    if reporters < settings.reports.threshold:
-        return Taken(evidence_id, source, None)
-    listed = list_source(
-        engine,
-        settings,
-        source,
-        reason=f"spam source: reported by {reporters} reporter{'s' if reporters > 1 else ''}",
-        actor=f"report:{reporter}",
-        source=Source.REPORT,
-    )
-    if listed.listing_id is not None:
-        link_listing(engine, evidence_id, listed.listing_id)
-    return Taken(evidence_id, source, listed)
+    with one_sighting(engine):
+        reporters = len(reporters_of(engine, source, since) | {reporter})
+        listed = None
+        if reporters >= settings.reports.threshold:
+            listed = list_source(
+                engine,
+                settings,
+                source,
+                reason=f"spam source: reported by {reporters} reporter"
+                + ("s" if reporters > 1 else ""),
+                actor=f"report:{reporter}",
+                source=Source.REPORT,
+            )
+        evidence_id = record_sighting(engine, sighting, listed.listing_id if listed else None)
+    return Taken(evidence_id, source, listed, reporters)
