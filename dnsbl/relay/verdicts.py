@@ -86,7 +86,11 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
             select(RelayTest.id, RelayTest.address)
             .join(ProbeToken, ProbeToken.test_id == RelayTest.id)
             .join(TokenArrival, TokenArrival.token == ProbeToken.token)
-            .where(RelayTest.verdict == Verdict.SUSPICIOUS, RelayTest.started_at > since)
+            .where(
+                RelayTest.verdict == Verdict.SUSPICIOUS,
+                RelayTest.started_at > since,
+                RelayTest.dry_run.is_(False),  # a dry test's verdict lists nothing, late or not
+            )
             .distinct()
         ).all()
         revised = []
