@@ -49,6 +49,7 @@ def public(view: SelfTestView, settings: Settings) -> SelfTestPublic:
         else GraceTestPublic(
             job_id=grace.job_id,
             due_at=grace.due_at,
+            ran_at=grace.ran_at,
             status=grace.status,
             verdict=grace.verdict,
             test_id=grace.test_id,

@@ -126,7 +126,8 @@ class GraceTestPublic(Public):
     it is still open when it runs."""
 
     job_id: int
-    due_at: UtcDatetime
+    due_at: UtcDatetime = Field(description="When it is due (once run: when it was due last)")
+    ran_at: UtcDatetime | None = Field(None, description="When it ran")
     status: str = Field(description="waiting, running, done or failed")
     verdict: str | None
     test_id: int | None

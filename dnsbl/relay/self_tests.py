@@ -42,13 +42,15 @@ SELF_TEST_WINDOW = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class GraceTestView:
-    """The normal test a self-test that found the host open scheduled: when, and its outcome."""
+    """The normal test a self-test that found the host open scheduled: when it is due (or
+    was, last), when it ran, and its outcome."""
 
     job_id: int
     due_at: datetime
     status: JobStatus
     test_id: int | None
     verdict: Verdict | None
+    ran_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,7 @@ def _grace(engine: Engine, job_id: int | None) -> GraceTestView | None:
         status=job.status,
         test_id=job.test_id,
         verdict=verdict,
+        ran_at=test.started_at if test is not None else None,
     )
 
 
@@ -182,7 +185,7 @@ def summary(view: SelfTestView) -> str:
     said = f"{address} is an open relay: a test message sent through it arrived."
     if grace is None:
         return f"{said} Nothing was listed by this test. {view.grace_note or ''}".strip()
-    when = f"{grace.due_at:%Y-%m-%d %H:%M} UTC"
+    when = f"{grace.due_at:%Y-%m-%d %H:%M:%S} UTC"
     if grace.status in (JobStatus.WAITING, JobStatus.RUNNING) or grace.verdict is None:
         return (
             f"{said} Nothing was listed by this test, but a normal relay test is scheduled "
@@ -190,4 +193,5 @@ def summary(view: SelfTestView) -> str:
             "Close the relay before then."
         )
     outcome = "it was listed" if grace.verdict == Verdict.CONFIRMED else "it was not listed"
-    return f"{said} The grace test ({when}) found it {grace.verdict}: {outcome}."
+    ran = f"{grace.ran_at:%Y-%m-%d %H:%M:%S} UTC" if grace.ran_at else when
+    return f"{said} The grace test ({ran}) found it {grace.verdict}: {outcome}."

@@ -105,21 +105,15 @@ async def test_an_open_relay_is_listed_by_its_grace_test_only(
 async def test_a_relay_fixed_before_its_grace_test_is_not_listed(
     engine: Engine, lab: Settings, hosts: Callable[..., FakeHost]
 ) -> None:
-    # no worker yet: the grace test waits until the host is fixed
     host = hosts("127.0.0.61", "open")
     asked = submit_self_test(engine, lab, "127.0.0.61")
-    from dnsbl.relay.worker import run_worker
-
-    stop, started = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(lab, engine, started=started, stop=stop))
-    try:
+    async with _running(engine, lab):
         view = await _done(engine, asked.request.id)
-        assert view.request.verdict == "confirmed" and view.grace is not None
-        host.behaviour = "closed"  # the operator fixes the relay within the grace period
+    assert view.request.verdict == "confirmed" and view.grace is not None
+    # with no worker running, the grace test cannot come before the fix
+    host.behaviour = "closed"  # the operator fixes the relay within the grace period
+    async with _running(engine, lab):
         decided = await _grace_decided(engine, asked.request.id)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
     assert decided.grace is not None and decided.grace.verdict == "closed"
     assert relay_listings(engine, "127.0.0.61") == []
     assert "it was not listed" in summary(decided)
