@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from dnsbl.apikeys import create_key
@@ -157,6 +158,10 @@ async def test_self_tests_list_nothing_and_the_grace_test_lists_a_relay_still_op
     assert "it was listed" in decided["summary"]
     [listing] = relay_listings(engine, OPEN_ADDRESS)
     assert f"#{decided['grace_test']['test_id']}" in (listing.reason or "")
+    metrics = await _metrics(api)
+    assert metrics[("dnsbl_self_tests_total", ("outcome", "confirmed"))] == 1
+    assert metrics[("dnsbl_self_tests_total", ("outcome", "closed"))] == 1
+    assert metrics[("dnsbl_grace_tests_total", ("decision", "confirmed"))] == 1
 
 
 @pytest.mark.parametrize("database_url", ["postgresql" if PG_URL else "sqlite"], indirect=True)
@@ -197,8 +202,24 @@ async def test_a_relay_fixed_in_its_grace_period_is_not_listed_and_dry_runs_list
     assert decided["grace_test"]["verdict"] == "closed", decided
     assert "it was not listed" in decided["summary"]
     assert relay_listings(engine, OPEN_ADDRESS) == []
+    metrics = await _metrics(api)
+    assert metrics[("dnsbl_grace_tests_total", ("decision", "closed"))] == 1
+    assert metrics[("dnsbl_self_tests_total", ("outcome", "confirmed"))] == 1
     shot = await asyncio.to_thread(_screenshot, page, tmp_path, "self-test-fixed.png")
     assert "found closed: not listed" in shot
+
+
+async def _metrics(api: str) -> dict[tuple[str, tuple[str, ...]], float]:
+    """The API's /metrics, by (sample name, its label pairs flattened)."""
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        text = (await client.get("/metrics")).text
+    return {
+        (sample.name, tuple(item for pair in sorted(sample.labels.items()) for item in pair)): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def _screenshot(url: str, tmp_path: Path, name: str) -> str:
