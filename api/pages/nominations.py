@@ -12,8 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep
-from api.pages.rendering import address_path, page
-from api.problems import from_error
+from api.pages.rendering import address_path, error_page, not_found, page
 from dnsbl.errors import DnsblError
 from dnsbl.relay import nominations
 from dnsbl.relay.states import NominationStatus
@@ -33,10 +32,7 @@ def nominate_submit(
     try:
         view = nominations.submit_nomination(engine, settings, addr, client)
     except DnsblError as exc:
-        problem = from_error(exc)
-        return page(
-            request, "message.html", problem.status, title=problem.title, message=problem.detail
-        )
+        return error_page(request, exc)
     return RedirectResponse(f"/nominations/{view.id}", status_code=303)
 
 
@@ -49,13 +45,7 @@ def nomination_page(
     """Where a nomination stands: queued (with its place), testing, or its verdict."""
     view = nominations.get_nomination(engine, nomination_id)
     if view is None:
-        return page(
-            request,
-            "message.html",
-            404,
-            title="Not found",
-            message=f"No nomination {nomination_id}.",
-        )
+        return not_found(request, f"No nomination {nomination_id}.")
     return page(
         request,
         "nomination.html",

@@ -15,6 +15,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api.problems import from_error
+from dnsbl.errors import DnsblError
 from dnsbl.relay.states import DelistStatus, NominationStatus, Verdict
 
 # Package data (pyproject's package-data): found the same way in a checkout and a wheel.
@@ -27,6 +29,22 @@ templates.env.globals.update(
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render template `name` with `context`."""
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def error_page(request: Request, exc: DnsblError) -> HTMLResponse:
+    """The page answering a request the library refused: the problem's status and words, and
+    its Retry-After when it is a limit."""
+    problem = from_error(exc)
+    answer = page(
+        request, "message.html", problem.status, title=problem.title, message=problem.detail
+    )
+    answer.headers.update(problem.headers)
+    return answer
+
+
+def not_found(request: Request, message: str) -> HTMLResponse:
+    """The 404 page, saying what was not found."""
+    return page(request, "message.html", 404, title="Not found", message=message)
 
 
 def address_path(address: str) -> str:

@@ -13,8 +13,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep, SettingsDep
-from api.pages.rendering import address_path, page
-from api.problems import from_error
+from api.pages.rendering import address_path, error_page, not_found, page
 from dnsbl.errors import DnsblError
 from dnsbl.relay import self_tests
 from dnsbl.relay.states import NominationStatus
@@ -41,13 +40,7 @@ def self_test_submit(
     try:
         view = self_tests.submit_self_test(engine, settings, client)
     except DnsblError as exc:
-        problem = from_error(exc)
-        headers = {"Retry-After": problem.headers["Retry-After"]} if problem.status == 429 else {}
-        answer = page(
-            request, "message.html", problem.status, title=problem.title, message=problem.detail
-        )
-        answer.headers.update(headers)
-        return answer
+        return error_page(request, exc)
     return RedirectResponse(f"/self-tests/{view.request.id}", status_code=303)
 
 
@@ -60,13 +53,7 @@ def self_test_page(
     """A self-test's result: what it means, every form with its outcome, the transcript."""
     view = self_tests.get_self_test(engine, self_test_id)
     if view is None:
-        return page(
-            request,
-            "message.html",
-            404,
-            title="Not found",
-            message=f"No self-test {self_test_id}.",
-        )
+        return not_found(request, f"No self-test {self_test_id}.")
     return page(
         request,
         "self_test.html",

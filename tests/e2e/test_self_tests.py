@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,16 @@ from dnsbl.relay.worker import run_worker
 from tests.cdp import Browser
 from tests.conftest import PG_URL, need_program
 from tests.e2e.loop import api_running, client_from, loop_settings
-from tests.postfix_lab import CLOSED_ADDRESS, OPEN_ADDRESS, PostfixLab, running_lab
-from tests.smtp_fakes import free_port
+from tests.postfix_lab import (  # noqa: F401 (the postfix fixture)
+    CLOSED_ADDRESS,
+    OPEN_ADDRESS,
+    PostfixLab,
+    postfix_fixture,
+)
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).parent / "artifacts"
 GRACE_HOURS = 3 / 3600  # three seconds
-
-
-@pytest.fixture
-def postfix() -> Iterator[PostfixLab]:
-    with running_lab(free_port()) as lab:
-        yield lab
 
 
 @pytest.fixture
