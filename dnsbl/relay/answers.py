@@ -5,7 +5,8 @@ dry run) answers only the requests that asked for a test listing nothing: a nomi
 delist request that joined it (the queue holds one job per host) is handed to a normal job
 instead — a test under the once-a-day rule, a forced retest — since a dry verdict changed
 nothing on the list. A self-test that found the host open schedules its grace test first, so
-that nominations handed over wait for that one.
+that nominations handed over wait for that one — also when it proves the host open late
+(`confirm_late`: its messages arrived after the wait window).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from sqlalchemy import Engine, select, update
 
 from dnsbl.config import Settings
 from dnsbl.db import writer
-from dnsbl.models.relay import DelistRequest, Nomination
+from dnsbl.models.relay import DelistRequest, Job, Nomination, RelayTest
 from dnsbl.relay.delisting import settle_delist_requests
-from dnsbl.relay.jobs import JobView, enqueue
+from dnsbl.relay.jobs import JobView, enqueue, get_job
 from dnsbl.relay.nominations import settle_nominations
 from dnsbl.relay.schedule import SCHEDULER, next_allowed_test
 from dnsbl.relay.self_tests import schedule_grace_test
@@ -28,6 +29,7 @@ from dnsbl.relay.states import (
     NominationStatus,
     Verdict,
 )
+from dnsbl.relay.verdicts import confirm_late_arrivals
 
 
 def answer_requests(
@@ -47,6 +49,27 @@ def answer_requests(
         _hand_over(engine, settings, job)
     settle_nominations(engine, job.id, test_id=test_id, verdict=verdict, refusal=refusal)
     settle_delist_requests(engine, job.id, test_id=test_id, verdict=verdict)
+
+
+def confirm_late(engine: Engine, settings: Settings) -> list[int]:
+    """Confirm the suspicious tests whose messages arrived late (`confirm_late_arrivals`),
+    and schedule the grace test of each self-test among them; the tests' ids."""
+    confirmed = confirm_late_arrivals(engine, settings)
+    if not confirmed:
+        return confirmed
+    with engine.connect() as conn:
+        job_ids = list(
+            conn.scalars(
+                select(Job.id)
+                .join(RelayTest, RelayTest.job_id == Job.id)
+                .where(RelayTest.id.in_(confirmed), Job.kind == JobKind.SELF_TEST)
+            )
+        )
+    for job_id in job_ids:
+        job = get_job(engine, job_id)
+        if job is not None:
+            schedule_grace_test(engine, settings, job)
+    return confirmed
 
 
 def _hand_over(engine: Engine, settings: Settings, job: JobView) -> None:

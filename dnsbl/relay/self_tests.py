@@ -28,6 +28,7 @@ from dnsbl.relay.jobs import JobView, enqueue, get_job
 from dnsbl.relay.nominations import NominationView, get_nomination, queue_dry_test
 from dnsbl.relay.schedule import next_allowed_test, refusal_to_test
 from dnsbl.relay.states import (
+    DRY_JOBS,
     JobKind,
     JobStatus,
     NominationKind,
@@ -158,6 +159,8 @@ def schedule_grace_test(engine: Engine, settings: Settings, job: JobView) -> Job
     grace_job = enqueue(
         engine, JobKind.GRACE_TEST, address, actor=f"self-test-job:{job.id}", run_after=due
     )
+    if grace_job.kind in DRY_JOBS:  # another dry test of the host came first: it lists nothing
+        return None
     with writer(engine).begin() as conn:
         conn.execute(
             update(Nomination)

@@ -79,22 +79,19 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
     A relay that queues before delivering (a slow multi-stage chain, a retry after a
     temporary failure) proves itself open late; the newest test of a host is what counts,
     so a suspicious test is revised only while no later test of the host has a verdict.
+    A dry test (a self-test's, a dry run's) is revised too, and lists nothing.
     """
     since = utcnow() - timedelta(days=days)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(RelayTest.id, RelayTest.address)
+            select(RelayTest.id, RelayTest.address, RelayTest.dry_run)
             .join(ProbeToken, ProbeToken.test_id == RelayTest.id)
             .join(TokenArrival, TokenArrival.token == ProbeToken.token)
-            .where(
-                RelayTest.verdict == Verdict.SUSPICIOUS,
-                RelayTest.started_at > since,
-                RelayTest.dry_run.is_(False),  # a dry test's verdict lists nothing, late or not
-            )
+            .where(RelayTest.verdict == Verdict.SUSPICIOUS, RelayTest.started_at > since)
             .distinct()
         ).all()
         revised = []
-        for test_id, address in rows:
+        for test_id, address, dry_run in rows:
             newer = conn.scalar(
                 select(RelayTest.id).where(
                     RelayTest.address == address,
@@ -103,14 +100,15 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
                 )
             )
             if newer is None:
-                revised.append((test_id, address))
+                revised.append((test_id, address, dry_run))
     confirmed = []
-    for test_id, address in revised:
+    for test_id, address, dry_run in revised:
         arrivals = arrivals_for(engine, test_id)
         forms = ", ".join(sorted({arrival.form for arrival in arrivals}))
         reason = f"test messages arrived after the wait window ({forms})"
         if revise_verdict(engine, test_id, Verdict.SUSPICIOUS, Verdict.CONFIRMED, reason):
-            apply_verdict(engine, settings, test_id, address, Verdict.CONFIRMED, arrivals)
+            if not dry_run:
+                apply_verdict(engine, settings, test_id, address, Verdict.CONFIRMED, arrivals)
             confirmed.append(test_id)
     return confirmed
 

@@ -36,7 +36,7 @@ from dnsbl.config import Settings, TesterSettings
 from dnsbl.listings.store import ListingStore
 from dnsbl.logs import log_context
 from dnsbl.models import utcnow
-from dnsbl.relay.answers import answer_requests
+from dnsbl.relay.answers import answer_requests, confirm_late
 from dnsbl.relay.evidence import (
     ArrivalView,
     accepted_tokens,
@@ -61,7 +61,6 @@ from dnsbl.relay.tester.probe import ProbeReport
 from dnsbl.relay.tester.probe import probe as run_probe
 from dnsbl.relay.verdicts import (
     apply_verdict,
-    confirm_late_arrivals,
     decide,
     relay_zones,
 )
@@ -127,7 +126,7 @@ class Worker:
                     await self._guarded(schedule_periodic, self.engine, self.settings)
                 if loop.time() - self._last_late >= _LATE_EVERY:
                     self._last_late = loop.time()
-                    await self._guarded(confirm_late_arrivals, self.engine, self.settings)
+                    await self._guarded(confirm_late, self.engine, self.settings)
                 await self.claim_and_start()
                 await self._idle(stop)
         finally:

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
+from dnsbl.policy import add_policy_network
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import assert_problem, bearer
 
@@ -74,6 +76,12 @@ def test_untestable_addresses_are_refused(app: FastAPI) -> None:
         assert_problem(outside.post("/v1/self-tests"), 403, "not-testable")
     with TestClient(app, raise_server_exceptions=False) as unnamed:  # "testclient"
         assert_problem(unnamed.post("/v1/self-tests"), 400, "bad-address")
+
+
+def test_a_never_test_network_refuses_self_tests(server_client: TestClient, engine: Engine) -> None:
+    add_policy_network(engine, "192.0.2.0/29", "never-test", "asked not to be probed", "test")
+    problem = assert_problem(server_client.post("/v1/self-tests"), 403, "not-testable")
+    assert "never-test" in problem["detail"]
 
 
 def test_reading_self_tests(server_client: TestClient) -> None:

@@ -216,3 +216,34 @@ def test_self_tests_count_toward_the_limits_on_new_tests(engine: Engine, databas
     submit_nomination(engine, lab, "127.0.0.71", "alice")
     with pytest.raises(RateLimited, match="limit 2, from everyone"):
         submit_self_test(engine, lab, "127.0.0.72")
+
+
+def test_a_self_test_proved_open_late_gets_its_grace_test(engine: Engine, lab: Settings) -> None:
+    from dnsbl.models import utcnow
+    from dnsbl.relay.answers import answer_requests, confirm_late
+    from dnsbl.relay.collector import Arrival
+    from dnsbl.relay.evidence import record_arrivals, record_probe, set_verdict, start_test
+    from dnsbl.relay.jobs import claim, finish
+    from dnsbl.relay.tester.battery import EnvelopeForm
+    from dnsbl.relay.tester.probe import FormResult, ProbeReport
+
+    ListingStore(engine).ensure_zones(lab.zone_names)
+    asked = submit_self_test(engine, lab, "127.0.0.73")
+    [job] = claim(engine, "w", limit=1, lease_seconds=60, max_attempts=3)
+    test_id = start_test(engine, job.target, job_id=job.id, forced=False, dry_run=True)
+    form = FormResult(EnvelopeForm("null-sender", "<>", "<rt-late@relaytest.example>"), "late1")
+    form.rcpt_reply, form.data_reply, form.accepted = "250 ok", "250 queued", True
+    now = utcnow()
+    record_probe(engine, test_id, ProbeReport(job.target, now, now, "accepted", None, forms=[form]))
+    set_verdict(engine, test_id, "suspicious", "no test message arrived")
+    assert finish(engine, job.id, "w", test_id=test_id)
+    answer_requests(engine, lab, job, test_id=test_id, verdict="suspicious")
+    view = get_self_test(engine, asked.request.id)
+    assert view is not None and view.request.verdict == "suspicious" and view.grace is None
+    assert confirm_late(engine, lab) == []
+    record_arrivals(engine, [Arrival("late1", job.target, "", [], utcnow(), "Subject: x")])
+    assert confirm_late(engine, lab) == [test_id]
+    late = get_self_test(engine, asked.request.id)
+    assert late is not None and late.request.verdict == "confirmed"
+    assert late.grace is not None and late.grace.status == "waiting"
+    assert relay_listings(engine, job.target) == []  # the late proof lists nothing by itself
