@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select, update
 
-from dnsbl.addresses import parse_address
+from dnsbl.addresses import peer_address
 from dnsbl.config import Settings
 from dnsbl.db import writer
 from dnsbl.errors import NotYourAddress, PolicyRefused, RateLimited
@@ -74,8 +74,8 @@ def submit_self_test(
     Raises `AddressError` (the requester is not one IP address), `NotYourAddress` (`address`
     is another), `PolicyRefused` (policy forbids testing it) and `RateLimited` (a limit).
     """
-    own = parse_address(requester)
-    if address is not None and parse_address(address) != own:
+    own = peer_address(requester)  # a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d
+    if address is not None and peer_address(address) != own:
         raise NotYourAddress(
             f"a self-test tests only the address the request comes from ({own}), "
             f"not {address}: send the request from that host, or nominate it instead"

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from ipaddress import IPv4Address, IPv6Address
 
 from sqlalchemy import Engine, select
 
-from dnsbl.addresses import parse_address, parse_network
+from dnsbl.addresses import parse_network, peer_address
 from dnsbl.config import Settings, ZoneSettings
 from dnsbl.errors import DnsblError
 from dnsbl.listings.covering import listings_containing
@@ -115,24 +114,16 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
 
 def outputs_of(address: str, arrivals: Iterable[ArrivalView]) -> list[str]:
     """The IPs that delivered for `address` other than itself: a multi-stage relay's outputs."""
-    tested = _unmapped(address)
+    tested = peer_address(address)
     seen: list[str] = []
     for arrival in arrivals:
         try:
-            ip = _unmapped(arrival.delivered_by)
+            ip = peer_address(arrival.delivered_by)
         except ValueError:
             continue
         if ip != tested and str(ip) not in seen:
             seen.append(str(ip))
     return seen
-
-
-def _unmapped(text: str) -> IPv4Address | IPv6Address:
-    """The address, with an IPv4-mapped IPv6 peer (a dual-stack collector's view) as IPv4."""
-    ip = parse_address(text)
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def relay_zones(settings: Settings) -> list[ZoneSettings]:

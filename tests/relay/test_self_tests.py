@@ -184,6 +184,9 @@ def test_the_limits(engine: Engine, database_url: str) -> None:
         submit_self_test(engine, lab, "127.0.0.66", "127.0.0.67")
     with pytest.raises(AddressError):
         submit_self_test(engine, lab, "testclient")
+    # a dual-stack listener sees an IPv4 client as IPv4-mapped: it is that IPv4 address
+    with pytest.raises(NotYourAddress, match=r"\(127\.0\.0\.66\)"):
+        submit_self_test(engine, lab, "::ffff:127.0.0.66", "127.0.0.67")
     with pytest.raises(PolicyRefused, match="never-test"):
         submit_self_test(engine, lab, "127.0.0.99")
     with pytest.raises(PolicyRefused, match="outside testable networks"):
