@@ -6,7 +6,9 @@ server would): the open one is found open and nothing is listed; its grace test 
 seconds here) lists it when it still relays, and does not when it was fixed in between. A
 self-test naming another address is refused, and so is a forwarded address from a client
 the API does not trust as a proxy; a dry run under an operator key lists nothing; a second
-self-test answers 429. Chromium shows the result page with every form and the grace notice.
+self-test answers 429. Chromium shows the result page with every form and the grace notice
+(screenshots in tests/e2e/artifacts/self-test-*.png), and presses the /self-test page's button
+for the closed host from behind a proxy the API trusts (127.0.0.1, X-Forwarded-For).
 """
 
 from __future__ import annotations
@@ -205,6 +207,30 @@ async def test_a_relay_fixed_in_its_grace_period_is_not_listed_and_dry_runs_list
     assert metrics[("dnsbl_self_tests_total", ("outcome", "confirmed"))] == 1
     shot = await asyncio.to_thread(_screenshot, page, tmp_path, "self-test-fixed.png")
     assert "found closed: not listed" in shot
+
+    # the button: Chromium behind a proxy on 127.0.0.1 (which uvicorn trusts) for the closed host
+    text = await asyncio.to_thread(_press_the_button, f"{api}/self-test", tmp_path)
+    assert "Self-test of 127.0.0.11" in text and "refused to relay every form" in text
+
+
+def _press_the_button(url: str, tmp_path: Path) -> str:
+    """Ask for a self-test on the /self-test page as the closed host, through a proxy that
+    says so in X-Forwarded-For; the result page's text once it has its verdict."""
+    browser = Browser(need_program("chromium"), tmp_path / "profile-button")
+    try:
+        browser.call("Network.enable")
+        browser.call(
+            "Network.setExtraHTTPHeaders", {"headers": {"X-Forwarded-For": CLOSED_ADDRESS}}
+        )
+        browser.navigate(url)
+        assert CLOSED_ADDRESS in browser.evaluate("document.getElementById('client').textContent")
+        browser.click_and_wait("#self-test-button")
+        assert "/self-tests/" in browser.url()
+        text = browser.wait_for_text("Nothing was listed", timeout=120)  # it refreshes itself
+        browser.screenshot(ARTIFACTS / "self-test-closed-top.png", full_page=False)
+        return text
+    finally:
+        browser.close()
 
 
 async def _metrics(api: str) -> dict[tuple[str, tuple[str, ...]], float]:
