@@ -96,6 +96,10 @@ class RelayTestPublic(Public):
     retry_at: UtcDatetime | None = Field(
         None, description="When the next retry is due, while waiting"
     )
+    dry_run: bool = Field(
+        False,
+        description="A self-test's or an operator's dry run: lists nothing, whatever it found",
+    )
     accepted_forms: list[str] = Field(description="The envelope forms the host accepted")
     arrivals: list[ArrivalPublic] = Field(description="Test messages that arrived")
     listed_as: list[str] = Field(description="Listings in force that this test made")

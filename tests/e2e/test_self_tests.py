@@ -180,7 +180,7 @@ async def test_a_relay_fixed_in_its_grace_period_is_not_listed_and_dry_runs_list
         dry_done = await _until(client, f"/v1/nominations/{dry.json()['id']}", _finished)
         assert (dry_done["kind"], dry_done["verdict"]) == ("dry-run", "confirmed")
         evidence = (await client.get(f"/v1/relay-tests/{dry_done['test_id']}")).json()
-        assert evidence["arrivals"] and evidence["listed_as"] == []
+        assert evidence["arrivals"] and evidence["listed_as"] == [] and evidence["dry_run"]
     assert relay_listings(engine, OPEN_ADDRESS) == []
     assert active_job(engine, OPEN_ADDRESS) is None  # no grace test after a dry run
 
