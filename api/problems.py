@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.pages.rendering import page
 from api.schemas.common import (
     ADDRESS_PATTERN,
     EMAIL_PATTERN,
@@ -155,8 +156,6 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 
 def page_response(request: Request, problem: Problem) -> HTMLResponse:
     """`problem` as a human page: an HTML message with the problem's status and headers."""
-    from api.pages.rendering import page  # the pages import this module
-
     answer = page(
         request, "message.html", problem.status, title=problem.title, message=problem.detail
     )
@@ -178,7 +177,7 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+    slug = {403: "forbidden", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
         exc.status_code, "http-error"
     )
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
