@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep
-from api.pages.rendering import address_path, error_page, not_found, page
+from api.pages.csrf import same_site_form
+from api.pages.rendering import address_path, not_found, page
+from api.problems import from_error, page_response
 from dnsbl.errors import DnsblError
 from dnsbl.relay import nominations
 from dnsbl.relay.states import NominationStatus
@@ -20,7 +22,9 @@ from dnsbl.relay.states import NominationStatus
 router = APIRouter(include_in_schema=False)
 
 
-@router.post("/nominate/{addr}", response_class=HTMLResponse)
+@router.post(
+    "/nominate/{addr}", response_class=HTMLResponse, dependencies=[Depends(same_site_form)]
+)
 def nominate_submit(
     request: Request,
     addr: Annotated[str, Path(max_length=64)],
@@ -32,7 +36,7 @@ def nominate_submit(
     try:
         view = nominations.submit_nomination(engine, settings, addr, client)
     except DnsblError as exc:
-        return error_page(request, exc)
+        return page_response(request, from_error(exc))
     return RedirectResponse(f"/nominations/{view.id}", status_code=303)
 
 

@@ -1,7 +1,9 @@
 """What every human page shares: the templates, rendering, and addresses as URL paths.
 
-Server-rendered with Jinja2, no scripts and no build step. The relay vocabulary is there for
-the templates to compare with (`item.verdict == Verdict.CONFIRMED`), not their spelling.
+Server-rendered with Jinja2, no scripts and no build step. Every page gets the browser's form
+token (`csrf_token`, see api/pages/csrf.py), which its forms post back. The relay vocabulary is
+there for the templates to compare with (`item.verdict == Verdict.CONFIRMED`), not their
+spelling.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.problems import from_error
-from dnsbl.errors import DnsblError
+from api.pages import csrf
 from dnsbl.relay.states import DelistStatus, NominationStatus, Verdict
 
 # Package data (pyproject's package-data): found the same way in a checkout and a wheel.
@@ -27,19 +28,13 @@ templates.env.globals.update(
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render template `name` with `context`."""
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
-
-
-def error_page(request: Request, exc: DnsblError) -> HTMLResponse:
-    """The page answering a request the library refused: the problem's status and words, and
-    its Retry-After when it is a limit."""
-    problem = from_error(exc)
-    answer = page(
-        request, "message.html", problem.status, title=problem.title, message=problem.detail
+    """Render template `name` with `context` (and the form token)."""
+    token = csrf.token_of(request)
+    response = templates.TemplateResponse(
+        request, name, {"csrf_token": token, **context}, status_code=status_code
     )
-    answer.headers.update(problem.headers)
-    return answer
+    csrf.remember(request, response, token)
+    return response
 
 
 def not_found(request: Request, message: str) -> HTMLResponse:

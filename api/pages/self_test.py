@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep, SettingsDep
-from api.pages.rendering import address_path, error_page, not_found, page
+from api.pages.csrf import same_site_form
+from api.pages.rendering import address_path, not_found, page
+from api.problems import from_error, page_response
 from dnsbl.errors import DnsblError
 from dnsbl.relay import self_tests
 from dnsbl.relay.states import NominationStatus
@@ -32,7 +34,7 @@ def self_test_form(request: Request, client: ClientDep, settings: SettingsDep) -
     )
 
 
-@router.post("/self-test", response_class=HTMLResponse)
+@router.post("/self-test", response_class=HTMLResponse, dependencies=[Depends(same_site_form)])
 def self_test_submit(
     request: Request, client: ClientDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
@@ -40,7 +42,7 @@ def self_test_submit(
     try:
         view = self_tests.submit_self_test(engine, settings, client)
     except DnsblError as exc:
-        return error_page(request, exc)
+        return page_response(request, from_error(exc))
     return RedirectResponse(f"/self-tests/{view.request.id}", status_code=303)
 
 

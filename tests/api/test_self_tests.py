@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from dnsbl.policy import add_policy_network
 from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import assert_problem, bearer
+from tests.api_fixtures import assert_problem, bearer, form_token
 
 MAIL_SERVER = "192.0.2.5"
 
@@ -113,13 +113,16 @@ def test_the_self_test_pages(server_client: TestClient) -> None:
     assert form.status_code == 200
     assert MAIL_SERVER in form.text and 'action="/self-test"' in form.text
     assert "<script" not in form.text
-    submitted = server_client.post("/self-test", follow_redirects=False)
+    token = form_token(server_client, "/self-test")
+    refused = server_client.post("/self-test", follow_redirects=False)  # no form token
+    assert refused.status_code == 403
+    submitted = server_client.post("/self-test", data={"csrf_token": token}, follow_redirects=False)
     assert submitted.status_code == 303
     result = server_client.get(submitted.headers["location"])
     assert result.status_code == 200
     assert f"Self-test of {MAIL_SERVER}" in result.text
     assert 'http-equiv="refresh"' in result.text and "<script" not in result.text
-    limited = server_client.post("/self-test")
+    limited = server_client.post("/self-test", data={"csrf_token": token})
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     assert "one self-test per address per hour" in limited.text
     assert server_client.get("/self-tests/999").status_code == 404

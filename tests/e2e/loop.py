@@ -112,7 +112,7 @@ async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsS
 
 @contextlib.asynccontextmanager
 async def api_running(settings: Settings, engine: Engine) -> AsyncIterator[str]:
-    """The API as `dnsbl api` serves it (uvicorn, proxy headers trusted from 127.0.0.1 only)
+    """The API as `dnsbl api` serves it (uvicorn; X-Forwarded-For from `api.trusted_proxies` only)
     on a free port of 127.0.0.1, in this event loop; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
