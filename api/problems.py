@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.pages.rendering import page
 from api.schemas.common import (
     ADDRESS_PATTERN,
     EMAIL_PATTERN,
@@ -102,6 +103,7 @@ _BY_NAME: dict[str, tuple[int, str, str]] = {
     "RateLimited": (429, "rate-limited", "Too many requests"),
     "NeverListed": (403, "never-list", "Never listed by policy"),
     "PolicyRefused": (403, "not-testable", "Refused by policy"),
+    "NotYourAddress": (403, "not-your-address", "Not your address"),
     "ReturnCodeError": (422, "bad-code", "Bad return code"),
     "ExpiryError": (422, "validation", "Invalid request"),
     "TxtTooLong": (422, "validation", "Invalid request"),
@@ -156,8 +158,6 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 
 def page_response(request: Request, problem: Problem) -> HTMLResponse:
     """`problem` as a human page: an HTML message with the problem's status and headers."""
-    from api.pages.rendering import page  # the pages import this module
-
     answer = page(
         request, "message.html", problem.status, title=problem.title, message=problem.detail
     )
@@ -179,7 +179,7 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+    slug = {403: "forbidden", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
         exc.status_code, "http-error"
     )
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase

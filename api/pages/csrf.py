@@ -15,9 +15,8 @@ import secrets
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
-
-from api.problems import Problem
 
 COOKIE = "dnsbl_csrf"
 FIELD = "csrf_token"
@@ -54,8 +53,9 @@ def _public_origin(request: Request) -> str:
     return _origin(request.app.state.settings.api.public_url)
 
 
-def _refuse(why: str) -> Problem:
-    return Problem(403, "cross-site", f"form refused: {why}", title="Forbidden")
+def _refuse(why: str) -> HTTPException:
+    # A plain HTTP error, rendered as a page by api.problems (which imports the pages).
+    return HTTPException(403, f"form refused: {why}")
 
 
 async def same_site_form(request: Request) -> None:
