@@ -81,6 +81,17 @@ def _networks(values: list[str]) -> list[str]:
     return values
 
 
+def _base64_secret(value: str, tool: str) -> str:
+    """`value` if it is base64 of at least 16 bytes, else a ValueError saying how to make one."""
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    if len(decoded) < 16:
+        raise ValueError(f"shorter than 16 bytes: generate one with {tool}")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,13 +122,36 @@ class TsigKeySettings(_Section):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str) -> str:
-        try:
-            decoded = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not base64") from None
-        if len(decoded) < 16:
-            raise ValueError("shorter than 16 bytes: generate one with `tsig-keygen`")
-        return value
+        return _base64_secret(value, "`tsig-keygen`")
+
+
+class RateLimitSettings(_Section):
+    """`[dns.rate_limit]`: response rate limiting over UDP, as BIND's (see dnsbl.dns.ratelimit)."""
+
+    responses_per_second: int = Field(0, ge=0, le=1_000_000)  # per client network; 0 = off
+    window: int = Field(15, ge=1, le=3600)  # seconds a client's excess is remembered
+    slip: int = Field(2, ge=0, le=10)  # every Nth limited answer goes out with TC=1; 0 = drop
+    exempt: list[str] = []  # networks never limited (your own resolvers)
+    log_only: bool = False  # count and log what would be limited, but answer everything
+
+    _check_exempt = field_validator("exempt")(classmethod(lambda cls, v: _networks(v)))
+
+
+class CookieSettings(_Section):
+    """`[dns.cookies]`: the secret of the DNS server cookies (RFC 7873, RFC 9018).
+
+    Nodes given the same `secret` accept each other's cookies; without one, each process
+    draws its own at start. The secret in use is derived from it anew every `rotate` seconds
+    (the previous one still verifies), so no cookie stays valid for long whatever the secret.
+    """
+
+    secret: str | None = None  # base64, at least 16 bytes: `openssl rand -base64 16`
+    rotate: int = Field(3600, ge=60, le=30 * 86400)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return None if value is None else _base64_secret(value, "`openssl rand -base64 16`")
 
 
 class DnsSettings(_Section):
@@ -134,6 +168,10 @@ class DnsSettings(_Section):
     processes: int = Field(1, ge=1, le=64)
     # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
     metrics_listen: str | None = None
+    # TCP connections one source address may hold open (RFC 7766 §6.2.2)
+    tcp_max_per_source: int = Field(8, ge=1, le=65535)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    cookies: CookieSettings = CookieSettings()
 
     @field_validator("listen", "notify")
     @classmethod
@@ -164,6 +202,29 @@ class ApiSettings(_Section):
         return _endpoint(value, 8000)
 
 
+EVERYONE = ["0.0.0.0/0", "::/0"]
+
+
+class AccessSettings(_Section):
+    """`[zones.access]`: who a zone answers (see dnsbl.dns.access); the defaults answer anyone."""
+
+    allow: list[str] = EVERYONE  # sources answered without a key
+    keys: bool = False  # names under KEY.<zone> are answered for a valid access key
+    denied: Literal["refused", "code"] = "refused"  # what the others get
+
+    _check_allow = field_validator("allow")(classmethod(lambda cls, v: _networks(v)))
+
+    @property
+    def open(self) -> bool:
+        """Whether the zone answers everyone as it always did (no check needed)."""
+        everyone = {
+            network.version
+            for network in (ipaddress.ip_network(text, strict=False) for text in self.allow)
+            if network.prefixlen == 0
+        }
+        return not self.keys and everyone == {4, 6}
+
+
 class ZoneSettings(_Section):
     """One `[[zones]]` entry: a blocklist zone and the parameters of its SOA and answers."""
 
@@ -178,6 +239,7 @@ class ZoneSettings(_Section):
     default_code: str = "127.0.0.2"
     txt: str = "Listed: see http://127.0.0.1:8000/lookup/$"
     categories: dict[str, str] = {}
+    access: AccessSettings = AccessSettings()
 
     _check_name = field_validator("name", "hostmaster")(classmethod(lambda cls, v: _domain(v)))
     _check_code = field_validator("default_code")(classmethod(lambda cls, v: _return_code(v)))

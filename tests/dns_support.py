@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import dns.asyncquery
+import dns.edns
 import dns.message
 import dns.rdatatype
 
@@ -85,7 +86,9 @@ async def running(
     dns.setdefault("listen", ["127.0.0.1:0"])
     dns.setdefault("transfer_peers", ["127.0.0.1"])
     limits = {
-        key: dns.pop(key) for key in ("tcp_idle_timeout", "tcp_max_connections") if key in dns
+        key: dns.pop(key)
+        for key in ("tcp_idle_timeout", "tcp_max_connections", "keys")
+        if key in dns
     }
     server = DnsServer(zones or [zone_settings()], DnsSettings(**dns), **limits)
     for index in indexes:
@@ -106,17 +109,24 @@ async def ask(
     edns: int | None = 0,
     payload: int = 1232,
     rd: bool = True,
+    source: str | None = None,
+    options: list[dns.edns.Option] | None = None,
 ) -> dns.message.Message:
-    """Query `server` with dnspython over UDP or TCP."""
+    """Query `server` with dnspython over UDP or TCP, from `source` (a loopback address such
+    as 127.0.0.7: any of 127.0.0.0/8 works without setup) when given."""
     query = dns.message.make_query(
-        name, rdtype, use_edns=edns if edns is not None else False, payload=payload
+        name,
+        rdtype,
+        use_edns=edns if edns is not None else False,
+        payload=payload,
+        options=options,
     )
     if not rd:
         query.flags &= ~dns.flags.RD
     host, port = server.endpoints[0]
     if tcp:
-        return await dns.asyncquery.tcp(query, host, port=port, timeout=3)
-    return await dns.asyncquery.udp(query, host, port=port, timeout=3)
+        return await dns.asyncquery.tcp(query, host, port=port, timeout=3, source=source)
+    return await dns.asyncquery.udp(query, host, port=port, timeout=3, source=source)
 
 
 def answers(message: dns.message.Message, rdtype: str) -> list[str]:

@@ -172,7 +172,7 @@ class Responder:
             DNSHeader(id=header.id, qr=1, aa=1, rd=header.rd, cd=header.cd), q=question
         )
         apex = DNSLabel(question.qname.label[below:])
-        rcode = self._fill(reply, zone, below, apex)
+        rcode = self._fill(reply, zone, below, apex, minimal=not tcp)
         reply.header.rcode = rcode
         if opts:
             reply.add_ar(EDNS0(udp_len=self.max_payload))
@@ -181,15 +181,21 @@ class Responder:
             data = _truncated(reply)
         return Reply([data], (zone.name, rcode.name))
 
-    def _fill(self, reply: DNSRecord, zone: PublishedZone, below: int, apex: DNSLabel) -> Rcode:
-        """Add the answer and authority records; returns the rcode."""
+    def _fill(
+        self, reply: DNSRecord, zone: PublishedZone, below: int, apex: DNSLabel, *, minimal: bool
+    ) -> Rcode:
+        """Add the answer and authority records; returns the rcode.
+
+        `minimal` (over UDP): ANY gets one RRset, the SOA at the apex and the A records below
+        (RFC 8482 §4.1), as the hot path (`wire`) answers it.
+        """
         question = reply.q
         qtype = question.qtype
         settings = zone.settings
         if below == 0:
             if qtype in (RecordType.SOA, TYPE_ANY):
                 reply.add_answer(_soa(zone, apex))
-            if qtype in (RecordType.NS, TYPE_ANY):
+            if qtype == RecordType.NS or (qtype == TYPE_ANY and not minimal):
                 for ns in settings.ns:
                     reply.add_answer(RR(apex, RecordType.NS, ttl=settings.ttl, rdata=NS(ns + ".")))
             if not reply.rr:
@@ -203,7 +209,7 @@ class Responder:
                 codes = dict.fromkeys(value.code for value in found.values)
                 for code in codes:
                     reply.add_answer(RR(question.qname, RecordType.A, ttl=zone.ttl, rdata=A(code)))
-            if qtype in (RecordType.TXT, TYPE_ANY):
+            if qtype == RecordType.TXT or (qtype == TYPE_ANY and not minimal):
                 text = address_text(found.family, found.address)
                 texts = dict.fromkeys(
                     render_txt(value.txt, text) for value in found.values if value.txt is not None

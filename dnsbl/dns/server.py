@@ -3,7 +3,11 @@
 This is the only module of the server that does socket I/O. Every datagram and every TCP
 message is answered by `wire.answer_fast` when it can, else by `answers.Responder`; an
 exception never leaves a handler, so one bad packet never stops the server. TCP carries
-several queries per connection with 2-byte length framing, an idle timeout and a size limit.
+several queries per connection with 2-byte length framing, an idle timeout and a size limit;
+one source holds at most `dns.tcp_max_per_source` connections, and when all
+`tcp_max_connections` are taken the longest-idle one is closed for the newcomer (RFC 7766
+§6.2.2), so that no one client can keep the others (zone transfers, the TCP retries of
+truncated answers) out.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dnsbl.index.zone_index import ZoneIndex
 log = logging.getLogger(__name__)
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
-TCP_MAX_CONNECTIONS = 512  # beyond this, new TCP clients are closed at once (fd exhaustion)
+TCP_MAX_CONNECTIONS = 512  # beyond this, the longest-idle connection makes room (fds)
 TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
 _BIND_ATTEMPTS = 20
 _UDP_MAX_QUERY = 4096  # longer datagrams arrive cut, and get FORMERR
@@ -92,6 +96,17 @@ class _UdpListener:
                 server.latency.record("udp", (perf_counter() - started) / answered, answered)
 
 
+class _Connection:
+    """One TCP client: where from, and since when it waits for its next query (None: busy)."""
+
+    __slots__ = ("idle_since", "peer", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: str, now: float) -> None:
+        self.writer = writer
+        self.peer = peer
+        self.idle_since: float | None = now
+
+
 class DnsServer:
     """An authoritative server for `zones`, listening where `settings.listen` says."""
 
@@ -125,7 +140,8 @@ class DnsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.StreamWriter, _Connection] = {}
+        self._per_source: collections.Counter[str] = collections.Counter()
         self._endpoints: list[tuple[str, int]] = []
 
     # -- zones -----------------------------------------------------------------------------
@@ -182,6 +198,7 @@ class DnsServer:
         for tcp in self._tcp:
             tcp.close()
         for writer in list(self._connections):
+            self._forget(writer)
             writer.close()
         for tcp in self._tcp:
             with contextlib.suppress(Exception):
@@ -197,21 +214,18 @@ class DnsServer:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername: Any = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
-        if len(self._connections) >= self.tcp_max_connections:
-            log.warning(
-                "TCP client %s turned away: %d connections open",
-                peer,
-                len(self._connections),
-                extra={"peer": peer},
-            )
+        if not self._admit(peer):
             writer.close()
             return
-        self._connections.add(writer)
+        loop = asyncio.get_running_loop()
+        connection = self._connections[writer] = _Connection(writer, peer, loop.time())
+        self._per_source[peer] += 1
         try:
             while True:
                 query = await self._read_message(reader)
                 if query is None:
                     break
+                connection.idle_since = None
                 started = perf_counter()
                 try:
                     fast = answer_fast(query, self.table, self.max_payload, TCP_LIMIT)
@@ -233,6 +247,7 @@ class DnsServer:
                             # other clients in between the messages of a long transfer.
                             await asyncio.sleep(0)
                     await writer.drain()
+                    connection.idle_since = loop.time()
                 except (ConnectionError, asyncio.CancelledError):
                     raise
                 except Exception:
@@ -243,10 +258,50 @@ class DnsServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            self._connections.discard(writer)
+            self._forget(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _admit(self, peer: str) -> bool:
+        """Whether a new connection from `peer` may stay; closes an idle one to make room."""
+        if self._per_source[peer] >= self.settings.tcp_max_per_source:
+            log.info(
+                "TCP client %s turned away: it has %d connections open",
+                peer,
+                self._per_source[peer],
+                extra={"peer": peer},
+            )
+            return False
+        if len(self._connections) < self.tcp_max_connections:
+            return True
+        idle = [c for c in self._connections.values() if c.idle_since is not None]
+        if not idle:  # every connection is in the middle of an answer
+            log.warning(
+                "TCP client %s turned away: %d connections busy",
+                peer,
+                len(self._connections),
+                extra={"peer": peer},
+            )
+            return False
+        oldest = min(idle, key=lambda c: c.idle_since or 0.0)
+        log.info(
+            "TCP client %s closed, idle the longest, to make room for %s",
+            oldest.peer,
+            peer,
+            extra={"peer": oldest.peer},
+        )
+        self._forget(oldest.writer)
+        oldest.writer.close()
+        return True
+
+    def _forget(self, writer: asyncio.StreamWriter) -> None:
+        """Stop counting `writer`'s connection (once, whoever closes it first)."""
+        connection = self._connections.pop(writer, None)
+        if connection is not None:
+            self._per_source[connection.peer] -= 1
+            if not self._per_source[connection.peer]:
+                del self._per_source[connection.peer]
 
     async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next length-prefixed message, or None when the client is done, idle or wrong."""

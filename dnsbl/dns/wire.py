@@ -26,6 +26,8 @@ _NOERROR = int(Rcode.NOERROR)
 _CLASS_IN = RecordClass.IN.to_bytes(2, "big")
 _OPT_AT_ROOT = b"\x00" + RecordType.OPT.to_bytes(2, "big")  # root owner, type OPT
 _NXDOMAIN = int(Rcode.NXDOMAIN)
+_TYPE_A = int(RecordType.A)
+_TYPE_ANY = int(RecordType.ANY)
 Key = tuple[str, str, str]  # zone, qtype, rcode: what DnsServer.counts counts
 
 
@@ -36,9 +38,12 @@ def answer_fast(
     path.
 
     `max_payload` is the UDP payload size we advertise in OPT; `limit` the largest response
-    the transport takes (None: the client's EDNS payload size, or 512, capped by ours).
+    the transport takes (None: UDP, the client's EDNS payload size, or 512, capped by ours).
+    ANY over UDP gets one RRset, the A records (RFC 8482 §4.1): a full ANY answer is what a
+    reflection attack asks for. Over TCP (a source that cannot be spoofed) it gets them all.
     """
     size = len(packet)
+    udp = limit is None
     if size < 17 or packet[2] & 0xFE or packet[4:12] not in (_COUNTS_NO_EDNS, _COUNTS_EDNS):
         return None
     # The name is four octet labels or 32 nibble labels, then exactly a zone's name.
@@ -97,7 +102,9 @@ def answer_fast(
     values = index.lookup(family, address)
     keys = zone.keys_by_qtype[qtype]
     if values:
-        records = zone.answer_records(qtype, values, family, address)
+        records = zone.answer_records(
+            _TYPE_A if udp and qtype == _TYPE_ANY else qtype, values, family, address
+        )
         rcode = _NOERROR
         key = keys[0]
     elif offset == 20 and index.has_names_under(6, int(packet[19:12:-2], 16) << 112, 16):
