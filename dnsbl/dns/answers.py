@@ -21,6 +21,14 @@ from dnslib.dns import DNSBuffer
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns import transfer
+from dnsbl.dns.access import (
+    DENIED_CODE,
+    OVER_QUOTA_CODE,
+    Access,
+    Decision,
+    Verdict,
+    source_address,
+)
 from dnsbl.dns.codes import Opcode, Rcode, RecordClass, RecordType, qtype_label
 from dnsbl.dns.query import NameState, look_up
 from dnsbl.dns.tsig import TsigError, TsigKeys, with_record
@@ -35,6 +43,7 @@ TYPE_IXFR = RecordType.IXFR
 TYPE_AXFR = RecordType.AXFR
 TYPE_ANY = RecordType.ANY
 TCP_LIMIT = 65535
+_CODE_TTL = 60  # a denied or over-quota answer: short, so that access granted shows soon
 RecordSource = Callable[[ZoneIndex, ZoneSettings], Iterable[tuple[str, str, int, str]]]
 
 
@@ -69,8 +78,10 @@ class Responder:
         transfer_peers: Iterable[str] = (),
         transfer_keys: TsigKeys | None = None,
         records: RecordSource | None = None,
+        access: Access | None = None,
     ) -> None:
         self.table = table
+        self.access = access or Access([])
         self.max_payload = max_payload
         self.transfer_peers = [ipaddress.ip_network(p, strict=False) for p in transfer_peers]
         self.keys = transfer_keys or TsigKeys(())
@@ -78,13 +89,8 @@ class Responder:
 
     def may_transfer(self, peer: str) -> bool:
         """Whether `peer` (an IP address) may AXFR/IXFR."""
-        try:
-            address = ipaddress.ip_address(peer.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.transfer_peers)
+        address = source_address(peer)
+        return address is not None and any(address in net for net in self.transfer_peers)
 
     def respond(self, packet: bytes, *, tcp: bool = False, peer: str = "") -> Reply:
         """The reply to `packet` received over TCP or UDP from `peer`, and its count key
@@ -167,12 +173,19 @@ class Responder:
                 # RFC 1995 §2: over UDP, the current SOA alone; a client behind retries on TCP.
                 return Reply([transfer.up_to_date(record, zone)], (zone.name, "NOERROR"))
             return self._transfer(record, zone, peer)
+        decision = self.access.decide(zone.name, labels, below, peer)
+        if decision.refuse:
+            raise _Refusal(Rcode.REFUSED, zone.name)
+        below = decision.below  # a key's label, taken out, makes KEY.<zone> the apex
 
         reply = DNSRecord(
             DNSHeader(id=header.id, qr=1, aa=1, rd=header.rd, cd=header.cd), q=question
         )
         apex = DNSLabel(question.qname.label[below:])
-        rcode = self._fill(reply, zone, below, apex, minimal=not tcp)
+        if decision.verdict in (Verdict.DENIED, Verdict.OVER_QUOTA):
+            rcode = self._fill_code(reply, zone, apex, decision, minimal=not tcp)
+        else:
+            rcode = self._fill(reply, zone, below, apex, minimal=not tcp)
         reply.header.rcode = rcode
         if opts:
             reply.add_ar(EDNS0(udp_len=self.max_payload))
@@ -222,6 +235,29 @@ class Responder:
         if not reply.rr:
             reply.add_auth(_soa(zone, apex))
         return Rcode.NXDOMAIN if found.state == NameState.NXDOMAIN else Rcode.NOERROR
+
+    def _fill_code(
+        self,
+        reply: DNSRecord,
+        zone: PublishedZone,
+        apex: DNSLabel,
+        decision: Decision,
+        *,
+        minimal: bool,
+    ) -> Rcode:
+        """The answer that tells the client why it gets no listing data (RFC 5782 style):
+        A 127.255.255.254 (denied) or 127.255.255.255 (over quota) and a TXT saying why."""
+        question = reply.q
+        qtype = question.qtype
+        code = OVER_QUOTA_CODE if decision.verdict == Verdict.OVER_QUOTA else DENIED_CODE
+        if qtype in (RecordType.A, TYPE_ANY):
+            reply.add_answer(RR(question.qname, RecordType.A, ttl=_CODE_TTL, rdata=A(code)))
+        if qtype == RecordType.TXT or (qtype == TYPE_ANY and not minimal):
+            strings = txt_strings(self.access.explain(zone.name, decision.verdict))
+            reply.add_answer(RR(question.qname, RecordType.TXT, ttl=_CODE_TTL, rdata=TXT(strings)))
+        if not reply.rr:
+            reply.add_auth(_soa(zone, apex))
+        return Rcode.NOERROR
 
     def _transfer(self, record: DNSRecord, zone: PublishedZone, peer: str) -> Reply:
         assert zone.index is not None

@@ -23,6 +23,7 @@ from time import perf_counter
 from typing import Any
 
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
+from dnsbl.dns.access import Access
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Responder
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.timing import Latency
@@ -123,12 +124,15 @@ class DnsServer:
         self.table = ZoneTable(zones)
         self.max_payload = settings.max_udp_payload
         keys = TsigKeys(settings.transfer_keys)
+        # Who may ask (dnsbl.dns.access); a node's key follower keeps `access.keys` current.
+        self.access = Access(zones)
         self.responder = Responder(
             self.table,
             max_payload=settings.max_udp_payload,
             transfer_peers=settings.transfer_peers,
             transfer_keys=keys,
             records=records,
+            access=self.access,
         )
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections

@@ -74,8 +74,9 @@ def answer_fast(
             | _OCTETS[g[0] or g[1] or g[2]]
         )
     index = zone.index
-    if index is None or zone.wire in table.parents or end > 266:
-        return None  # not loaded, a longer zone may match, or a name over 255 bytes
+    if index is None or zone.guarded or zone.wire in table.parents or end > 266:
+        # not loaded, access to decide, a longer zone may match, or a name over 255 bytes
+        return None
     qend = end + 5
     if packet[end + 3 : qend] != _CLASS_IN:
         return None

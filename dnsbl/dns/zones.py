@@ -82,6 +82,7 @@ class PublishedZone:
         "_txt_lead",
         "_txt_parts",
         "a_records",
+        "guarded",
         "history",
         "index",
         "key_noerror",
@@ -108,6 +109,8 @@ class PublishedZone:
         self.history = history
         self.name = settings.name
         self.wire = name_wire(settings.name)
+        # Not open to everyone (dnsbl.dns.access): the hot path leaves its queries alone.
+        self.guarded = not settings.access.open
         self.labels = name_labels(settings.name)
         self.index = index
         self.serial = index.serial if index is not None else 0
