@@ -24,6 +24,7 @@ from api.pages import nominations as nomination_pages
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
 from api.request_ids import RequestIdMiddleware
 from api.routes import (
+    access_keys,
     audit,
     delist_requests,
     health,
@@ -56,6 +57,7 @@ ROUTERS = (
     audit.router,
     zones.router,
     keys.router,
+    access_keys.router,
     health.router,
     address.router,
     removal.router,
@@ -67,7 +69,8 @@ A private DNSBL (RFC 5782) with ORBS-style relay testing.
 
 Public: look an address up, nominate a host for a relay test, request removal of a listed
 host (by a retest). Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`):
-listings, retests, the job queue, policy networks, the audit log, zones and keys.
+listings, retests, the job queue, policy networks, the audit log, zones, API keys and
+the DNS zones' access keys.
 Every error is an RFC 9457 problem document (`application/problem+json`).
 """
 

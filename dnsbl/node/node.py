@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from dnsbl.config import Settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
+from dnsbl.node.access_keys import KeyFollower
 from dnsbl.node.loader import ZoneFollower
 from dnsbl.node.metrics import NodeCollector, NodeStats
 
@@ -40,6 +41,9 @@ async def run_dns_node(
     if follower is None:
         follower = follower_for(settings, engine, server)
     await asyncio.to_thread(follower.load_all)
+    keys = key_follower_for(settings, engine, server)
+    if keys is not None:
+        await asyncio.to_thread(keys.load)
     endpoint = None
     if settings.dns.metrics_listen is not None:
         collector = NodeCollector(lambda: NodeStats.of(server, follower))
@@ -47,12 +51,17 @@ async def run_dns_node(
             registry_of([collector]), settings.dns.metrics_listen, DEFAULT_DNS_PORT
         )
     await server.start()
+    following = asyncio.create_task(keys.run()) if keys is not None else None
     try:
         if started is not None:
             started.set()
         await follower.run()
     finally:
         await server.stop()
+        if keys is not None and following is not None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+            await keys.last_flush()
         if endpoint is not None:
             endpoint.stop()
         log.info("DNS node stopped")
@@ -61,3 +70,10 @@ async def run_dns_node(
 def follower_for(settings: Settings, engine: Engine, server: DnsServer) -> ZoneFollower:
     """The zone loader that feeds `server` from `engine`."""
     return ZoneFollower(engine, settings.zones, server.publish, settings.dns.sync_interval)
+
+
+def key_follower_for(settings: Settings, engine: Engine, server: DnsServer) -> KeyFollower | None:
+    """The access key follower of `server`, when a zone takes keys (else None)."""
+    if not any(zone.access.keys for zone in settings.zones):
+        return None
+    return KeyFollower(engine, server.access.keys)
