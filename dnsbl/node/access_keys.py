@@ -15,8 +15,8 @@ import asyncio
 import collections
 import logging
 import os
+import secrets
 import socket
-import time
 
 from sqlalchemy import Engine
 
@@ -62,8 +62,9 @@ class KeyFollower:
 
     async def run(self) -> None:
         """Flush and reload forever; a failure is logged and the keys held stay in force."""
-        # Named here, in the process that answers (a forked child has its own pid).
-        self.node = f"{socket.gethostname()}/{os.getpid()}/{int(time.time())}"[:128]
+        # Named here, in the process that answers (a forked child has its own pid), and
+        # made unique: two followers must never write each other's row.
+        self.node = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(6)}"[-128:]
         while True:
             await asyncio.sleep(self.interval)
             try:

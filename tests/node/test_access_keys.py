@@ -1,0 +1,94 @@
+"""Two DNS nodes on one database share an access key's quota and see its revocation.
+
+Each node is `run_dns_node` in this process with its own server and key follower; the key is
+issued as `dnsbl accesskey create` does, and queried from a source outside the allow list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import dns.rcode
+from sqlalchemy import Engine
+
+from dnsbl.access import keys
+from dnsbl.addresses import parse_network
+from dnsbl.config import load_settings
+from dnsbl.dns.server import DnsServer
+from dnsbl.listings.store import Entry, ListingStore
+from dnsbl.node.node import run_dns_node
+from tests.conftest import ZONE, zone_config
+from tests.dns_support import answers, ask
+
+DEADLINE = 30.0  # seconds a change may take to reach a node (they sync keys every second)
+OUTSIDE = "127.0.0.9"
+
+
+@asynccontextmanager
+async def _node(engine: Engine, database_url: str) -> AsyncIterator[DnsServer]:
+    access = {"allow": ["127.0.0.1/32"], "keys": True}
+    settings = load_settings(
+        None,
+        database_url=database_url,
+        zones=[zone_config(access=access)],
+        dns={"listen": ["127.0.0.1:0"], "sync_interval": 0.05},
+    )
+    server = DnsServer(settings.zones, settings.dns)
+    started = asyncio.Event()
+    task = asyncio.create_task(run_dns_node(settings, engine, started=started, server=server))
+    try:
+        await asyncio.wait_for(started.wait(), DEADLINE)
+        yield server
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {DEADLINE:g} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_two_nodes_share_a_quota_and_a_revocation(engine: Engine, database_url: str) -> None:
+    store = ListingStore(engine)
+    store.ensure_zones([ZONE])
+    store.add(ZONE, [Entry(parse_network("10.0.0.1"))], actor="test")
+    issued = keys.create(engine, "partner-a", daily_quota=4)
+    name = f"1.0.0.10.{issued.key}.{ZONE}"
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(_node(engine, database_url))
+        second = await stack.enter_async_context(_node(engine, database_url))
+        plain = await ask(first, f"1.0.0.10.{ZONE}", source=OUTSIDE)
+        assert plain.rcode() == dns.rcode.REFUSED
+        for server in (first, first, second):
+            assert answers(await ask(server, name, source=OUTSIDE), "A") == ["127.0.0.2"]
+
+        async def used(count: int) -> bool:
+            (info,) = await asyncio.to_thread(keys.list_all, engine)
+            return info.used_today == count
+
+        await _until(lambda: used(3), "both nodes' use in the database")
+        # One left today, for either node; once it is answered and shared, both say so.
+        assert answers(await ask(second, name, source=OUTSIDE), "A") == ["127.0.0.2"]
+        await _until(lambda: used(4), "the last query's use in the database")
+        for server in (first, second):
+
+            async def over(server: DnsServer = server) -> bool:
+                reply = await ask(server, name, source=OUTSIDE)
+                return answers(reply, "A") == ["127.255.255.255"]
+
+            await _until(over, "over quota on both nodes")
+
+        keys.revoke(engine, "partner-a")
+        for server in (first, second):
+
+            async def refused(server: DnsServer = server) -> bool:
+                reply = await ask(server, name, source=OUTSIDE)
+                return reply.rcode() == dns.rcode.REFUSED
+
+            await _until(refused, "the revoked key refused on both nodes")
