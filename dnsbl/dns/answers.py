@@ -49,10 +49,12 @@ RecordSource = Callable[[ZoneIndex, ZoneSettings], Iterable[tuple[str, str, int,
 
 class Reply(NamedTuple):
     """What to send back (no message: drop the query), and what to count: (zone, qtype,
-    rcode) as `Responder.respond` gives it ((zone, rcode) on the way there)."""
+    rcode) as `Responder.respond` gives it ((zone, rcode) on the way there). `proven`: the
+    query carried a valid server cookie (so its source is no forgery: not rate limited)."""
 
     messages: Iterable[bytes]
     key: tuple[str, ...]
+    proven: bool = False
 
 
 _DROP = Reply([], ("-", "-", "DROPPED"))
@@ -103,8 +105,9 @@ class Responder:
             return Reply([_header_only(packet, Rcode.FORMERR)], ("-", "-", Rcode.FORMERR.name))
         # The replies below are keyed (zone, rcode); the question's type goes in between.
         qtype = qtype_label(record.q.qtype) if record.questions else "-"
-        messages, (zone, rcode) = self._reply(record, packet, tcp=tcp, peer=peer)
-        return Reply(messages, (zone, qtype, rcode))
+        reply = self._reply(record, packet, tcp=tcp, peer=peer)
+        zone, rcode = reply.key
+        return Reply(reply.messages, (zone, qtype, rcode), reply.proven)
 
     def _reply(self, record: DNSRecord, packet: bytes, *, tcp: bool, peer: str) -> Reply:
         signer = None

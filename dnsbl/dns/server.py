@@ -23,9 +23,10 @@ from time import perf_counter
 from typing import Any
 
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
-from dnsbl.dns.access import Access
-from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Responder
+from dnsbl.dns.access import Access, Verdict
+from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
 from dnsbl.dns.notify import Notifier
+from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from dnsbl.dns.timing import Latency
 from dnsbl.dns.tsig import TsigKeys
 from dnsbl.dns.wire import answer_fast
@@ -61,6 +62,7 @@ class _UdpListener:
         table = server.table
         max_payload = server.max_payload
         counts = server.counts
+        limiter = server.limiter
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
         # Timed per batch, not per query (dnsbl.dns.timing): two clock reads per readiness.
@@ -80,11 +82,17 @@ class _UdpListener:
                     fast = answer_fast(data, table, max_payload, None)
                     if fast is not None:
                         counts[fast[1]] += 1
-                        sendto(fast[0], addr)
-                        continue
-                    reply = server.responder.respond(data, tcp=False, peer=addr[0])
-                    counts[reply.key] += 1
-                    for message in reply.messages:
+                        if limiter is None:
+                            sendto(fast[0], addr)
+                            continue
+                        reply = Reply([fast[0]], fast[1])
+                    else:
+                        reply = server.responder.respond(data, tcp=False, peer=addr[0])
+                        counts[reply.key] += 1
+                    messages = reply.messages
+                    if limiter is not None:
+                        messages = server.rate_limited(reply, addr[0])
+                    for message in messages:
                         sendto(message, addr)
                 except OSError as exc:
                     log.debug("UDP reply to %s dropped: %s", addr[0], exc, extra={"peer": addr[0]})
@@ -134,6 +142,9 @@ class DnsServer:
             records=records,
             access=self.access,
         )
+        # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
+        limits = settings.rate_limit
+        self.limiter = RateLimiter(limits) if limits.responses_per_second else None
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
         # Queries answered, by (zone, qtype, rcode): one increment per query, read at scrape
@@ -212,6 +223,23 @@ class DnsServer:
         self._tcp.clear()
         self._endpoints.clear()
         self._loop = None
+
+    def rate_limited(self, reply: Reply, peer: str) -> list[bytes]:
+        """What of a UDP `reply` to `peer` goes out under rate limiting: all, its first
+        message truncated (slipped), or nothing (dropped); counted as a verdict."""
+        assert self.limiter is not None
+        messages = list(reply.messages)
+        if not messages:
+            return messages
+        zone = reply.key[0]
+        action = self.limiter.check(peer, messages[0], zone, reply.proven)
+        if action == Action.SEND:
+            return messages
+        verdict = Verdict.SLIPPED if action == Action.SLIP else Verdict.RATE_LIMITED
+        self.access.counts[zone, verdict] += 1
+        if self.limiter.log_only:
+            return messages
+        return [truncated(messages[0])] if action == Action.SLIP else []
 
     # -- TCP -------------------------------------------------------------------------------
 
