@@ -156,3 +156,35 @@ async def raw_udp(server: DnsServer, packet: bytes) -> bytes | None:
     if reply[:2] == _PROBE_ID.to_bytes(2, "big") and reply[2] & 0x80:
         return None
     return reply
+
+
+async def udp_flood(
+    server: DnsServer,
+    name: str,
+    source: str,
+    count: int,
+    options: list[dns.edns.Option] | None = None,
+) -> list[dns.message.Message]:
+    """Send `count` identical A queries for `name` from `source` (with EDNS `options`), then
+    a probe (an SOA query: another answer class, so answered if the network has not flooded
+    that one within the rate limit's window); the replies that came before the probe's.
+    The server answers one socket's datagrams in order, so no dropped reply is waited out."""
+    host, port = server.endpoints[0]
+    loop = asyncio.get_running_loop()
+    replies: list[dns.message.Message] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        for n in range(count):
+            query = dns.message.make_query(
+                name, "A", id=n, use_edns=0 if options else False, options=options
+            )
+            await loop.sock_sendall(sock, query.to_wire())
+        probe = dns.message.make_query(ZONE, "SOA", id=_PROBE_ID)
+        await loop.sock_sendall(sock, probe.to_wire())
+        while True:
+            reply = dns.message.from_wire(await asyncio.wait_for(loop.sock_recv(sock, 4096), 30))
+            if reply.id == _PROBE_ID:
+                return replies
+            replies.append(reply)

@@ -15,7 +15,19 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from dnslib import EDNS0, NS, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import (
+    EDNS0,
+    NS,
+    RR,
+    SOA,
+    TXT,
+    A,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
 from dnslib.dns import DNSBuffer
 
 from dnsbl.addresses import address_text
@@ -30,6 +42,14 @@ from dnsbl.dns.access import (
     source_address,
 )
 from dnsbl.dns.codes import Opcode, Rcode, RecordClass, RecordType, qtype_label
+from dnsbl.dns.cookies import (
+    NO_COOKIE,
+    OPTION_COOKIE,
+    CookieCheck,
+    Cookies,
+    CookieState,
+    MalformedCookie,
+)
 from dnsbl.dns.query import NameState, look_up
 from dnsbl.dns.tsig import TsigError, TsigKeys, with_record
 from dnsbl.dns.zones import PublishedZone, ZoneTable, txt_strings
@@ -81,9 +101,15 @@ class Responder:
         transfer_keys: TsigKeys | None = None,
         records: RecordSource | None = None,
         access: Access | None = None,
+        cookies: Cookies | None = None,
+        strict_cookies: bool = False,
     ) -> None:
         self.table = table
         self.access = access or Access([])
+        self.cookies = cookies
+        # A bad server cookie over UDP gets BADCOOKIE (RFC 7873 §5.2.3) rather than an answer
+        # when rate limiting is on: the client then proves its address with the fresh one.
+        self.strict_cookies = strict_cookies
         self.max_payload = max_payload
         self.transfer_peers = [ipaddress.ip_network(p, strict=False) for p in transfer_peers]
         self.keys = transfer_keys or TsigKeys(())
@@ -120,17 +146,24 @@ class Responder:
                 if exc.record:
                     refusal = with_record(refusal, exc.record)
                 return Reply([refusal], ("-", Rcode.NOTAUTH.name))
+        cookie = NO_COOKIE
         try:
-            reply = self._respond(record, tcp=tcp, peer=peer, signed=signer is not None)
+            cookie = self._cookie(record, peer)
+            if cookie.state is CookieState.BAD and not tcp and self.strict_cookies:
+                return Reply([_badcookie(record, self._opt(record, cookie))], ("-", "BADCOOKIE"))
+            reply = self._respond(
+                record, tcp=tcp, peer=peer, signed=signer is not None, cookie=cookie
+            )
+            reply = reply._replace(proven=cookie.state is CookieState.VALID)
         except _Refusal as refusal:
             reply = Reply(
-                [_rcode_reply(record, refusal.rcode, self._opt(record))],
+                [_rcode_reply(record, refusal.rcode, self._opt(record, cookie))],
                 (refusal.zone, refusal.rcode.name),
             )
         except Exception:
             log.exception("failed to answer a query from %s", peer or "?")
             reply = Reply(
-                [_rcode_reply(record, Rcode.SERVFAIL, self._opt(record))],
+                [_rcode_reply(record, Rcode.SERVFAIL, self._opt(record, cookie))],
                 ("-", Rcode.SERVFAIL.name),
             )
         if signer is None:
@@ -139,11 +172,39 @@ class Responder:
             return Reply(list(signer.sign(reply.messages)), reply.key)
         return Reply(signer.sign(reply.messages), reply.key)  # a transfer: signed as built
 
-    def _opt(self, record: DNSRecord) -> EDNS0 | None:
+    def _opt(self, record: DNSRecord, cookie: CookieCheck = NO_COOKIE) -> EDNS0 | None:
         opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
-        return EDNS0(udp_len=self.max_payload) if len(opts) == 1 else None
+        return self._edns(cookie) if len(opts) == 1 else None
 
-    def _respond(self, record: DNSRecord, *, tcp: bool, peer: str, signed: bool) -> Reply:
+    def _edns(self, cookie: CookieCheck) -> EDNS0:
+        """Our OPT record, with the client's cookie and a fresh server cookie if it sent one."""
+        options = [EDNSOption(OPTION_COOKIE, cookie.answer)] if cookie.answer else None
+        return EDNS0(udp_len=self.max_payload, opts=options)
+
+    def _cookie(self, record: DNSRecord, peer: str) -> CookieCheck:
+        """The query's COOKIE option checked; FORMERR for two of them or a bad length."""
+        opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
+        if len(opts) != 1 or self.cookies is None or not isinstance(opts[0].rdata, list):
+            return NO_COOKIE
+        found = [option for option in opts[0].rdata if option.code == OPTION_COOKIE]
+        if not found:
+            return NO_COOKIE
+        if len(found) > 1:
+            raise _Refusal(Rcode.FORMERR)
+        try:
+            return self.cookies.check(bytes(found[0].data), peer)
+        except MalformedCookie:
+            raise _Refusal(Rcode.FORMERR) from None
+
+    def _respond(
+        self,
+        record: DNSRecord,
+        *,
+        tcp: bool,
+        peer: str,
+        signed: bool,
+        cookie: CookieCheck = NO_COOKIE,
+    ) -> Reply:
         header = record.header
         if header.opcode != Opcode.QUERY:
             raise _Refusal(Rcode.NOTIMP)
@@ -191,7 +252,7 @@ class Responder:
             rcode = self._fill(reply, zone, below, apex, minimal=not tcp)
         reply.header.rcode = rcode
         if opts:
-            reply.add_ar(EDNS0(udp_len=self.max_payload))
+            reply.add_ar(self._edns(cookie))
         data = bytes(reply.pack())
         if not tcp and len(data) > limit:
             data = _truncated(reply)
@@ -339,6 +400,19 @@ def _badvers(record: DNSRecord, max_payload: int) -> bytes:
     reply.add_ar(EDNS0(udp_len=max_payload, ext_rcode=Rcode.BADVERS >> 4))
     data = bytes(reply.pack())
     return data
+
+
+def _badcookie(record: DNSRecord, opt: EDNS0 | None) -> bytes:
+    """BADCOOKIE (23: 1 in the OPT record's upper bits, 7 in the header) with a fresh cookie."""
+    header = record.header
+    reply = DNSRecord(
+        DNSHeader(id=header.id, qr=1, rd=header.rd, cd=header.cd, rcode=Rcode.BADCOOKIE & 0xF),
+        q=record.q,
+    )
+    if opt is not None:
+        opt.ttl |= (Rcode.BADCOOKIE >> 4) << 24
+        reply.add_ar(opt)
+    return bytes(reply.pack())
 
 
 def _truncated(reply: DNSRecord) -> bytes:

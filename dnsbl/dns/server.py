@@ -25,6 +25,7 @@ from typing import Any
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
 from dnsbl.dns.access import Access, Verdict
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
+from dnsbl.dns.cookies import Cookies
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from dnsbl.dns.timing import Latency
@@ -134,6 +135,9 @@ class DnsServer:
         keys = TsigKeys(settings.transfer_keys)
         # Who may ask (dnsbl.dns.access); a node's key follower keeps `access.keys` current.
         self.access = Access(zones)
+        # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
+        limits = settings.rate_limit
+        self.limiter = RateLimiter(limits) if limits.responses_per_second else None
         self.responder = Responder(
             self.table,
             max_payload=settings.max_udp_payload,
@@ -141,10 +145,9 @@ class DnsServer:
             transfer_keys=keys,
             records=records,
             access=self.access,
+            cookies=Cookies(settings.cookies),
+            strict_cookies=self.limiter is not None,
         )
-        # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
-        limits = settings.rate_limit
-        self.limiter = RateLimiter(limits) if limits.responses_per_second else None
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
         # Queries answered, by (zone, qtype, rcode): one increment per query, read at scrape

@@ -3,9 +3,6 @@ then drops and truncated slips; another network, TCP, exempt networks are untouc
 
 from __future__ import annotations
 
-import asyncio
-import socket
-
 import dns.flags
 import dns.message
 import dns.rcode
@@ -15,34 +12,11 @@ import pytest
 from dnsbl.config import RateLimitSettings
 from dnsbl.dns.access import Verdict
 from dnsbl.dns.ratelimit import Action, RateLimiter, answer_class, truncated
-from dnsbl.dns.server import DnsServer
-from tests.dns_support import ZONE, answers, ask, make_index, row, running
+from tests.dns_support import ZONE, answers, ask, make_index, row, running, udp_flood
 
 NAME = "1.0.0.10." + ZONE
 FLOOD = 40
 LIMITS = {"responses_per_second": 1, "window": 15, "slip": 2}
-
-
-async def flood(server: DnsServer, source: str, count: int = FLOOD) -> list[dns.message.Message]:
-    """Send `count` identical A queries from `source`, then a probe (an SOA query: another
-    answer class, never limited here); the replies that came before the probe's. The server
-    answers one socket's datagrams in order, so no reply is waited out."""
-    host, port = server.endpoints[0]
-    loop = asyncio.get_running_loop()
-    replies: list[dns.message.Message] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((source, 0))
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        for n in range(count):
-            await loop.sock_sendall(sock, dns.message.make_query(NAME, "A", id=n).to_wire())
-        probe = dns.message.make_query(ZONE, "SOA", id=0xFFFF)
-        await loop.sock_sendall(sock, probe.to_wire())
-        while True:
-            reply = dns.message.from_wire(await asyncio.wait_for(loop.sock_recv(sock, 4096), 30))
-            if reply.id == 0xFFFF:
-                return replies
-            replies.append(reply)
 
 
 def _split(replies: list[dns.message.Message]) -> tuple[int, int]:
@@ -55,7 +29,7 @@ def _split(replies: list[dns.message.Message]) -> tuple[int, int]:
 
 async def test_a_flooding_network_is_limited_and_another_is_untouched() -> None:
     async with running([make_index([row("10.0.0.1")])], rate_limit=LIMITS) as server:
-        answered, slipped = _split(await flood(server, "127.0.0.2"))
+        answered, slipped = _split(await udp_flood(server, NAME, "127.0.0.2", FLOOD))
         counts = server.access.counts
         limited = counts[ZONE, Verdict.SLIPPED] + counts[ZONE, Verdict.RATE_LIMITED]
         assert answered == FLOOD - limited and answered >= 1
@@ -76,7 +50,7 @@ async def test_a_flooding_network_is_limited_and_another_is_untouched() -> None:
 )
 async def test_exempt_networks_and_log_only_get_every_answer(limits: dict[str, object]) -> None:
     async with running([make_index([row("10.0.0.1")])], rate_limit=limits) as server:
-        answered, slipped = _split(await flood(server, "127.0.0.2"))
+        answered, slipped = _split(await udp_flood(server, NAME, "127.0.0.2", FLOOD))
         assert (answered, slipped) == (FLOOD, 0)
         held = server.access.counts[ZONE, Verdict.RATE_LIMITED]
         assert held == 0 if "exempt" in limits else held > 0  # log_only: counted all the same
