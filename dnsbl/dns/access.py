@@ -5,7 +5,8 @@ a key (`allow`), whether names under `KEY.<zone>` are answered for a valid acces
 (`keys`), and what anyone else gets (`denied`: REFUSED, or the "code" answer below). The
 decision is a function of the source address and the query name alone (`Access.decide`), so
 any engine can take it; the general path (`answers.Responder`) calls it for every query to a
-zone that is not open, and the hot path leaves those zones to it.
+zone that is not open. The hot path answers such a zone only for sources in its allow list
+(`Access.admitters`) and leaves everything else to the general path.
 
 Access keys are plain data here: `KeyBook` holds the SHA-256 of each active key's secret with
 its name, quota and the day's use on every node as last read from the database, and counts
@@ -24,6 +25,7 @@ import collections
 import hashlib
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -163,6 +165,22 @@ class Access:
     def guards(self, zone: str) -> bool:
         """Whether queries to `zone` must be decided here (it is not open to everyone)."""
         return zone in self.gates
+
+    def admitters(self) -> dict[str, Callable[[str], bool]]:
+        """Per guarded zone, the check for the hot path: whether a source is in the allow
+        list (counted as allowed when it is). Key names never reach the hot path."""
+        return {zone: self._admitter(zone, gate) for zone, gate in self.gates.items()}
+
+    def _admitter(self, zone: str, gate: _ZoneGate) -> Callable[[str], bool]:
+        counts, key = self.counts, (zone, Verdict.ALLOWED)
+
+        def admit(peer: str) -> bool:
+            if gate.allows(peer):
+                counts[key] += 1
+                return True
+            return False
+
+        return admit
 
     def decide(self, zone: str, labels: tuple[bytes, ...], below: int, peer: str) -> Decision:
         """The verdict on a query for `labels` (lowercase, `below` of them under the apex of

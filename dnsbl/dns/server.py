@@ -80,7 +80,7 @@ class _UdpListener:
                     continue
                 answered += 1
                 try:
-                    fast = answer_fast(data, table, max_payload, None)
+                    fast = answer_fast(data, table, max_payload, None, addr[0])
                     if fast is not None:
                         counts[fast[1]] += 1
                         if limiter is None:
@@ -130,11 +130,11 @@ class DnsServer:
         records: RecordSource | None = None,
     ) -> None:
         self.settings = settings
-        self.table = ZoneTable(zones)
-        self.max_payload = settings.max_udp_payload
-        keys = TsigKeys(settings.transfer_keys)
         # Who may ask (dnsbl.dns.access); a node's key follower keeps `access.keys` current.
         self.access = Access(zones)
+        self.table = ZoneTable(zones, self.access.admitters())
+        self.max_payload = settings.max_udp_payload
+        keys = TsigKeys(settings.transfer_keys)
         # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
         limits = settings.rate_limit
         self.limiter = RateLimiter(limits) if limits.responses_per_second else None
@@ -263,7 +263,7 @@ class DnsServer:
                 connection.idle_since = None
                 started = perf_counter()
                 try:
-                    fast = answer_fast(query, self.table, self.max_payload, TCP_LIMIT)
+                    fast = answer_fast(query, self.table, self.max_payload, TCP_LIMIT, peer)
                     if fast is not None:
                         writer.write(len(fast[0]).to_bytes(2, "big") + fast[0])
                         self.counts[fast[1]] += 1

@@ -32,13 +32,14 @@ Key = tuple[str, str, str]  # zone, qtype, rcode: what DnsServer.counts counts
 
 
 def answer_fast(
-    packet: bytes, table: ZoneTable, max_payload: int, limit: int | None
+    packet: bytes, table: ZoneTable, max_payload: int, limit: int | None, peer: str | None = None
 ) -> tuple[bytes, Key] | None:
     """The response to `packet` and its (zone, qtype, rcode) count key, or None for the general
     path.
 
     `max_payload` is the UDP payload size we advertise in OPT; `limit` the largest response
     the transport takes (None: UDP, the client's EDNS payload size, or 512, capped by ours).
+    A zone with access rules is answered here only for a `peer` its gate admits.
     ANY over UDP gets one RRset, the A records (RFC 8482 §4.1): a full ANY answer is what a
     reflection attack asks for. Over TCP (a source that cannot be spoofed) it gets them all.
     """
@@ -74,9 +75,10 @@ def answer_fast(
             | _OCTETS[g[0] or g[1] or g[2]]
         )
     index = zone.index
-    if index is None or zone.guarded or zone.wire in table.parents or end > 266:
-        # not loaded, access to decide, a longer zone may match, or a name over 255 bytes
-        return None
+    if index is None or zone.wire in table.parents or end > 266:
+        return None  # not loaded, a longer zone may match, or a name over 255 bytes
+    if zone.guarded and (peer is None or zone.gate is None or not zone.gate(peer)):
+        return None  # access rules: the general path refuses, or answers with a code
     qend = end + 5
     if packet[end + 3 : qend] != _CLASS_IN:
         return None

@@ -3,11 +3,13 @@ Real UDP and TCP queries from several loopback source addresses (127.0.0.x)."""
 
 from __future__ import annotations
 
+import dns.message
 import dns.rcode
 import pytest
 
 from dnsbl.dns.access import KeyEntry, Verdict, key_digest, utc_day
 from dnsbl.dns.server import DnsServer
+from dnsbl.dns.wire import answer_fast
 from tests.dns_support import ZONE, answers, ask, make_index, row, running, zone_settings
 
 LISTED = "1.0.0.10"
@@ -39,6 +41,17 @@ async def test_allowed_sources_are_answered_and_others_refused(tcp: bool) -> Non
         assert apex.rcode() == dns.rcode.NOERROR and answers(apex, "SOA")
         counts = server.access.counts
         assert counts[ZONE, Verdict.ALLOWED] == 1 and counts[ZONE, Verdict.DENIED] == 2
+
+
+async def test_allowed_sources_take_the_hot_path_and_the_others_the_general_one() -> None:
+    async with running([make_index(ROWS)], zones=_private(keys=True)) as server:
+        packet = dns.message.make_query(f"{LISTED}.{ZONE}", "A").to_wire()
+        assert answer_fast(packet, server.table, 1232, None, INSIDE) is not None
+        assert server.access.counts[ZONE, Verdict.ALLOWED] == 1
+        for peer in (OUTSIDE, None):
+            assert answer_fast(packet, server.table, 1232, None, peer) is None
+        keyed = dns.message.make_query(f"{LISTED}.{KEY}.{ZONE}", "A").to_wire()
+        assert answer_fast(keyed, server.table, 1232, None, INSIDE) is None
 
 
 async def test_open_zones_answer_everyone_on_the_hot_path() -> None:
