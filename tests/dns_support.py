@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,9 +87,7 @@ async def running(
     dns.setdefault("listen", ["127.0.0.1:0"])
     dns.setdefault("transfer_peers", ["127.0.0.1"])
     limits = {
-        key: dns.pop(key)
-        for key in ("tcp_idle_timeout", "tcp_max_connections", "keys")
-        if key in dns
+        key: dns.pop(key) for key in ("tcp_idle_timeout", "tcp_max_connections") if key in dns
     }
     server = DnsServer(zones or [zone_settings()], DnsSettings(**dns), **limits)
     for index in indexes:
@@ -188,3 +187,13 @@ async def udp_flood(
             if reply.id == _PROBE_ID:
                 return replies
             replies.append(reply)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, deadline: float = 30.0
+) -> None:
+    """Poll `check` until it holds; fail naming `what` after `deadline` seconds."""
+    limit = time.monotonic() + deadline
+    while not await check():
+        assert time.monotonic() < limit, f"not within {deadline:g} s: {what}"
+        await asyncio.sleep(0.05)

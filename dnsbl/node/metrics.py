@@ -27,6 +27,7 @@ from prometheus_client.core import (
 
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.timing import LATENCY_BOUNDS
+from dnsbl.metrics import counter_family
 from dnsbl.node.loader import ZoneFollower
 
 QueryLabels = tuple[str, str, str, str]  # zone, qtype, rcode, engine
@@ -198,23 +199,19 @@ class NodeCollector:
         for labels, count in sorted(stats.queries.items()):
             queries.add_metric(list(labels), count)
         yield queries
-        access = CounterMetricFamily(
+        yield counter_family(
             "dnsbl_dns_access",
             "Queries to zones with access rules, and answers held back by rate limiting, by "
             "zone and verdict (allowed, key, denied, over-quota, rate-limited, slipped).",
-            labels=["zone", "verdict"],
+            ["zone", "verdict"],
+            stats.access,
         )
-        for (zone, verdict), count in sorted(stats.access.items()):
-            access.add_metric([zone, verdict], count)
-        yield access
-        per_key = CounterMetricFamily(
+        yield counter_family(
             "dnsbl_dns_access_key_queries",
             "Queries answered under each access key by this node (its quota counts every node's).",
-            labels=["key"],
+            ["key"],
+            stats.key_queries,
         )
-        for name, count in sorted(stats.key_queries.items()):
-            per_key.add_metric([name], count)
-        yield per_key
         latency = HistogramMetricFamily(
             "dnsbl_dns_answer_seconds",
             "Time from reading a query to handing its answer to the socket, by transport "

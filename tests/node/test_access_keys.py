@@ -7,8 +7,7 @@ issued as `dnsbl accesskey create` does, and queried from a source outside the a
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import dns.rcode
@@ -21,7 +20,7 @@ from dnsbl.dns.server import DnsServer
 from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.node.node import run_dns_node
 from tests.conftest import ZONE, zone_config
-from tests.dns_support import answers, ask
+from tests.dns_support import answers, ask, eventually
 
 DEADLINE = 30.0  # seconds a change may take to reach a node (they sync keys every second)
 OUTSIDE = "127.0.0.9"
@@ -47,13 +46,6 @@ async def _node(engine: Engine, database_url: str) -> AsyncIterator[DnsServer]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {DEADLINE:g} s: {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_two_nodes_share_a_quota_and_a_revocation(engine: Engine, database_url: str) -> None:
     store = ListingStore(engine)
     store.ensure_zones([ZONE])
@@ -72,17 +64,17 @@ async def test_two_nodes_share_a_quota_and_a_revocation(engine: Engine, database
             (info,) = await asyncio.to_thread(keys.list_all, engine)
             return info.used_today == count
 
-        await _until(lambda: used(3), "both nodes' use in the database")
+        await eventually(lambda: used(3), "both nodes' use in the database")
         # One left today, for either node; once it is answered and shared, both say so.
         assert answers(await ask(second, name, source=OUTSIDE), "A") == ["127.0.0.2"]
-        await _until(lambda: used(4), "the last query's use in the database")
+        await eventually(lambda: used(4), "the last query's use in the database")
         for server in (first, second):
 
             async def over(server: DnsServer = server) -> bool:
                 reply = await ask(server, name, source=OUTSIDE)
                 return answers(reply, "A") == ["127.255.255.255"]
 
-            await _until(over, "over quota on both nodes")
+            await eventually(over, "over quota on both nodes")
 
         keys.revoke(engine, "partner-a")
         for server in (first, second):
@@ -91,4 +83,4 @@ async def test_two_nodes_share_a_quota_and_a_revocation(engine: Engine, database
                 reply = await ask(server, name, source=OUTSIDE)
                 return reply.rcode() == dns.rcode.REFUSED
 
-            await _until(refused, "the revoked key refused on both nodes")
+            await eventually(refused, "the revoked key refused on both nodes")
