@@ -12,7 +12,12 @@ checks cost, in one run.
    zone and on one with an allow list, on the hot path and on the general path (an unknown
    EDNS option sends every query there), and with an access key in every name.
 
-The server runs in a child process (`--serve`), the flooder and dnsperf in this one.
+4. The same in-process (`timeit`, no sockets): µs a query of the hot path and of the general
+   path, open and with an allow list, and of a key name; dnsperf's figures on a shared
+   machine move by more than the check costs.
+
+The server runs in a child process (`--serve`), the flooder and dnsperf in this one;
+`--parts` picks some of flood, dnsperf, timing.
 Take the bench lock: `flock /tmp/dnsbl-bench.lock .venv/bin/python -m bench.access_and_rrl`.
 """
 
@@ -27,9 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dns.edns
 import dns.message
 import dns.query
 
@@ -203,11 +211,22 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--dnsperf-seconds", type=int, default=10)
+    parser.add_argument("--parts", default="flood,dnsperf,timing")
     args = parser.parse_args()
     if args.serve:
         _serve(json.loads(args.serve))
         return
     addresses = random_singles(LISTED)
+    parts = args.parts.split(",")
+    if "flood" in parts:
+        _floods(args, addresses)
+    if "dnsperf" in parts:
+        _access_dnsperf(args, addresses)
+    if "timing" in parts:
+        _access_timing(addresses)
+
+
+def _floods(args: argparse.Namespace, addresses: list[int]) -> None:
     off = {"responses_per_second": 0}
     on = {"responses_per_second": 20, "window": 15, "slip": 2}
     for title, limits in (("rate limiting off", off), ("rate limiting on (20/s, slip 2)", on)):
@@ -222,6 +241,10 @@ def main() -> None:
                 f"{title}: flood of {args.rate} qps from 127.0.0.2",
                 flood(port, args.rate, args.seconds, addresses),
             )
+
+
+def _access_dnsperf(args: argparse.Namespace, addresses: list[int]) -> None:
+    off = {"responses_per_second": 0}
     print(f"\naccess checks, dnsperf {args.dnsperf_seconds} s each, from 127.0.0.1 (allowed):")
     private = {"allow": ["127.0.0.0/8"], "keys": True}
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,6 +271,51 @@ def main() -> None:
         hot = results["allow list, hot path"] / results["open zone, hot path"]
         general = results["allow list, general path"] / results["open zone, general path"]
         print(f"  access on / off: hot path {hot:.2f}, general path {general:.2f}")
+
+
+def _access_timing(addresses: list[int]) -> None:
+    """µs a query, in-process: the hot and the general path, open and with access rules."""
+    import timeit
+
+    from dnsbl.config import DnsSettings, ZoneSettings
+    from dnsbl.dns.access import KeyEntry, key_digest, utc_day
+    from dnsbl.dns.server import DnsServer
+    from dnsbl.dns.wire import answer_fast
+    from dnsbl.index.values import ValueDefaults
+    from dnsbl.index.zone_index import ZoneIndex
+    from dnsbl.listings.rows import ListingRow
+
+    name = query_name(addresses[7])
+    plain = dns.message.make_query(name, "A").to_wire()
+    keyed = dns.message.make_query(name.replace(f".{ZONE}", f".{KEY}.{ZONE}"), "A").to_wire()
+    option = dns.edns.GenericOption(65001, b"\x00")
+    general = dns.message.make_query(name, "A", use_edns=0, options=[option]).to_wire()
+    rows = [ListingRow("bench", 4, a, 32, False, None, None) for a in addresses]
+    print("\nper query in-process (timeit, best of 5), from an allowed source:")
+    results: dict[str, float] = {}
+    for label, access in (("open", {}), ("allow list", {"allow": ["127.0.0.0/8"], "keys": True})):
+        zone = ZoneSettings(
+            name=ZONE, ns=["ns1.example.org"], hostmaster="h.example.org", access=access
+        )
+        server = DnsServer([zone], DnsSettings())
+        server.publish(ZoneIndex.build(ZONE, 1, rows, ValueDefaults.of(zone)))
+        server.access.keys.replace({key_digest(KEY): KeyEntry("bench", None)}, utc_day())
+        table, respond = server.table, server.responder.respond
+        cases: dict[str, Callable[[], object]] = {
+            f"hot path, {label}": partial(answer_fast, plain, table, 1232, None, "127.0.0.1"),
+            f"general path, {label}": partial(respond, general, peer="127.0.0.1"),
+        }
+        if access:
+            cases["general path, key name"] = partial(respond, keyed, peer="192.0.2.1")
+        for case, call in cases.items():
+            assert call() is not None
+            number = 20_000 if case.startswith("hot") else 2_000
+            best = min(timeit.repeat(call, number=number, repeat=5)) / number
+            results[case] = best * 1e6
+            print(f"  {case:<28} {best * 1e6:7.2f} µs")
+    for path in ("hot path", "general path"):
+        added = results[f"{path}, allow list"] - results[f"{path}, open"]
+        print(f"  the allow list adds {added:+.2f} µs a query on the {path}")
 
 
 def _dnsperf(port: int, queries: Path, seconds: int, extra: list[str]) -> float:
