@@ -12,7 +12,16 @@ import pytest
 from dnsbl.config import RateLimitSettings
 from dnsbl.dns.access import Verdict
 from dnsbl.dns.ratelimit import Action, RateLimiter, answer_class, truncated
-from tests.dns_support import ZONE, answers, ask, make_index, row, running, udp_flood
+from tests.dns_support import (
+    ZONE,
+    answers,
+    ask,
+    make_index,
+    row,
+    running,
+    udp_flood,
+    zone_settings,
+)
 
 NAME = "1.0.0.10." + ZONE
 FLOOD = 40
@@ -81,3 +90,12 @@ async def test_slip_zero_drops_all_and_the_window_ends_it() -> None:
     for reply in nx:
         reply.set_rcode(dns.rcode.NXDOMAIN)
     assert answer_class(nx[0].to_wire(), ZONE) == answer_class(nx[1].to_wire(), ZONE)
+
+
+async def test_sources_in_an_allow_list_are_limited_all_the_same() -> None:
+    """`allow` says who may ask, not who may flood: only `exempt` exempts."""
+    zones = [zone_settings(access={"allow": ["127.0.0.0/24"]})]
+    async with running([make_index([row("10.0.0.1")])], zones=zones, rate_limit=LIMITS) as server:
+        answered, slipped = _split(await udp_flood(server, NAME, "127.0.0.2", FLOOD))
+        assert answered < FLOOD and slipped > 0
+        assert server.access.counts[ZONE, Verdict.ALLOWED] == FLOOD  # (the apex probe is not)
