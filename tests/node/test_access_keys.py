@@ -1,26 +1,35 @@
-"""Two DNS nodes on one database share an access key's quota and see its revocation.
+"""DNS nodes on one database share an access key's quota and see its revocation.
 
-Each node is `run_dns_node` in this process with its own server and key follower; the key is
-issued as `dnsbl accesskey create` does, and queried from a source outside the allow list.
+Two nodes are `run_dns_node` in this process, each with its own server and key follower; a
+`dnsbl dns` of two processes counts over both. Keys are issued as `dnsbl accesskey create`
+does, and queried from a source outside the allow list.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
+import dns.message
+import dns.query
 import dns.rcode
+import pytest
 from sqlalchemy import Engine
 
 from dnsbl.access import keys
 from dnsbl.addresses import parse_network
 from dnsbl.config import load_settings
+from dnsbl.db import make_engine
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.node.node import run_dns_node
-from tests.conftest import ZONE, zone_config
+from tests.conftest import ZONE, write_config, zone_config
 from tests.dns_support import answers, ask, eventually
+from tests.node.test_node import _process
 
 DEADLINE = 30.0  # seconds a change may take to reach a node (they sync keys every second)
 OUTSIDE = "127.0.0.9"
@@ -84,3 +93,36 @@ async def test_two_nodes_share_a_quota_and_a_revocation(engine: Engine, database
                 return reply.rcode() == dns.rcode.REFUSED
 
             await eventually(refused, "the revoked key refused on both nodes")
+
+
+@pytest.mark.e2e
+def test_a_dns_group_counts_a_key_over_its_processes(tmp_path: Path, sqlite_url: str) -> None:
+    """`dnsbl dns` with two answering processes: each counts on its own row, the day's use is
+    their sum, and a revocation reaches both."""
+    config = write_config(tmp_path / "dnsbl.toml", sqlite_url)
+    config.write_text(
+        config.read_text() + '[zones.access]\nallow = ["127.0.0.1/32"]\nkeys = true\n'
+    )
+    engine = make_engine(sqlite_url)
+    issued = keys.create(engine, "partner-a")
+    name = f"2.0.0.127.{issued.key}.{ZONE}"
+    env = {"DNSBL_DNS__PROCESSES": "2"}
+    with _process(config, "dns", tmp_path / "dns.log", env) as (process, port):
+
+        def ask_keyed() -> dns.message.Message:
+            query = dns.message.make_query(name, "A")
+            return dns.query.udp(query, "127.0.0.1", port=port, timeout=3, source=OUTSIDE)
+
+        for _ in range(20):
+            assert answers(ask_keyed(), "A") == ["127.0.0.2"]
+        deadline = time.monotonic() + DEADLINE
+        while keys.list_all(engine)[0].used_today != 20:
+            assert time.monotonic() < deadline, "the group's use never reached the database"
+            time.sleep(0.1)
+        keys.revoke(engine, "partner-a")
+        while ask_keyed().rcode() != dns.rcode.REFUSED:
+            assert time.monotonic() < deadline + DEADLINE, "the revocation never reached DNS"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE) == 0
+    engine.dispose()
