@@ -45,6 +45,15 @@ class KeyFollower:
         day = utc_day()
         self.book.replace(active_keys(self.engine, day), day)
 
+    def first_load(self) -> None:
+        """`load`, before serving; a failure leaves no key in force (key names are refused)
+        until a later sync succeeds, but does not keep the node from answering the rest."""
+        try:
+            self.load()
+        except Exception:
+            self.failures += 1
+            log.exception("access keys not loaded; key names are refused until the next sync")
+
     def sync(self, pending: collections.Counter[tuple[int, str]]) -> None:
         """Write this process's totals grown by `pending`, then read the keys (blocking)."""
         self._totals.update(pending)
