@@ -28,6 +28,7 @@ from api.pages import nominations as nomination_pages
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
 from api.request_ids import RequestIdMiddleware
 from api.routes import (
+    access_keys,
     audit,
     delist_requests,
     health,
@@ -70,6 +71,7 @@ ROUTERS = (
     audit.router,
     zones.router,
     keys.router,
+    access_keys.router,
     health.router,
     address.router,
     removal.router,
@@ -83,8 +85,8 @@ A private DNSBL (RFC 5782) with ORBS-style relay testing.
 Public: look an address up, nominate a host for a relay test, test your own mail server
 (a self-test, which lists nothing), request removal of a listed host (by a retest).
 Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`): listings, retests,
-the job queue, policy networks, the audit log, zones and keys; spam reports (admin or
-reporter keys).
+the job queue, policy networks, the audit log, zones, API keys and the DNS zones' access keys;
+spam reports (admin or reporter keys).
 Every error is an RFC 9457 problem document (`application/problem+json`).
 """
 

@@ -6,8 +6,6 @@ A bad configuration is refused at start with a message that names the key and th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import json
 import os
@@ -25,7 +23,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from dnsbl.config_values import DnsEndpoint, NetworkText, parse_endpoint
+from dnsbl.access.settings import (
+    AccessSettings,
+    CookieSettings,
+    NetworkText,
+    RateLimitSettings,
+    Secret,
+)
+from dnsbl.config_values import DnsEndpoint, parse_endpoint
 from dnsbl.config_values import domain_name as _domain
 from dnsbl.config_values import endpoint as _endpoint
 from dnsbl.config_values import return_code as _return_code
@@ -65,7 +70,7 @@ class TsigKeySettings(_Section):
 
     name: str
     algorithm: str = "hmac-sha256"
-    secret: str  # base64, as `tsig-keygen` and NSD/Knot/BIND configurations write it
+    secret: Secret  # base64, as `tsig-keygen` and NSD/Knot/BIND configurations write it
 
     @field_validator("name")
     @classmethod
@@ -79,17 +84,6 @@ class TsigKeySettings(_Section):
         if algorithm not in TSIG_ALGORITHMS:
             raise ValueError(f"unsupported TSIG algorithm {value!r}: use one of {TSIG_ALGORITHMS}")
         return algorithm
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        try:
-            decoded = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not base64") from None
-        if len(decoded) < 16:
-            raise ValueError("shorter than 16 bytes: generate one with `tsig-keygen`")
-        return value
 
 
 class DnsSettings(_Section):
@@ -106,6 +100,9 @@ class DnsSettings(_Section):
     processes: int = Field(1, ge=1, le=64)
     # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
     metrics_listen: str | None = None
+    tcp_max_per_source: int = Field(8, ge=1, le=65535)  # TCP connections (RFC 7766 §6.2.2)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    cookies: CookieSettings = CookieSettings()
 
     @field_validator("metrics_listen")
     @classmethod
@@ -143,6 +140,7 @@ class ZoneSettings(_Section):
     default_code: str = "127.0.0.2"
     txt: str = "Listed: see http://127.0.0.1:8000/lookup/$"
     categories: dict[str, str] = {}
+    access: AccessSettings = AccessSettings()
 
     _check_name = field_validator("name", "hostmaster")(classmethod(lambda cls, v: _domain(v)))
     _check_code = field_validator("default_code")(classmethod(lambda cls, v: _return_code(v)))

@@ -1,6 +1,6 @@
 """The checks of configuration values that several settings share: domain names, return
-codes, listening endpoints, networks. Each gives the value back or raises a ValueError that
-names it (pydantic reports it under the key)."""
+codes, listening endpoints (networks and secrets are in dnsbl.access.settings). Each gives the
+value back or raises a ValueError that names it (pydantic reports it under the key)."""
 
 from __future__ import annotations
 
@@ -58,17 +58,6 @@ def endpoint(value: str, default_port: int) -> str:
     return value
 
 
-def network(value: str) -> str:
-    """`value` if it is an IP address or network, else a ValueError naming it."""
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address or network") from None
-    return value
-
-
-# Lists of these are checked item by item: every bad entry is reported, by its index.
-NetworkText = Annotated[str, AfterValidator(network)]
 DnsEndpoint = Annotated[str, AfterValidator(lambda value: endpoint(value, 53))]
 
 

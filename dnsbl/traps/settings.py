@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dnsbl.config_values import NetworkText, domain_name, smtp_endpoints, smtp_listen
+from dnsbl.access.settings import NetworkText
+from dnsbl.config_values import domain_name, smtp_endpoints, smtp_listen
 
 
 class TrapsSettings(BaseModel):

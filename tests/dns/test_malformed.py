@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
-import time
 
 import dns.exception
 import dns.message
@@ -229,25 +228,3 @@ def test_the_dns_package_never_loads_the_database_layer() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-async def test_tcp_connections_beyond_the_limit_are_turned_away() -> None:
-    async with running([make_index([row("10.0.0.1")])], tcp_max_connections=2) as server:
-        host, port = server.endpoints[0]
-        held = [await asyncio.open_connection(host, port) for _ in range(2)]
-        await asyncio.sleep(0.05)  # let the server accept them
-        reader, writer = await asyncio.open_connection(host, port)
-        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed at once
-        writer.close()
-        for _, held_writer in held:
-            held_writer.close()
-        # Once the server has seen them go there is room again: a client gets answered.
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                reply = await ask(server, "1.0.0.10." + ZONE, tcp=True)
-                break
-            except (EOFError, ConnectionError, dns.exception.DNSException):
-                assert time.monotonic() < deadline, "turned away although the others left"
-                await asyncio.sleep(0.05)
-        assert answers(reply, "A") == ["127.0.0.2"]

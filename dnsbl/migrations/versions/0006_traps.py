@@ -1,7 +1,7 @@
 """spam traps and reports: the evidence of each hit or report, and each source's history
 
 Revision ID: 0006_traps
-Revises: 0006_self_tests
+Revises: 0007_access_keys
 Create Date: 2026-12-01 14:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_traps"
-down_revision = "0006_self_tests"
+down_revision = "0007_access_keys"
 branch_labels = None
 depends_on = None
 
