@@ -134,6 +134,9 @@ class DnsSettings(_Section):
     processes: int = Field(1, ge=1, le=64)
     # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
     metrics_listen: str | None = None
+    # Who answers the common UDP query: the C extension (dnsbl.dns.native), the Python
+    # engine, or ("auto") the C extension where it was built
+    engine: Literal["auto", "native", "python"] = "auto"
 
     @field_validator("listen", "notify")
     @classmethod
