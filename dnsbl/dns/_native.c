@@ -529,17 +529,25 @@ static Zone *zone_at(ZoneSet *set, const unsigned char *p, Py_ssize_t size, Py_s
     return NULL;
 }
 
-static size_t render_ipv4(char *out, uint32_t address) {
-    return (size_t)sprintf(out, "%u.%u.%u.%u", address >> 24, (address >> 16) & 255,
-                           (address >> 8) & 255, address & 255);
+/* The address as dnsbl.addresses.address_text writes it, or 0 where this cannot promise to:
+ * inet_ntop and Python's ipaddress agree on RFC 5952 form except where the first 80 bits
+ * are zero (inet_ntop writes an embedded IPv4 address there), which Python then renders. */
+static size_t address_text(char *out, int family, uint32_t v4, u128 v6) {
+    if (family == 4)
+        return (size_t)snprintf(out, INET6_ADDRSTRLEN, "%u.%u.%u.%u", v4 >> 24, (v4 >> 16) & 255,
+                                (v4 >> 8) & 255, v4 & 255);
+    if (v6 >> 48 == 0) return 0;
+    unsigned char raw[16];
+    for (int i = 0; i < 16; i++) raw[i] = (unsigned char)(v6 >> (8 * (15 - i)));
+    if (inet_ntop(AF_INET6, raw, out, INET6_ADDRSTRLEN) == NULL) return 0;
+    return strlen(out);
 }
 
-/* The TXT record of a `$` template for an IPv4 address (as zones.txt_record makes it). */
-static void put_txt_rendered(Writer *w, const Zone *zone, PyObject *template, uint32_t address) {
+/* The TXT record of a `$` template for an address (as zones.txt_record makes it). */
+static void put_txt_rendered(Writer *w, const Zone *zone, PyObject *template, const char *shown,
+                             size_t shown_len) {
     const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(template);
     Py_ssize_t n = PyBytes_GET_SIZE(template);
-    char shown[16];
-    size_t shown_len = render_ipv4(shown, address);
     /* The text first, into the answer's room past the record's fixed part. */
     size_t lead = 12; /* pointer, type, class, TTL, RDLENGTH */
     if (w->full || w->cap - w->len < lead) {
@@ -692,6 +700,8 @@ static int answer(ZoneSet *set, Py_ssize_t max_payload, const unsigned char *p, 
         size_t starts[MAX_VALUES];
         size_t lengths[MAX_VALUES];
         int ntxt = 0;
+        char shown[INET6_ADDRSTRLEN];
+        size_t shown_len = 0;
         for (int i = 0; i < nfound; i++) {
             ValueRecords *value = &zone->values[found[i]];
             if (value->txt_record == NULL && value->txt_template == NULL) continue;
@@ -699,10 +709,11 @@ static int answer(ZoneSet *set, Py_ssize_t max_payload, const unsigned char *p, 
             if (value->txt_record != NULL)
                 put(w, PyBytes_AS_STRING(value->txt_record),
                     (size_t)PyBytes_GET_SIZE(value->txt_record));
-            else if (family == 4)
-                put_txt_rendered(w, zone, value->txt_template, v4);
-            else
-                return 0; /* an IPv6 address as text: the Python path's */
+            else {
+                if (shown_len == 0) shown_len = address_text(shown, family, v4, v6);
+                if (shown_len == 0) return 0; /* an address only Python writes as text */
+                put_txt_rendered(w, zone, value->txt_template, shown, shown_len);
+            }
             if (w->full) return 0;
             size_t len = w->len - at;
             int seen = 0;
