@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -877,8 +878,8 @@ static PyObject *engine_answer(Engine *self, PyObject *arg) {
     int qtype = 0, rcode = 0;
     PyObject *result;
     /* The packet is copied to a buffer of its own size, so that a read past its end is
-     * one AddressSanitizer sees. */
-    unsigned char *copy = PyMem_Malloc(packet.len ? (size_t)packet.len : 1);
+     * one AddressSanitizer sees (malloc, not Python's pools, which it cannot see into). */
+    unsigned char *copy = malloc(packet.len ? (size_t)packet.len : 1);
     if (copy == NULL) {
         PyBuffer_Release(&packet);
         return PyErr_NoMemory();
@@ -891,7 +892,7 @@ static PyObject *engine_answer(Engine *self, PyObject *arg) {
     } else {
         result = Py_NewRef(Py_None);
     }
-    PyMem_Free(copy);
+    free(copy);
     PyBuffer_Release(&packet);
     return result;
 }
