@@ -1,8 +1,9 @@
 /* The native UDP engine: one batch of datagrams received with recvmmsg, the common query
  * answered from the zone index's own arrays, the answers sent with sendmmsg.
  *
- * It answers exactly what dnsbl.dns.wire.answer_fast answers, byte for byte, and hands
- * everything else back to Python unchanged (the caller runs the Python path on it): the
+ * It answers the A, TXT and AAAA queries dnsbl.dns.wire.answer_fast answers, byte for byte
+ * as it does, and hands everything else back to Python unchanged (ANY too: what ANY gets
+ * over UDP is policy) (the caller runs the Python path on it): the
  * Python engine is its oracle (tests/dns/test_native.py). What it reads, it reads through
  * the buffer protocol from the arrays the index already holds (IPv4 starts, value ids) or
  * from the index's own Python objects (IPv6 starts, the change-log overlay): there is no
@@ -463,7 +464,7 @@ static long long table_match(const Table *table, int bits, u128 address) {
 
 /* -- answering one query ------------------------------------------------------------------- */
 
-enum { QT_A, QT_TXT, QT_ANY, QT_AAAA };
+enum { QT_A, QT_TXT, QT_ANY, QT_AAAA }; /* the count slots: FAST_QTYPES order */
 
 typedef struct {
     unsigned char *buf;
@@ -634,7 +635,7 @@ static int answer(ZoneSet *set, Py_ssize_t max_payload, const unsigned char *p, 
     switch (p[end + 2]) {
     case 1: qtype = QT_A; break;
     case 16: qtype = QT_TXT; break;
-    case 255: qtype = QT_ANY; break;
+    case 255: return 0; /* ANY: what it answers over UDP is the Python path's policy */
     case 28: qtype = QT_AAAA; break;
     default: return 0;
     }
@@ -682,7 +683,7 @@ static int answer(ZoneSet *set, Py_ssize_t max_payload, const unsigned char *p, 
     put(w, header, 12);
     put(w, p + 12, (size_t)(qend - 12));
     unsigned records = 0;
-    if (qtype == QT_A || qtype == QT_ANY) {
+    if (qtype == QT_A) {
         for (int i = 0; i < nfound; i++) {
             PyObject *a = zone->values[found[i]].a_record;
             int seen = 0;
@@ -697,7 +698,7 @@ static int answer(ZoneSet *set, Py_ssize_t max_payload, const unsigned char *p, 
             records++;
         }
     }
-    if (qtype == QT_TXT || qtype == QT_ANY) {
+    if (qtype == QT_TXT) {
         size_t starts[MAX_VALUES];
         size_t lengths[MAX_VALUES];
         int ntxt = 0;

@@ -55,7 +55,8 @@ def engine_name(setting: str) -> str:
 def native_may_answer(zone: PublishedZone, settings: DnsSettings) -> bool:
     """Whether the native loop may answer `zone`'s queries; if not, it hands them all to the
     Python path. The one hand-off rule: whatever the Python path decides per query beyond
-    the index (who may ask, how often) keeps the zone's queries there."""
+    the index and the question (who may ask, how often) keeps the zone's queries there, so
+    a zone with access rules, or any rate limiting, is answered in Python."""
     return zone.index is not None
 
 

@@ -113,7 +113,7 @@ def _make(name: str, rdtype: str = "A", **kwargs: object) -> bytes:
         "7.2.0.192." + CHILD,
     ],
 )
-@pytest.mark.parametrize("rdtype", ["A", "TXT", "ANY", "AAAA"])
+@pytest.mark.parametrize("rdtype", ["A", "TXT", "AAAA"])
 @pytest.mark.parametrize("edns", [None, 0])
 def test_common_queries_are_answered_natively(name: str, rdtype: str, edns: int | None) -> None:
     rows = [row("10.0.0.1"), row("10.0.0.0/8", "open-relay", txt="literal"), row("2001:db8::/32")]
@@ -150,6 +150,7 @@ def _notify() -> bytes:
         _make("2.0.0.10." + ZONE, rdclass="CH"),
         _make("2.0.0.10." + ZONE, "AXFR"),
         _make("2.0.0.10." + ZONE, "MX"),
+        _make("1.0.0.10." + ZONE, "ANY"),  # what ANY gets over UDP is the Python path's policy
         _make("2.0.0.10." + ZONE, use_edns=1),  # BADVERS
         _make("2.0.0.10." + ZONE, use_edns=0, options=[dns.edns.CookieOption(b"c" * 8, b"")]),
         _make("2.0.0.10." + ZONE, use_edns=0, options=[dns.edns.NSIDOption(b"")]),
