@@ -4,6 +4,8 @@ dnslib path answers), hands everything else to Python, and sees a published inde
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import dns.edns
 import dns.message
@@ -236,3 +238,29 @@ async def test_the_python_engine_when_asked_for() -> None:
     async with running([make_index([row("10.0.0.1")], 1)], engine="python") as server:
         assert server.engine == "python" and server.native is None
         assert answers(await ask(server, "1.0.0.10." + ZONE), "A") == ["127.0.0.2"]
+
+
+def test_without_the_extension_auto_answers_in_python_with_one_warning() -> None:
+    """Where no compiler built it (here: its import made to fail, in a fresh interpreter)."""
+    code = (
+        "import sys, logging\n"
+        "sys.modules['dnsbl.dns._native'] = None\n"
+        "logging.basicConfig(format='%(levelname)s %(message)s')\n"
+        "from dnsbl.config import DnsSettings\n"
+        "from dnsbl.dns.server import DnsServer\n"
+        "from dnsbl.errors import ConfigError\n"
+        "from tests.dns_support import zone_settings\n"
+        "print(DnsServer([zone_settings()], DnsSettings(engine='auto')).engine)\n"
+        "try:\n"
+        "    DnsServer([zone_settings()], DnsSettings(engine='native'))\n"
+        "except ConfigError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "python"
+    assert "refused: dns.engine is 'native' but the native engine was not built" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING the native DNS engine was not built: answering with the Python engine"
+    ]
