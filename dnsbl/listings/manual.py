@@ -5,6 +5,7 @@ verdict, a spam report — goes through `list_entries`, which decides in one pla
 
 - a return code must be one (an IPv4 address in 127.0.0.0/8);
 - an expiry must lie in the future;
+- a TXT must be one a zone serves (at most `MAX_TXT_BYTES`; never cut when answered);
 - a listing that meets a never-list network in any way (covers it, lies in it, or overlaps
   part of it) is refused with the policy entry named; exclusions list nothing and pass;
 - what passes is written in one transaction by `ListingStore.add`.
@@ -19,7 +20,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 
 from dnsbl.addresses import parse_return_code
-from dnsbl.errors import DnsblError, ExpiryError, NeverListed
+from dnsbl.errors import DnsblError, ExpiryError, NeverListed, TxtTooLong
+from dnsbl.index.txt_template import txt_too_long
 from dnsbl.listings.rows import Source
 from dnsbl.listings.store import Entry, ListingStore, WriteResult
 from dnsbl.models import utcnow
@@ -46,6 +48,8 @@ class ListingRule:
                 parse_return_code(entry.code)
             except DnsblError as exc:
                 return exc
+        if entry.txt is not None and (too_long := txt_too_long(entry.txt)):
+            return TxtTooLong(f"{entry.network}: {too_long}")
         if entry.expires_at is not None and entry.expires_at <= self.now:
             return ExpiryError(f"the expiry {entry.expires_at.isoformat()} is in the past")
         if not entry.excluded:
