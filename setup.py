@@ -15,8 +15,15 @@ setup(
     ext_modules=[
         Extension(
             "dnsbl.dns._native",
-            ["dnsbl/dns/_native.c"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", *extra],
+            ["dnsbl/dns/_native.c", "dnsbl/dns/_native_zones.c", "dnsbl/dns/_native_answer.c"],
+            depends=["dnsbl/dns/_native.h"],
+            extra_compile_args=[
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Wno-missing-field-initializers",
+                *extra,
+            ],
             extra_link_args=extra,
             optional=True,
         )
