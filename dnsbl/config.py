@@ -280,6 +280,9 @@ class TesterSettings(_Section):
     delists_per_address: Annotated[int, Field(ge=1)] = 3
     delists_per_requester: Annotated[int, Field(ge=1)] = 10
     delist_window: Annotated[float, Field(gt=0)] = 86400.0
+    # A self-test that finds the host open lists nothing, but schedules a normal test this
+    # many hours later, which lists the host if it is still open (fractions for labs).
+    self_test_grace_hours: Annotated[float, Field(ge=0, le=24 * 365)] = 24.0
     # `dnsbl worker` serves its Prometheus metrics here (host:port); None: no endpoint
     metrics_listen: str | None = None
 
