@@ -103,6 +103,9 @@ class DnsSettings(_Section):
     tcp_max_per_source: int = Field(8, ge=1, le=65535)  # TCP connections (RFC 7766 §6.2.2)
     rate_limit: RateLimitSettings = RateLimitSettings()
     cookies: CookieSettings = CookieSettings()
+    # Who answers the common UDP query: the C extension (dnsbl.dns.native), the Python
+    # engine, or ("auto") the C extension where it was built
+    engine: Literal["auto", "native", "python"] = "auto"
 
     @field_validator("metrics_listen")
     @classmethod

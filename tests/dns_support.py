@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -83,8 +84,10 @@ async def running(
     zones: list[ZoneSettings] | None = None,
     **dns: Any,
 ) -> AsyncIterator[DnsServer]:
-    """A started server on 127.0.0.1 (a free port) publishing `indexes`."""
+    """A started server on 127.0.0.1 (a free port) publishing `indexes`, answering with the
+    engine DNSBL_DNS__ENGINE names (the `dns_engine` fixture sets it), else the default."""
     dns.setdefault("listen", ["127.0.0.1:0"])
+    dns.setdefault("engine", os.environ.get("DNSBL_DNS__ENGINE", "auto"))
     dns.setdefault("transfer_peers", ["127.0.0.1"])
     limits = {
         key: dns.pop(key) for key in ("tcp_idle_timeout", "tcp_max_connections") if key in dns

@@ -26,6 +26,7 @@ from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
 from dnsbl.dns.access import Access, Verdict
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
 from dnsbl.dns.cookies import Cookies
+from dnsbl.dns.native import NATIVE, NativeEngine, engine_name
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from dnsbl.dns.timing import Latency
@@ -57,6 +58,44 @@ class _UdpListener:
     def __init__(self, server: DnsServer, sock: socket.socket) -> None:
         self.server = server
         self.sock = sock
+        self.fd = sock.fileno()
+
+    def read_ready_native(self) -> None:
+        """One batch through the native engine; what it hands back, through the Python path."""
+        server = self.server
+        native = server.native
+        assert native is not None
+        started = perf_counter()
+        try:
+            answered, handed = native.serve(self.fd, server.counts)
+        except OSError as exc:
+            log.debug("UDP receive error: %s", exc)
+            return
+        for data, addr in handed:
+            self._answer_in_python(data, addr)
+        answered += len(handed)
+        if answered:
+            server.latency.record("udp", (perf_counter() - started) / answered, answered)
+
+    def _answer_in_python(self, data: bytes, addr: Any) -> None:
+        server = self.server
+        try:
+            reply = server.responder.respond(data, tcp=False, peer=addr[0])
+            server.counts[reply.key] += 1
+            self._send(reply, addr)
+        except OSError as exc:
+            log.debug("UDP reply to %s dropped: %s", addr[0], exc, extra={"peer": addr[0]})
+        except Exception:
+            log.exception("failed to answer a UDP query from %s", addr[0], extra={"peer": addr[0]})
+
+    def _send(self, reply: Reply, addr: Any) -> None:
+        """Send `reply`'s messages to `addr`, what rate limiting lets out of them."""
+        server = self.server
+        messages = reply.messages
+        if server.limiter is not None:
+            messages = server.rate_limited(reply, addr[0])
+        for message in messages:
+            self.sock.sendto(message, addr)
 
     def read_ready(self) -> None:
         server = self.server
@@ -66,6 +105,7 @@ class _UdpListener:
         limiter = server.limiter
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
+        answer_in_python = self._answer_in_python
         # Timed per batch, not per query (dnsbl.dns.timing): two clock reads per readiness.
         started = perf_counter()
         answered = 0
@@ -85,22 +125,18 @@ class _UdpListener:
                         counts[fast[1]] += 1
                         if limiter is None:
                             sendto(fast[0], addr)
-                            continue
-                        reply = Reply([fast[0]], fast[1])
-                    else:
-                        reply = server.responder.respond(data, tcp=False, peer=addr[0])
-                        counts[reply.key] += 1
-                    messages = reply.messages
-                    if limiter is not None:
-                        messages = server.rate_limited(reply, addr[0])
-                    for message in messages:
-                        sendto(message, addr)
+                        else:
+                            self._send(Reply([fast[0]], fast[1]), addr)
+                        continue
                 except OSError as exc:
                     log.debug("UDP reply to %s dropped: %s", addr[0], exc, extra={"peer": addr[0]})
+                    continue
                 except Exception:
                     log.exception(
                         "failed to answer a UDP query from %s", addr[0], extra={"peer": addr[0]}
                     )
+                    continue
+                answer_in_python(data, addr)
         finally:
             if answered:
                 server.latency.record("udp", (perf_counter() - started) / answered, answered)
@@ -133,6 +169,9 @@ class DnsServer:
         # Who may ask (dnsbl.dns.access); a node's key follower keeps `access.keys` current.
         self.access = Access(zones)
         self.table = ZoneTable(zones, self.access.admitters())
+        # Which engine answers UDP (dnsbl.dns.native); its name labels the query metrics.
+        self.engine = engine_name(settings.engine)
+        self.native = NativeEngine(self.table, settings) if self.engine == NATIVE else None
         self.max_payload = settings.max_udp_payload
         keys = TsigKeys(settings.transfer_keys)
         # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
@@ -170,6 +209,8 @@ class DnsServer:
         A new serial is NOTIFYed to `settings.notify` while the server runs.
         """
         zone, previous = self.table.publish(index)
+        if self.native is not None:
+            self.native.publish(zone)
         loop = self._loop
         if loop is not None and previous != zone.serial and not loop.is_closed():
             loop.call_soon_threadsafe(self.notifier.zone_changed, zone)
@@ -193,7 +234,11 @@ class DnsServer:
         except BaseException:
             await self.stop()
             raise
-        log.info("DNS listening on %s", ", ".join(f"{h}:{p}" for h, p in self._endpoints))
+        log.info(
+            "DNS listening on %s (%s engine)",
+            ", ".join(f"{h}:{p}" for h, p in self._endpoints),
+            self.engine,
+        )
         # The zones may have changed while no server ran: tell the secondaries now.
         for zone in self.table:
             if zone.index is not None:
@@ -203,7 +248,9 @@ class DnsServer:
         """Answer on a bound UDP socket and a listening TCP socket (of one address and port)."""
         self._udp.append(udp)
         self._tcp.append(await asyncio.start_server(self._serve_tcp, sock=tcp))
-        asyncio.get_running_loop().add_reader(udp.fileno(), _UdpListener(self, udp).read_ready)
+        listener = _UdpListener(self, udp)
+        ready = listener.read_ready_native if self.native is not None else listener.read_ready
+        asyncio.get_running_loop().add_reader(udp.fileno(), ready)
         host, port = udp.getsockname()[:2]
         self._endpoints.append((host, port))
 

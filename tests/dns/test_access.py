@@ -12,6 +12,9 @@ from dnsbl.dns.server import DnsServer
 from dnsbl.dns.wire import answer_fast
 from tests.dns_support import ZONE, answers, ask, make_index, row, running, zone_settings
 
+# Both engines enforce the rules: under native, these zones are handed to the Python path.
+pytestmark = pytest.mark.usefixtures("dns_engine")
+
 LISTED = "1.0.0.10"
 V6_LISTED = "1." + "0." * 23 + "8.b.d.0.1.0.0.2"  # 2001:db8::1
 KEY = "k" * 26 + "234567"  # the shape `dnsbl accesskey create` gives: 32 of [a-z2-7]

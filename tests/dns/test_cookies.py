@@ -17,6 +17,9 @@ from dnsbl.dns.cookies import Cookies, CookieState, server_cookie, siphash24
 from dnsbl.dns.server import DnsServer
 from tests.dns_support import ZONE, answers, ask, make_index, row, running, udp_flood
 
+# Both engines enforce the rules: under native, these zones are handed to the Python path.
+pytestmark = pytest.mark.usefixtures("dns_engine")
+
 NAME = "1.0.0.10." + ZONE
 CLIENT = bytes.fromhex("2464c4abcf10c957")
 SECRET = base64.b64encode(bytes(range(16))).decode()

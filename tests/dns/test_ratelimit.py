@@ -23,6 +23,9 @@ from tests.dns_support import (
     zone_settings,
 )
 
+# Both engines enforce the rules: under native, these zones are handed to the Python path.
+pytestmark = pytest.mark.usefixtures("dns_engine")
+
 NAME = "1.0.0.10." + ZONE
 FLOOD = 40
 LIMITS = {"responses_per_second": 1, "window": 15, "slip": 2}

@@ -22,6 +22,8 @@ from tests.dns_support import (
     zone_settings,
 )
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 V6_NAME = "1." + "0." * 23 + "8.b.d.0.1.0.0.2." + ZONE  # 2001:db8::1
 
 ROWS = [

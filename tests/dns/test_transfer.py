@@ -20,6 +20,8 @@ from dnsbl.dns.server import DnsServer
 from dnsbl.dns.transfer import txt_rdata_from_text
 from tests.dns_support import ZONE, ask, change, make_index, row, running, zone_settings
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 ROWS = [row("10.0.0.1"), row("192.0.2.0/24", "relay-output", txt="Net $"), row("2001:db8::1")]
 
 
