@@ -1,6 +1,6 @@
 """spam traps and reports: the evidence of each hit or report, and each source's history
 
-Revision ID: 0006_traps
+Revision ID: 0008_traps
 Revises: 0007_access_keys
 Create Date: 2026-12-01 14:00:00
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_traps"
+revision = "0008_traps"
 down_revision = "0007_access_keys"
 branch_labels = None
 depends_on = None
