@@ -134,6 +134,9 @@ class DnsSettings(_Section):
     processes: int = Field(1, ge=1, le=64)
     # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
     metrics_listen: str | None = None
+    # The node's last-known-good index (dnsbl.node.snapshot): written after each full load and
+    # compaction, read at start so that the node answers at once, even with the database down
+    snapshot: Path | None = None
 
     @field_validator("listen", "notify")
     @classmethod

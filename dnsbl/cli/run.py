@@ -35,10 +35,18 @@ def register(subparsers: Any) -> None:
 
 
 def _dns(context: Context, args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from dnsbl.node.group import run_dns_group
     from dnsbl.node.node import run_dns_node
 
-    context.store  # noqa: B018 -- make sure every configured zone has its row
+    try:
+        context.store  # noqa: B018 -- make sure every configured zone has its row
+    except OperationalError as exc:
+        if context.settings.dns.snapshot is None:
+            raise
+        # A node with a snapshot answers from it while the database is away.
+        log.warning("database unreachable (%s): starting from the snapshot", exc.orig)
     if context.settings.dns.processes > 1:
         return run_dns_group(context.settings, context.engine)
     return run_until_signal([run_dns_node(context.settings, context.engine)])

@@ -60,4 +60,10 @@ async def run_dns_node(
 
 def follower_for(settings: Settings, engine: Engine, server: DnsServer) -> ZoneFollower:
     """The zone loader that feeds `server` from `engine`."""
-    return ZoneFollower(engine, settings.zones, server.publish, settings.dns.sync_interval)
+    return ZoneFollower(
+        engine,
+        settings.zones,
+        server.publish,
+        settings.dns.sync_interval,
+        snapshot=settings.dns.snapshot,
+    )
