@@ -39,13 +39,18 @@ class ListingRule:
     def load(cls, store: ListingStore) -> ListingRule:
         return cls(NeverList.load(store.engine))
 
+    def code_refusal(self, code: str) -> DnsblError | None:
+        """Why `code` may not be a listing's return code, or None."""
+        try:
+            parse_return_code(code)
+        except DnsblError as exc:
+            return exc
+        return None
+
     def refusal(self, entry: Entry) -> DnsblError | None:
         """Why `entry` may not be written, or None."""
-        if entry.code is not None:
-            try:
-                parse_return_code(entry.code)
-            except DnsblError as exc:
-                return exc
+        if entry.code is not None and (problem := self.code_refusal(entry.code)) is not None:
+            return problem
         if entry.expires_at is not None and entry.expires_at <= self.now:
             return ExpiryError(f"the expiry {entry.expires_at.isoformat()} is in the past")
         if not entry.excluded:
