@@ -97,8 +97,26 @@ class Ip4SetUnits(Generic[V]):
         if self._pure is not None:
             return
         pure: dict[int, tuple[V | None, array[int]]] = {}
+        singles = self.singles
+        met = {key >> 24 for key in self.units if key >> 32 == 0}  # first octets of /32 units
+        one_value = len(singles.values) == 1
+        for octet, keys in enumerate(singles.sorted_buckets()):
+            addresses = [key >> 32 for key in keys]
+            if one_value and octet not in met and len(set(addresses)) == len(keys):
+                # The common case: one value, no address twice, no range meeting them.
+                only = singles.values[0]
+                found = pure.get(id(only))
+                if found is None:
+                    found = pure[id(only)] = (only, array("I"))
+                found[1].extend(addresses)
+                continue
+            self._resolve_runs(keys, pure)
+        self._pure = pure
+
+    def _resolve_runs(self, keys: list[int], pure: dict[int, tuple[V | None, array[int]]]) -> None:
+        """`resolve` for one first octet's sorted keys, address by address."""
         units, level0 = self.units, self._level0
-        for address, given in self.singles.sorted_runs():
+        for address, given in self.singles.runs(keys):
             if len(given) == 1 and address not in units:
                 value = given[0][1]
                 found = pure.get(id(value))
@@ -113,7 +131,6 @@ class Ip4SetUnits(Generic[V]):
             units.pop(address, None)
             for _, _, value in events:
                 self.add(address, value)
-        self._pure = pure
 
     def single_groups(
         self, convert: Callable[[V | None], C | None]
