@@ -69,14 +69,14 @@ def write_snapshot(
 ) -> int:
     """Write every index of `indexes` (compacted first) to `path`, atomically; returns the
     file's size in bytes."""
-    blobs: list[bytes] = []
+    blobs: list[Any] = []  # arrays as they are held (written through their buffers, no copy)
     described = []
     for name, index in indexes.items():
         whole = index.compacted() if index.overlay_size else index
         tables: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for category, family, length, starts, ids in whole.levels():
-            blobs.append(_starts_bytes(family, starts))
-            blobs.append(ids.tobytes())
+            blobs.append(starts if family == 4 else _ip6_bytes(starts))
+            blobs.append(ids)
             tables.setdefault((category, family), []).append(
                 {"length": length, "count": len(ids), "ids": ids.typecode}
             )
@@ -95,7 +95,7 @@ def write_snapshot(
         )
     checksum = 0
     for blob in blobs:
-        checksum = zlib.crc32(blob, checksum)
+        checksum = zlib.crc32(memoryview(blob).cast("B"), checksum)
     header = json.dumps(
         {
             "written": datetime.now().astimezone().isoformat(),
@@ -110,7 +110,7 @@ def write_snapshot(
         with temporary.open("wb") as out:
             out.write(MAGIC + struct.pack(">I", len(header)) + header)
             for blob in blobs:
-                out.write(blob)
+                out.write(memoryview(blob).cast("B"))
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -218,9 +218,7 @@ class _Blobs:
         return found
 
 
-def _starts_bytes(family: int, starts: Any) -> bytes:
-    if family == 4:
-        return bytes(starts.tobytes())
+def _ip6_bytes(starts: Any) -> bytes:
     return b"".join(start.to_bytes(_IP6_BYTES) for start in starts)
 
 
