@@ -50,9 +50,8 @@ from bench.common import (
 )
 from dnsbl.config import ZoneSettings, load_settings
 from dnsbl.db import make_engine, normalise_url, upgrade
-from dnsbl.dns.transfer import axfr_messages, changed_since, ixfr_messages
+from dnsbl.dns.transfer import changed_since, ixfr_messages, zone_axfr
 from dnsbl.dns.zones import ZoneTable
-from dnsbl.index.records import zone_records
 from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 from dnsbl.node.loader import load_index
 
@@ -97,9 +96,8 @@ def run_import(config: Path, data: Path) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024
 
 
-def node_start(config: Path, last: int) -> tuple[float, int]:
+def node_start(config: Path, port: int, last: int) -> tuple[float, int]:
     """Seconds from launching `dnsbl dns` to an answer for `last`, and its RSS then."""
-    port = int(config.read_text().split("127.0.0.1:")[1].split('"')[0])
     started = time.perf_counter()
     proc = subprocess.Popen(
         [DNSBL, "--config", str(config), "dns"],
@@ -152,9 +150,7 @@ def transfers(url: str, settings: ZoneSettings) -> tuple[float, int, float]:
     zone, _ = table.publish(index.with_changes(index.serial + 1, [change]))
     records = 0
     started = time.perf_counter()
-    for message in axfr_messages(
-        DNSRecord.question(ZONE, "AXFR"), zone, zone_records(zone.index, settings)
-    ):
+    for message in zone_axfr(DNSRecord.question(ZONE, "AXFR"), zone):
         records += int.from_bytes(message[6:8])
     axfr = time.perf_counter() - started
     found = changed_since(zone, index.serial)
@@ -195,14 +191,15 @@ def measure(directory: Path, size: int, base: str | None) -> Row:
     del addresses
     with database(directory, base) as (url, path):
         snapshot = directory / f"node-{size}.snapshot"
-        config = write_config(directory / "scale.toml", url, free_port(), snapshot)
+        port = free_port()
+        config = write_config(directory / "scale.toml", url, port, snapshot)
         upgrade(url)
         row.import_seconds, row.import_peak = run_import(config, data)
         data.unlink()
         row.database_bytes = database_bytes(url, path)
-        row.cold_start, _ = node_start(config, last)
+        row.cold_start, _ = node_start(config, port, last)
         assert snapshot.is_file(), "the cold start wrote no snapshot"
-        row.snapshot_start, row.node_rss = node_start(config, last)
+        row.snapshot_start, row.node_rss = node_start(config, port, last)
         settings = load_settings(config).zone(ZONE)
         row.axfr_seconds, row.axfr_records, row.ixfr_seconds = transfers(url, settings)
     return row
