@@ -7,14 +7,18 @@ callable so that `/metrics` and `/readyz` can speak for the DNS side too.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from api import docs_page, problems
 from api.body_limit import BodyLimitMiddleware
@@ -38,10 +42,15 @@ from api.routes import (
     zones,
 )
 from api.schemas.common import TEXT_PATTERN, Input
+from api.security_headers import SecurityHeadersMiddleware
 from dnsbl.config import Settings
-from dnsbl.db import make_engine
+from dnsbl.db import engine_for
 from dnsbl.listings.store import ListingStore
+from dnsbl.logs import OutageLog
 from dnsbl.metrics import registry_of
+
+# The pages' style sheet and /docs' start-up script (package data, as the templates are).
+STATIC = Path(str(files("api") / "static"))
 
 # The routers, in the order /docs lists them: public first, then admin, then operations.
 ROUTERS = (
@@ -94,11 +103,16 @@ def create_app(
         dependencies=[Depends(refuse_unknown_query_parameters)],
     )
     app.state.settings = settings
-    app.state.engine = engine if engine is not None else make_engine(settings.database_url)
+    app.state.engine = engine if engine is not None else engine_for(settings)
     app.state.store = ListingStore(app.state.engine)
     app.state.store.ensure_zones(settings.zone_names)
     app.state.metrics = registry_of([StoreCollector(app.state.engine), *collectors])
     app.state.dns_ready = dns_ready
+    # One line when the database becomes unavailable, one a minute, one when it is back.
+    outage = OutageLog(logging.getLogger("api"), "database")
+    app.state.database_outage = outage
+    app.state.write_probe = health.WriteProbe()
+    event.listen(app.state.engine, "after_cursor_execute", lambda *_: outage.recovered())
     problems.install(app)
     docs_page.install(app)
     app.state.routes = []
@@ -109,7 +123,9 @@ def create_app(
             for route in router.routes
             if isinstance(route, APIRoute)
         ]
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a refused body has an id
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -132,7 +148,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if "422" in answers or path_name.startswith(API_PREFIX):
                 # every REST operation refuses unknown query parameters (api.query_names)
                 answers["422"] = problems.error_response(422)
-            for code in ("405", "500"):
+            for code in ("405", "500", "503"):
                 answers.setdefault(code, problems.error_response(int(code)))
             if "requestBody" in operation:
                 # A body that is not JSON (or not UTF-8) cannot be parsed at all: 400.

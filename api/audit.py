@@ -1,7 +1,8 @@
 """The audit log: every administrative write, with who, when, what and why. Append-only.
 
-A route records its entry right after the change it describes commits (the store's writes
-are transactions of their own), so an entry never describes a change that did not happen.
+A route records its entry in the transaction of the change it describes (`db.one_transaction`
+around both), so the change and its entry commit together or not at all: an entry never
+describes a change that did not happen, and no change goes live unrecorded.
 """
 
 from __future__ import annotations

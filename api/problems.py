@@ -13,16 +13,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.pages.rendering import page
 from api.schemas.common import (
     ADDRESS_PATTERN,
     EMAIL_PATTERN,
     NETWORK_PATTERN,
     RETURN_CODE_PATTERN,
 )
+from dnsbl.db import is_unavailable
 from dnsbl.errors import AddressError, DnsblError, NotListedError, UnknownZoneError
 
 log = logging.getLogger(__name__)
@@ -66,8 +69,11 @@ class Problem(Exception):
         self.errors = errors
 
 
-def problem_response(request: Request, problem: Problem) -> JSONResponse:
-    """The response carrying `problem` for `request`."""
+def problem_response(request: Request, problem: Problem) -> Response:
+    """The response carrying `problem` for `request`: a problem document, or for a human page
+    an HTML page saying the same."""
+    if is_page(request):
+        return page_response(request, problem)
     body = ProblemDetail(
         type=_TYPE_BASE + problem.slug,
         title=problem.title,
@@ -99,6 +105,7 @@ _BY_NAME: dict[str, tuple[int, str, str]] = {
     "PolicyRefused": (403, "not-testable", "Refused by policy"),
     "ReturnCodeError": (422, "bad-code", "Bad return code"),
     "ExpiryError": (422, "validation", "Invalid request"),
+    "TxtTooLong": (422, "validation", "Invalid request"),
     "ConfirmationRequired": (422, "confirmation-required", "Confirmation required"),
     "NotListedError": (409, "not-listed", "Not listed"),
     "UnknownRoleError": (422, "unknown-role", "Unknown role"),
@@ -142,26 +149,35 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return summary, errors
 
 
-async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+async def _on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
     return problem_response(request, exc)
 
 
-async def _on_dnsbl_error(request: Request, exc: Exception) -> JSONResponse:
+def page_response(request: Request, problem: Problem) -> HTMLResponse:
+    """`problem` as a human page: an HTML message with the problem's status and headers."""
+    answer = page(
+        request, "message.html", problem.status, title=problem.title, message=problem.detail
+    )
+    answer.headers.update(problem.headers)
+    return answer
+
+
+async def _on_dnsbl_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DnsblError)
     return problem_response(request, from_error(exc))
 
 
-async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     summary, errors = _validation_errors(exc)
     problem = Problem(422, "validation", summary, title="Invalid request", errors=errors)
     return problem_response(request, problem)
 
 
-async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+    slug = {403: "forbidden", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
         exc.status_code, "http-error"
     )
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
@@ -192,7 +208,32 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
+# Seconds a client is asked to wait when the database is unavailable: about one bound.
+RETRY_AFTER_UNAVAILABLE = 5
+
+
+def is_page(request: Request) -> bool:
+    """Whether `request` is for a human page (HTML), not for the REST API."""
+    route = request.scope.get("route")
+    response_class = getattr(route, "response_class", None)
+    return isinstance(response_class, type) and issubclass(response_class, HTMLResponse)
+
+
+async def _on_database(request: Request, exc: Exception) -> Response:
+    """503 while the database is down, slow or full (logged as an outage, not per request)."""
+    assert isinstance(exc, SQLAlchemyError)
+    if not is_unavailable(exc):
+        return await _on_crash(request, exc)
+    request.app.state.database_outage.failed(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
+    detail = "the database is unavailable; try again in a few seconds"
+    title = "Temporarily unavailable" if is_page(request) else "Service unavailable"
+    return problem_response(
+        request, Problem(503, "unavailable", detail, title=title, headers=headers)
+    )
+
+
+async def _on_crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     problem = Problem(500, "internal", "the server failed to answer; the error has been logged")
     return problem_response(request, problem)
@@ -204,6 +245,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DnsblError, _on_dnsbl_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(SQLAlchemyError, _on_database)
     app.add_exception_handler(Exception, _on_crash)
 
 
@@ -211,6 +253,12 @@ def install(app: FastAPI) -> None:
 ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge"}},
     405: {"Allow": {"schema": {"type": "string"}, "description": "The methods of this path"}},
+    503: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before asking again",
+        }
+    },
     429: {
         "Retry-After": {
             "schema": {"type": "integer", "minimum": 1},

@@ -37,7 +37,10 @@ def _config(
         log_level=settings.log.level.lower(),
         log_config=None,  # uvicorn's records go through dnsbl's handler (text or JSON)
         access_log=False,
-        proxy_headers=True,  # X-Forwarded-For only from forwarded_allow_ips (127.0.0.1)
+        # X-Forwarded-For counts only from api.trusted_proxies (none by default): anyone
+        # else could rotate it to escape the per-requester limits.
+        proxy_headers=bool(settings.api.trusted_proxies),
+        forwarded_allow_ips=list(settings.api.trusted_proxies) or "",
         server_header=False,
     )
 

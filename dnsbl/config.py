@@ -9,22 +9,34 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from dnsbl.addresses import parse_return_code
 from dnsbl.errors import ConfigError, ReturnCodeError
+from dnsbl.index.txt_template import txt_too_long
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -36,6 +48,22 @@ def _domain(value: str) -> str:
     if not _HOSTNAME.match(name):
         raise ValueError(f"{value!r} is not a valid domain name")
     return name
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def check_database_url(url: str) -> str:
+    """`url` if it names a database dnsbl can use (SQLite or PostgreSQL), else a ValueError."""
+    scheme, sep, rest = url.strip().partition("://")
+    backend = scheme.split("+", 1)[0].lower()
+    if not sep or not scheme or not (rest or backend == "sqlite"):  # sqlite:// is in memory
+        raise ValueError(f"{url!r} is not a database URL: use sqlite:///PATH or postgresql://...")
+    if backend not in DATABASE_SCHEMES:
+        raise ValueError(
+            f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/NAME"
+        )
+    return url
 
 
 def _return_code(value: str) -> str:
@@ -71,14 +99,18 @@ def _endpoint(value: str, default_port: int) -> str:
     return value
 
 
-def _networks(values: list[str]) -> list[str]:
-    """`values` if each is an IP address or network, else a ValueError naming the bad one."""
-    for value in values:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address or network") from None
-    return values
+def _network(value: str) -> str:
+    """`value` if it is an IP address or network, else a ValueError naming it."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network") from None
+    return value
+
+
+# Lists of these are checked item by item: every bad entry is reported, by its index.
+NetworkText = Annotated[str, AfterValidator(_network)]
+DnsEndpoint = Annotated[str, AfterValidator(lambda value: _endpoint(value, 53))]
 
 
 class _Section(BaseModel):
@@ -123,11 +155,11 @@ class TsigKeySettings(_Section):
 class DnsSettings(_Section):
     """The `[dns]` section: where the DNS server listens and whom it serves transfers to."""
 
-    listen: list[str] = ["127.0.0.1:5353"]
-    transfer_peers: list[str] = []
+    listen: list[DnsEndpoint] = ["127.0.0.1:5353"]
+    transfer_peers: list[NetworkText] = []
     # With keys, a transfer must also be signed with one of them (and replies are signed).
     transfer_keys: list[TsigKeySettings] = []
-    notify: list[str] = []
+    notify: list[DnsEndpoint] = []
     sync_interval: float = Field(0.25, gt=0, le=60)
     max_udp_payload: int = Field(1232, ge=512, le=65535)
     # `dnsbl dns` forks this many answering processes on the same sockets (dnsbl.node.group)
@@ -138,20 +170,10 @@ class DnsSettings(_Section):
     # compaction, read at start so that the node answers at once, even with the database down
     snapshot: Path | None = None
 
-    @field_validator("listen", "notify")
-    @classmethod
-    def _endpoints(cls, values: list[str]) -> list[str]:
-        return [_endpoint(value, 53) for value in values]
-
     @field_validator("metrics_listen")
     @classmethod
     def _metrics(cls, value: str | None) -> str | None:
         return None if value is None else _endpoint(value, 9153)
-
-    @field_validator("transfer_peers")
-    @classmethod
-    def _networks(cls, values: list[str]) -> list[str]:
-        return _networks(values)
 
 
 class ApiSettings(_Section):
@@ -160,6 +182,9 @@ class ApiSettings(_Section):
     listen: str = "127.0.0.1:8000"
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(65536, ge=1024, le=64 * 1024 * 1024)
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto count (addresses or
+    # networks; uvicorn's forwarded_allow_ips). Empty: nobody's, the peer is the client.
+    trusted_proxies: list[NetworkText] = []
 
     @field_validator("listen")
     @classmethod
@@ -190,6 +215,13 @@ class ZoneSettings(_Section):
     def _ns(cls, values: list[str]) -> list[str]:
         return [_domain(v) for v in values]
 
+    @field_validator("txt")
+    @classmethod
+    def _txt(cls, value: str) -> str:
+        if problem := txt_too_long(value):
+            raise ValueError(problem)
+        return value
+
     @field_validator("categories")
     @classmethod
     def _categories(cls, values: dict[str, str]) -> dict[str, str]:
@@ -212,8 +244,8 @@ class TesterSettings(_Section):
     collector_domain: str = "relaytest.example"
     collector_listen: str | list[str] = "127.0.0.1:2525"
     port: Annotated[int, Field(ge=1, le=65535)] = 25
-    testable_networks: list[str] = []
-    never_test: list[str] = []
+    testable_networks: list[NetworkText] = []
+    never_test: list[NetworkText] = []
     source_address: str | list[str] | None = None
     connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
     command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
@@ -268,11 +300,6 @@ class TesterSettings(_Section):
     @classmethod
     def _metrics(cls, value: str | None) -> str | None:
         return None if value is None else _endpoint(value, 9154)
-
-    @field_validator("testable_networks", "never_test")
-    @classmethod
-    def _networks(cls, values: list[str]) -> list[str]:
-        return _networks(values)
 
     @field_validator("source_address")
     @classmethod
@@ -340,12 +367,21 @@ class Settings(BaseSettings):
     toml_path: ClassVar[Path | None] = None
 
     database_url: str = "sqlite:///dnsbl.sqlite3"
+    # Seconds: making a connection (or waiting for a free one), and one statement or commit.
+    # A database slower than this is "unavailable": the API answers 503, a node keeps its index.
+    database_connect_timeout: float = Field(5.0, gt=0, le=3600)
+    database_statement_timeout: float = Field(10.0, gt=0, le=86400)
     log_level: str | None = None  # the older spelling of log.level, still honoured
     log: LogSettings = LogSettings()
     dns: DnsSettings = DnsSettings()
     api: ApiSettings = ApiSettings()
     zones: list[ZoneSettings] = []
     tester: TesterSettings = TesterSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
 
     @model_validator(mode="after")
     def _unique_zones(self) -> Settings:
@@ -427,4 +463,31 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         settings: Settings = bound(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # a variable that must be JSON (a list, a table) is not
+        raise ConfigError(_describe_variables(exc)) from None
     return settings
+
+
+def _describe_variables(error: SettingsError) -> str:
+    """The environment variables that hold a list or a table in something other than JSON."""
+    lines = []
+    for name, value in sorted(os.environ.items()):
+        path = name.lower().removeprefix("dnsbl_").split("__")
+        if not name.upper().startswith("DNSBL_") or not _holds_json(Settings, path):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            example = """a list is written '["a", "b"]', a table '{"key": "value"}'"""
+            lines.append(f"  {name} ({'.'.join(path)}): {value!r} is not JSON ({example})")
+    return "invalid configuration:\n" + ("\n".join(lines) or f"  {error}")
+
+
+def _holds_json(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether the key at `path` in `model` is a list, a table or a section (JSON in a variable)."""
+    field = model.model_fields.get(path[0])
+    kinds = (field.annotation, *typing.get_args(field.annotation)) if field else ()
+    for kind in kinds:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return len(path) == 1 or _holds_json(kind, path[1:])
+    return len(path) == 1 and any(typing.get_origin(kind) in (list, dict) for kind in kinds)

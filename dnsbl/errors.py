@@ -49,6 +49,10 @@ class ReturnCodeError(DnsblError, ValueError):
     """Not a return code: an IPv4 address in 127.0.0.0/8 (RFC 5782)."""
 
 
+class TxtTooLong(DnsblError, ValueError):
+    """The TXT is longer than a zone serves."""
+
+
 class ExpiryError(DnsblError, ValueError):
     """The expiry is not in the future."""
 

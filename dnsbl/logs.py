@@ -13,7 +13,9 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,3 +61,72 @@ def configure_logging(level: str, form: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """`exc` as one short line: its first line (a driver's error runs over several)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class OutageLog:
+    """The log of an outage of something a process depends on (the database, say).
+
+    One line when the outage begins, one a minute (`every` seconds) while it lasts, one when
+    it ends — however often the callers fail meanwhile, so an outage never floods the log.
+    Thread-safe: the API's request threads and a node's loader report to one.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.clock = clock
+        self.what = what
+        self.every = every
+        self.since: float | None = None  # on `clock`, when the outage began
+        self.failures = 0
+        self._last_line = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def ongoing(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """One more failure: logged if it begins the outage or a minute passed since the last."""
+        with self._lock:
+            now = self.clock()
+            self.failures += 1
+            if self.since is None:
+                self.since = self._last_line = now
+                self.logger.warning("%s unavailable: %s", self.what, one_line(exc))
+            elif now - self._last_line >= self.every:
+                self._last_line = now
+                self.logger.warning(
+                    "%s still unavailable after %.0f s (%d failures): %s",
+                    self.what,
+                    now - self.since,
+                    self.failures,
+                    one_line(exc),
+                )
+
+    def recovered(self) -> None:
+        """A success: ends the outage, if there is one, with a line saying how long it lasted."""
+        if self.since is None:
+            return
+        with self._lock:
+            if self.since is None:
+                return
+            self.logger.warning(
+                "%s available again after %.0f s (%d failures)",
+                self.what,
+                self.clock() - self.since,
+                self.failures,
+            )
+            self.since = None
+            self.failures = 0

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from dnsbl.addresses import Network, hex_key, parse_address, parse_network
-from dnsbl.db import writer
+from dnsbl.db import begin_write
 from dnsbl.errors import DnsblError
 from dnsbl.models import utcnow
 from dnsbl.models.relay import PolicyNetwork
@@ -70,15 +70,13 @@ def add_policy_network(
     chosen = _kind(kind)
     net = parse_network(network)
     text = str(net)
-    with writer(engine).begin() as conn:
-        existing = conn.execute(
-            select(PolicyNetwork.id).where(
-                PolicyNetwork.network == text,
-                PolicyNetwork.kind == chosen,
-                PolicyNetwork.removed_at.is_(None),
-            )
-        ).first()
-        if existing is None:
+    current = select(PolicyNetwork).where(
+        PolicyNetwork.network == text,
+        PolicyNetwork.kind == chosen,
+        PolicyNetwork.removed_at.is_(None),
+    )
+    with begin_write(engine) as conn:
+        if conn.execute(current).first() is None:
             conn.execute(
                 insert(PolicyNetwork).values(
                     kind=chosen.value,
@@ -91,15 +89,17 @@ def add_policy_network(
                     created_by=actor,
                 )
             )
-    views = [view for view in list_policy_networks(engine, chosen) if view.network == text]
-    return views[0]
+        # read in the write's own transaction: it may be part of a larger one, not yet committed
+        row = conn.execute(current).first()
+    assert row is not None
+    return _view(row)
 
 
 def remove_policy_network(engine: Engine, network: str, kind: str, actor: str) -> bool:
     """Take `network` off the list; False when it was not on it."""
     chosen = _kind(kind)
     text = str(parse_network(network))
-    with writer(engine).begin() as conn:
+    with begin_write(engine) as conn:
         done = conn.execute(
             update(PolicyNetwork)
             .where(

@@ -6,6 +6,7 @@ policy that allows the documentation networks, so nominations of 192.0.2.x are t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "assert_problem",
     "bearer",
     "client",
+    "form_token",
     "operator_key",
     "relay_test_of",
 ]
@@ -75,6 +77,14 @@ def admin_key(engine: Engine) -> str:
 @pytest.fixture
 def operator_key(engine: Engine) -> str:
     return create_key(engine, "operator", "test operator").key
+
+
+def form_token(client: Any, path: str) -> str:
+    """The form token of the page at `path`, as a browser gets it (the client keeps the cookie)."""
+    page = client.get(path)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return found[1]
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 from api.app import create_app
 from dnsbl.config import Settings, load_settings
 from dnsbl.errors import ConfigError
-from dnsbl.logs import JsonFormatter, log_context
+from dnsbl.logs import JsonFormatter, OutageLog, log_context
 from dnsbl.models.relay import RelayTest
 from dnsbl.relay.nominations import get_nomination, submit_nomination
 from tests.conftest import write_config, zone_config
@@ -151,3 +151,24 @@ async def test_a_relay_jobs_records_carry_its_job_id_and_the_collectors_its_peer
     assert verdict[0]["target"] == "127.0.0.20"
     arrived = [r for r in records if "delivered by" in str(r["message"])]
     assert arrived and arrived[0]["peer"] == "127.0.0.20", records
+
+
+def test_an_outage_logs_one_line_as_it_begins_one_a_minute_and_one_as_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    outage = OutageLog(logging.getLogger("outage-test"), "database", clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "outage-test")
+    outage.recovered()  # no outage: nothing to say
+    for _ in range(150 * 4):  # 150 s of failures, four a second
+        outage.failed(ConnectionError("refused\nsecond line"))
+        now[0] += 0.25
+    outage.recovered()
+    outage.recovered()
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "database unavailable: refused",
+        "database still unavailable after 60 s (241 failures): refused",
+        "database still unavailable after 120 s (481 failures): refused",
+        "database available again after 150 s (600 failures)",
+    ]

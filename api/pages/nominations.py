@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep
+from api.pages.csrf import same_site_form
 from api.pages.rendering import address_path, page
 from api.problems import from_error
 from dnsbl.errors import DnsblError
@@ -21,7 +22,9 @@ from dnsbl.relay.states import NominationStatus
 router = APIRouter(include_in_schema=False)
 
 
-@router.post("/nominate/{addr}", response_class=HTMLResponse)
+@router.post(
+    "/nominate/{addr}", response_class=HTMLResponse, dependencies=[Depends(same_site_form)]
+)
 def nominate_submit(
     request: Request,
     addr: Annotated[str, Path(max_length=64)],

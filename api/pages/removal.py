@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep, SettingsDep
+from api.pages.csrf import same_site_form
 from api.pages.rendering import address_path, page
 from api.problems import from_error
 from api.routes.delist_requests import submit, to_public
@@ -64,7 +65,7 @@ def delist_form(
     return page(request, "delist.html", result=result, address_path=address_path(result.address))
 
 
-@router.post("/delist/{addr}", response_class=HTMLResponse)
+@router.post("/delist/{addr}", response_class=HTMLResponse, dependencies=[Depends(same_site_form)])
 def delist_submit(
     request: Request,
     addr: Annotated[str, Path(max_length=64)],

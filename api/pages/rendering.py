@@ -1,7 +1,9 @@
 """What every human page shares: the templates, rendering, and addresses as URL paths.
 
-Server-rendered with Jinja2, no scripts and no build step. The relay vocabulary is there for
-the templates to compare with (`item.verdict == Verdict.CONFIRMED`), not their spelling.
+Server-rendered with Jinja2, no scripts and no build step. Every page gets the browser's form
+token (`csrf_token`, see api/pages/csrf.py), which its forms post back. The relay vocabulary is
+there for the templates to compare with (`item.verdict == Verdict.CONFIRMED`), not their
+spelling.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api.pages import csrf
 from dnsbl.relay.states import DelistStatus, NominationStatus, Verdict
 
 # Package data (pyproject's package-data): found the same way in a checkout and a wheel.
@@ -25,8 +28,13 @@ templates.env.globals.update(
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render template `name` with `context`."""
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+    """Render template `name` with `context` (and the form token)."""
+    token = csrf.token_of(request)
+    response = templates.TemplateResponse(
+        request, name, {"csrf_token": token, **context}, status_code=status_code
+    )
+    csrf.remember(request, response, token)
+    return response
 
 
 def address_path(address: str) -> str:

@@ -12,6 +12,7 @@ from api.deps import EngineDep
 from api.problems import Problem, responses
 from api.schemas.admin import KeyCreate, KeyIssued, KeyPublic
 from dnsbl import apikeys
+from dnsbl.db import one_transaction
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin: keys"])
 
@@ -30,8 +31,9 @@ def list_keys(key: AdminKey, engine: EngineDep) -> list[KeyPublic]:
 )
 def create_key(key: AdminKey, body: KeyCreate, engine: EngineDep) -> KeyIssued:
     """Issue a key; its secret is in this answer only."""
-    issued = apikeys.create_key(engine, body.role, body.name)
-    audit.record(engine, key, "key.create", f"key {issued.info.id}", detail={"role": body.role})
+    with one_transaction(engine):  # the key and its audit entry, or neither
+        issued = apikeys.create_key(engine, body.role, body.name)
+        audit.record(engine, key, "key.create", f"key {issued.info.id}", detail={"role": body.role})
     return KeyIssued(**KeyPublic.model_validate(issued.info).model_dump(), key=issued.key)
 
 
@@ -44,8 +46,9 @@ def revoke_key(
     """Revoke a key: from now on it is refused (401). Revoking twice changes nothing."""
     if key_id == key.id:
         raise Problem(409, "own-key", "a key cannot revoke itself; use another admin key")
-    info = apikeys.revoke_key(engine, key_id)
-    if info is None:
-        raise Problem(404, "not-found", f"no key {key_id}")
-    audit.record(engine, key, "key.revoke", f"key {key_id}")
+    with one_transaction(engine):
+        info = apikeys.revoke_key(engine, key_id)
+        if info is None:
+            raise Problem(404, "not-found", f"no key {key_id}")
+        audit.record(engine, key, "key.revoke", f"key {key_id}")
     return KeyPublic.model_validate(info)

@@ -21,6 +21,7 @@ from api.schemas.common import ADDRESS_PATTERN, NETWORK_PATTERN, TEXT_PATTERN, P
 from api.schemas.listings import ListingCreate, ListingEnd, ListingPublic
 from api.views.listings import ListingFilter, find_listings, get_listing
 from dnsbl.addresses import parse_address, parse_network
+from dnsbl.db import one_transaction
 from dnsbl.errors import AddressError, UnknownZoneError
 from dnsbl.listings.manual import list_entries
 from dnsbl.listings.rows import Source
@@ -132,29 +133,33 @@ def create_listing(
         reason=body.reason,
         expires_at=_expiry(body),
     )
-    store.ensure_zones([zone.name])
-    # The rule refuses a bad code (422), a past expiry (422) and a never-list network (403).
-    result = list_entries(store, zone.name, [entry], actor=actor(key), source=Source(body.source))
-    listing_id = (
-        result.listing_ids[0] if result.listing_ids else _active_id(session, zone.name, entry)
-    )
-    audit.record(
-        engine,
-        key,
-        "listing.create",
-        f"{zone.name} {network}",
-        reason=body.reason,
-        detail={
-            "listing_id": listing_id,
-            "category": body.category,
-            "code": body.code,
-            "excluded": body.excluded,
-            "source": body.source,
-            "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
-            "serial": result.serial,
-            "unchanged": bool(result.unchanged),
-        },
-    )
+    # The listing, its change-log rows and its audit entry: all committed, or none.
+    with one_transaction(engine):
+        store.ensure_zones([zone.name])
+        # The rule refuses a bad code (422), a past expiry (422) and a never-list network (403).
+        result = list_entries(
+            store, zone.name, [entry], actor=actor(key), source=Source(body.source)
+        )
+        listing_id = (
+            result.listing_ids[0] if result.listing_ids else _active_id(session, zone.name, entry)
+        )
+        audit.record(
+            engine,
+            key,
+            "listing.create",
+            f"{zone.name} {network}",
+            reason=body.reason,
+            detail={
+                "listing_id": listing_id,
+                "category": body.category,
+                "code": body.code,
+                "excluded": body.excluded,
+                "source": body.source,
+                "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
+                "serial": result.serial,
+                "unchanged": bool(result.unchanged),
+            },
+        )
     found = get_listing(session, settings, listing_id)
     assert found is not None
     return found
@@ -197,17 +202,18 @@ def end_listing(
         raise Problem(
             409, "already-ended", f"listing {listing_id} already ended at {listing.ended_at}"
         )
-    serials = store.end_ids([listing_id], actor=actor(key), reason=body.reason)
-    if not serials:
-        raise Problem(409, "already-ended", f"listing {listing_id} was ended meanwhile")
-    audit.record(
-        engine,
-        key,
-        "listing.end",
-        f"{listing.zone.name} {listing.network}",
-        reason=body.reason,
-        detail={"listing_id": listing_id, "category": listing.category, "serials": serials},
-    )
+    with one_transaction(engine):
+        serials = store.end_ids([listing_id], actor=actor(key), reason=body.reason)
+        if not serials:
+            raise Problem(409, "already-ended", f"listing {listing_id} was ended meanwhile")
+        audit.record(
+            engine,
+            key,
+            "listing.end",
+            f"{listing.zone.name} {listing.network}",
+            reason=body.reason,
+            detail={"listing_id": listing_id, "category": listing.category, "serials": serials},
+        )
     session.rollback()  # end the read transaction: see the write that just committed
     found = get_listing(session, settings, listing_id)
     assert found is not None

@@ -13,6 +13,7 @@ from api.problems import Problem, responses
 from api.schemas.admin import PolicyNetworkCreate, PolicyNetworkPublic
 from api.schemas.common import NETWORK_PATTERN, TEXT_PATTERN
 from dnsbl import policy
+from dnsbl.db import one_transaction
 from dnsbl.policy import PolicyKind
 
 router = APIRouter(prefix="/v1/admin/policy-networks", tags=["admin: policy networks"])
@@ -41,15 +42,16 @@ def add_policy_network(
     key: AdminKey, body: PolicyNetworkCreate, engine: EngineDep
 ) -> PolicyNetworkPublic:
     """Put a network on a list; if it is there already, the existing entry is returned."""
-    view = policy.add_policy_network(engine, body.network, body.kind, body.reason, actor(key))
-    audit.record(
-        engine,
-        key,
-        f"policy.add.{body.kind}",
-        view.network,
-        reason=body.reason,
-        detail={"id": view.id},
-    )
+    with one_transaction(engine):  # the entry and its audit entry, or neither
+        view = policy.add_policy_network(engine, body.network, body.kind, body.reason, actor(key))
+        audit.record(
+            engine,
+            key,
+            f"policy.add.{body.kind}",
+            view.network,
+            reason=body.reason,
+            detail={"id": view.id},
+        )
     return PolicyNetworkPublic.model_validate(view)
 
 
@@ -64,6 +66,7 @@ def remove_policy_network(
     reason: Annotated[str | None, Query(max_length=2000, pattern=TEXT_PATTERN)] = None,
 ) -> None:
     """Take a network off a list."""
-    if not policy.remove_policy_network(engine, network, kind, actor(key)):
-        raise Problem(404, "not-found", f"{network} is not on the {kind} list")
-    audit.record(engine, key, f"policy.remove.{kind}", network, reason=reason)
+    with one_transaction(engine):
+        if not policy.remove_policy_network(engine, network, kind, actor(key)):
+            raise Problem(404, "not-found", f"{network} is not on the {kind} list")
+        audit.record(engine, key, f"policy.remove.{kind}", network, reason=reason)

@@ -11,6 +11,7 @@ from api.deps import EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.schemas.admin import RetestAddressCreate, RetestCreate, RetestsScheduled
 from dnsbl.addresses import IPV4_BITS, IPV6_BITS, address_text
+from dnsbl.db import one_transaction
 from dnsbl.errors import PolicyRefused, UnknownZoneError
 from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
@@ -55,10 +56,16 @@ def schedule_retests(
     test are skipped; a single address that policy forbids is refused (403)."""
     who = actor(key)
     if isinstance(body, RetestAddressCreate):
-        job = schedule.schedule_retest(engine, settings, body.address, actor=who, forced=True)
-        audit.record(
-            engine, key, "retest.schedule", job.target, reason=body.reason, detail={"job": job.id}
-        )
+        with one_transaction(engine):  # the job and its audit entry, or neither
+            job = schedule.schedule_retest(engine, settings, body.address, actor=who, forced=True)
+            audit.record(
+                engine,
+                key,
+                "retest.schedule",
+                job.target,
+                reason=body.reason,
+                detail={"job": job.id},
+            )
         return RetestsScheduled(scheduled=1, addresses=[job.target], skipped=[])
     try:
         zone = settings.zone(body.zone)
@@ -66,18 +73,19 @@ def schedule_retests(
         raise Problem(422, "unknown-zone", exc.detail, title="Unknown zone") from None
     scheduled: list[str] = []
     skipped: list[str] = []
-    for host in _listed_hosts(engine, zone.name, body.category):
-        try:
-            schedule.schedule_retest(engine, settings, host, actor=who, forced=True)
-            scheduled.append(host)
-        except PolicyRefused:
-            skipped.append(host)
-    audit.record(
-        engine,
-        key,
-        "retest.schedule",
-        f"{zone.name}" + (f" category {body.category}" if body.category else ""),
-        reason=body.reason,
-        detail={"scheduled": len(scheduled), "skipped": len(skipped)},
-    )
+    with one_transaction(engine):
+        for host in _listed_hosts(engine, zone.name, body.category):
+            try:
+                schedule.schedule_retest(engine, settings, host, actor=who, forced=True)
+                scheduled.append(host)
+            except PolicyRefused:
+                skipped.append(host)
+        audit.record(
+            engine,
+            key,
+            "retest.schedule",
+            f"{zone.name}" + (f" category {body.category}" if body.category else ""),
+            reason=body.reason,
+            detail={"scheduled": len(scheduled), "skipped": len(skipped)},
+        )
     return RetestsScheduled(scheduled=len(scheduled), addresses=scheduled, skipped=skipped)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dnsbl.cli import apikeys, database, listings, rbldnsd, relay, run
 from dnsbl.config import LOG_LEVELS
 from dnsbl.errors import DnsblError
-from dnsbl.logs import configure_logging
+from dnsbl.logs import configure_logging, one_line
 
 # The modules that register sub-commands, in the order `--help` lists them.
 _COMMAND_MODULES = (run, database, listings, rbldnsd, relay, apikeys)
@@ -53,6 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from dnsbl.db import is_unavailable  # SQLAlchemy, only on this path
+
+        if not is_unavailable(exc):
+            raise
+        print(f"dnsbl: the database is unavailable: {one_line(exc)}", file=sys.stderr)
+        return 1
     return int(result or 0)
 
 

@@ -25,9 +25,9 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        from dnsbl.db import make_engine
+        from dnsbl.db import engine_for
 
-        return make_engine(self.settings.database_url)
+        return engine_for(self.settings)
 
     @cached_property
     def store(self) -> ListingStore:

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from dnsbl.cli.context import Context
+from dnsbl.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,14 @@ def register(subparsers: Any) -> None:
 
 
 def _dns(context: Context, args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import OperationalError
-
     from dnsbl.node.group import run_dns_group
     from dnsbl.node.node import run_dns_node
 
-    try:
-        context.store  # noqa: B018 -- make sure every configured zone has its row
-    except OperationalError as exc:
-        if context.settings.dns.snapshot is None:
-            raise
-        # A node with a snapshot answers from it while the database is away.
-        log.warning("database unreachable (%s): starting from the snapshot", exc.orig)
+    if not context.settings.zones:
+        raise ConfigError(
+            "zones: none configured, so a DNS node would answer nothing; add a [[zones]] table"
+        )
+    # The node makes the zones' rows itself, once the database answers (dnsbl.node.node).
     if context.settings.dns.processes > 1:
         return run_dns_group(context.settings, context.engine)
     return run_until_signal([run_dns_node(context.settings, context.engine)])
@@ -71,7 +68,7 @@ def _worker(context: Context, args: argparse.Namespace) -> int:
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     """The coroutines `dnsbl serve` runs side by side (one line per role)."""
     from api.server import run_api
-    from dnsbl.db import make_engine
+    from dnsbl.db import engine_for
     from dnsbl.dns.server import DnsServer
     from dnsbl.node.metrics import NodeCollector, NodeStats
     from dnsbl.node.node import follower_for, run_dns_node
@@ -85,7 +82,7 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     dns_started = asyncio.Event()
     # The DNS node reads through an engine of its own: its connections never carry a
     # writer's large SQLite page cache (see dnsbl.db), so the node stays small.
-    dns_engine = make_engine(settings.database_url)
+    dns_engine = engine_for(settings)
     follower = follower_for(settings, dns_engine, dns_server)
     worker_stats = WorkerStats()
     # The API reports the DNS node's and the worker's metrics (/metrics), and the DNS

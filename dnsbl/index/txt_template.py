@@ -8,6 +8,19 @@ resolved when a data file is imported (`dnsbl.rbldnsd.data`); what is stored is 
 
 from __future__ import annotations
 
+# The longest TXT template a zone serves, in UTF-8 bytes: one character-string of a TXT record
+# (RFC 1035 §3.3.14), what rbldnsd and its mirrors serve and what every resolver shows whole.
+# A longer one is refused where it is written (never cut when it is answered).
+MAX_TXT_BYTES = 255
+
+
+def txt_too_long(template: str) -> str | None:
+    """Why `template` cannot be served (too long, the limit named), or None."""
+    size = len(template.encode())
+    if size <= MAX_TXT_BYTES:
+        return None
+    return f"the TXT is {size:,} bytes; a zone serves at most {MAX_TXT_BYTES}"
+
 
 def render_txt(template: str, address: str) -> str:
     """The TXT text for `address`: each `$` replaced by the address, each `$$` by `$`."""

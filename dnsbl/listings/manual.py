@@ -5,6 +5,7 @@ verdict, a spam report — goes through `list_entries`, which decides in one pla
 
 - a return code must be one (an IPv4 address in 127.0.0.0/8);
 - an expiry must lie in the future;
+- a TXT must be one a zone serves (at most `MAX_TXT_BYTES`; never cut when answered);
 - a listing that meets a never-list network in any way (covers it, lies in it, or overlaps
   part of it) is refused with the policy entry named; exclusions list nothing and pass;
 - what passes is written in one transaction by `ListingStore.add`.
@@ -18,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 
-from dnsbl.addresses import parse_return_code
-from dnsbl.errors import DnsblError, ExpiryError, NeverListed
+from dnsbl.addresses import Network, parse_return_code
+from dnsbl.errors import DnsblError, ExpiryError, NeverListed, TxtTooLong
+from dnsbl.index.txt_template import txt_too_long
 from dnsbl.listings.rows import Source
 from dnsbl.listings.store import Entry, ListingStore, WriteResult
 from dnsbl.models import utcnow
@@ -39,17 +41,23 @@ class ListingRule:
     def load(cls, store: ListingStore) -> ListingRule:
         return cls(NeverList.load(store.engine))
 
-    def code_refusal(self, code: str) -> DnsblError | None:
-        """Why `code` may not be a listing's return code, or None."""
-        try:
-            parse_return_code(code)
-        except DnsblError as exc:
-            return exc
+    def value_refusal(
+        self, network: Network, code: str | None, txt: str | None
+    ) -> DnsblError | None:
+        """Why a listing of `network` may not answer `code` and `txt`, or None."""
+        if code is not None:
+            try:
+                parse_return_code(code)
+            except DnsblError as exc:
+                return exc
+        if txt is not None and (too_long := txt_too_long(txt)):
+            return TxtTooLong(f"{network}: {too_long}")
         return None
 
     def refusal(self, entry: Entry) -> DnsblError | None:
         """Why `entry` may not be written, or None."""
-        if entry.code is not None and (problem := self.code_refusal(entry.code)) is not None:
+        problem = self.value_refusal(entry.network, entry.code, entry.txt)
+        if problem is not None:
             return problem
         if entry.expires_at is not None and entry.expires_at <= self.now:
             return ExpiryError(f"the expiry {entry.expires_at.isoformat()} is in the past")

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, literal, select, update
 
 from dnsbl.addresses import Network, hex_key
-from dnsbl.db import writer
+from dnsbl.db import begin_write
 from dnsbl.errors import UnknownZoneError
 from dnsbl.listings.bulk_sql import (
     BATCH,
@@ -78,7 +78,7 @@ class ListingStore:
 
     def ensure_zones(self, names: Iterable[str]) -> None:
         """Create a row for each configured zone that has none yet."""
-        with writer(self.engine).begin() as conn:
+        with begin_write(self.engine) as conn:
             known = set(conn.scalars(select(Zone.name)))
             for name in names:
                 if name not in known:
@@ -136,7 +136,7 @@ class ListingStore:
             pending.pop(key, None)
             pending[key] = entry
         incoming = set(pending) if replace_categories else set()
-        with writer(self.engine).begin() as conn:
+        with begin_write(self.engine) as conn:
             zone_id, serial = self._lock_zone(conn, zone)
             result = WriteResult(serial=serial)
             replaced: list[int] = []
@@ -251,7 +251,7 @@ class ListingStore:
         be distinct per category. The result carries no listing ids.
         """
         now = utcnow()
-        with writer(self.engine).begin() as conn:
+        with begin_write(self.engine) as conn:
             zone_id, serial = self._lock_zone(conn, zone)
             result = WriteResult(serial=serial)
             comparison = Comparison(groups).compare(conn, zone_id, replace_categories)
@@ -328,7 +328,7 @@ class ListingStore:
         category: str | None = None,
     ) -> WriteResult:
         """End the active listings of `networks` in `zone` (in `category`, or in any)."""
-        with writer(self.engine).begin() as conn:
+        with begin_write(self.engine) as conn:
             zone_id, serial = self._lock_zone(conn, zone)
             wanted = {(n.family, n.first, n.prefixlen) for n in networks}
             query = (
@@ -354,7 +354,7 @@ class ListingStore:
     def end_ids(self, ids: Sequence[int], *, actor: str, reason: str) -> dict[str, int]:
         """End listings by id, whatever their zones; returns the new serial of each zone touched."""
         serials: dict[str, int] = {}
-        with writer(self.engine).begin() as conn:
+        with begin_write(self.engine) as conn:
             rows = conn.execute(
                 select(Listing.id, Zone.name)
                 .join(Zone, Zone.id == Listing.zone_id)

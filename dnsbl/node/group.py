@@ -41,7 +41,7 @@ from dnsbl.dns.server import DnsServer, Listener, bind
 from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
 from dnsbl.node.loader import ZoneFollower
 from dnsbl.node.metrics import NodeCollector, NodeStats, SharedStats
-from dnsbl.node.node import follower_for
+from dnsbl.node.node import first_load, follower_for
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def run_dns_group(settings: Settings, engine: Engine) -> int:
     listeners = bind(settings.dns.listen)
     server = DnsServer(settings.zones, settings.dns)
     follower = follower_for(settings, engine, server)
-    follower.load_all()
+    asyncio.run(first_load(settings, engine, follower))
     engine.dispose()  # no database connection is shared with the children
     endpoints = ", ".join("{}:{}".format(*udp.getsockname()[:2]) for udp, _ in listeners)
     log.info("DNS listening on %s with %d processes", endpoints, settings.dns.processes)

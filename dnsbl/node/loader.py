@@ -27,10 +27,12 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from dnsbl.config import ZoneSettings
+from dnsbl.db import is_unavailable
 from dnsbl.index.values import ValueDefaults
 from dnsbl.index.zone_index import COMPACT_AFTER, ZoneIndex
 from dnsbl.listings.feed import ListingFeed
 from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
+from dnsbl.logs import OutageLog
 from dnsbl.models import utcnow
 from dnsbl.node.snapshot import read_snapshot, write_snapshot
 from dnsbl.timestamps import aware
@@ -100,6 +102,8 @@ class ZoneFollower:
         self.database_serials: dict[str, int] = {}
         self.last_sync = 0.0  # Unix time of the last load or poll that succeeded
         self.sync_failures = 0
+        # An unavailable database is logged as an outage: a line a minute, not one per poll.
+        self.outage = OutageLog(log, "database")
         # Every listing whose expiry passed by this moment is out of the indexes held.
         self.expired_until: datetime | None = None
         # Zones whose index hid expired listings under a serial that had held them.
@@ -151,6 +155,13 @@ class ZoneFollower:
         # Listings that expired after the snapshot are hidden by the first poll.
         self.expired_until = found.expired_until
         return True
+
+    def serve_from_snapshot(self) -> bool:
+        """With the database unreachable: publish what the snapshot holds; whether that was
+        every zone (the node then answers from it while it waits for the database)."""
+        if self.snapshot is None or not self.restore_snapshot():
+            return False
+        return all(name in self.indexes for name in self.zones)
 
     def save_snapshot(self) -> None:
         """Write the indexes held to the snapshot, if the node keeps one. A failure (a full
@@ -240,9 +251,13 @@ class ZoneFollower:
             await asyncio.sleep(self.interval)
             try:
                 changed = await asyncio.to_thread(self.poll_once)
-            except Exception:
+            except Exception as exc:
                 self.sync_failures += 1
-                log.exception("zone sync failed; serving the indexes held")
+                if is_unavailable(exc):
+                    self.outage.failed(exc)
+                else:
+                    log.exception("zone sync failed; serving the indexes held")
                 continue
+            self.outage.recovered()
             for name in changed:
                 log.debug("zone %s now at serial %d", name, self.indexes[name].serial)

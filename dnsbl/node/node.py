@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine
 
 from dnsbl.config import Settings
+from dnsbl.db import is_unavailable
 from dnsbl.dns.server import DnsServer
+from dnsbl.listings.store import ListingStore
 from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
 from dnsbl.node.loader import ZoneFollower
 from dnsbl.node.metrics import NodeCollector, NodeStats
@@ -39,7 +42,7 @@ async def run_dns_node(
         server = DnsServer(settings.zones, settings.dns)
     if follower is None:
         follower = follower_for(settings, engine, server)
-    await asyncio.to_thread(follower.load_all)
+    await first_load(settings, engine, follower)
     endpoint = None
     if settings.dns.metrics_listen is not None:
         collector = NodeCollector(lambda: NodeStats.of(server, follower))
@@ -67,3 +70,51 @@ def follower_for(settings: Settings, engine: Engine, server: DnsServer) -> ZoneF
         settings.dns.sync_interval,
         snapshot=settings.dns.snapshot,
     )
+
+
+FIRST_RETRY = 0.5  # seconds before the first retry of a failed first load
+LONGEST_RETRY = 30.0  # the delay doubles up to this
+
+
+def _retry_delays() -> Iterator[float]:
+    delay = FIRST_RETRY
+    while True:
+        yield delay
+        delay = min(delay * 2, LONGEST_RETRY)
+
+
+def _load_everything(settings: Settings, engine: Engine, follower: ZoneFollower) -> None:
+    ListingStore(engine).ensure_zones(settings.zone_names)  # a zone new to the config
+    follower.load_all()
+
+
+async def first_load(
+    settings: Settings,
+    engine: Engine,
+    follower: ZoneFollower,
+    *,
+    fallback: Callable[[], bool] | None = None,
+) -> None:
+    """Load every zone before the node serves; while the database is unavailable, retry
+    (0.5 s, then twice as long each time, up to 30 s). The node answers nothing until then.
+
+    The outage goes to `follower.outage`: one line as it begins, one a minute, one at the end.
+    `fallback` is where a node that has another source (a last-known-good snapshot) plugs it
+    in: tried after each failed attempt, it returns True once it has published every zone, and
+    the node then serves those while the follower catches up with the database.
+    """
+    if fallback is None and follower.snapshot is not None:
+        fallback = follower.serve_from_snapshot
+    for delay in _retry_delays():
+        try:
+            await asyncio.to_thread(_load_everything, settings, engine, follower)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            follower.outage.failed(exc)
+            if fallback is not None and fallback():
+                return
+            await asyncio.sleep(delay)
+        else:
+            follower.outage.recovered()
+            return

@@ -68,7 +68,9 @@ from dnsbl.rbldnsd.syntax import (
     maxrange,
 )
 
-_MAX_TXT = 255
+# Longer lines are refused: no rbldnsd line is near this (a value's TXT is at most
+# MAX_TXT_BYTES), and it keeps every number on a line far below Python's 4,300-digit limit.
+MAX_LINE = 4096
 _DIGIT_CHARS = frozenset("0123456789")
 _BLANK = " \t"
 _AFTER_ADDRESS = " \t#;:"
@@ -180,6 +182,12 @@ class RbldnsdData:
             number += 1
             line = raw.strip(" \t\r\n")
             if not line:
+                continue
+            if len(line) > MAX_LINE or "\0" in line:
+                why = f"longer than {MAX_LINE} characters" if len(line) > MAX_LINE else "a NUL byte"
+                problem = LineProblem(name, number, f"not a data line: {why}")
+                self.problems.append(problem)
+                yield problem
                 continue
             if fast and line[0] in _DIGIT_CHARS:
                 blank = line.find(" ")
@@ -293,8 +301,6 @@ class RbldnsdData:
             code = ipv4_text(code_int)
         else:
             code, txt = default.code, text
-        if len(txt.encode()) > _MAX_TXT:
-            txt = txt.encode()[:_MAX_TXT].decode(errors="ignore")
         value = self._values[key] = _RawValue(code, txt)
         return value
 

@@ -176,9 +176,9 @@ def _import(
     result.problems = data.problems
     name = paths[0].name if len(paths) == 1 else "import"
 
-    def refused(network: Network, problem: DnsblError) -> None:
+    def refused(problem: DnsblError) -> None:
         # An entry the lines made (a merged range, a tie) that the listing rule refuses.
-        found = LineProblem(name, 0, f"{network}: {problem.detail}" if network else problem.detail)
+        found = LineProblem(name, 0, problem.detail)
         result.problems.append(found)
         if report is not None:
             report(found)
@@ -198,17 +198,19 @@ def _import(
 
 
 def _passed(
-    group: LoadGroup, rule: ListingRule, refused: Callable[[Network, DnsblError], None]
+    group: LoadGroup, rule: ListingRule, refused: Callable[[DnsblError], None]
 ) -> LoadGroup | None:
     """The entries of `group` the listing rule lets through (None: none); the others are
-    handed to `refused`. The return code is checked once per group; the never-list only
-    for networks wider than an address, since every line was screened as it was read."""
-    if not group.excluded and group.code is not None:
-        problem = rule.code_refusal(group.code)
-        if problem is not None:
-            for start in group.starts:
-                refused(Network(group.family, start, group.prefixlen), problem)
-            return None
+    handed to `refused`. The values are checked once per group; the never-list only for
+    networks wider than an address, since every line was screened as it was read."""
+    first = Network(group.family, group.starts[0], group.prefixlen) if group.starts else None
+    values = (group.code, group.txt)
+    if first is not None and not group.excluded and rule.value_refusal(first, *values):
+        for start in group.starts:
+            problem = rule.value_refusal(Network(group.family, start, group.prefixlen), *values)
+            assert problem is not None
+            refused(problem)
+        return None
     if group.excluded or group.prefixlen == (32 if group.family == 4 else 128):
         return group
     kept = []
@@ -218,7 +220,7 @@ def _passed(
         if why is None:
             kept.append(start)
         else:
-            refused(network, NeverListed(f"{network}: {why}"))
+            refused(NeverListed(f"{network}: {why}"))
     if not kept:
         return None
     if len(kept) == len(group.starts):

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from dnsbl.db import writer
+from dnsbl.db import begin_write, writer
 from dnsbl.errors import DnsblError
 from dnsbl.models import utcnow
 from dnsbl.models.relay import Job, RelayTest
@@ -136,7 +136,7 @@ def enqueue(
     """
     now = utcnow()
     due = run_after or now
-    with writer(engine).begin() as conn:
+    with begin_write(engine) as conn:
         existing = _active_job(conn, target)
         if existing is None:
             try:

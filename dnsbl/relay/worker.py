@@ -32,8 +32,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from dnsbl.config import Settings, TesterSettings
+from dnsbl.db import is_unavailable
 from dnsbl.listings.store import ListingStore
-from dnsbl.logs import log_context
+from dnsbl.logs import OutageLog, log_context
 from dnsbl.models import utcnow
 from dnsbl.relay.delisting import settle_delist_requests
 from dnsbl.relay.evidence import (
@@ -108,6 +109,7 @@ class Worker:
         # Its own threads for database calls: the loop's default pool has only cpu + 4, and
         # each test makes a dozen short calls. Fewer than the engine's pool (5 + 10 overflow).
         self._threads = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="worker-db")
+        self._outage = OutageLog(log, "database")  # a down database: a line a minute, not a poll
 
     @property
     def tester(self) -> TesterSettings:
@@ -193,10 +195,15 @@ class Worker:
     async def _guarded(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a database call on a thread; a failure is logged, never fatal to the loop."""
         try:
-            return await self._db(function, *args, **kwargs)
-        except Exception:
-            log.exception("worker %s: %s failed", self.name, getattr(function, "__name__", ""))
+            result = await self._db(function, *args, **kwargs)
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("worker %s: %s failed", self.name, getattr(function, "__name__", ""))
             return None
+        self._outage.recovered()
+        return result
 
     # -- one job ----------------------------------------------------------------------------
 

@@ -79,8 +79,10 @@ def test_unknown_query_parameters_are_refused_on_the_api_only(
 def test_docs_are_served_with_their_assets_from_here(client: TestClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/openapi.json" in page.text
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/static/docs.js" in page.text
     assert "cdn" not in page.text.lower()
+    start = client.get("/static/docs.js")  # no inline script: the CSP would not run it
+    assert "javascript" in start.headers["content-type"] and "/openapi.json" in start.text
     script = client.get("/docs/assets/swagger-ui-bundle.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert client.get("/docs/assets/swagger-ui.css").status_code == 200

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import add_listing
+from tests.api_fixtures import add_listing, form_token
 
 
 def test_home_prefills_the_visitors_address(client: TestClient) -> None:
@@ -38,11 +38,16 @@ def test_delist_form_needs_the_confirmation(client: TestClient, engine: Engine) 
     add_listing(engine, "192.0.2.20")
     form = client.get("/delist/192.0.2.20")
     assert 'name="confirmed_fixed"' in form.text
-    refused = client.post("/delist/192.0.2.20", data={"email": "a@example.net"})
+    token = form_token(client, "/delist/192.0.2.20")
+    refused = client.post(
+        "/delist/192.0.2.20", data={"email": "a@example.net", "csrf_token": token}
+    )
     assert refused.status_code == 422
     assert "Confirm" in refused.text
     accepted = client.post(
-        "/delist/192.0.2.20", data={"confirmed_fixed": "true"}, follow_redirects=False
+        "/delist/192.0.2.20",
+        data={"confirmed_fixed": "true", "csrf_token": token},
+        follow_redirects=False,
     )
     assert accepted.status_code == 303
     location = accepted.headers["location"]
@@ -55,7 +60,10 @@ def test_delist_form_needs_the_confirmation(client: TestClient, engine: Engine) 
 
 
 def test_delist_form_for_an_unlisted_address(client: TestClient) -> None:
-    answer = client.post("/delist/192.0.2.99", data={"confirmed_fixed": "true"})
+    token = form_token(client, "/lookup/192.0.2.99")
+    answer = client.post(
+        "/delist/192.0.2.99", data={"confirmed_fixed": "true", "csrf_token": token}
+    )
     assert answer.status_code == 409
     assert "not listed" in answer.text
 
@@ -63,12 +71,13 @@ def test_delist_form_for_an_unlisted_address(client: TestClient) -> None:
 def test_nominate_from_the_lookup_page(client: TestClient) -> None:
     lookup = client.get("/lookup/192.0.2.30")
     assert 'action="/nominate/192.0.2.30"' in lookup.text
-    queued = client.post("/nominate/192.0.2.30", follow_redirects=False)
+    token = form_token(client, "/lookup/192.0.2.30")
+    queued = client.post("/nominate/192.0.2.30", data={"csrf_token": token}, follow_redirects=False)
     assert queued.status_code == 303
     status = client.get(queued.headers["location"])
     assert "position 1 in the queue" in status.text
     assert 'http-equiv="refresh"' in status.text
-    refused = client.post("/nominate/10.9.9.9")
+    refused = client.post("/nominate/10.9.9.9", data={"csrf_token": token})
     assert refused.status_code == 403
     assert "outside testable networks" in refused.text
     assert client.get("/nominations/4242").status_code == 404

@@ -10,22 +10,25 @@ real code paths; only the SMTP conversation is stubbed. Screenshots go to tests/
 from __future__ import annotations
 
 import asyncio
+import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from api.app import create_app
 from dnsbl.config import Settings, TesterSettings
 from dnsbl.db import make_engine
 from dnsbl.listings.covering import listings_containing
 from dnsbl.listings.store import ListingStore
+from dnsbl.models.relay import DelistRequest
 from dnsbl.relay import evidence as relay_tests
 from dnsbl.relay.states import Verdict
 from dnsbl.relay.tester.probe import ProbeReport
@@ -146,6 +149,8 @@ def test_lookup_delist_and_see_the_outcome(
     browser.navigate(f"{server_url}/lookup/{ADDRESS}")
     text = browser.text()
     assert "Listed" in text and "open-relay" in text
+    # the style sheet is a file the page's CSP allows (no inline style)
+    assert browser.evaluate("getComputedStyle(document.body).maxWidth") == "736px"
     assert "220 mail.example.net ESMTP open for all" in text  # the evidence is on the page
     browser.screenshot(ARTIFACTS / "lookup-listed.png")
 
@@ -179,3 +184,47 @@ def test_the_api_documentation_renders_without_internet_access(
     operations = browser.evaluate("document.querySelectorAll('.opblock').length")
     assert operations >= 20
     browser.screenshot(ARTIFACTS / "api-docs.png")
+
+
+@contextmanager
+def _other_site(page: str) -> Iterator[str]:
+    """A site of another origin (127.0.0.2) serving `page`: an attacker's page."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.2:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_cross_site_form_post_from_the_browser_is_refused(
+    browser: Browser, server_url: str, browser_engine: Engine
+) -> None:
+    _listed_with_evidence(browser_engine)
+    browser.navigate(f"{server_url}/delist/{ADDRESS}")  # the visitor holds the form cookie
+    attack = f"""<!doctype html><title>win a prize</title>
+<form method="post" action="{server_url}/delist/{ADDRESS}">
+<input name="confirmed_fixed" value="true"><input name="csrf_token" value="{"A" * 43}">
+</form><script>document.forms[0].submit()</script>"""
+    with _other_site(attack) as evil:
+        browser.navigate(evil)
+        text = browser.wait_for_text("form refused", timeout=20)
+    assert "another site" in text or "not from this site" in text
+    assert browser.url().startswith(f"{server_url}/delist/")
+    with browser_engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(DelistRequest)) == 0

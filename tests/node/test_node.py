@@ -83,11 +83,19 @@ async def test_node_answers_what_the_store_holds(engine: Engine, database_url: s
 # -- as processes ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
 def _process(
     config: Path, command: str, log: Path, env: dict[str, str] | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
     """`dnsbl --config CONFIG COMMAND`, and the DNS port it reports once it listens."""
+    return _process_until(config, command, log, r"DNS listening on 127\.0\.0\.1:(\d+)", env)
+
+
+@contextlib.contextmanager
+def _process_until(
+    config: Path, command: str, log: Path, ready: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`dnsbl --config CONFIG COMMAND`, once its log matches `ready` (and the number that
+    the pattern's group caught, if it has one)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "dnsbl", "--config", str(config), command],
@@ -98,13 +106,13 @@ def _process(
     try:
         deadline = time.monotonic() + 60
         while True:
-            found = re.search(r"DNS listening on 127\.0\.0\.1:(\d+)", log.read_text())
+            found = re.search(ready, log.read_text())
             if found:
                 break
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        yield process, int(found[1])
+        yield process, int(found[1]) if found.groups() else 0
     finally:
         if process.poll() is None:
             process.kill()
