@@ -1,9 +1,11 @@
 """The zone loader: builds each zone's index from the store and follows the change log.
 
-This is the only part of a DNS node that touches the database. It reads a consistent snapshot
-at start, then polls the zone serials every `dns.sync_interval` seconds and applies the changes
-after the serial it holds as an overlay (no full reload per change), compacting the overlay in a
-worker thread when it grows. Each new index is handed to `publish`; the server swaps its
+This is the only part of a DNS node that touches the database (and, with `dns.snapshot`, the
+node's last-known-good index on disk: read first at start, written after each full load and
+compaction; see `dnsbl.node.snapshot`). It reads a consistent view of the store at start,
+then polls the zone serials every `dns.sync_interval` seconds and applies the changes after the
+serial it holds as an overlay (no full reload per change), compacting the overlay in a worker
+thread when it grows. Each new index is handed to `publish`; the server swaps its
 reference, so a zone is never unanswered, and a failed load keeps the old index.
 
 Expiry: a listing whose `expires_at` has passed is out of force, but only an expiry sweep
