@@ -112,6 +112,7 @@ class Ip4SetUnits(Generic[V]):
                 continue
             self._resolve_runs(keys, pure)
         self._pure = pure
+        self.singles = Singles()  # all taken in: its arrays go
 
     def _resolve_runs(self, keys: list[int], pure: dict[int, tuple[V | None, array[int]]]) -> None:
         """`resolve` for one first octet's sorted keys, address by address."""
