@@ -23,11 +23,12 @@ from sqlalchemy import Engine, event
 from api import docs_page, problems
 from api.body_limit import BodyLimitMiddleware
 from api.metrics import StoreCollector
-from api.pages import address, removal
+from api.pages import address, removal, self_test
 from api.pages import nominations as nomination_pages
 from api.query_names import API_PREFIX, refuse_unknown_query_parameters
 from api.request_ids import RequestIdMiddleware
 from api.routes import (
+    access_keys,
     audit,
     delist_requests,
     health,
@@ -39,6 +40,7 @@ from api.routes import (
     queue,
     relay_tests,
     retests,
+    self_tests,
     zones,
 )
 from api.schemas.common import TEXT_PATTERN, Input
@@ -56,6 +58,7 @@ STATIC = Path(str(files("api") / "static"))
 ROUTERS = (
     lookup.router,
     nominations.router,
+    self_tests.router,
     delist_requests.router,
     relay_tests.router,
     listings.router,
@@ -65,18 +68,21 @@ ROUTERS = (
     audit.router,
     zones.router,
     keys.router,
+    access_keys.router,
     health.router,
     address.router,
     removal.router,
     nomination_pages.router,
+    self_test.router,
 )
 
 DESCRIPTION = """\
 A private DNSBL (RFC 5782) with ORBS-style relay testing.
 
-Public: look an address up, nominate a host for a relay test, request removal of a listed
-host (by a retest). Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`):
-listings, retests, the job queue, policy networks, the audit log, zones and keys.
+Public: look an address up, nominate a host for a relay test, test your own mail server
+(a self-test, which lists nothing), request removal of a listed host (by a retest).
+Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`): listings, retests,
+the job queue, policy networks, the audit log, zones, API keys and the DNS zones' access keys.
 Every error is an RFC 9457 problem document (`application/problem+json`).
 """
 

@@ -47,15 +47,34 @@ def _caller(
     return key
 
 
+def _optional_caller(
+    engine: EngineDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> KeyInfo | None:
+    return None if credentials is None else _caller(engine, credentials)
+
+
+def check_role(key: KeyInfo | None, role: str, action: str = "this action") -> KeyInfo:
+    """`key` if it has `role`; else the 401 (no key) or 403 (too low a role) problem."""
+    if key is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            f"{action} needs an API key of the {role} role: send 'Authorization: Bearer <key>'",
+            headers=_CHALLENGE,
+        )
+    if not key.may(role):
+        raise Problem(
+            403,
+            "forbidden",
+            f"{action} needs the {role} role; key {key.id} has the {key.role} role",
+        )
+    return key
+
+
 def _require(role: str) -> Callable[[KeyInfo], KeyInfo]:
     def check(key: Annotated[KeyInfo, Depends(_caller)]) -> KeyInfo:
-        if not key.may(role):
-            raise Problem(
-                403,
-                "forbidden",
-                f"this action needs the {role} role; key {key.id} has the {key.role} role",
-            )
-        return key
+        return check_role(key, role)
 
     return check
 
@@ -65,6 +84,8 @@ require_admin = _require("admin")
 
 OperatorKey = Annotated[KeyInfo, Depends(require_operator)]
 AdminKey = Annotated[KeyInfo, Depends(require_admin)]
+MaybeKey = Annotated[KeyInfo | None, Depends(_optional_caller)]
+"""The caller's key on a public route, where some requests need one; None without a key."""
 
 
 def actor(key: KeyInfo) -> str:

@@ -2,7 +2,8 @@
 
 Listings in force by zone, category and source; each zone's serial (what DNS nodes must
 reach: compare with their `dnsbl_index_serial`); the job queue and how long its oldest due
-job has waited; relay tests by verdict; delist requests by outcome; arrivals recorded.
+job has waited; relay tests by verdict; delist requests by outcome; self-tests by outcome and
+the grace tests they scheduled by what they decided; arrivals recorded.
 These are exported by the API only, so that summing over several workers or DNS nodes never
 counts the database twice. A read that fails is logged and leaves its families out, and
 `dnsbl_database_up` says 0.
@@ -16,12 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from dnsbl.listings.covering import in_force_clause
 from dnsbl.models import Listing, ListingValue, Zone, utcnow
-from dnsbl.models.relay import DelistRequest, Job, RelayTest, TokenArrival
-from dnsbl.relay.states import JobStatus
+from dnsbl.models.relay import DelistRequest, Job, Nomination, RelayTest, TokenArrival
+from dnsbl.relay.states import JobKind, JobStatus, NominationKind, Verdict
 from dnsbl.timestamps import aware
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def _families(conn: Connection, now: datetime) -> Iterator[Metric]:
         ),
         DelistRequest.status,
     )
+    yield from _self_tests(conn)
     arrivals = CounterMetricFamily(
         "dnsbl_relay_arrivals", "Test messages that reached the collector, as recorded."
     )
@@ -124,3 +126,39 @@ def _grouped(conn: Connection, family: CounterMetricFamily, column: Any) -> Metr
     for key, count in rows:
         family.add_metric([str(key)], count)
     return family
+
+
+def _self_tests(conn: Connection) -> Iterator[Metric]:
+    self_tests = CounterMetricFamily(
+        "dnsbl_self_tests",
+        "Self-tests, by outcome (a verdict; queued or testing while unfinished; refused).",
+        labels=["outcome"],
+    )
+    rows = conn.execute(
+        select(func.coalesce(Nomination.verdict, Nomination.status), func.count())
+        .where(Nomination.kind == NominationKind.SELF_TEST)
+        .group_by(func.coalesce(Nomination.verdict, Nomination.status))
+        .order_by(func.coalesce(Nomination.verdict, Nomination.status))
+    )
+    for outcome, count in rows:
+        self_tests.add_metric([str(outcome)], count)
+    yield self_tests
+    grace = CounterMetricFamily(
+        "dnsbl_grace_tests",
+        "Grace tests (the normal test a self-test that found the host open schedules), by "
+        "what they decided: a verdict (confirmed: listed), or pending while not yet run.",
+        labels=["decision"],
+    )
+    unrun = case((Job.status == JobStatus.FAILED, Verdict.UNTESTABLE.value), else_="pending")
+    decision = func.coalesce(RelayTest.verdict, unrun)
+    rows = conn.execute(
+        select(decision, func.count())
+        .select_from(Job)
+        .outerjoin(RelayTest, RelayTest.id == Job.test_id)
+        .where(Job.kind == JobKind.GRACE_TEST)
+        .group_by(decision)
+        .order_by(decision)
+    )
+    for verdict, count in rows:
+        grace.add_metric([str(verdict)], count)
+    yield grace

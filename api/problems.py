@@ -103,6 +103,7 @@ _BY_NAME: dict[str, tuple[int, str, str]] = {
     "RateLimited": (429, "rate-limited", "Too many requests"),
     "NeverListed": (403, "never-list", "Never listed by policy"),
     "PolicyRefused": (403, "not-testable", "Refused by policy"),
+    "NotYourAddress": (403, "not-your-address", "Not your address"),
     "ReturnCodeError": (422, "bad-code", "Bad return code"),
     "ExpiryError": (422, "validation", "Invalid request"),
     "TxtTooLong": (422, "validation", "Invalid request"),

@@ -13,7 +13,6 @@ Usage: .venv/bin/python -m bench.answer_timing [--count N] [--seconds S] [--base
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import timeit
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from bench.common import (
     ZONE,
+    cpu_seconds,
     env,
     fill_store,
     free_port,
@@ -67,11 +67,6 @@ def in_process() -> None:
         print(f"  batch of {batch:>2}: +{per_batch / batch:.3f} µs per query ({share:.1%})")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def end_to_end(count: int, seconds: int, baseline: Path) -> None:
     addresses = random_singles(count)
     trees = {"this tree": Path(__file__).resolve().parent.parent, "baseline": baseline}
@@ -90,7 +85,7 @@ def end_to_end(count: int, seconds: int, baseline: Path) -> None:
                     wait_until_answering(port, limit=120)
                     before = cpu_seconds(server.pid)
                     print(f"{label} (round {round_ + 1}):")
-                    qps = dnsperf(port, queries, seconds)
+                    qps = dnsperf(port, queries, "-l", str(seconds)).qps
                     used = cpu_seconds(server.pid) - before
                     print(f"  {used / (qps * seconds) * 1e6:.2f} µs CPU per query")
 

@@ -80,14 +80,17 @@ def query_name(address: int) -> str:
     return ".".join(reversed(ipv4_text(address).split("."))) + "." + ZONE
 
 
-def answers(port: int, name: str = f"2.0.0.127.{ZONE}", timeout: float = 0.2) -> bool:
+def answers(
+    port: int, name: str = f"2.0.0.127.{ZONE}", timeout: float = 0.2, listed: bool = True
+) -> bool:
+    """Whether `port` answers `name` (with an A record, unless `listed` is False)."""
     try:
         reply = dns.query.udp(
             dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=timeout
         )
     except (OSError, dns.exception.Timeout):
         return False
-    return reply.rcode() == dns.rcode.NOERROR and bool(reply.answer)
+    return not listed or (reply.rcode() == dns.rcode.NOERROR and bool(reply.answer))
 
 
 @contextmanager
@@ -103,6 +106,23 @@ def process(args: list[str], **kwargs: object) -> Iterator[subprocess.Popen[byte
             proc.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds `pid` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (the answering processes of `dns.processes` > 1)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid, *(int(p) for p in path.read_text().split())] if path.exists() else [pid]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of `pid` and its living children."""
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -110,11 +130,13 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def wait_until_answering(port: int, limit: float = 60.0, name: str = f"2.0.0.127.{ZONE}") -> float:
-    """Seconds until `name` gets a positive answer on `port`."""
+def wait_until_answering(
+    port: int, limit: float = 60.0, name: str = f"2.0.0.127.{ZONE}", listed: bool = True
+) -> float:
+    """Seconds until `name` gets a positive answer on `port` (any answer: `listed` False)."""
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
-        if answers(port, name):
+        if answers(port, name, listed=listed):
             return time.perf_counter() - started
         time.sleep(0.02)
     raise TimeoutError(f"no answer on port {port} within {limit} s")

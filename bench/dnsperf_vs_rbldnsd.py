@@ -1,12 +1,20 @@
-"""Queries per second: `dnsbl dns` against rbldnsd on the same data, with dnsperf, in one run.
+"""`dnsbl dns` against rbldnsd on the same data and query mix, with dnsperf, in one run.
 
 Both servers load the same 1M single IPv4 listings (rbldnsd from an ip4set file, dnsbl from a
 SQLite store filled with the same addresses) and answer the same query mix: listed A, listed
-TXT, unlisted A (NXDOMAIN). dnsperf drives each for the same time; the figure that matters is
-the ratio, since absolute numbers depend on the machine. dnsbl runs once per `--processes`
-value (`dns.processes`: answering processes sharing the sockets), rbldnsd once (it has one).
+TXT, unlisted A (NXDOMAIN). dnsbl runs once per engine (`dns.engine`: native, python) and per
+`--processes` value (`dns.processes`), rbldnsd once (it has one process). For each server:
 
-Usage: .venv/bin/python -m bench.dnsperf_vs_rbldnsd [--count N] [--seconds S] [--processes 1,2]
+- queries/s: dnsperf for `--seconds`, the median of `--rounds` rounds;
+- CPU per query: user+sys of the server's processes over one pass of the query file (a fixed
+  number of queries, sent as fast as dnsperf goes), divided by the queries answered;
+- average latency at a fixed rate (`--rate`, 20k queries/s), as dnsperf reports it;
+- resident memory with the listings, and per listing (against the same server on no data).
+
+What matters are the ratios, measured in the same run: absolute numbers depend on the machine.
+
+Usage: .venv/bin/python -m bench.dnsperf_vs_rbldnsd [--count N] [--seconds S] [--rounds R]
+       [--processes 1,2] [--engines native,python] [--rate 20000]
 """
 
 from __future__ import annotations
@@ -15,8 +23,11 @@ import argparse
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (
@@ -26,15 +37,20 @@ from bench.common import (
     fill_store,
     free_port,
     process,
+    process_tree,
     query_name,
     random_singles,
+    rss_bytes,
+    tree_cpu_seconds,
     wait_until_answering,
     write_config,
     write_rbldnsd_file,
 )
 
+QUERIES = 200_000  # lines of the query file: one pass is the fixed count CPU is measured over
 
-def query_file(path: Path, addresses: list[int], count: int = 200_000) -> None:
+
+def query_file(path: Path, addresses: list[int], count: int = QUERIES) -> None:
     rnd = random.Random(1)
     listed = set(addresses)
     with path.open("w") as out:
@@ -51,93 +67,164 @@ def query_file(path: Path, addresses: list[int], count: int = 200_000) -> None:
                 out.write(f"{query_name(address & 0x7EFFFFFF)} A\n")
 
 
-def dnsperf(port: int, queries: Path, seconds: int) -> float:
-    out = subprocess.run(
-        [
-            "dnsperf",
-            "-s",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-d",
-            str(queries),
-            "-l",
-            str(seconds),
-            "-c",
-            "4",
-            "-q",
-            "200",
-            "-t",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"Queries per second:\s+([\d.]+)", out)
-    lost = re.search(r"Queries lost:\s+(\d+)", out)
-    if match is None:
-        raise RuntimeError(out)
-    print(f"  port {port}: {match.group(1)} qps, lost {lost.group(1) if lost else '?'}")
-    return float(match.group(1))
+@dataclass
+class Run:
+    """What dnsperf said of one run."""
+
+    qps: float
+    completed: int
+    lost: int
+    latency: float  # average, seconds
+
+
+def dnsperf(port: int, queries: Path, *options: str) -> Run:
+    """dnsperf against 127.0.0.1:`port` with `options` (-l, -n, -Q …)."""
+    command = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries)]
+    command += ["-c", "4", "-q", "200", "-t", "2", *options]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, out)
+        if match is None:
+            raise RuntimeError(f"dnsperf said no {pattern!r}:\n{out}")
+        return float(match.group(1))
+
+    return Run(
+        qps=number(r"Queries per second:\s+([\d.]+)"),
+        completed=int(number(r"Queries completed:\s+(\d+)")),
+        lost=int(number(r"Queries lost:\s+(\d+)")),
+        latency=number(r"Average Latency \(s\):\s+([\d.]+)"),
+    )
+
+
+@dataclass
+class Figures:
+    """One server's figures."""
+
+    rounds: list[float] = field(default_factory=list)
+    cpu_per_query: float = 0.0  # seconds
+    latency: float = 0.0  # seconds, at the fixed rate
+    rss: int = 0
+    rss_empty: int = 0
+
+    @property
+    def qps(self) -> float:
+        return statistics.median(self.rounds)
+
+
+def measure(pid: int, port: int, queries: Path, args: argparse.Namespace) -> Figures:
+    figures = Figures(rss=tree_rss(pid))
+    for _ in range(args.rounds):
+        run = dnsperf(port, queries, "-l", str(args.seconds))
+        print(f"  {run.qps:,.0f} queries/s (lost {run.lost})")
+        figures.rounds.append(run.qps)
+    before = tree_cpu_seconds(pid)
+    run = dnsperf(port, queries, "-n", "1")
+    figures.cpu_per_query = (tree_cpu_seconds(pid) - before) / max(run.completed, 1)
+    print(f"  {figures.cpu_per_query * 1e6:.2f} µs CPU per query over {run.completed} queries")
+    run = dnsperf(port, queries, "-l", str(args.seconds), "-Q", str(args.rate))
+    figures.latency = run.latency
+    print(f"  {run.latency * 1e6:.0f} µs average latency at {args.rate} queries/s")
+    return figures
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and its children (a node of several processes)."""
+    return sum(rss_bytes(p) for p in process_tree(pid))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--processes", default="1,2", help="dns.processes values to run")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", default="1", help="dns.processes values to run")
+    parser.add_argument("--engines", default="native,python", help="dns.engine values to run")
+    parser.add_argument("--rate", type=int, default=20_000, help="queries/s of the latency run")
     args = parser.parse_args()
-    counts = [int(n) for n in args.processes.split(",")]
     for tool in ("dnsperf", "rbldnsd"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} is not installed (apt-get install {tool})")
     rbldnsd = shutil.which("rbldnsd") or "/usr/sbin/rbldnsd"
     addresses = random_singles(args.count)
+    results: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        data = directory / "bench.ip4set"
-        write_rbldnsd_file(data, addresses)
         queries = directory / "queries.txt"
         query_file(queries, addresses)
+        data, empty = directory / "bench.ip4set", directory / "empty.ip4set"
+        write_rbldnsd_file(data, addresses)
+        write_rbldnsd_file(empty, [])
         ours, theirs = free_port(), free_port()
         config = write_config(directory, directory / "bench.sqlite3", ours)
         fill_store(config, addresses)
-        results = {}
+        empty_dir = directory / "empty"
+        empty_dir.mkdir()
+        empty_config = write_config(empty_dir, empty_dir / "bench.sqlite3", ours)
+        fill_store(empty_config, [])
         # rbldnsd chroots into the directory and reads its files as its own user.
         directory.chmod(0o755)
         data.chmod(0o644)
-        with process(
-            [
-                rbldnsd,
-                "-n",
-                "-b",
-                f"127.0.0.1/{theirs}",
-                "-r",
-                str(directory),
-                "-w",
-                "/",
-                "-t",
-                "2100",
-                f"{ZONE}:ip4set:bench.ip4set",
-            ]
-        ):
-            # rbldnsd lists only what its file says (no built-in 127.0.0.2): ask for a listing.
-            wait_until_answering(theirs, limit=120, name=query_name(addresses[0]))
+        empty.chmod(0o644)
+
+        def rbldnsd_command(name: str) -> list[str]:
+            options = ["-n", "-b", f"127.0.0.1/{theirs}", "-r", str(directory), "-w", "/"]
+            return [rbldnsd, *options, "-t", "2100", f"{ZONE}:ip4set:{name}"]
+
+        # rbldnsd lists only what its file says (no built-in 127.0.0.2): ask for a listing.
+        probe = query_name(addresses[0])
+        with process(rbldnsd_command(empty.name)) as server:
+            wait_until_answering(theirs, limit=120, name=f"2.0.0.127.{ZONE}", listed=False)
+            empty_rss = tree_rss(server.pid)
+        with process(rbldnsd_command(data.name)) as server:
+            wait_until_answering(theirs, limit=120, name=probe)
             print("rbldnsd:")
-            results["rbldnsd"] = dnsperf(theirs, queries, args.seconds)
-        for count in counts:
-            settings = {**env(), "DNSBL_DNS__PROCESSES": str(count)}
-            with process([DNSBL, "--config", str(config), "dns"], env=settings):
-                wait_until_answering(ours, limit=120)
-                print(f"dnsbl dns, {count} process(es):")
-                results[f"dnsbl x{count}"] = dnsperf(ours, queries, args.seconds)
-    for count in counts:
-        ratio = results[f"dnsbl x{count}"] / results["rbldnsd"]
-        print(
-            f"dnsbl ({count} process(es)) / rbldnsd: {ratio:.2f} ({args.count} listings, "
-            f"{args.seconds} s each, same query mix, same machine, same run)"
-        )
+            results["rbldnsd"] = measure(server.pid, theirs, queries, args)
+            results["rbldnsd"].rss_empty = empty_rss
+        for engine in args.engines.split(","):
+            for count in [int(n) for n in args.processes.split(",")]:
+                settings = {
+                    **env(),
+                    "DNSBL_DNS__PROCESSES": str(count),
+                    "DNSBL_DNS__ENGINE": engine,
+                }
+                label = f"dnsbl {engine} x{count}"
+                with process([DNSBL, "--config", str(empty_config), "dns"], env=settings) as node:
+                    wait_until_answering(ours, limit=120)
+                    empty_rss = tree_rss(node.pid)
+                with process([DNSBL, "--config", str(config), "dns"], env=settings) as node:
+                    wait_until_answering(ours, limit=120)
+                    print(f"{label}:")
+                    results[label] = measure(node.pid, ours, queries, args)
+                    results[label].rss_empty = empty_rss
+    report(results, args)
+
+
+def report(results: dict[str, Figures], args: argparse.Namespace) -> None:
+    reference = results["rbldnsd"]
+    print(
+        f"\n{args.count:,} listings, {QUERIES:,}-query mix (½ listed A, ¼ listed TXT, ¼ NXDOMAIN),"
+        f" {args.rounds} rounds of {args.seconds} s, same machine, same run"
+    )
+    columns: list[tuple[str, Callable[[Figures], str]]] = [
+        ("queries/s (median)", lambda f: f"{f.qps:,.0f} ({f.qps / reference.qps:.2f}×)"),
+        (
+            "CPU/query",
+            lambda f: (
+                f"{f.cpu_per_query * 1e6:.2f} µs ({f.cpu_per_query / reference.cpu_per_query:.2f}×)"
+            ),
+        ),
+        (
+            f"latency @{args.rate // 1000}k qps",
+            lambda f: f"{f.latency * 1e6:.0f} µs ({f.latency / reference.latency:.2f}×)",
+        ),
+        ("RSS", lambda f: f"{f.rss / 2**20:.1f} MiB"),
+        ("bytes/listing", lambda f: f"{(f.rss - f.rss_empty) / args.count:.1f}"),
+    ]
+    print("| server | " + " | ".join(name for name, _ in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for label, figures in results.items():
+        print(f"| {label} | " + " | ".join(cell(figures) for _, cell in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,15 @@ def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise AddressError(f"{text!r} is not a valid IPv4 or IPv6 address") from None
 
 
+def peer_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A peer's address, an IPv4-mapped IPv6 one (what a dual-stack socket sees of an IPv4
+    peer) as the IPv4 address it is. Raises `AddressError`."""
+    ip = parse_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def parse_network(text: str, *, strict: bool = False) -> Network:
     """Parse `a.b.c.d`, `a.b.c.d/n`, `v6`, or `v6/n` into a `Network`.
 

@@ -6,8 +6,6 @@ A bad configuration is refused at start with a message that names the key and th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import json
 import os
@@ -34,6 +32,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dnsbl.access.settings import (
+    AccessSettings,
+    CookieSettings,
+    NetworkText,
+    RateLimitSettings,
+    Secret,
+)
 from dnsbl.addresses import parse_return_code
 from dnsbl.errors import ConfigError, ReturnCodeError
 from dnsbl.index.txt_template import txt_too_long
@@ -99,17 +104,6 @@ def _endpoint(value: str, default_port: int) -> str:
     return value
 
 
-def _network(value: str) -> str:
-    """`value` if it is an IP address or network, else a ValueError naming it."""
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address or network") from None
-    return value
-
-
-# Lists of these are checked item by item: every bad entry is reported, by its index.
-NetworkText = Annotated[str, AfterValidator(_network)]
 DnsEndpoint = Annotated[str, AfterValidator(lambda value: _endpoint(value, 53))]
 
 
@@ -125,7 +119,7 @@ class TsigKeySettings(_Section):
 
     name: str
     algorithm: str = "hmac-sha256"
-    secret: str  # base64, as `tsig-keygen` and NSD/Knot/BIND configurations write it
+    secret: Secret  # base64, as `tsig-keygen` and NSD/Knot/BIND configurations write it
 
     @field_validator("name")
     @classmethod
@@ -139,17 +133,6 @@ class TsigKeySettings(_Section):
         if algorithm not in TSIG_ALGORITHMS:
             raise ValueError(f"unsupported TSIG algorithm {value!r}: use one of {TSIG_ALGORITHMS}")
         return algorithm
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        try:
-            decoded = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not base64") from None
-        if len(decoded) < 16:
-            raise ValueError("shorter than 16 bytes: generate one with `tsig-keygen`")
-        return value
 
 
 class DnsSettings(_Section):
@@ -166,6 +149,12 @@ class DnsSettings(_Section):
     processes: int = Field(1, ge=1, le=64)
     # `dnsbl dns` serves its Prometheus metrics here (host:port; 9153 by convention)
     metrics_listen: str | None = None
+    tcp_max_per_source: int = Field(8, ge=1, le=65535)  # TCP connections (RFC 7766 §6.2.2)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    cookies: CookieSettings = CookieSettings()
+    # Who answers the common UDP query: the C extension (dnsbl.dns.native), the Python
+    # engine, or ("auto") the C extension where it was built
+    engine: Literal["auto", "native", "python"] = "auto"
     # The node's last-known-good index (dnsbl.node.snapshot): written after each full load and
     # compaction, read at start so that the node answers at once, even with the database down
     snapshot: Path | None = None
@@ -206,6 +195,7 @@ class ZoneSettings(_Section):
     default_code: str = "127.0.0.2"
     txt: str = "Listed: see http://127.0.0.1:8000/lookup/$"
     categories: dict[str, str] = {}
+    access: AccessSettings = AccessSettings()
 
     _check_name = field_validator("name", "hostmaster")(classmethod(lambda cls, v: _domain(v)))
     _check_code = field_validator("default_code")(classmethod(lambda cls, v: _return_code(v)))
@@ -280,6 +270,9 @@ class TesterSettings(_Section):
     delists_per_address: Annotated[int, Field(ge=1)] = 3
     delists_per_requester: Annotated[int, Field(ge=1)] = 10
     delist_window: Annotated[float, Field(gt=0)] = 86400.0
+    # A self-test that finds the host open lists nothing, but schedules a normal test this
+    # many hours later, which lists the host if it is still open (fractions for labs).
+    self_test_grace_hours: Annotated[float, Field(ge=0, le=24 * 365)] = 24.0
     # `dnsbl worker` serves its Prometheus metrics here (host:port); None: no endpoint
     metrics_listen: str | None = None
 

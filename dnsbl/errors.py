@@ -45,6 +45,10 @@ class NeverListed(PolicyRefused):
     """The network meets a network on the never-list list."""
 
 
+class NotYourAddress(DnsblError):
+    """A self-test tests only the address the request comes from."""
+
+
 class ReturnCodeError(DnsblError, ValueError):
     """Not a return code: an IPv4 address in 127.0.0.0/8 (RFC 5782)."""
 

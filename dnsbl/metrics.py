@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -35,6 +36,16 @@ def registry_of(collectors: Iterable[Collector]) -> CollectorRegistry:
     for collector in collectors:
         registry.register(collector)
     return registry
+
+
+def counter_family(
+    name: str, documentation: str, labels: list[str], counts: Mapping[Any, int]
+) -> CounterMetricFamily:
+    """A counter family of `counts`, keyed by one label value or a tuple of them."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, count in sorted(counts.items()):
+        family.add_metric([str(v) for v in (key if isinstance(key, tuple) else (key,))], count)
+    return family
 
 
 def exposition(registry: CollectorRegistry) -> bytes:

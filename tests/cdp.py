@@ -131,8 +131,11 @@ class Browser:
                 raise TimeoutError(f"{needle!r} not on the page; it says: {text[:500]}")
             time.sleep(0.3)
 
-    def screenshot(self, path: Path) -> None:
-        data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    def screenshot(self, path: Path, *, full_page: bool = True) -> None:
+        """A PNG of the whole page, or (`full_page=False`) of what the viewport shows."""
+        data = self.call(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page}
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data["data"]))
 

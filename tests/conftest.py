@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from dnsbl.config import Settings, load_settings
 from dnsbl.db import make_engine, normalise_url, upgrade
+from dnsbl.dns.native import native_available
 from dnsbl.listings.store import ListingStore
 
 PG_URL = os.environ.get("DNSBL_TEST_DATABASE_URL")
@@ -54,6 +55,17 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(params=["native", "python"])
+def dns_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each DNS engine in turn (`dns.engine`): servers that `tests.dns_support.running` starts
+    and `dnsbl` processes take it from DNSBL_DNS__ENGINE. Modules that answer DNS use it."""
+    engine: str = request.param
+    if engine == "native":
+        need(native_available(), "the native DNS engine was not built (no C compiler?)")
+    monkeypatch.setenv("DNSBL_DNS__ENGINE", engine)
+    return engine
 
 
 def _postgres_url(schema: str) -> str:

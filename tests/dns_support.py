@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import dns.asyncquery
+import dns.edns
 import dns.message
 import dns.rdatatype
 
@@ -81,8 +84,10 @@ async def running(
     zones: list[ZoneSettings] | None = None,
     **dns: Any,
 ) -> AsyncIterator[DnsServer]:
-    """A started server on 127.0.0.1 (a free port) publishing `indexes`."""
+    """A started server on 127.0.0.1 (a free port) publishing `indexes`, answering with the
+    engine DNSBL_DNS__ENGINE names (the `dns_engine` fixture sets it), else the default."""
     dns.setdefault("listen", ["127.0.0.1:0"])
+    dns.setdefault("engine", os.environ.get("DNSBL_DNS__ENGINE", "auto"))
     dns.setdefault("transfer_peers", ["127.0.0.1"])
     limits = {
         key: dns.pop(key) for key in ("tcp_idle_timeout", "tcp_max_connections") if key in dns
@@ -106,17 +111,24 @@ async def ask(
     edns: int | None = 0,
     payload: int = 1232,
     rd: bool = True,
+    source: str | None = None,
+    options: list[dns.edns.Option] | None = None,
 ) -> dns.message.Message:
-    """Query `server` with dnspython over UDP or TCP."""
+    """Query `server` with dnspython over UDP or TCP, from `source` (a loopback address such
+    as 127.0.0.7: any of 127.0.0.0/8 works without setup) when given."""
     query = dns.message.make_query(
-        name, rdtype, use_edns=edns if edns is not None else False, payload=payload
+        name,
+        rdtype,
+        use_edns=edns if edns is not None else False,
+        payload=payload,
+        options=options,
     )
     if not rd:
         query.flags &= ~dns.flags.RD
     host, port = server.endpoints[0]
     if tcp:
-        return await dns.asyncquery.tcp(query, host, port=port, timeout=3)
-    return await dns.asyncquery.udp(query, host, port=port, timeout=3)
+        return await dns.asyncquery.tcp(query, host, port=port, timeout=3, source=source)
+    return await dns.asyncquery.udp(query, host, port=port, timeout=3, source=source)
 
 
 def answers(message: dns.message.Message, rdtype: str) -> list[str]:
@@ -146,3 +158,45 @@ async def raw_udp(server: DnsServer, packet: bytes) -> bytes | None:
     if reply[:2] == _PROBE_ID.to_bytes(2, "big") and reply[2] & 0x80:
         return None
     return reply
+
+
+async def udp_flood(
+    server: DnsServer,
+    name: str,
+    source: str,
+    count: int,
+    options: list[dns.edns.Option] | None = None,
+) -> list[dns.message.Message]:
+    """Send `count` identical A queries for `name` from `source` (with EDNS `options`), then
+    a probe (an SOA query: another answer class, so answered if the network has not flooded
+    that one within the rate limit's window); the replies that came before the probe's.
+    The server answers one socket's datagrams in order, so no dropped reply is waited out."""
+    host, port = server.endpoints[0]
+    loop = asyncio.get_running_loop()
+    replies: list[dns.message.Message] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        for n in range(count):
+            query = dns.message.make_query(
+                name, "A", id=n, use_edns=0 if options else False, options=options
+            )
+            await loop.sock_sendall(sock, query.to_wire())
+        probe = dns.message.make_query(ZONE, "SOA", id=_PROBE_ID)
+        await loop.sock_sendall(sock, probe.to_wire())
+        while True:
+            reply = dns.message.from_wire(await asyncio.wait_for(loop.sock_recv(sock, 4096), 30))
+            if reply.id == _PROBE_ID:
+                return replies
+            replies.append(reply)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, deadline: float = 30.0
+) -> None:
+    """Poll `check` until it holds; fail naming `what` after `deadline` seconds."""
+    limit = time.monotonic() + deadline
+    while not await check():
+        assert time.monotonic() < limit, f"not within {deadline:g} s: {what}"
+        await asyncio.sleep(0.05)

@@ -156,7 +156,12 @@ def running_mail_lab(root: Path) -> Iterator[MailLab]:
     _remove_stale_namespaces()
     netns = f"dnsbl-lab-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DNSBL_")},
+        # DNSBL_DNS__ENGINE passes: the lab's node answers with the engine a run asks for.
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DNSBL_") or k == "DNSBL_DNS__ENGINE"
+        },
         "DNSBL_DATABASE_URL": f"sqlite:///{root / 'dnsbl.sqlite3'}",
     }
     lab = MailLab(netns, root, env)

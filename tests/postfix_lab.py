@@ -38,6 +38,7 @@ import pytest
 from dnsbl.config import TesterSettings
 from dnsbl.relay.collector import Arrival, Collector
 from tests.conftest import need, need_program
+from tests.smtp_fakes import free_port
 
 OPEN_ADDRESS = "127.0.0.10"
 CLOSED_ADDRESS = "127.0.0.11"
@@ -429,6 +430,14 @@ def running_lab(collector_port: int) -> Iterator[PostfixLab]:
         ]
         with started(instances):
             yield PostfixLab(instances[0], instances[1], collector_port)
+
+
+@pytest.fixture(name="postfix")
+def postfix_fixture() -> Iterator[PostfixLab]:
+    """The running lab for one test, its relays handing the collector domain to a collector
+    the test starts on `postfix.collector_port` (`run_worker`'s, say)."""
+    with running_lab(free_port()) as lab:
+        yield lab
 
 
 class ArrivalLog:

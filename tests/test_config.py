@@ -122,3 +122,34 @@ def test_bad_tester_addresses_are_refused(tmp_path: Path, setting: str, problem:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, GOOD + f"[tester]\n{setting}\n"))
     assert "tester." in str(caught.value) and problem in str(caught.value)
+
+
+def test_access_rate_limit_and_cookies_load_and_bad_values_name_their_key(
+    tmp_path: Path,
+) -> None:
+    sections = (
+        "\n[zones.access]\n"
+        'allow = ["192.0.2.0/24", "2001:db8::/32"]\nkeys = true\ndenied = "code"\n'
+        '[dns.rate_limit]\nresponses_per_second = 20\nexempt = ["198.51.100.0/24"]\n'
+        '[dns.cookies]\nsecret = "AAECAwQFBgcICQoLDA0ODw=="\n'
+    )
+    settings = load_settings(write(tmp_path, GOOD + sections))
+    access = settings.zones[0].access
+    assert access.keys and access.denied == "code" and not access.open
+    assert settings.dns.rate_limit.responses_per_second == 20 and settings.dns.rate_limit.slip == 2
+    assert settings.dns.tcp_max_per_source == 8
+    assert load_settings(write(tmp_path, GOOD)).zones[0].access.open  # the default: everyone
+    for wrong, key in (
+        ('denied = "code"', "zones.0.access.denied"),
+        ('allow = ["192.0.2.0/24", "2001:db8::/32"]', "zones.0.access.allow"),
+        ('secret = "AAECAwQFBgcICQoLDA0ODw=="', "dns.cookies.secret"),
+        ("responses_per_second = 20", "dns.rate_limit.responses_per_second"),
+    ):
+        bad = {
+            "zones.0.access.denied": 'denied = "silence"',
+            "zones.0.access.allow": 'allow = ["192.0.2.0/33"]',
+            "dns.cookies.secret": 'secret = "c2hvcnQ="',
+            "dns.rate_limit.responses_per_second": "responses_per_second = -1",
+        }[key]
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_settings(write(tmp_path, GOOD + sections.replace(wrong, bad)))

@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep
 from api.pages.csrf import same_site_form
-from api.pages.rendering import address_path, page
-from api.problems import from_error
+from api.pages.rendering import address_path, not_found, page
+from api.problems import from_error, page_response
 from dnsbl.errors import DnsblError
 from dnsbl.relay import nominations
 from dnsbl.relay.states import NominationStatus
@@ -36,10 +36,7 @@ def nominate_submit(
     try:
         view = nominations.submit_nomination(engine, settings, addr, client)
     except DnsblError as exc:
-        problem = from_error(exc)
-        return page(
-            request, "message.html", problem.status, title=problem.title, message=problem.detail
-        )
+        return page_response(request, from_error(exc))
     return RedirectResponse(f"/nominations/{view.id}", status_code=303)
 
 
@@ -52,13 +49,7 @@ def nomination_page(
     """Where a nomination stands: queued (with its place), testing, or its verdict."""
     view = nominations.get_nomination(engine, nomination_id)
     if view is None:
-        return page(
-            request,
-            "message.html",
-            404,
-            title="Not found",
-            message=f"No nomination {nomination_id}.",
-        )
+        return not_found(request, f"No nomination {nomination_id}.")
     return page(
         request,
         "nomination.html",

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.pages.csrf import same_site_form
-from api.pages.rendering import address_path, page
+from api.pages.rendering import address_path, not_found, page
 from api.problems import from_error
 from api.routes.delist_requests import submit, to_public
 from api.schemas.public import DelistRequestCreate
@@ -35,9 +35,7 @@ def delist_status_page(
     """The progress and outcome of a removal request; refreshes itself until it is decided."""
     view = delisting.get_delist_request(engine, request_id)
     if view is None:
-        return page(
-            request, "message.html", 404, title="Not found", message=f"No request {request_id}."
-        )
+        return not_found(request, f"No request {request_id}.")
     public = to_public(engine, view, settings)
     tests = [t for t in relay_tests_of(engine, public.address) if t.id == public.test_id]
     return page(

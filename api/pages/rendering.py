@@ -37,6 +37,11 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     return response
 
 
+def not_found(request: Request, message: str) -> HTMLResponse:
+    """The 404 page, saying what was not found."""
+    return page(request, "message.html", 404, title="Not found", message=message)
+
+
 def address_path(address: str) -> str:
     """An address as a URL path segment."""
     return quote(address, safe=":.")

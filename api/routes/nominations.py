@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
+from api.auth import MaybeKey, actor, check_role
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.problems import Problem, responses
 from api.schemas.public import NominationCreate, NominationPublic
@@ -35,7 +36,7 @@ def _public(view: NominationView, settings: Settings) -> NominationPublic:
     "",
     response_model=NominationPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(400, 403, 413, 422, 429, 500),
+    responses=responses(400, 401, 403, 413, 422, 429, 500),
 )
 def nominate(
     body: NominationCreate,
@@ -43,12 +44,25 @@ def nominate(
     client: ClientDep,
     engine: EngineDep,
     settings: SettingsDep,
+    key: MaybeKey,
 ) -> NominationPublic:
     """Queue a relay test of a host. A host already queued, or tested within the last day,
     answers with that record instead of a new test. Refused (403) when the address is outside
-    the testable space; limited per submitter (429 with Retry-After)."""
+    the testable space; limited per submitter (429 with Retry-After).
+
+    `"dry_run": true` (an operator or admin key): the same test, its evidence kept, nothing
+    listed and no grace test; refused (429 with Retry-After) while the host is not free to
+    test (a test queued, or one within `tester.min_test_interval`)."""
+    submitter = client
+    if body.dry_run:
+        submitter = actor(check_role(key, "operator", "a dry run"))
     view = nominations.submit_nomination(
-        engine, settings, body.address, client, contact_note(body.email, body.note)
+        engine,
+        settings,
+        body.address,
+        submitter,
+        contact_note(body.email, body.note),
+        dry_run=body.dry_run,
     )
     response.headers["Location"] = f"/v1/nominations/{view.id}"
     return _public(view, settings)

@@ -131,3 +131,30 @@ class KeyIssued(KeyPublic):
     """A new key: `key` is shown this once and cannot be read again."""
 
     key: str
+
+
+class AccessKeyCreate(Input):
+    """A new access key for the DNS zones that take keys (`[zones.access] keys = true`)."""
+
+    name: str = Field(min_length=1, max_length=64, description="Who the key is for (unique)")
+    daily_quota: int | None = Field(
+        None, ge=1, lt=2**62, description="Queries answered per UTC day; none: no limit"
+    )
+
+
+class AccessKeyPublic(Public):
+    """An access key without its secret, with the queries answered under it today (UTC)."""
+
+    id: int
+    name: str
+    daily_quota: int | None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None
+    used_today: int
+
+
+class AccessKeyIssued(AccessKeyPublic):
+    """A new access key: `key` (the label to query under, d.c.b.a.KEY.<zone>) is shown this
+    once and cannot be read again."""
+
+    key: str

@@ -13,6 +13,11 @@ class NominationCreate(Input):
     address: AddressText
     email: Email | None = None
     note: Note | None = Field(None, description="Why this host (e.g. a spam sample's headers)")
+    dry_run: bool = Field(
+        False,
+        description="Test and keep the evidence, list nothing, schedule no grace test "
+        "(needs an operator or admin key)",
+    )
 
 
 class NominationPublic(Public):
@@ -28,6 +33,7 @@ class NominationPublic(Public):
     finished_at: UtcDatetime | None
     refusal_reason: str | None
     test_url: str | None = None
+    kind: str = Field("nomination", description="nomination, dry-run or self-test")
 
 
 class DelistRequestCreate(Input):
@@ -90,6 +96,64 @@ class RelayTestPublic(Public):
     retry_at: UtcDatetime | None = Field(
         None, description="When the next retry is due, while waiting"
     )
+    dry_run: bool = Field(
+        False,
+        description="A self-test's or an operator's dry run: lists nothing, whatever it found",
+    )
     accepted_forms: list[str] = Field(description="The envelope forms the host accepted")
     arrivals: list[ArrivalPublic] = Field(description="Test messages that arrived")
     listed_as: list[str] = Field(description="Listings in force that this test made")
+
+
+class SelfTestCreate(Input):
+    """A self-test: the address must be the one the request comes from (or be left out)."""
+
+    address: AddressText | None = None
+
+
+class FormResultPublic(Public):
+    """One envelope form a test tried: the envelope, the host's answers, and the outcome
+    (relayed: its message arrived; accepted: taken, nothing arrived; refused; deferred: only
+    temporary answers; not tried)."""
+
+    form: str
+    mail_from: str | None
+    rcpt_to: str | None
+    mail_reply: str | None
+    rcpt_reply: str | None
+    data_reply: str | None
+    outcome: str
+
+
+class GraceTestPublic(Public):
+    """The normal test scheduled after a self-test found the host open: it lists the host if
+    it is still open when it runs."""
+
+    job_id: int
+    due_at: UtcDatetime = Field(description="When it is due (once run: when it was due last)")
+    ran_at: UtcDatetime | None = Field(None, description="When it ran")
+    status: str = Field(description="waiting, running, done or failed")
+    verdict: str | None
+    test_id: int | None
+    test_url: str | None = None
+
+
+class SelfTestPublic(Public):
+    """A self-test: where it stands, every form with its outcome, the transcript, and the
+    grace test. A self-test itself never lists."""
+
+    id: int
+    address: str
+    status: str = Field(description="queued, testing, done or refused")
+    queue_position: int | None
+    verdict: str | None
+    summary: str = Field(description="What the result means for the host, in a sentence or two")
+    reason: str | None
+    test_id: int | None
+    test_url: str | None
+    page_url: str
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    forms: list[FormResultPublic]
+    transcript: str | None
+    grace_test: GraceTestPublic | None

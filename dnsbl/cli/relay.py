@@ -16,6 +16,11 @@ def register(subparsers: Any) -> None:
     nominate.add_argument("address", metavar="ADDR")
     nominate.add_argument("--note", help="why (kept with the nomination)")
     nominate.add_argument("--submitter", default="cli", help="who nominates (default: cli)")
+    nominate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="test and keep the evidence, but list nothing and schedule no grace test",
+    )
     nominate.set_defaults(handler=_nominate)
 
     retest = subparsers.add_parser("retest", help="queue a forced retest of a host (admin)")
@@ -56,11 +61,17 @@ def _nominate(context: Context, args: argparse.Namespace) -> int:
 
     context.store  # noqa: B018 -- make sure every configured zone has its row
     view = submit_nomination(
-        context.engine, context.settings, args.address, args.submitter, args.note
+        context.engine,
+        context.settings,
+        args.address,
+        args.submitter,
+        args.note,
+        dry_run=args.dry_run,
     )
     where = f", position {view.queue_position}" if view.queue_position else ""
     verdict = f", verdict {view.verdict} (test #{view.test_id})" if view.verdict else ""
-    print(f"nomination #{view.id}: {view.address} {view.status}{where}{verdict}")
+    dry = " (dry run: nothing will be listed)" if args.dry_run else ""
+    print(f"nomination #{view.id}: {view.address} {view.status}{where}{verdict}{dry}")
     return 0
 
 

@@ -62,3 +62,4 @@ class Rcode(enum.IntEnum):
     BADVERS = 16  # also BADSIG for TSIG (RFC 8945): the same number in another field
     BADKEY = 17
     BADTIME = 18
+    BADCOOKIE = 23  # RFC 7873: a bad server cookie; retry with the fresh one sent

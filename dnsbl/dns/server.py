@@ -3,7 +3,11 @@
 This is the only module of the server that does socket I/O. Every datagram and every TCP
 message is answered by `wire.answer_fast` when it can, else by `answers.Responder`; an
 exception never leaves a handler, so one bad packet never stops the server. TCP carries
-several queries per connection with 2-byte length framing, an idle timeout and a size limit.
+several queries per connection with 2-byte length framing, an idle timeout and a size limit;
+one source holds at most `dns.tcp_max_per_source` connections, and when all
+`tcp_max_connections` are taken the longest-idle one is closed for the newcomer (RFC 7766
+§6.2.2), so that no one client can keep the others (zone transfers, the TCP retries of
+truncated answers) out.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from time import perf_counter
 from typing import Any
 
 from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
-from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Responder
+from dnsbl.dns.access import Access, Verdict
+from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
+from dnsbl.dns.cookies import Cookies
+from dnsbl.dns.native import NATIVE, NativeEngine, engine_name
 from dnsbl.dns.notify import Notifier
+from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from dnsbl.dns.timing import Latency
 from dnsbl.dns.tsig import TsigKeys
 from dnsbl.dns.wire import answer_fast
@@ -30,7 +38,7 @@ from dnsbl.index.zone_index import ZoneIndex
 log = logging.getLogger(__name__)
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
-TCP_MAX_CONNECTIONS = 512  # beyond this, new TCP clients are closed at once (fd exhaustion)
+TCP_MAX_CONNECTIONS = 512  # beyond this, the longest-idle connection makes room (fds)
 TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
 _BIND_ATTEMPTS = 20
 _UDP_MAX_QUERY = 4096  # longer datagrams arrive cut, and get FORMERR
@@ -50,14 +58,54 @@ class _UdpListener:
     def __init__(self, server: DnsServer, sock: socket.socket) -> None:
         self.server = server
         self.sock = sock
+        self.fd = sock.fileno()
+
+    def read_ready_native(self) -> None:
+        """One batch through the native engine; what it hands back, through the Python path."""
+        server = self.server
+        native = server.native
+        assert native is not None
+        started = perf_counter()
+        try:
+            answered, handed = native.serve(self.fd, server.counts)
+        except OSError as exc:
+            log.debug("UDP receive error: %s", exc)
+            return
+        for data, addr in handed:
+            self._answer_in_python(data, addr)
+        answered += len(handed)
+        if answered:
+            server.latency.record("udp", (perf_counter() - started) / answered, answered)
+
+    def _answer_in_python(self, data: bytes, addr: Any) -> None:
+        server = self.server
+        try:
+            reply = server.responder.respond(data, tcp=False, peer=addr[0])
+            server.counts[reply.key] += 1
+            self._send(reply, addr)
+        except OSError as exc:
+            log.debug("UDP reply to %s dropped: %s", addr[0], exc, extra={"peer": addr[0]})
+        except Exception:
+            log.exception("failed to answer a UDP query from %s", addr[0], extra={"peer": addr[0]})
+
+    def _send(self, reply: Reply, addr: Any) -> None:
+        """Send `reply`'s messages to `addr`, what rate limiting lets out of them."""
+        server = self.server
+        messages = reply.messages
+        if server.limiter is not None:
+            messages = server.rate_limited(reply, addr[0])
+        for message in messages:
+            self.sock.sendto(message, addr)
 
     def read_ready(self) -> None:
         server = self.server
         table = server.table
         max_payload = server.max_payload
         counts = server.counts
+        limiter = server.limiter
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
+        answer_in_python = self._answer_in_python
         # Timed per batch, not per query (dnsbl.dns.timing): two clock reads per readiness.
         started = perf_counter()
         answered = 0
@@ -72,24 +120,37 @@ class _UdpListener:
                     continue
                 answered += 1
                 try:
-                    fast = answer_fast(data, table, max_payload, None)
+                    fast = answer_fast(data, table, max_payload, None, addr[0])
                     if fast is not None:
                         counts[fast[1]] += 1
-                        sendto(fast[0], addr)
+                        if limiter is None:
+                            sendto(fast[0], addr)
+                        else:
+                            self._send(Reply([fast[0]], fast[1]), addr)
                         continue
-                    reply = server.responder.respond(data, tcp=False, peer=addr[0])
-                    counts[reply.key] += 1
-                    for message in reply.messages:
-                        sendto(message, addr)
                 except OSError as exc:
                     log.debug("UDP reply to %s dropped: %s", addr[0], exc, extra={"peer": addr[0]})
+                    continue
                 except Exception:
                     log.exception(
                         "failed to answer a UDP query from %s", addr[0], extra={"peer": addr[0]}
                     )
+                    continue
+                answer_in_python(data, addr)
         finally:
             if answered:
                 server.latency.record("udp", (perf_counter() - started) / answered, answered)
+
+
+class _Connection:
+    """One TCP client: where from, and since when it waits for its next query (None: busy)."""
+
+    __slots__ = ("idle_since", "peer", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: str, now: float) -> None:
+        self.writer = writer
+        self.peer = peer
+        self.idle_since: float | None = now
 
 
 class DnsServer:
@@ -105,15 +166,26 @@ class DnsServer:
         records: RecordSource | None = None,
     ) -> None:
         self.settings = settings
-        self.table = ZoneTable(zones)
+        # Who may ask (dnsbl.dns.access); a node's key follower keeps `access.keys` current.
+        self.access = Access(zones)
+        self.table = ZoneTable(zones, self.access.admitters())
+        # Which engine answers UDP (dnsbl.dns.native); its name labels the query metrics.
+        self.engine = engine_name(settings.engine)
+        self.native = NativeEngine(self.table, settings) if self.engine == NATIVE else None
         self.max_payload = settings.max_udp_payload
         keys = TsigKeys(settings.transfer_keys)
+        # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
+        limits = settings.rate_limit
+        self.limiter = RateLimiter(limits) if limits.responses_per_second else None
         self.responder = Responder(
             self.table,
             max_payload=settings.max_udp_payload,
             transfer_peers=settings.transfer_peers,
             transfer_keys=keys,
             records=records,
+            access=self.access,
+            cookies=Cookies(settings.cookies),
+            strict_cookies=self.limiter is not None,
         )
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
@@ -125,7 +197,8 @@ class DnsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.StreamWriter, _Connection] = {}
+        self._per_source: collections.Counter[str] = collections.Counter()
         self._endpoints: list[tuple[str, int]] = []
 
     # -- zones -----------------------------------------------------------------------------
@@ -136,6 +209,8 @@ class DnsServer:
         A new serial is NOTIFYed to `settings.notify` while the server runs.
         """
         zone, previous = self.table.publish(index)
+        if self.native is not None:
+            self.native.publish(zone)
         loop = self._loop
         if loop is not None and previous != zone.serial and not loop.is_closed():
             loop.call_soon_threadsafe(self.notifier.zone_changed, zone)
@@ -159,7 +234,11 @@ class DnsServer:
         except BaseException:
             await self.stop()
             raise
-        log.info("DNS listening on %s", ", ".join(f"{h}:{p}" for h, p in self._endpoints))
+        log.info(
+            "DNS listening on %s (%s engine)",
+            ", ".join(f"{h}:{p}" for h, p in self._endpoints),
+            self.engine,
+        )
         # The zones may have changed while no server ran: tell the secondaries now.
         for zone in self.table:
             if zone.index is not None:
@@ -169,7 +248,9 @@ class DnsServer:
         """Answer on a bound UDP socket and a listening TCP socket (of one address and port)."""
         self._udp.append(udp)
         self._tcp.append(await asyncio.start_server(self._serve_tcp, sock=tcp))
-        asyncio.get_running_loop().add_reader(udp.fileno(), _UdpListener(self, udp).read_ready)
+        listener = _UdpListener(self, udp)
+        ready = listener.read_ready_native if self.native is not None else listener.read_ready
+        asyncio.get_running_loop().add_reader(udp.fileno(), ready)
         host, port = udp.getsockname()[:2]
         self._endpoints.append((host, port))
 
@@ -182,6 +263,7 @@ class DnsServer:
         for tcp in self._tcp:
             tcp.close()
         for writer in list(self._connections):
+            self._forget(writer)
             writer.close()
         for tcp in self._tcp:
             with contextlib.suppress(Exception):
@@ -192,29 +274,43 @@ class DnsServer:
         self._endpoints.clear()
         self._loop = None
 
+    def rate_limited(self, reply: Reply, peer: str) -> list[bytes]:
+        """What of a UDP `reply` to `peer` goes out under rate limiting: all, its first
+        message truncated (slipped), or nothing (dropped); counted as a verdict."""
+        assert self.limiter is not None
+        messages = list(reply.messages)
+        if not messages:
+            return messages
+        zone = reply.key[0]
+        action = self.limiter.check(peer, messages[0], zone, reply.proven)
+        if action == Action.SEND:
+            return messages
+        verdict = Verdict.SLIPPED if action == Action.SLIP else Verdict.RATE_LIMITED
+        self.access.counts[zone, verdict] += 1
+        if self.limiter.log_only:
+            return messages
+        return [truncated(messages[0])] if action == Action.SLIP else []
+
     # -- TCP -------------------------------------------------------------------------------
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername: Any = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
-        if len(self._connections) >= self.tcp_max_connections:
-            log.warning(
-                "TCP client %s turned away: %d connections open",
-                peer,
-                len(self._connections),
-                extra={"peer": peer},
-            )
+        if not self._admit(peer):
             writer.close()
             return
-        self._connections.add(writer)
+        loop = asyncio.get_running_loop()
+        connection = self._connections[writer] = _Connection(writer, peer, loop.time())
+        self._per_source[peer] += 1
         try:
             while True:
                 query = await self._read_message(reader)
                 if query is None:
                     break
+                connection.idle_since = None
                 started = perf_counter()
                 try:
-                    fast = answer_fast(query, self.table, self.max_payload, TCP_LIMIT)
+                    fast = answer_fast(query, self.table, self.max_payload, TCP_LIMIT, peer)
                     if fast is not None:
                         writer.write(len(fast[0]).to_bytes(2, "big") + fast[0])
                         self.counts[fast[1]] += 1
@@ -233,6 +329,7 @@ class DnsServer:
                             # other clients in between the messages of a long transfer.
                             await asyncio.sleep(0)
                     await writer.drain()
+                    connection.idle_since = loop.time()
                 except (ConnectionError, asyncio.CancelledError):
                     raise
                 except Exception:
@@ -243,10 +340,50 @@ class DnsServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            self._connections.discard(writer)
+            self._forget(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _admit(self, peer: str) -> bool:
+        """Whether a new connection from `peer` may stay; closes an idle one to make room."""
+        if self._per_source[peer] >= self.settings.tcp_max_per_source:
+            log.info(
+                "TCP client %s turned away: it has %d connections open",
+                peer,
+                self._per_source[peer],
+                extra={"peer": peer},
+            )
+            return False
+        if len(self._connections) < self.tcp_max_connections:
+            return True
+        idle = [c for c in self._connections.values() if c.idle_since is not None]
+        if not idle:  # every connection is in the middle of an answer
+            log.warning(
+                "TCP client %s turned away: %d connections busy",
+                peer,
+                len(self._connections),
+                extra={"peer": peer},
+            )
+            return False
+        oldest = min(idle, key=lambda c: c.idle_since or 0.0)
+        log.info(
+            "TCP client %s closed, idle the longest, to make room for %s",
+            oldest.peer,
+            peer,
+            extra={"peer": oldest.peer},
+        )
+        self._forget(oldest.writer)
+        oldest.writer.close()
+        return True
+
+    def _forget(self, writer: asyncio.StreamWriter) -> None:
+        """Stop counting `writer`'s connection (once, whoever closes it first)."""
+        connection = self._connections.pop(writer, None)
+        if connection is not None:
+            self._per_source[connection.peer] -= 1
+            if not self._per_source[connection.peer]:
+                del self._per_source[connection.peer]
 
     async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next length-prefixed message, or None when the client is done, idle or wrong."""

@@ -26,19 +26,25 @@ _NOERROR = int(Rcode.NOERROR)
 _CLASS_IN = RecordClass.IN.to_bytes(2, "big")
 _OPT_AT_ROOT = b"\x00" + RecordType.OPT.to_bytes(2, "big")  # root owner, type OPT
 _NXDOMAIN = int(Rcode.NXDOMAIN)
+_TYPE_A = int(RecordType.A)
+_TYPE_ANY = int(RecordType.ANY)
 Key = tuple[str, str, str]  # zone, qtype, rcode: what DnsServer.counts counts
 
 
 def answer_fast(
-    packet: bytes, table: ZoneTable, max_payload: int, limit: int | None
+    packet: bytes, table: ZoneTable, max_payload: int, limit: int | None, peer: str | None = None
 ) -> tuple[bytes, Key] | None:
     """The response to `packet` and its (zone, qtype, rcode) count key, or None for the general
     path.
 
     `max_payload` is the UDP payload size we advertise in OPT; `limit` the largest response
-    the transport takes (None: the client's EDNS payload size, or 512, capped by ours).
+    the transport takes (None: UDP, the client's EDNS payload size, or 512, capped by ours).
+    A zone with access rules is answered here only for a `peer` its gate admits.
+    ANY over UDP gets one RRset, the A records (RFC 8482 §4.1): a full ANY answer is what a
+    reflection attack asks for. Over TCP (a source that cannot be spoofed) it gets them all.
     """
     size = len(packet)
+    udp = limit is None
     if size < 17 or packet[2] & 0xFE or packet[4:12] not in (_COUNTS_NO_EDNS, _COUNTS_EDNS):
         return None
     # The name is four octet labels or 32 nibble labels, then exactly a zone's name.
@@ -71,6 +77,8 @@ def answer_fast(
     index = zone.index
     if index is None or zone.wire in table.parents or end > 266:
         return None  # not loaded, a longer zone may match, or a name over 255 bytes
+    if zone.guarded and (peer is None or zone.gate is None or not zone.gate(peer)):
+        return None  # access rules: the general path refuses, or answers with a code
     qend = end + 5
     if packet[end + 3 : qend] != _CLASS_IN:
         return None
@@ -97,7 +105,9 @@ def answer_fast(
     values = index.lookup(family, address)
     keys = zone.keys_by_qtype[qtype]
     if values:
-        records = zone.answer_records(qtype, values, family, address)
+        records = zone.answer_records(
+            _TYPE_A if udp and qtype == _TYPE_ANY else qtype, values, family, address
+        )
         rcode = _NOERROR
         key = keys[0]
     elif offset == 20 and index.has_names_under(6, int(packet[19:12:-2], 16) << 112, 16):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from dnsbl.addresses import address_text
 from dnsbl.config import ZoneSettings
@@ -82,6 +82,8 @@ class PublishedZone:
         "_txt_lead",
         "_txt_parts",
         "a_records",
+        "gate",
+        "guarded",
         "history",
         "index",
         "key_noerror",
@@ -102,12 +104,17 @@ class PublishedZone:
         settings: ZoneSettings,
         index: ZoneIndex | None,
         history: tuple[ZoneIndex, ...] = (),
+        gate: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
         # The indexes published before this one, oldest first: what IXFR answers from.
         self.history = history
         self.name = settings.name
         self.wire = name_wire(settings.name)
+        # Not open to everyone (dnsbl.dns.access): the hot path answers only the sources
+        # `gate` admits (and counts), and leaves the others, and key names, to the general path.
+        self.guarded = not settings.access.open
+        self.gate = gate
         self.labels = name_labels(settings.name)
         self.index = index
         self.serial = index.serial if index is not None else 0
@@ -209,10 +216,12 @@ def txt_rdata(text: str) -> bytes:
 class ZoneTable:
     """The zones of a server by name; `publish` swaps one zone's index."""
 
-    def __init__(self, zones: Iterable[ZoneSettings]) -> None:
+    def __init__(
+        self, zones: Iterable[ZoneSettings], gates: Mapping[str, Callable[[str], bool]] = {}
+    ) -> None:
         self.by_wire: dict[bytes, PublishedZone] = {}
         for settings in zones:
-            zone = PublishedZone(settings, None)
+            zone = PublishedZone(settings, None, gate=gates.get(settings.name))
             self.by_wire[zone.wire] = zone
         # Longest first, so that the first suffix that matches is the longest zone.
         self.suffixes: tuple[bytes, ...] = tuple(sorted(self.by_wire, key=len, reverse=True))
@@ -239,7 +248,7 @@ class ZoneTable:
             history = (*history, old.index)[-HISTORY:]
             while history and sum(kept.overlay_size for kept in history) > HISTORY_OVERLAY:
                 history = history[1:]
-        zone = PublishedZone(old.settings, index, history)
+        zone = PublishedZone(old.settings, index, history, old.gate)
         self.by_wire[wire] = zone
         return zone, (old.serial if old.index is not None else None)
 

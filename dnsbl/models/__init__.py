@@ -4,6 +4,7 @@ One module per area: `listings` (the listing store and its change log); later ar
 theirs here so that Alembic sees the whole schema.
 """
 
+from dnsbl.models.access import AccessKey, AccessKeyUsage  # noqa: F401 (access keys)
 from dnsbl.models.api import ApiKey, AuditEntry  # noqa: F401 (registers the API tables)
 from dnsbl.models.base import Base, utcnow
 from dnsbl.models.listings import Change, Listing, ListingValue, Zone

@@ -23,7 +23,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dnsbl.models.base import Base, utcnow
-from dnsbl.relay.states import ACTIVE_JOB, DelistStatus, JobStatus, NominationStatus
+from dnsbl.relay.states import (
+    ACTIVE_JOB,
+    DelistStatus,
+    JobStatus,
+    NominationKind,
+    NominationStatus,
+)
 
 _ACTIVE = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_JOB))
 
@@ -72,7 +78,8 @@ class RelayTest(Base):
     A test greylisted by the host waits, unfinished, until `retry_at` for its job to send the
     held envelopes again from `client_address` (the greylisting triplet's client); `retries`
     counts those sessions, whose transcripts follow the first one's. `tls_version` and
-    `tls_cipher`: the session ran under STARTTLS.
+    `tls_cipher`: the session ran under STARTTLS. `dry_run`: a self-test's or a dry run's,
+    whose verdict lists and delists nothing.
     """
 
     __tablename__ = "relay_tests"
@@ -95,6 +102,7 @@ class RelayTest(Base):
     tls_cipher: Mapped[str | None] = mapped_column(String(64))
     retries: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
     retry_at: Mapped[datetime | None] = mapped_column()
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class ProbeToken(Base):
@@ -145,7 +153,11 @@ class RelayTestListing(Base):
 
 
 class Nomination(Base):
-    """Someone's request that a host be tested; `status` is queued, testing, done or refused."""
+    """Someone's request that a host be tested; `status` is queued, testing, done or refused.
+
+    `kind` (a NominationKind): a nomination, or a self-test or dry run, which list nothing.
+    `grace_job_id`: the test a self-test that found the host open scheduled for later.
+    """
 
     __tablename__ = "nominations"
 
@@ -160,8 +172,19 @@ class Nomination(Base):
     verdict: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+    kind: Mapped[str] = mapped_column(
+        String(16),
+        default=NominationKind.NOMINATION.value,
+        server_default=text(f"'{NominationKind.NOMINATION.value}'"),
+    )
+    grace_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", name="fk_nominations_grace_job")
+    )
 
-    __table_args__ = (Index("ix_nominations_submitter", "submitter", "created_at"),)
+    __table_args__ = (
+        Index("ix_nominations_submitter", "submitter", "created_at"),
+        Index("ix_nominations_kind_address", "kind", "address", "created_at"),
+    )
 
 
 class DelistRequest(Base):

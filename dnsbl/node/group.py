@@ -39,9 +39,10 @@ from dnsbl.config import Settings
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.server import DnsServer, Listener, bind
 from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
+from dnsbl.node.access_keys import KeyFollower
 from dnsbl.node.loader import ZoneFollower
 from dnsbl.node.metrics import NodeCollector, NodeStats, SharedStats
-from dnsbl.node.node import first_load, follower_for
+from dnsbl.node.node import first_load, follower_for, key_follower_for
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,15 @@ def run_dns_group(settings: Settings, engine: Engine) -> int:
     server = DnsServer(settings.zones, settings.dns)
     follower = follower_for(settings, engine, server)
     asyncio.run(first_load(settings, engine, follower))
+    keys = key_follower_for(settings, engine, server)
+    if keys is not None:
+        keys.first_load()
     engine.dispose()  # no database connection is shared with the children
     endpoints = ", ".join("{}:{}".format(*udp.getsockname()[:2]) for udp, _ in listeners)
     log.info("DNS listening on %s with %d processes", endpoints, settings.dns.processes)
     directory = Path(tempfile.mkdtemp(prefix="dnsbl-dns-stats-"))
     try:
-        group = _Group(server, follower, listeners, SharedStats(directory), metrics_listen)
+        group = _Group(server, follower, keys, listeners, SharedStats(directory), metrics_listen)
         return group.run(settings.dns.processes)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -76,12 +80,14 @@ class _Group:
         self,
         server: DnsServer,
         follower: ZoneFollower,
+        keys: KeyFollower | None,
         listeners: list[Listener],
         shared: SharedStats,
         metrics_listen: str | None,
     ):
         self.server = server
         self.follower = follower
+        self.keys = keys
         self.listeners = listeners
         self.shared = shared
         self.metrics_listen = metrics_listen
@@ -166,6 +172,7 @@ class _Group:
             group = NodeCollector(lambda: shared.merged(slot, NodeStats.of(server, follower)))
             endpoint = MetricsEndpoint(registry_of([group]), self.metrics_listen, DEFAULT_DNS_PORT)
         following = asyncio.create_task(follower.run())
+        keys = asyncio.create_task(self.keys.run()) if self.keys is not None else None
         last_shared = 0.0
         try:
             while not stop.is_set():
@@ -179,8 +186,12 @@ class _Group:
                     await asyncio.wait_for(stop.wait(), min(_PARENT_CHECK, SharedStats.EVERY))
         finally:
             following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
+            if keys is not None:
+                keys.cancel()
+            await asyncio.gather(following, *([keys] if keys else []), return_exceptions=True)
             await server.stop()
+            if self.keys is not None:
+                await self.keys.last_flush()
             shared.write(slot, NodeStats.of(server, follower))
             if endpoint is not None:
                 endpoint.stop()

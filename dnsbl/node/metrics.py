@@ -27,6 +27,7 @@ from prometheus_client.core import (
 
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.timing import LATENCY_BOUNDS
+from dnsbl.metrics import counter_family
 from dnsbl.node.loader import ZoneFollower
 
 QueryLabels = tuple[str, str, str, str]  # zone, qtype, rcode, engine
@@ -56,6 +57,9 @@ class NodeStats:
     last_sync: float = 0.0  # Unix time of the last successful look at the database
     sync_failures: int = 0
     processes: int = 1
+    # (zone, verdict) of the zones with access rules and of rate limiting (dnsbl.dns.access)
+    access: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    key_queries: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @classmethod
     def of(cls, server: DnsServer, follower: ZoneFollower) -> NodeStats:
@@ -73,6 +77,8 @@ class NodeStats:
             database_serial=dict(follower.database_serials),
             last_sync=follower.last_sync,
             sync_failures=follower.sync_failures,
+            access=collections.Counter(dict(server.access.counts)),
+            key_queries=collections.Counter(dict(server.access.keys.answered)),
         )
 
     def to_json(self) -> str:
@@ -85,6 +91,8 @@ class NodeStats:
                 "database_serial": self.database_serial,
                 "last_sync": self.last_sync,
                 "sync_failures": self.sync_failures,
+                "access": [[*labels, count] for labels, count in self.access.items()],
+                "key_queries": self.key_queries,
             }
         )
 
@@ -99,6 +107,8 @@ class NodeStats:
             database_serial=data["database_serial"],
             last_sync=data["last_sync"],
             sync_failures=data["sync_failures"],
+            access=collections.Counter({(z, v): n for z, v, n in data.get("access", [])}),
+            key_queries=collections.Counter(data.get("key_queries", {})),
         )
 
 
@@ -109,6 +119,8 @@ def _add_counters(total: NodeStats, part: NodeStats) -> None:
         added = [a + b for a, b in zip(have, buckets, strict=True)]
         total.latency[transport] = (added, have_seconds + seconds)
     total.sync_failures += part.sync_failures
+    total.access.update(part.access)
+    total.key_queries.update(part.key_queries)
 
 
 def merged(parts: Iterable[NodeStats], retired: NodeStats | None = None) -> NodeStats:
@@ -187,6 +199,19 @@ class NodeCollector:
         for labels, count in sorted(stats.queries.items()):
             queries.add_metric(list(labels), count)
         yield queries
+        yield counter_family(
+            "dnsbl_dns_access",
+            "Queries to zones with access rules, and answers held back by rate limiting, by "
+            "zone and verdict (allowed, key, denied, over-quota, rate-limited, slipped).",
+            ["zone", "verdict"],
+            stats.access,
+        )
+        yield counter_family(
+            "dnsbl_dns_access_key_queries",
+            "Queries answered under each access key by this node (its quota counts every node's).",
+            ["key"],
+            stats.key_queries,
+        )
         latency = HistogramMetricFamily(
             "dnsbl_dns_answer_seconds",
             "Time from reading a query to handing its answer to the socket, by transport "

@@ -17,6 +17,7 @@ from dnsbl.db import is_unavailable
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.store import ListingStore
 from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
+from dnsbl.node.access_keys import KeyFollower
 from dnsbl.node.loader import ZoneFollower
 from dnsbl.node.metrics import NodeCollector, NodeStats
 
@@ -43,6 +44,9 @@ async def run_dns_node(
     if follower is None:
         follower = follower_for(settings, engine, server)
     await first_load(settings, engine, follower)
+    keys = key_follower_for(settings, engine, server)
+    if keys is not None:
+        await asyncio.to_thread(keys.first_load)
     endpoint = None
     if settings.dns.metrics_listen is not None:
         collector = NodeCollector(lambda: NodeStats.of(server, follower))
@@ -50,12 +54,17 @@ async def run_dns_node(
             registry_of([collector]), settings.dns.metrics_listen, DEFAULT_DNS_PORT
         )
     await server.start()
+    following = asyncio.create_task(keys.run()) if keys is not None else None
     try:
         if started is not None:
             started.set()
         await follower.run()
     finally:
         await server.stop()
+        if keys is not None and following is not None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+            await keys.last_flush()
         if endpoint is not None:
             endpoint.stop()
         log.info("DNS node stopped")
@@ -70,6 +79,13 @@ def follower_for(settings: Settings, engine: Engine, server: DnsServer) -> ZoneF
         settings.dns.sync_interval,
         snapshot=settings.dns.snapshot,
     )
+
+
+def key_follower_for(settings: Settings, engine: Engine, server: DnsServer) -> KeyFollower | None:
+    """The access key follower of `server`, when a zone takes keys (else None)."""
+    if not any(zone.access.keys for zone in settings.zones):
+        return None
+    return KeyFollower(engine, server.access.keys)
 
 
 FIRST_RETRY = 0.5  # seconds before the first retry of a failed first load

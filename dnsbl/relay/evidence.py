@@ -11,6 +11,7 @@ tokens.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -52,6 +53,7 @@ class RelayTestView:
     `listed_as` names the listings this test made that are still in force
     (`"bl.example.org open-relay"`). `retries`: greylisting retry sessions run (their
     transcripts follow the first one's); `retry_at`: when the next is due, while it waits.
+    `dry_run`: a self-test's or a dry run's, which lists nothing whatever it finds.
     """
 
     id: int
@@ -74,18 +76,50 @@ class RelayTestView:
     tls_cipher: str | None = None
     retries: int = 0
     retry_at: datetime | None = None
+    dry_run: bool = False
+
+
+class FormOutcome(enum.StrEnum):
+    """What became of one envelope form of a test, as a self-test's result shows it."""
+
+    RELAYED = "relayed"  # its message arrived at the collector
+    ACCEPTED = "accepted"  # accepted, but nothing arrived (yet)
+    REFUSED = "refused"  # a permanent (5xx) answer
+    DEFERRED = "deferred"  # only temporary (4xx) answers
+    NOT_TRIED = "not tried"  # the session ended before this form got an answer
+
+
+@dataclass(frozen=True, slots=True)
+class FormResult:
+    """One envelope form of a test: what was sent, what the host answered, what became of it."""
+
+    form: str
+    mail_from: str | None
+    rcpt_to: str | None
+    mail_reply: str | None
+    rcpt_reply: str | None
+    data_reply: str | None
+    outcome: FormOutcome
 
 
 # -- writing --------------------------------------------------------------------------------
 
 
-def start_test(engine: Engine, address: str, *, job_id: int | None, forced: bool) -> int:
-    """Open the record of a test about to run; returns its id."""
+def start_test(
+    engine: Engine, address: str, *, job_id: int | None, forced: bool, dry_run: bool = False
+) -> int:
+    """Open the record of a test about to run; returns its id. A `dry_run` test lists nothing."""
     with writer(engine).begin() as conn:
         return int(
             conn.execute(
                 insert(RelayTest)
-                .values(job_id=job_id, address=address, forced=forced, started_at=utcnow())
+                .values(
+                    job_id=job_id,
+                    address=address,
+                    forced=forced,
+                    dry_run=dry_run,
+                    started_at=utcnow(),
+                )
                 .returning(RelayTest.id)
             ).scalar_one()
         )
@@ -321,9 +355,44 @@ def _views(engine: Engine, rows: list[RelayTest]) -> list[RelayTestView]:
             tls_cipher=row.tls_cipher,
             retries=row.retries or 0,
             retry_at=maybe_aware(row.retry_at),
+            dry_run=bool(row.dry_run),
         )
         for row in rows
     ]
+
+
+def form_results(engine: Engine, test_id: int) -> list[FormResult]:
+    """Every envelope form a test tried, in the order it tried them, with its outcome."""
+    arrived = {arrival.token for arrival in arrivals_for(engine, test_id)}
+    with Session(engine) as session:
+        rows = session.scalars(
+            select(ProbeToken).where(ProbeToken.test_id == test_id).order_by(ProbeToken.id)
+        )
+        return [
+            FormResult(
+                form=row.form,
+                mail_from=row.mail_from,
+                rcpt_to=row.rcpt_to,
+                mail_reply=row.mail_reply,
+                rcpt_reply=row.rcpt_reply,
+                data_reply=row.data_reply,
+                outcome=_form_outcome(row, row.token in arrived),
+            )
+            for row in rows
+        ]
+
+
+def _form_outcome(row: ProbeToken, arrived: bool) -> FormOutcome:
+    replies = [reply for reply in (row.mail_reply, row.rcpt_reply, row.data_reply) if reply]
+    if arrived:
+        return FormOutcome.RELAYED
+    if row.accepted:
+        return FormOutcome.ACCEPTED
+    if any(reply[:1] == "5" for reply in replies):
+        return FormOutcome.REFUSED
+    if any(reply[:1] == "4" for reply in replies):
+        return FormOutcome.DEFERRED
+    return FormOutcome.NOT_TRIED
 
 
 def get_test(engine: Engine, test_id: int) -> RelayTestView | None:

@@ -5,6 +5,11 @@ policy (a refusal is recorded with its reason, then raised), deduplicated (a hos
 queued or under test, or tested within `tester.min_test_interval`, answers with the existing
 record), held to the limits on new tests whoever asks (per /24 or /48, and in all), and
 queued as a test job. The worker settles it when the test has a verdict.
+
+A dry run (an operator's) and a self-test (`dnsbl.relay.self_tests`) are nominations of other
+kinds: the same test, queued by `queue_dry_test` as a job that lists nothing; the host must be
+free to test now (nothing queued, not tested within `tester.min_test_interval`), or the
+request is refused with the time it may be asked again.
 """
 
 from __future__ import annotations
@@ -23,8 +28,15 @@ from dnsbl.errors import PolicyRefused, RateLimited
 from dnsbl.models import utcnow
 from dnsbl.models.relay import Job, Nomination, RelayTest
 from dnsbl.relay.jobs import enqueue, queue_position
-from dnsbl.relay.schedule import next_allowed_test, refusal_to_test
-from dnsbl.relay.states import ACTIVE_JOB, JobKind, JobStatus, NominationStatus, Verdict
+from dnsbl.relay.schedule import next_allowed_test, refusal_to_test, refuse_until_free
+from dnsbl.relay.states import (
+    ACTIVE_JOB,
+    JobKind,
+    JobStatus,
+    NominationKind,
+    NominationStatus,
+    Verdict,
+)
 from dnsbl.timestamps import aware, maybe_aware
 
 
@@ -33,7 +45,8 @@ class NominationView:
     """A nomination as its submitter sees it.
 
     `status`: queued, testing, done or refused; `verdict` once done (confirmed, suspicious,
-    closed or untestable); `queue_position` while queued (1 = next).
+    closed or untestable); `queue_position` while queued (1 = next); `kind`: a nomination,
+    or a self-test or dry run (which list nothing); `grace_job_id`: a self-test's grace test.
     """
 
     id: int
@@ -47,24 +60,44 @@ class NominationView:
     created_at: datetime
     finished_at: datetime | None
     refusal_reason: str | None
+    kind: NominationKind = NominationKind.NOMINATION
+    grace_job_id: int | None = None
 
 
 def submit_nomination(
-    engine: Engine, settings: Settings, address: str, submitter: str, note: str | None = None
+    engine: Engine,
+    settings: Settings,
+    address: str,
+    submitter: str,
+    note: str | None = None,
+    *,
+    dry_run: bool = False,
 ) -> NominationView:
-    """Nominate `address` for a relay test.
+    """Nominate `address` for a relay test; a `dry_run` tests it and lists nothing.
 
-    Raises `AddressError` (not one IP address), `RateLimited` (the submitter's limit) and
-    `PolicyRefused` (policy forbids the test; the refusal is recorded first).
+    Raises `AddressError` (not one IP address), `RateLimited` (the submitter's limit; for a
+    dry run also a host not free to test now) and `PolicyRefused` (policy forbids the test;
+    the refusal is recorded first).
     """
     text = str(parse_address(address))
     _check_limit(engine, settings, submitter)
+    kind = NominationKind.DRY_RUN if dry_run else NominationKind.NOMINATION
     refusal = refusal_to_test(engine, settings.tester, text)
     if refusal is not None:
         _insert(
-            engine, text, submitter, note, status=NominationStatus.REFUSED, refusal_reason=refusal
+            engine,
+            text,
+            submitter,
+            note,
+            status=NominationStatus.REFUSED,
+            refusal_reason=refusal,
+            kind=kind,
         )
         raise PolicyRefused(f"{text}: {refusal}")
+    if dry_run:
+        view = get_nomination(engine, queue_dry_test(engine, settings, text, submitter, kind, note))
+        assert view is not None
+        return view
     existing = _existing(engine, settings, text)
     if existing is not None:
         return existing
@@ -82,6 +115,31 @@ def submit_nomination(
     view = get_nomination(engine, nomination_id)
     assert view is not None
     return view
+
+
+def queue_dry_test(
+    engine: Engine,
+    settings: Settings,
+    address: str,
+    submitter: str,
+    kind: NominationKind,
+    note: str | None = None,
+) -> int:
+    """Queue a test of `address` that lists nothing (a self-test or a dry run), once policy
+    has allowed it; returns the nomination's id.
+
+    Raises `RateLimited` when the host is not free to test now (`refuse_until_free`) or the
+    limits on new tests whoever asks are reached.
+    """
+    refuse_until_free(engine, settings, address)
+    _check_capacity(engine, settings, address)
+    job_kind = JobKind.SELF_TEST if kind == NominationKind.SELF_TEST else JobKind.DRY_RUN
+    job = enqueue(engine, job_kind, address, actor=f"{kind}:{submitter}")
+    if job.kind != job_kind:  # another request queued a test of the host a moment before
+        refuse_until_free(engine, settings, address)
+    return _insert(
+        engine, address, submitter, note, status=NominationStatus.QUEUED, job_id=job.id, kind=kind
+    )
 
 
 def _check_limit(engine: Engine, settings: Settings, submitter: str) -> None:
@@ -106,7 +164,7 @@ def _check_capacity(engine: Engine, settings: Settings, address: str) -> None:
 
     A submitter's own limit does not stop many submitters (or one with many addresses) from
     aiming the tester at one network; these do. Refused nominations do not count: they
-    probe nothing.
+    probe nothing. Self-tests and dry runs count as any nomination.
     """
     tester = settings.tester
     window = timedelta(seconds=tester.nomination_window)
@@ -152,6 +210,7 @@ def _insert(
     test_id: int | None = None,
     verdict: Verdict | None = None,
     finished_at: datetime | None = None,
+    kind: NominationKind = NominationKind.NOMINATION,
 ) -> int:
     now = utcnow()
     with writer(engine).begin() as conn:
@@ -160,6 +219,7 @@ def _insert(
                 insert(Nomination)
                 .values(
                     address=address,
+                    kind=kind,
                     submitter=submitter[:128],
                     note=note,
                     status=status,
@@ -177,7 +237,10 @@ def _insert(
 
 
 def _existing(engine: Engine, settings: Settings, address: str) -> NominationView | None:
-    """The record a new nomination of `address` would duplicate, if there is one."""
+    """The record a new nomination of `address` would duplicate, if there is one.
+
+    Self-tests and dry runs are not: they list nothing, so they answer no one else.
+    """
     since = utcnow() - timedelta(seconds=settings.tester.min_test_interval)
     with engine.connect() as conn:
         row = conn.execute(
@@ -185,6 +248,7 @@ def _existing(engine: Engine, settings: Settings, address: str) -> NominationVie
             .outerjoin(Job, Job.id == Nomination.job_id)
             .where(
                 Nomination.address == address,
+                Nomination.kind == NominationKind.NOMINATION,
                 or_(
                     Job.status.in_(ACTIVE_JOB),
                     (Nomination.status == NominationStatus.DONE) & (Nomination.finished_at > since),
@@ -202,6 +266,7 @@ def _existing(engine: Engine, settings: Settings, address: str) -> NominationVie
                 RelayTest.address == address,
                 RelayTest.verdict.is_not(None),
                 RelayTest.started_at > since,
+                RelayTest.dry_run.is_(False),
             )
             .order_by(RelayTest.id.desc())
             .limit(1)
@@ -261,6 +326,8 @@ def get_nomination(engine: Engine, nomination_id: int) -> NominationView | None:
         created_at=aware(nomination.created_at),
         finished_at=maybe_aware(nomination.finished_at),
         refusal_reason=nomination.refusal_reason,
+        kind=NominationKind(nomination.kind),
+        grace_job_id=nomination.grace_job_id,
     )
 
 

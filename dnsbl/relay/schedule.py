@@ -16,17 +16,19 @@ from sqlalchemy import Engine, func, or_, select
 
 from dnsbl.addresses import parse_address
 from dnsbl.config import Settings, TesterSettings
-from dnsbl.errors import PolicyRefused
+from dnsbl.errors import PolicyRefused, RateLimited
 from dnsbl.models import Listing, ListingValue, utcnow
 from dnsbl.models.relay import RelayTest, RelayTestListing
 from dnsbl.policy import PolicyKind, policy_entry
-from dnsbl.relay.jobs import JobView, enqueue
+from dnsbl.relay.jobs import JobView, active_job, enqueue
 from dnsbl.relay.states import SWEEP_TARGET, JobKind, RelayCategory
 from dnsbl.relay.tester.reach import why_unreachable
 from dnsbl.timestamps import aware
 
 SCHEDULER = "scheduler"
 """The actor of the jobs the schedule queues by itself."""
+
+_BUSY_RETRY = 60.0  # seconds after a busy host's job is due to suggest asking again
 
 
 def refusal_to_test(engine: Engine, settings: TesterSettings, address: str) -> str | None:
@@ -57,6 +59,30 @@ def next_allowed_test(
     if last is None:
         return now
     return max(now, aware(last) + timedelta(seconds=settings.tester.min_test_interval))
+
+
+def refuse_until_free(engine: Engine, settings: Settings, address: str) -> None:
+    """Raise `RateLimited` unless `address` may be tested now, saying until when it may not.
+
+    For requests that test at once or not at all (self-tests, dry runs): a host with a test
+    queued or running, or tested within `tester.min_test_interval`, is not free.
+    """
+    job = active_job(engine, address)
+    now = utcnow()
+    if job is not None:
+        raise RateLimited.until(
+            max(job.run_after, now) + timedelta(seconds=_BUSY_RETRY),
+            f"a {job.kind} of {address} is already {job.status} (job #{job.id}, due "
+            f"{job.run_after:%Y-%m-%d %H:%M:%S} UTC); one test of a host at a time",
+        )
+    allowed = next_allowed_test(engine, settings, address)
+    if allowed > utcnow():  # read after: next_allowed_test answers "now" by its own clock
+        raise RateLimited.until(
+            allowed,
+            f"{address} was tested less than {settings.tester.min_test_interval:g} s ago "
+            f"(one test of a host per tester.min_test_interval); "
+            f"it may be tested again at {allowed:%Y-%m-%d %H:%M:%S} UTC",
+        )
 
 
 def schedule_retest(

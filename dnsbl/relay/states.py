@@ -25,11 +25,23 @@ class Verdict(enum.StrEnum):
 
 
 class JobKind(enum.StrEnum):
-    """What a job does: test a nominated host, retest a listed one, or sweep expired listings."""
+    """What a job does: test a nominated host, retest a listed one, or sweep expired listings.
+
+    A self-test (asked for by the host itself) and an operator's dry run test as a test does
+    but list nothing (`DRY_JOBS`); a grace test is the normal test a self-test that found the
+    host open schedules `tester.self_test_grace_hours` later, and lists as any test.
+    """
 
     TEST = "test"
     RETEST = "retest"
     EXPIRE = "expire"
+    SELF_TEST = "self-test"
+    DRY_RUN = "dry-run"
+    GRACE_TEST = "grace-test"
+
+
+DRY_JOBS = (JobKind.SELF_TEST, JobKind.DRY_RUN)
+"""The kinds of job whose verdict changes nothing on the list."""
 
 
 class JobStatus(enum.StrEnum):
@@ -43,6 +55,15 @@ class JobStatus(enum.StrEnum):
 
 ACTIVE_JOB = (JobStatus.WAITING, JobStatus.RUNNING)
 """The statuses of a job still to finish: at most one such job per target."""
+
+
+class NominationKind(enum.StrEnum):
+    """Who asked for a test and what it may do: a nomination lists what it confirms; a
+    self-test (the host asking about itself) and a dry run (an operator's) list nothing."""
+
+    NOMINATION = "nomination"
+    SELF_TEST = "self-test"
+    DRY_RUN = "dry-run"
 
 
 class NominationStatus(enum.StrEnum):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from ipaddress import IPv4Address, IPv6Address
 
 from sqlalchemy import Engine, select
 
-from dnsbl.addresses import parse_address, parse_network
+from dnsbl.addresses import parse_network, peer_address
 from dnsbl.config import Settings, ZoneSettings
 from dnsbl.errors import DnsblError
 from dnsbl.listings.covering import listings_containing
@@ -79,18 +78,19 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
     A relay that queues before delivering (a slow multi-stage chain, a retry after a
     temporary failure) proves itself open late; the newest test of a host is what counts,
     so a suspicious test is revised only while no later test of the host has a verdict.
+    A dry test (a self-test's, a dry run's) is revised too, and lists nothing.
     """
     since = utcnow() - timedelta(days=days)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(RelayTest.id, RelayTest.address)
+            select(RelayTest.id, RelayTest.address, RelayTest.dry_run)
             .join(ProbeToken, ProbeToken.test_id == RelayTest.id)
             .join(TokenArrival, TokenArrival.token == ProbeToken.token)
             .where(RelayTest.verdict == Verdict.SUSPICIOUS, RelayTest.started_at > since)
             .distinct()
         ).all()
         revised = []
-        for test_id, address in rows:
+        for test_id, address, dry_run in rows:
             newer = conn.scalar(
                 select(RelayTest.id).where(
                     RelayTest.address == address,
@@ -99,38 +99,31 @@ def confirm_late_arrivals(engine: Engine, settings: Settings, *, days: float = 7
                 )
             )
             if newer is None:
-                revised.append((test_id, address))
+                revised.append((test_id, address, dry_run))
     confirmed = []
-    for test_id, address in revised:
+    for test_id, address, dry_run in revised:
         arrivals = arrivals_for(engine, test_id)
         forms = ", ".join(sorted({arrival.form for arrival in arrivals}))
         reason = f"test messages arrived after the wait window ({forms})"
         if revise_verdict(engine, test_id, Verdict.SUSPICIOUS, Verdict.CONFIRMED, reason):
-            apply_verdict(engine, settings, test_id, address, Verdict.CONFIRMED, arrivals)
+            if not dry_run:
+                apply_verdict(engine, settings, test_id, address, Verdict.CONFIRMED, arrivals)
             confirmed.append(test_id)
     return confirmed
 
 
 def outputs_of(address: str, arrivals: Iterable[ArrivalView]) -> list[str]:
     """The IPs that delivered for `address` other than itself: a multi-stage relay's outputs."""
-    tested = _unmapped(address)
+    tested = peer_address(address)
     seen: list[str] = []
     for arrival in arrivals:
         try:
-            ip = _unmapped(arrival.delivered_by)
+            ip = peer_address(arrival.delivered_by)
         except ValueError:
             continue
         if ip != tested and str(ip) not in seen:
             seen.append(str(ip))
     return seen
-
-
-def _unmapped(text: str) -> IPv4Address | IPv6Address:
-    """The address, with an IPv4-mapped IPv6 peer (a dual-stack collector's view) as IPv4."""
-    ip = parse_address(text)
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def relay_zones(settings: Settings) -> list[ZoneSettings]:

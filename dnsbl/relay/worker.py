@@ -9,7 +9,8 @@ greylisted is not decided yet: its job goes back to the queue until the retry is
 worker that claims it then sends those envelopes again (`dnsbl.relay.greylisting`). A sweep
 job ends expired listings. Between claims the worker queues the periodic work: retests of
 listed relays every `tester.retest_interval`, and an expiry sweep every `tester.sweep_interval`;
-and it confirms suspicious tests whose messages arrived after their wait window.
+and it confirms suspicious tests whose messages arrived after their wait window. A self-test
+or dry run (`DRY_JOBS`) is tested the same way and lists nothing (`dnsbl.relay.answers`).
 
 One failing job never stops the worker: it is recorded on the job (retried later, failed after
 `tester.max_attempts`) and the loop goes on. Stopping releases the jobs in hand for others.
@@ -36,7 +37,7 @@ from dnsbl.db import is_unavailable
 from dnsbl.listings.store import ListingStore
 from dnsbl.logs import OutageLog, log_context
 from dnsbl.models import utcnow
-from dnsbl.relay.delisting import settle_delist_requests
+from dnsbl.relay.answers import answer_requests, confirm_late
 from dnsbl.relay.evidence import (
     ArrivalView,
     accepted_tokens,
@@ -50,19 +51,17 @@ from dnsbl.relay.evidence import (
 from dnsbl.relay.greylisting import hold_for_retry, pending_retry, retry_due
 from dnsbl.relay.jobs import JobView, claim, fail, finish, postpone, renew_lease
 from dnsbl.relay.metrics import WorkerStats
-from dnsbl.relay.nominations import settle_nominations
 from dnsbl.relay.schedule import (
     ensure_sweep,
     next_allowed_test,
     refusal_to_test,
     schedule_periodic,
 )
-from dnsbl.relay.states import JobKind, JobOutcome, JobStatus, Verdict
+from dnsbl.relay.states import DRY_JOBS, JobKind, JobOutcome, JobStatus, Verdict
 from dnsbl.relay.tester.probe import ProbeReport
 from dnsbl.relay.tester.probe import probe as run_probe
 from dnsbl.relay.verdicts import (
     apply_verdict,
-    confirm_late_arrivals,
     decide,
     relay_zones,
 )
@@ -129,7 +128,7 @@ class Worker:
                     await self._guarded(schedule_periodic, self.engine, self.settings)
                 if loop.time() - self._last_late >= _LATE_EVERY:
                     self._last_late = loop.time()
-                    await self._guarded(confirm_late_arrivals, self.engine, self.settings)
+                    await self._guarded(confirm_late, self.engine, self.settings)
                 await self.claim_and_start()
                 await self._idle(stop)
         finally:
@@ -290,12 +289,10 @@ class Worker:
         )
         if status == JobStatus.FAILED and job.kind != JobKind.EXPIRE:
             await self._guarded(
-                settle_nominations, self.engine, job.id, test_id=None, verdict=Verdict.UNTESTABLE
-            )
-            await self._guarded(
-                settle_delist_requests,
+                answer_requests,
                 self.engine,
-                job.id,
+                self.settings,
+                job,
                 test_id=None,
                 verdict=Verdict.UNTESTABLE,
             )
@@ -331,7 +328,12 @@ class Worker:
             stopped = "the worker running this test stopped before it finished"
             await self._db(close_unfinished, self.engine, job.id, stopped)
             test_id = await self._db(
-                start_test, self.engine, address, job_id=job.id, forced=job.forced
+                start_test,
+                self.engine,
+                address,
+                job_id=job.id,
+                forced=job.forced,
+                dry_run=job.kind in DRY_JOBS,
             )
             retry = None
         else:
@@ -392,9 +394,11 @@ class Worker:
             raise _LeaseLost()
         if not await self._db(set_verdict, self.engine, test_id, verdict, reason):
             raise _LeaseLost()
-        notes = await self._db(
-            apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
-        )
+        notes = ["a dry test: nothing listed or delisted"]
+        if job.kind not in DRY_JOBS:
+            notes = await self._db(
+                apply_verdict, self.engine, self.settings, test_id, job.target, verdict, arrivals
+            )
         self.stats.verdicts[verdict] += 1
         self._stop_heartbeat(job)
         log.info(
@@ -402,9 +406,8 @@ class Worker:
         )
         if not await self._db(finish, self.engine, job.id, self.name, test_id=test_id):
             raise _LeaseLost()
-        await self._db(settle_nominations, self.engine, job.id, test_id=test_id, verdict=verdict)
         await self._db(
-            settle_delist_requests, self.engine, job.id, test_id=test_id, verdict=verdict
+            answer_requests, self.engine, self.settings, job, test_id=test_id, verdict=verdict
         )
 
     async def _refused(self, job: JobView, refusal: str) -> None:
@@ -414,15 +417,13 @@ class Worker:
         await self._db(close_unfinished, self.engine, job.id, f"refused by policy: {refusal}")
         await self._db(finish, self.engine, job.id, self.name)
         await self._db(
-            settle_nominations,
+            answer_requests,
             self.engine,
-            job.id,
+            self.settings,
+            job,
             test_id=None,
             verdict=Verdict.UNTESTABLE,
             refusal=refusal,
-        )
-        await self._db(
-            settle_delist_requests, self.engine, job.id, test_id=None, verdict=Verdict.UNTESTABLE
         )
 
     async def _await_arrivals(self, test_id: int) -> list[ArrivalView]:

@@ -91,7 +91,12 @@ async def test_rest_listing_answers_in_dns(engine: Engine, database_url: str) ->
                 for family in text_string_to_metric_families((await client.get("/metrics")).text)
                 for sample in family.samples
             }
-            nxdomain = (("engine", "python"), ("qtype", "A"), ("rcode", "NXDOMAIN"), ("zone", ZONE))
+            nxdomain = (
+                ("engine", server.engine),
+                ("qtype", "A"),
+                ("rcode", "NXDOMAIN"),
+                ("zone", ZONE),
+            )
             assert metrics[("dnsbl_dns_queries_total", nxdomain)] >= 2
             serial = float(follower.indexes[ZONE].serial)
             assert metrics[("dnsbl_index_serial", (("zone", ZONE),))] == serial

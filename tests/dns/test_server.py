@@ -22,6 +22,8 @@ from tests.dns_support import (
     zone_settings,
 )
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 V6_NAME = "1." + "0." * 23 + "8.b.d.0.1.0.0.2." + ZONE  # 2001:db8::1
 
 ROWS = [
@@ -57,9 +59,25 @@ async def test_rd_is_copied_and_ra_stays_clear(server: DnsServer) -> None:
 
 
 async def test_network_listing_renders_the_queried_address(server: DnsServer) -> None:
-    reply = await ask(server, "7.2.0.192." + ZONE, "ANY")
+    reply = await ask(server, "7.2.0.192." + ZONE, "ANY", tcp=True)
     assert answers(reply, "A") == ["127.0.0.3"]
     assert answers(reply, "TXT") == ['"Net 192.0.2.7"']
+
+
+@pytest.mark.parametrize("edns", [None, 0])
+async def test_any_is_minimal_over_udp_and_full_over_tcp(
+    server: DnsServer, edns: int | None
+) -> None:
+    """RFC 8482: over UDP, ANY gets one RRset (a reflection attack's favourite question);
+    over TCP, whose source cannot be spoofed, everything."""
+    udp = await ask(server, "7.2.0.192." + ZONE, "ANY", edns=edns)
+    assert [rrset.rdtype for rrset in udp.answer] == [dns.rdatatype.A]
+    tcp = await ask(server, "7.2.0.192." + ZONE, "ANY", tcp=True, edns=edns)
+    assert {rrset.rdtype for rrset in tcp.answer} == {dns.rdatatype.A, dns.rdatatype.TXT}
+    apex_udp = await ask(server, ZONE, "ANY", edns=edns)
+    assert [rrset.rdtype for rrset in apex_udp.answer] == [dns.rdatatype.SOA]
+    apex_tcp = await ask(server, ZONE, "ANY", tcp=True, edns=edns)
+    assert {rrset.rdtype for rrset in apex_tcp.answer} == {dns.rdatatype.SOA, dns.rdatatype.NS}
 
 
 async def test_exclusion_is_not_listed(server: DnsServer) -> None:
@@ -176,7 +194,7 @@ async def test_rfc5782_test_addresses(name: str, listed: bool) -> None:
     everything = [row("127.0.0.0/8"), row("::/0")]
     for rows in ([], everything):
         async with running([make_index(rows)]) as server:
-            reply = await ask(server, f"{name}.{ZONE}", "ANY")
+            reply = await ask(server, f"{name}.{ZONE}", "ANY", tcp=True)
             if listed:
                 assert answers(reply, "A") == ["127.0.0.2"]
                 assert answers(reply, "TXT")

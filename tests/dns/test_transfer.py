@@ -24,6 +24,8 @@ from dnsbl.dns.zones import ZoneTable
 from dnsbl.index.single_addresses import single_addresses
 from tests.dns_support import ZONE, ask, change, make_index, row, running, zone_settings
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 ROWS = [row("10.0.0.1"), row("192.0.2.0/24", "relay-output", txt="Net $"), row("2001:db8::1")]
 
 

@@ -34,6 +34,8 @@ from dnsbl.dns.server import DnsServer
 from tests.conftest import zone_config
 from tests.dns_support import ZONE, answers, ask, change, make_index, row, running
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 SECRET = base64.b64encode(bytes(range(32))).decode()
 KEY = {"name": "xfr.example.org", "secret": SECRET}
 RING = dns.tsigkeyring.from_text({"xfr.example.org": ("hmac-sha256", SECRET)})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import dns.message
 import dns.rdataclass
 import dns.rdatatype
@@ -17,12 +15,8 @@ from dnsbl.dns.server import DnsServer
 from dnsbl.dns.wire import answer_fast
 from dnsbl.index.zone_index import ZoneIndex
 from dnsbl.listings.rows import ListingRow as Row
+from tests.dns.queries import CHILD, query, zone_rows
 from tests.dns_support import ZONE, make_index, row, zone_settings
-
-CHILD = "v2." + ZONE
-QTYPES = ["A", "TXT", "ANY", "AAAA", "MX", "SOA", "NS", "PTR"]
-TEMPLATES = [None, "", "Listed $", "x" * 300 + " $ " + "y" * 40, "no address", "$$"]
-CODES = [None, "127.0.0.3", "127.0.0.4"]
 
 
 def _server(indexes: list[ZoneIndex]) -> DnsServer:
@@ -32,83 +26,6 @@ def _server(indexes: list[ZoneIndex]) -> DnsServer:
     for index in indexes:
         server.publish(index)
     return server
-
-
-@st.composite
-def _rows(draw: st.DrawFn) -> list[Row]:
-    rows = []
-    for _ in range(draw(st.integers(0, 6))):
-        family = draw(st.sampled_from([4, 6]))
-        bits = 32 if family == 4 else 128
-        length = draw(st.sampled_from([bits, bits, bits - 8, bits - 4, bits - 1, 16, 8, 4]))
-        address = draw(st.integers(0, 2**bits - 1)) >> (bits - length) << (bits - length)
-        network = ipaddress.ip_network((address, length))
-        rows.append(
-            row(
-                str(network),
-                draw(st.sampled_from(["manual", "open-relay", "relay-output"])),
-                code=draw(st.sampled_from(CODES)),
-                txt=draw(st.sampled_from(TEMPLATES)),
-                excluded=draw(st.booleans()) and draw(st.booleans()),
-            )
-        )
-    return rows
-
-
-def _near(rows: list[Row]) -> st.SearchStrategy[tuple[int, int]]:
-    """Addresses inside or next to the listed networks, and anywhere."""
-    anywhere = st.one_of(
-        st.tuples(st.just(4), st.integers(0, 2**32 - 1)),
-        st.tuples(st.just(6), st.integers(0, 2**128 - 1)),
-        st.sampled_from([(4, 0x7F000002), (4, 0x7F000001), (6, 1), (6, 0xFFFF7F000002)]),
-    )
-    if not rows:
-        return anywhere
-    near = st.builds(
-        lambda r, delta: (
-            r.family,
-            max(0, min(r.start + delta, 2 ** (32 if r.family == 4 else 128) - 1)),
-        ),
-        st.sampled_from(rows),
-        st.integers(-2, 300),
-    )
-    return st.one_of(near, near, anywhere)
-
-
-def _name(family: int, address: int, labels: int, zone: str) -> str:
-    if family == 4:
-        parts = [str((address >> shift) & 255) for shift in (0, 8, 16, 24)]
-    else:
-        parts = list(format(address, "032x"))[::-1]
-    return ".".join([*parts[len(parts) - labels :], zone]) if labels else zone
-
-
-def _case(name: str, mask: int) -> str:
-    """`name` with the letters whose bit is set in `mask` in upper case."""
-    return "".join(c.upper() if mask >> i & 1 else c for i, c in enumerate(name))
-
-
-@st.composite
-def _query(draw: st.DrawFn, rows: list[Row]) -> bytes:
-    family, address = draw(_near(rows))
-    full = 4 if family == 4 else 32
-    labels = draw(st.sampled_from([full, full, full, full - 1, 1, 0]))
-    zone = draw(st.sampled_from([ZONE, ZONE, CHILD, "example.com"]))
-    name = _name(family, address, labels, zone)
-    name = _case(name, draw(st.sampled_from([0, 0, 2**200 - 1, 0x5A5A5A5A5A5A5A5A5A5A5A5A])))
-    edns = draw(st.sampled_from([None, 0, 0, 1]))
-    message = dns.message.make_query(
-        name,
-        draw(st.sampled_from(QTYPES)),
-        use_edns=edns if edns is not None else False,
-        payload=draw(st.sampled_from([512, 1232, 4096, 100])),
-        id=draw(st.integers(0, 65535)),
-    )
-    if draw(st.booleans()):
-        message.flags &= ~dns.flags.RD
-    if draw(st.booleans()):
-        message.flags |= dns.flags.CD | dns.flags.AD
-    return message.to_wire()
 
 
 def _text(wire: bytes) -> str:
@@ -121,14 +38,14 @@ def _text(wire: bytes) -> str:
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
-@given(data=st.data(), rows=_rows(), child_rows=_rows())
+@given(data=st.data(), rows=zone_rows(), child_rows=zone_rows())
 def test_hot_path_equals_the_dnslib_path(
     data: st.DataObject, rows: list[Row], child_rows: list[Row]
 ) -> None:
     server = _server([make_index(rows, 5), make_index(child_rows, 9, zone_settings(CHILD, ttl=60))])
     responder: Responder = server.responder
     for _ in range(6):
-        packet = data.draw(_query(rows + child_rows))
+        packet = data.draw(query(rows + child_rows))
         tcp = data.draw(st.booleans())
         fast = answer_fast(packet, server.table, server.max_payload, 65535 if tcp else None)
         slow = responder.respond(packet, tcp=tcp, peer="127.0.0.1")

@@ -2,21 +2,25 @@
 
 `dns_node` serves the zones the verdicts write to, fed by a zone follower as a real node is;
 `dns_until` asks it with a real DNS client (over UDP) for an address of either family, by the
-name RFC 5782 gives it (`d.c.b.a.ZONE`, or 32 nibbles for IPv6).
+name RFC 5782 gives it (`d.c.b.a.ZONE`, or 32 nibbles for IPv6). `api_running` serves the API
+as `dnsbl api` does, and `client_from` asks it from a given loopback address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import dns.asyncquery
 import dns.message
 import dns.name
 import dns.reversename
+import httpx
 import pytest
 from sqlalchemy import Engine
 
+from api.server import run_api
 from dnsbl.config import Settings, TesterSettings, load_settings
 from dnsbl.dns.server import DnsServer
 from dnsbl.listings.store import ListingStore
@@ -25,6 +29,7 @@ from dnsbl.relay.delisting import DelistRequestView, get_delist_request
 from dnsbl.relay.evidence import RelayTestView, get_test
 from dnsbl.relay.jobs import get_job
 from tests.conftest import ZONE, zone_config
+from tests.smtp_fakes import free_port
 
 
 def loop_settings(database_url: str, tester: TesterSettings, **dns: object) -> Settings:
@@ -103,3 +108,34 @@ async def dns_node(engine: Engine, lab_settings: Settings) -> AsyncIterator[DnsS
     following.cancel()
     await asyncio.gather(following, return_exceptions=True)
     await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def api_running(settings: Settings, engine: Engine) -> AsyncIterator[str]:
+    """The API as `dnsbl api` serves it (uvicorn; X-Forwarded-For from `api.trusted_proxies` only)
+    on a free port of 127.0.0.1, in this event loop; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = settings.api.model_copy(update={"listen": f"127.0.0.1:{port}", "public_url": url})
+    task = asyncio.create_task(run_api(settings.model_copy(update={"api": api}), engine))
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    assert not task.done(), task
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
+        yield url
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def client_from(address: str, base_url: str) -> httpx.AsyncClient:
+    """An HTTP client whose requests come from `address` (a host of the lab, say)."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30)

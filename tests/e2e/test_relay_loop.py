@@ -10,7 +10,6 @@ which relays for it), so the second stage is listed as the relay's output.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import dns.rcode
 import pytest
@@ -33,10 +32,9 @@ from tests.postfix_lab import (
     OPEN_ADDRESS,
     SMTP_PORT,
     PostfixLab,
-    running_lab,
+    postfix_fixture,  # noqa: F401 (the postfix fixture)
 )
 from tests.relay_lab import settled
-from tests.smtp_fakes import free_port
 
 pytestmark = pytest.mark.e2e
 dns_node = loop.dns_node  # the fixture, made visible to this module's tests
@@ -54,12 +52,6 @@ def _chain(lab: PostfixLab) -> None:
     lab.open.reload()
     lab.closed.set(mynetworks=f"{CLOSED_ADDRESS}/32 {OPEN_ADDRESS}/32")
     lab.closed.reload()
-
-
-@pytest.fixture
-def postfix() -> Iterator[PostfixLab]:
-    with running_lab(free_port()) as lab:
-        yield lab
 
 
 @pytest.fixture

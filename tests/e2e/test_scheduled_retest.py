@@ -12,7 +12,7 @@ tiny here; the retests that come while the relay is still open only confirm it a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import dns.rcode
 import pytest
@@ -30,18 +30,11 @@ from dnsbl.relay.verdicts import relay_listings
 from dnsbl.relay.worker import run_worker
 from tests.conftest import PG_URL
 from tests.e2e.loop import dns_until, loop_settings
-from tests.postfix_lab import OPEN_ADDRESS, PostfixLab, running_lab
+from tests.postfix_lab import OPEN_ADDRESS, PostfixLab, postfix_fixture  # noqa: F401
 from tests.relay_lab import settled
-from tests.smtp_fakes import free_port
 
 pytestmark = pytest.mark.e2e
 DEADLINE = 30.0  # seconds for DNS to follow a change
-
-
-@pytest.fixture
-def postfix() -> Iterator[PostfixLab]:
-    with running_lab(free_port()) as lab:
-        yield lab
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ import pytest
 from tests.conftest import need_program
 from tests.dns_support import ZONE, answers, change, make_index, row, running
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

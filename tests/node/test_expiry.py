@@ -10,7 +10,6 @@ A secondary that took the zone while the listing was in it does not keep it eith
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from dnsbl.listings.store import Entry, ListingStore
 from dnsbl.models import utcnow
 from dnsbl.node.node import run_dns_node
 from tests.conftest import ZONE, zone_config
-from tests.dns_support import answers, ask
+from tests.dns_support import answers, ask, eventually
 
 DEADLINE = 30.0  # seconds any change may take to show (generous: the node polls every 0.05 s)
 
@@ -68,13 +67,6 @@ async def node(engine: Engine, database_url: str) -> AsyncIterator[Node]:
 
 def _name(address: str) -> str:
     return ".".join(reversed(address.split("."))) + "." + ZONE
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {DEADLINE:g} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def _listed(node: Node, address: str) -> bool:
@@ -120,7 +112,7 @@ def _ended_at(store: ListingStore, address: str) -> list[datetime | None]:
 async def test_an_expiring_listing_goes_nxdomain_before_any_sweep(node: Node) -> None:
     expires = await _list_expiring(node, "10.0.0.9")
     serial = node.store.serial(ZONE)
-    await _until(lambda: _unlisted(node, "10.0.0.9"), "the expired listing leaves DNS")
+    await eventually(lambda: _unlisted(node, "10.0.0.9"), "the expired listing leaves DNS")
     assert utcnow() >= expires
     assert await _listed(node, "10.0.0.1")  # the listing that does not expire stays
     # nothing was written: no sweep ended it, and the zone is at the serial of the last write
@@ -137,7 +129,7 @@ async def test_a_listing_written_already_expired_is_never_answered(node: Node) -
         Entry(parse_network("10.0.0.8")),  # the same write: once it shows, the write was read
     ]
     await asyncio.to_thread(node.store.add, ZONE, entries, actor="test")
-    await _until(lambda: _listed(node, "10.0.0.8"), "the write shows in DNS")
+    await eventually(lambda: _listed(node, "10.0.0.8"), "the write shows in DNS")
     assert await _unlisted(node, "10.0.0.7")
 
 
@@ -160,12 +152,12 @@ async def test_a_secondary_does_not_keep_a_listing_that_expired(node: Node) -> N
     await _list_expiring(node, "10.0.0.9", take_the_zone)
     assert secondary.find_rdataset("9.0.0.10", "A")[0].to_text() == "127.0.0.2"
     at = secondary.get_soa().serial
-    await _until(lambda: _unlisted(node, "10.0.0.9"), "the expired listing leaves DNS")
+    await eventually(lambda: _unlisted(node, "10.0.0.9"), "the expired listing leaves DNS")
     assert node.store.serial(ZONE) == at  # hidden without a new serial: nothing to transfer
 
     # The next write's serial: the secondary catches up from the serial it holds.
     await asyncio.to_thread(node.store.add, ZONE, [Entry(parse_network("10.0.0.3"))], actor="t")
-    await _until(lambda: _listed(node, "10.0.0.3"), "the next write shows in DNS")
+    await eventually(lambda: _listed(node, "10.0.0.3"), "the next write shows in DNS")
     await transfer(secondary)
     assert secondary.get_soa().serial > at
     assert secondary.find_rdataset("3.0.0.10", "A")[0].to_text() == "127.0.0.2"

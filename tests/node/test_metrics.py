@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dnsbl.db import make_engine
 from dnsbl.dns.timing import LATENCY_BOUNDS
 from dnsbl.listings.store import ListingStore
-from dnsbl.node.metrics import NodeStats, SharedStats, merged, query_labels
+from dnsbl.node.metrics import NodeCollector, NodeStats, SharedStats, merged, query_labels
 from tests.conftest import ZONE, need_program, write_config
 from tests.smtp_fakes import free_port
 
@@ -44,6 +44,8 @@ def _stats(queries: int, serial: int, database: int, synced: float) -> NodeStats
         database_serial={ZONE: database},
         last_sync=synced,
         sync_failures=1,
+        access=collections.Counter({(ZONE, "key"): queries, (ZONE, "slipped"): 1}),
+        key_queries=collections.Counter({"partner-a": queries}),
     )
 
 
@@ -55,6 +57,19 @@ def test_merged_sums_counters_and_keeps_the_laggard_serials() -> None:
     assert total.index_serial == {ZONE: 6}  # the serial every process has reached
     assert total.database_serial == {ZONE: 9}
     assert total.last_sync == 90.0 and total.sync_failures == 3 and total.processes == 2
+    assert total.access == {(ZONE, "key"): 12, (ZONE, "slipped"): 3}
+    assert total.key_queries == {"partner-a": 12}
+
+
+def test_verdicts_and_key_use_are_exported() -> None:
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in NodeCollector(lambda: _stats(4, 1, 1, 1.0)).collect()
+        for sample in family.samples
+    }
+    assert samples["dnsbl_dns_access_total", (("verdict", "key"), ("zone", ZONE))] == 4
+    assert samples["dnsbl_dns_access_total", (("verdict", "slipped"), ("zone", ZONE))] == 1
+    assert samples["dnsbl_dns_access_key_queries_total", (("key", "partner-a"),)] == 4
 
 
 def test_shared_stats_round_trip_and_keep_an_ended_process(tmp_path: Path) -> None:
@@ -112,14 +127,18 @@ def _listening_pid(port: int) -> int:
     return int(found[1])
 
 
-A_NOERROR = (("engine", "python"), ("qtype", "A"), ("rcode", "NOERROR"), ("zone", ZONE))
+def _a_noerror(engine: str) -> tuple[tuple[str, str], ...]:
+    return (("engine", engine), ("qtype", "A"), ("rcode", "NOERROR"), ("zone", ZONE))
 
 
 @pytest.mark.e2e
 def test_two_processes_export_one_sum_that_survives_a_replaced_process(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, sqlite_url: str, dns_engine: str
 ) -> None:
+    """(Under each engine: the processes answer with the one `dns.engine` names, and label
+    their counts with it.)"""
     need_program("ss")
+    a_noerror = _a_noerror(dns_engine)
     metrics_port = free_port()
     config = write_config(tmp_path / "dnsbl.toml", sqlite_url)
     config.write_text(
@@ -150,7 +169,7 @@ def test_two_processes_export_one_sum_that_survives_a_replaced_process(
         finally:
             os.kill(first, signal.SIGCONT)
         _eventually(
-            lambda: _samples(url).get(("dnsbl_dns_queries_total", A_NOERROR)) == 50,
+            lambda: _samples(url).get(("dnsbl_dns_queries_total", a_noerror)) == 50,
             "the other process's 50 answers are not in the sum",
             log,
         )
@@ -163,7 +182,7 @@ def test_two_processes_export_one_sum_that_survives_a_replaced_process(
         )
         dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
         _eventually(
-            lambda: _samples(url).get(("dnsbl_dns_queries_total", A_NOERROR)) == 51,
+            lambda: _samples(url).get(("dnsbl_dns_queries_total", a_noerror)) == 51,
             "the sum went back after a replaced process",
             log,
         )

@@ -38,6 +38,8 @@ from dnsbl.rbldnsd.importer import import_files
 from tests.conftest import need_program, zone_config
 from tests.dns_support import running
 
+pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
+
 Answer = tuple[frozenset[str], frozenset[str]]  # A codes, TXT texts
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 

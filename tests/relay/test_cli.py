@@ -33,6 +33,15 @@ def test_nominate_retest_queue(config: str, capsys: pytest.CaptureFixture[str]) 
     assert "waiting: 2" in out and "192.0.2.2" in out
 
 
+def test_nominate_dry_run(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", config, "nominate", "--dry-run", "192.0.2.7"]) == 0
+    out = capsys.readouterr().out
+    assert "nomination #1: 192.0.2.7 queued, position 1 (dry run: nothing will be listed)" in out
+    # one test of a host at a time: a second dry run is refused, saying until when
+    assert main(["-c", config, "nominate", "--dry-run", "192.0.2.7"]) == 2
+    assert "one test of a host at a time" in capsys.readouterr().err
+
+
 def test_tests_show_verdicts_and_the_transcript(
     config: str, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
