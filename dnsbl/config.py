@@ -106,6 +106,9 @@ class DnsSettings(_Section):
     # Who answers the common UDP query: the C extension (dnsbl.dns.native), the Python
     # engine, or ("auto") the C extension where it was built
     engine: Literal["auto", "native", "python"] = "auto"
+    # The node's last-known-good index (dnsbl.node.snapshot): written after each full load and
+    # compaction, read at start so that the node answers at once, even with the database down
+    snapshot: Path | None = None
 
     @field_validator("metrics_listen")
     @classmethod
