@@ -52,7 +52,7 @@ def main() -> None:
     ixfr_seconds = time.perf_counter() - started
     print(f"{args.count:,} listings, one address listed and one delisted:")
     print(f"  AXFR: {axfr_seconds:.2f} s to build, {full / 1e6:.1f} MB")
-    print(f"  IXFR: {ixfr_seconds:.2f} s to build, {diff:,} bytes")
+    print(f"  IXFR: {ixfr_seconds * 1000:.1f} ms to build, {diff:,} bytes")
     print(f"  IXFR / AXFR: time {ixfr_seconds / axfr_seconds:.3f}, bytes {diff / full:.6f}")
 
 

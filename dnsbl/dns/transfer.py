@@ -3,9 +3,9 @@
 A full transfer is the SOA, the apex NS records, every data record, and the SOA again (RFC
 5936). An incremental one (IXFR, RFC 1995) is the new SOA, the secondary's SOA, the records to
 delete, the new SOA, the records to add, and the new SOA: one condensed difference, found by
-comparing the records under the top-level labels that the change log says changed (see
-`dnsbl.index.records.records_under`). Either is split over as many TCP messages as it takes,
-each at most 64 KiB. Owner names are compressed
+comparing the records under the smallest names that hold the networks the change log says
+changed (see `dnsbl.index.difference`), so it costs what the change touches. Either is
+split over as many TCP messages as it takes, each at most 64 KiB. Owner names are compressed
 against the question (the zone apex, always at offset 12), so a record costs a few bytes more
 than its relative labels and data.
 """
@@ -38,7 +38,8 @@ from dnsbl.dns.zones import (
     txt_rdata,
     txt_strings,
 )
-from dnsbl.index.records import records_under, top_labels, zone_records
+from dnsbl.index.difference import zone_difference
+from dnsbl.index.records import zone_records
 from dnsbl.index.single_addresses import SingleAddresses, single_addresses
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.values import Value
@@ -210,15 +211,14 @@ def ixfr_messages(
     query: DNSRecord, zone: PublishedZone, old: ZoneIndex, networks: set[Network]
 ) -> Iterator[bytes]:
     """An incremental transfer (RFC 1995) from `old` to the zone's index: one difference
-    sequence, computed from the names under the labels the changed `networks` touch. Falls
-    back to a full transfer when that is not enough (see `records_under`)."""
+    sequence, computed from the names that hold the changed `networks`. Falls back to a full
+    transfer when that is not enough (see `zone_difference`)."""
     assert zone.index is not None
-    labels: set[str] = set().union(*(top_labels(network) for network in networks))
-    before = records_under(old, zone.settings, labels)
-    after = records_under(zone.index, zone.settings, labels)
-    if before is None or after is None:
+    difference = zone_difference(old, zone.index, zone.settings, networks)
+    if difference is None:
         yield from zone_axfr(query, zone)
         return
+    removed, added = difference
     soa, _ = _apex_records(zone)
     settings = zone.settings
     old_soa = _rr(
@@ -228,10 +228,10 @@ def ixfr_messages(
     def stream() -> Iterator[bytes]:
         yield soa
         yield old_soa
-        for owner, rtype, ttl, rdata in sorted(before - after):
+        for owner, rtype, ttl, rdata in sorted(removed):
             yield _record(owner, rtype, ttl, rdata, zone)
         yield soa
-        for owner, rtype, ttl, rdata in sorted(after - before):
+        for owner, rtype, ttl, rdata in sorted(added):
             yield _record(owner, rtype, ttl, rdata, zone)
         yield soa
 

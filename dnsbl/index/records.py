@@ -357,7 +357,8 @@ class _Writer:
             result[label] = answer
         return result
 
-    def child(self, node: _Node, label: str) -> _Node:
+    @staticmethod
+    def child(node: _Node, label: str) -> _Node:
         depth = len(node.labels)
         starts: dict[int, int | None] = {4: None, 6: None}
         for fam, start in node.states():
@@ -429,31 +430,17 @@ def top_labels(network: Network) -> set[str]:
     return {fam.label(i) for i in range(network.first >> shift, (network.last >> shift) + 1)}
 
 
-def records_under(index: ZoneIndex, zone: ZoneSettings, labels: set[str]) -> set[Record] | None:
-    """The records `zone_records` gives under the top-level `labels` (the child names of the
-    apex), read from those labels' address ranges alone; None when the zone may have a
-    wildcard at the apex, which would make every other label matter too.
-
-    Two serials' records under the labels their changes touch are the whole difference
-    between their zones (IXFR): the records under every other label depend only on those
-    labels' addresses and the apex wildcard, and that needs IPv6 listings under all of
-    a000::/4 … f000::/4 (the apex has 262 labels to fill), which is checked for first.
-    """
+def apex_may_have_wildcard(index: ZoneIndex) -> bool:
+    """Whether the zone of `index` may have a wildcard at the apex, which would make every
+    top-level label depend on all the others: only when every one of its 262 labels meets a
+    listed address, which needs IPv6 listings under all of a000::/4 … f000::/4. Checked as
+    whether any IPv6 listing is under a000::/4 or above."""
     high = (1 << 128) - 1
-    for (_, family), table in index.tables.items():
-        if family == 6 and any(True for _ in table.entries_meeting(0xA << 124, high)):
-            return None
-    ranges: dict[int, _Ranges] = {4: [], 6: []}
-    for label in labels:
-        for fam in (_V4, _V6):
-            child = fam.index_of(label)
-            if child is not None:
-                shift = fam.bits - fam.label_bits
-                ranges[fam.family].append((child << shift, ((child + 1) << shift) - 1))
-    writer = _Writer(index, zone, ranges)
-    root = _Node((), 0, 0)
-    children = writer.children(root)
-    return {record for label in labels for record in writer.subtree(root, label, children, None)}
+    return any(
+        any(True for _ in table.entries_meeting(0xA << 124, high))
+        for (_, family), table in index.tables.items()
+        if family == 6
+    )
 
 
 def zone_records(index: ZoneIndex, zone: ZoneSettings) -> Iterator[Record]:

@@ -23,11 +23,11 @@ import pytest
 
 from dnsbl.addresses import address_text, parse_network, reverse_name
 from dnsbl.config import ZoneSettings
-from dnsbl.index.records import Record, records_under, top_labels, txt_rdata, zone_records
+from dnsbl.index.records import Record, txt_rdata, zone_records
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.values import ValueDefaults
 from dnsbl.index.zone_index import ZoneIndex
-from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
+from dnsbl.listings.rows import ListingRow
 from tests.conftest import ZONE, need_program, zone_config
 
 SETTINGS = ZoneSettings(**zone_config(txt="Listed $"))
@@ -320,43 +320,3 @@ def _wait_for(port: int) -> None:
             if time.monotonic() > deadline:
                 pytest.fail("nsd did not start")
             time.sleep(0.1)
-
-
-# -- IXFR: the records under the labels a change touches -------------------------------------
-
-
-def _owner_label(owner: str) -> str:
-    return owner[: -len(ZONE) - 1].rpartition(".")[2]
-
-
-def test_the_records_under_the_changed_labels_are_the_whole_difference() -> None:
-    rng = random.Random(1995)
-    for _ in range(25):
-        rows = _random_rows(rng)
-        old = _index(*rows)
-        changes = [
-            ChangeRecord(2, ChangeAction.REMOVE, ListingRow(*each))
-            for each in rng.sample(rows, len(rows) // 3)
-        ]
-        changes += [
-            ChangeRecord(2, ChangeAction.ADD, ListingRow(*each)) for each in _random_rows(rng)[:8]
-        ]
-        new = old.with_changes(2, changes)
-        networks = [change.listing.network for change in changes]
-        assert new.changed == (1, frozenset(networks))
-        labels = set().union(*(top_labels(net) for net in networks))
-        whole_old = set(zone_records(old, SETTINGS))
-        whole_new = set(zone_records(new, SETTINGS))
-        under_old = records_under(old, SETTINGS, labels)
-        under_new = records_under(new, SETTINGS, labels)
-        assert under_old == {r for r in whole_old if _owner_label(r[0]) in labels}
-        assert under_new == {r for r in whole_new if _owner_label(r[0]) in labels}
-        assert whole_old - whole_new == under_old - under_new
-        assert whole_new - whole_old == under_new - under_old
-
-
-def test_an_apex_that_may_hold_a_wildcard_needs_the_whole_zone() -> None:
-    index = _index(_row("192.0.2.1"), _row("f000::/4"))
-    assert records_under(index, SETTINGS, {"192"}) is None
-    assert top_labels(parse_network("10.0.0.0/7")) == {"10", "11"}
-    assert top_labels(parse_network("2000::/3")) == {"2", "3"}

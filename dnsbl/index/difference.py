@@ -1,0 +1,140 @@
+"""The condensed difference (RFC 1995) between two serials' zone records, from the changes.
+
+An IXFR sends the records only one of two zones has. Both zones are `zone_records` of an
+index, and an address's answer can only differ between them inside the networks the change
+log names. So the difference is found under the smallest names that contain the changes,
+without walking the rest of the zone:
+
+- Start at the deepest name that holds a changed network (the /24 of a /32, the /16 of a
+  /20). How its parent writes it depends only on the name's *answer*: one answer for its whole
+  subtree, none, or mixed (`records._Writer.children`), and the parent's wildcard depends only
+  on its children's answers. When the answer is the same in both serials, nothing outside the
+  name's subtree changes: every record there is the same in both zones.
+- When the answer differs, the parent may write the name another way and pick another
+  wildcard, so go up one label and ask again; a top-level label (a child of the apex) is as
+  far as it goes, since the apex never has a wildcard here (checked first, see
+  `records.apex_may_have_wildcard`).
+- The difference is then the records of those names' subtrees in each serial, compared.
+  A name whose answer is one answer (or none) in both serials has the same records in both.
+
+IPv4 and IPv6 names share labels where octets are single digits (`1.2.ZONE` is under
+2.1.0.0/16 and 2100::/8); a name's answer there is the one both families give (see
+`records._Writer.children`), so a shared name is treated as one, as the zone walk does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dnsbl.addresses import Network
+from dnsbl.config import ZoneSettings
+from dnsbl.index.records import (
+    _MIXED,
+    _V4,
+    _V6,
+    Answer,
+    Record,
+    _Node,
+    _Ranges,
+    _Writer,
+    apex_may_have_wildcard,
+    top_labels,
+)
+from dnsbl.index.zone_index import ZoneIndex
+
+# Names are tuples of labels, most significant first; () is the apex.
+_Name = tuple[str, ...]
+
+
+def zone_difference(
+    old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, networks: Iterable[Network]
+) -> tuple[set[Record], set[Record]] | None:
+    """The records only `old`'s zone has and those only `new`'s has, when the answers of the
+    two indexes differ only inside `networks`; None when the apex of either may hold a
+    wildcard (then every name matters: send the whole zone)."""
+    if apex_may_have_wildcard(old) or apex_may_have_wildcard(new):
+        return None
+    names: set[_Name] = set()
+    for network in networks:
+        for start in _deepest_names(network):
+            names.add(_climbed(old, new, zone, start))
+    # A name inside another one's subtree is already counted with it.
+    roots = {name for name in names if not any(name[:i] in names for i in range(1, len(name)))}
+    before: set[Record] = set()
+    after: set[Record] = set()
+    for name in roots:
+        before |= _subtree_records(old, zone, name)
+        after |= _subtree_records(new, zone, name)
+    return before - after, after - before
+
+
+def _deepest_names(network: Network) -> list[_Name]:
+    """The deepest names whose subtrees hold all of `network`: one, or a top-level label per
+    child of the apex it spans when it is wider than one label (a /7, a /0)."""
+    fam = _V4 if network.family == 4 else _V6
+    depth = min(network.prefixlen // fam.label_bits, fam.depth)
+    if depth == 0:
+        return [(label,) for label in sorted(top_labels(network))]
+    labels = []
+    for level in range(depth):
+        shift = fam.bits - (level + 1) * fam.label_bits
+        labels.append(fam.label(network.first >> shift & ((1 << fam.label_bits) - 1)))
+    return [tuple(labels)]
+
+
+def _node(name: _Name) -> _Node:
+    """The label-tree node of `name`, with the start of each family it is a name of."""
+    node = _Node((), 0, 0)
+    for label in name:
+        node = _Writer.child(node, label)
+    return node
+
+
+def _ranges(node: _Node) -> dict[int, _Ranges]:
+    """Each family's addresses under `node`."""
+    ranges: dict[int, _Ranges] = {4: [], 6: []}
+    depth = len(node.labels)
+    for fam, start in node.states():
+        size = 1 << (fam.bits - depth * fam.label_bits)
+        ranges[fam.family].append((start, start + size - 1))
+    return ranges
+
+
+def _answer(index: ZoneIndex, zone: ZoneSettings, node: _Node) -> Answer | None:
+    """The answer of `node`'s whole subtree as its parent sees it (`_Writer.children`)."""
+    writer = _Writer(index, zone, _ranges(node))
+    depth = len(node.labels)
+    answers = set()
+    for fam, start in node.states():
+        size = 1 << (fam.bits - depth * fam.label_bits)
+        answers.add(writer.segments[fam.family].answer(start, start + size - 1))
+    return answers.pop() if len(answers) == 1 else _MIXED
+
+
+def _climbed(old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, name: _Name) -> _Name:
+    """`name`, or its nearest ancestor whose answer is the same in both serials (at most a
+    top-level label)."""
+    while len(name) > 1:
+        node = _node(name)
+        if _answer(old, zone, node) == _answer(new, zone, node):
+            return name
+        name = name[:-1]
+    return name
+
+
+def _subtree_records(index: ZoneIndex, zone: ZoneSettings, name: _Name) -> set[Record]:
+    """The records `zone_records` gives for `name` and below, read from its addresses alone.
+
+    A top-level label is written as the apex writes it (the apex has no wildcard). A deeper
+    name is only asked for when its answer is the same in both serials: when that answer is
+    mixed its records are its walk; when it is one answer or none, they are the same in both
+    serials, so none are needed to compare.
+    """
+    node = _node(name)
+    writer = _Writer(index, zone, _ranges(node))
+    if len(name) == 1:
+        root = _Node((), 0, 0)
+        return set(writer.subtree(root, name[0], writer.children(root), None))
+    if _answer(index, zone, node) is _MIXED:
+        return set(writer.walk(node))
+    return set()
