@@ -1,16 +1,17 @@
 """IXFR against AXFR on a large zone: what one change costs the primary to send.
 
 Builds the index of N random single IPv4 listings (as a DNS node holds it), applies one
-change (an address listed, another delisted), and times the records of a full transfer
-against the difference an IXFR sends (`dnsbl.dns.transfer.ixfr_messages`), both encoded as
-the TCP messages that go on the wire.
+change (an address listed, another delisted; `--changes M`: M random addresses listed), and
+times the records of a full transfer against the difference an IXFR sends
+(`dnsbl.dns.transfer.ixfr_messages`), both encoded as the TCP messages that go on the wire.
 
-Usage: .venv/bin/python -m bench.ixfr [--count N]
+Usage: .venv/bin/python -m bench.ixfr [--count N] [--changes M]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import time
 
 from dnslib import DNSRecord
@@ -26,6 +27,7 @@ from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=1, help="addresses listed in the change")
     args = parser.parse_args()
     settings = ZoneSettings(name=ZONE, ns=["ns1.example.org"], hostmaster="hostmaster.example.org")
     addresses = random_singles(args.count)
@@ -33,8 +35,12 @@ def main() -> None:
     table = ZoneTable([settings])
     base = ZoneIndex.build(ZONE, 1, rows)
     table.publish(base)
+    listed = [0x0A000001, *random.Random(15).sample(range(2**32), args.changes - 1)]
     change = [
-        ChangeRecord(2, ChangeAction.ADD, ListingRow("bench", 4, 0x0A000001, 32, False, None, "")),
+        *(
+            ChangeRecord(2, ChangeAction.ADD, ListingRow("bench", 4, each, 32, False, None, ""))
+            for each in listed
+        ),
         ChangeRecord(
             2, ChangeAction.REMOVE, ListingRow("bench", 4, addresses[0], 32, False, None, "")
         ),
@@ -50,7 +56,7 @@ def main() -> None:
     ixfr_query = DNSRecord.question(ZONE, "IXFR")
     diff = sum(len(m) for m in ixfr_messages(ixfr_query, zone, *found))
     ixfr_seconds = time.perf_counter() - started
-    print(f"{args.count:,} listings, one address listed and one delisted:")
+    print(f"{args.count:,} listings, {args.changes:,} address(es) listed and one delisted:")
     print(f"  AXFR: {axfr_seconds:.2f} s to build, {full / 1e6:.1f} MB")
     print(f"  IXFR: {ixfr_seconds * 1000:.1f} ms to build, {diff:,} bytes")
     print(f"  IXFR / AXFR: time {ixfr_seconds / axfr_seconds:.3f}, bytes {diff / full:.6f}")

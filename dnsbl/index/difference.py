@@ -15,6 +15,8 @@ without walking the rest of the zone:
   far as it goes, since the apex never has a wildcard here (checked first, see
   `records.apex_may_have_wildcard`).
 - The difference is then the records of those names' subtrees in each serial, compared.
+  (For a change of more than `CLIMB_LIMIT` networks, the top-level labels they touch are the
+  names: one walk per label costs less than following each network up.)
   A name whose answer is one answer (or none) in both serials has the same records in both.
 
 IPv4 and IPv6 names share labels where octets are single digits (`1.2.ZONE` is under
@@ -44,20 +46,30 @@ from dnsbl.index.zone_index import ZoneIndex
 
 # Names are tuples of labels, most significant first; () is the apex.
 _Name = tuple[str, ...]
+CLIMB_LIMIT = 2000  # changed networks up to which each is followed from its own smallest name
 
 
 def zone_difference(
-    old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, networks: Iterable[Network]
+    old: ZoneIndex,
+    new: ZoneIndex,
+    zone: ZoneSettings,
+    networks: Iterable[Network],
+    climb_limit: int = CLIMB_LIMIT,
 ) -> tuple[set[Record], set[Record]] | None:
     """The records only `old`'s zone has and those only `new`'s has, when the answers of the
     two indexes differ only inside `networks`; None when the apex of either may hold a
     wildcard (then every name matters: send the whole zone)."""
     if apex_may_have_wildcard(old) or apex_may_have_wildcard(new):
         return None
+    networks = list(networks)
     names: set[_Name] = set()
     for network in networks:
         for start in _deepest_names(network):
-            names.add(_climbed(old, new, zone, start))
+            # Climbing costs a few range reads per network (more on an index with a large
+            # overlay of changes); past a few hundred networks the top-level labels they touch,
+            # read once each, cost less.
+            climbed = len(networks) <= climb_limit
+            names.add(_climbed(old, new, zone, start) if climbed else start[:1])
     # A name inside another one's subtree is already counted with it.
     roots = {name for name in names if not any(name[:i] in names for i in range(1, len(name)))}
     before: set[Record] = set()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from dnsbl.addresses import parse_network
 from dnsbl.config import ZoneSettings
-from dnsbl.index.difference import zone_difference
+from dnsbl.index.difference import CLIMB_LIMIT, zone_difference
 from dnsbl.index.records import top_labels, zone_records
 from dnsbl.index.values import ValueDefaults
 from dnsbl.index.zone_index import ZoneIndex
@@ -72,11 +72,14 @@ def _index(rows: list[ListingRow]) -> ZoneIndex:
 
 
 def _assert_difference(old: ZoneIndex, new: ZoneIndex) -> None:
+    """Both ways of finding the names: followed up from each network, and (for a change of
+    many networks) the top-level labels they touch."""
     assert new.changed is not None
     whole_old = set(zone_records(old, SETTINGS))
     whole_new = set(zone_records(new, SETTINGS))
-    found = zone_difference(old, new, SETTINGS, new.changed[1])
-    assert found == (whole_old - whole_new, whole_new - whole_old)
+    for climb_limit in (CLIMB_LIMIT, 0):
+        found = zone_difference(old, new, SETTINGS, new.changed[1], climb_limit)
+        assert found == (whole_old - whole_new, whole_new - whole_old)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
