@@ -12,12 +12,16 @@ checks cost, in one run.
    zone and on one with an allow list, on the hot path and on the general path (an unknown
    EDNS option sends every query there), and with an access key in every name.
 
+5. Native: dnsperf queries/s and server CPU per query of `dns.engine = "native"` with rate
+   limiting off and on (a limit so high that nothing is held back: what the buckets cost),
+   and with an allow list off and on.
+
 4. The same in-process (`timeit`, no sockets): µs a query of the hot path and of the general
    path, open and with an allow list, and of a key name; dnsperf's figures on a shared
    machine move by more than the check costs.
 
 The server runs in a child process (`--serve`), the flooder and dnsperf in this one;
-`--parts` picks some of flood, dnsperf, timing.
+`--parts` picks some of flood, dnsperf, timing, native; `--engine` the flood's engine.
 Take the bench lock: `flock /tmp/dnsbl-bench.lock .venv/bin/python -m bench.access_and_rrl`.
 """
 
@@ -70,7 +74,11 @@ def _serve(spec: dict[str, Any]) -> None:
     for category in ("open-relay", "relay-output", "spam"):  # the amplification name
         rows.append(ListingRow(category, 4, 0x0A000001, 32, False, None, f"{category}: {txt}"))
     index = ZoneIndex.build(ZONE, 1, rows, ValueDefaults.of(zone))
-    settings = DnsSettings(listen=[f"127.0.0.1:{spec['port']}"], rate_limit=spec["rate_limit"])
+    settings = DnsSettings(
+        listen=[f"127.0.0.1:{spec['port']}"],
+        rate_limit=spec["rate_limit"],
+        engine=spec.get("engine", "auto"),
+    )
 
     async def run() -> None:
         server = DnsServer([zone], settings)
@@ -211,7 +219,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--dnsperf-seconds", type=int, default=10)
-    parser.add_argument("--parts", default="flood,dnsperf,timing")
+    parser.add_argument("--parts", default="flood,dnsperf,timing,native")
+    parser.add_argument("--engine", default="auto", help="dns.engine of the flood's server")
     args = parser.parse_args()
     if args.serve:
         _serve(json.loads(args.serve))
@@ -224,6 +233,8 @@ def main() -> None:
         _access_dnsperf(args, addresses)
     if "timing" in parts:
         _access_timing(addresses)
+    if "native" in parts:
+        _native_costs(args, addresses)
 
 
 def _floods(args: argparse.Namespace, addresses: list[int]) -> None:
@@ -231,7 +242,8 @@ def _floods(args: argparse.Namespace, addresses: list[int]) -> None:
     on = {"responses_per_second": 20, "window": 15, "slip": 2}
     for title, limits in (("rate limiting off", off), ("rate limiting on (20/s, slip 2)", on)):
         port = _free_port()
-        with _start({"port": port, "addresses": addresses, "rate_limit": limits}):
+        spec = {"port": port, "addresses": addresses, "rate_limit": limits, "engine": args.engine}
+        with _start(spec):
             _wait(port)
             if limits is off:
                 udp, full, size = amplification(port)
@@ -271,6 +283,40 @@ def _access_dnsperf(args: argparse.Namespace, addresses: list[int]) -> None:
         hot = results["allow list, hot path"] / results["open zone, hot path"]
         general = results["allow list, general path"] / results["open zone, general path"]
         print(f"  access on / off: hot path {hot:.2f}, general path {general:.2f}")
+
+
+def _native_costs(args: argparse.Namespace, addresses: list[int]) -> None:
+    """The native engine's queries/s and CPU per query, RRL and an allow list off and on."""
+    from bench.common import tree_cpu_seconds
+    from bench.dnsperf_vs_rbldnsd import dnsperf as dnsperf_run
+
+    off = {"responses_per_second": 0}
+    high = {"responses_per_second": 1_000_000, "window": 15, "slip": 2}  # nothing held back
+    allow = {"allow": ["127.0.0.0/8"]}
+    print(f"\nnative engine, dnsperf {args.dnsperf_seconds} s each, from 127.0.0.1:")
+    with tempfile.TemporaryDirectory() as tmp:
+        queries = Path(tmp) / "plain.txt"
+        _query_file(queries, addresses, None)
+        results: dict[str, tuple[float, float]] = {}
+        for label, limits, access in (
+            ("RRL off, open zone", off, {}),
+            ("RRL on (1M/s), open zone", high, {}),
+            ("RRL off, allow list", off, allow),
+            ("RRL on (1M/s), allow list", high, allow),
+        ):
+            port = _free_port()
+            spec = {"port": port, "addresses": addresses, "rate_limit": limits}
+            with _start({**spec, "access": access, "engine": "native"}) as server:
+                _wait(port)
+                qps = dnsperf_run(port, queries, "-l", str(args.dnsperf_seconds)).qps
+                before = tree_cpu_seconds(server.pid)
+                run = dnsperf_run(port, queries, "-n", "1")
+                cpu = (tree_cpu_seconds(server.pid) - before) / max(run.completed, 1)
+                results[label] = (qps, cpu)
+            print(f"  {label:<28} {qps:>9.0f} qps  {cpu * 1e6:6.2f} µs CPU/query")
+        base_qps, base_cpu = results["RRL off, open zone"]
+        for label, (qps, cpu) in results.items():
+            print(f"  {label:<28} qps {qps / base_qps:.2f}x  CPU/query {cpu / base_cpu:.2f}x")
 
 
 def _access_timing(addresses: list[int]) -> None:

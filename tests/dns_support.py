@@ -200,3 +200,9 @@ async def eventually(
     while not await check():
         assert time.monotonic() < limit, f"not within {deadline:g} s: {what}"
         await asyncio.sleep(0.05)
+
+
+def handed_to_python(server: DnsServer) -> int | None:
+    """How many UDP datagrams the native engine has handed to the Python path so far; None
+    under the Python engine (which decides everything in Python)."""
+    return server.native.handed if server.native is not None else None

@@ -1,0 +1,98 @@
+"""Response rate limiting: the native engine's C buckets decide every sequence of (source,
+answer, zone, time) exactly as `dnsbl.dns.ratelimit.RateLimiter`, the rules' one definition,
+including the sweeps of a small table and its bound."""
+
+from __future__ import annotations
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dnsbl.config import RateLimitSettings
+from dnsbl.dns.native import NativeRateLimiter, native_available
+from dnsbl.dns.ratelimit import RateLimiter
+from tests.conftest import need
+from tests.dns_support import ZONE
+
+
+@pytest.fixture(autouse=True)
+def _native() -> None:
+    need(native_available(), "the native DNS engine was not built (no C compiler?)")
+
+
+SOURCES = [
+    "192.0.2.1",
+    "192.0.2.200",  # the same /24
+    "192.0.3.1",
+    "::ffff:192.0.2.7",  # IPv4-mapped: the first /24 again
+    "2001:db8:0:1::1",
+    "2001:db8:0:ff::2",  # the same /56
+    "2001:db8:0:100::1",
+    "10.1.2.3",  # exempt below
+    "fe80::1%lo",
+]
+
+
+def _answer(name: str, rcode: int = 0, listed: bool = True, rdtype: str = "A") -> bytes:
+    reply = dns.message.make_response(dns.message.make_query(name, rdtype))
+    reply.set_rcode(rcode)
+    if listed:
+        data = "127.0.0.2" if rdtype == "A" else "::1"
+        reply.answer.append(dns.rrset.from_text(name, 60, "IN", rdtype, data))
+    return reply.to_wire()
+
+
+ANSWERS = [
+    _answer(f"1.0.0.10.{ZONE}."),
+    _answer(f"1.0.0.10.{ZONE.upper()}."),  # the same class: names compare lowercased
+    _answer(f"2.0.0.10.{ZONE}."),
+    _answer(f"1.0.0.10.{ZONE}.", rdtype="AAAA"),
+    _answer(f"3.0.0.10.{ZONE}.", rcode=dns.rcode.NXDOMAIN, listed=False),
+    _answer(f"4.0.0.10.{ZONE}.", rcode=dns.rcode.NXDOMAIN, listed=False),
+    _answer(f"5.0.0.10.{ZONE}.", listed=False),  # empty: counted by its zone
+    _answer(f"x.{ZONE}.", rcode=dns.rcode.REFUSED, listed=False),
+    _answer(f"x.{ZONE}.", rcode=dns.rcode.SERVFAIL, listed=False),
+    b"\x00\x01\x81\x80\x00\x01\x00\x01",  # shorter than a header
+    b"\x00\x01\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\x3f\x01",  # a cut name
+]
+ZONES = [ZONE, "other.example"]
+
+step = st.tuples(
+    st.sampled_from(SOURCES),
+    st.sampled_from(ANSWERS),
+    st.sampled_from(ZONES),
+    st.sampled_from([0.0, 0.0, 0.001, 0.05, 0.3, 1.0, 2.5, 6.0, 20.0]),
+)
+limits = st.builds(
+    RateLimitSettings,
+    responses_per_second=st.integers(1, 8),
+    window=st.integers(1, 20),
+    slip=st.integers(0, 3),
+    exempt=st.sampled_from([[], ["10.0.0.0/8"], ["192.0.2.0/25", "2001:db8::/48"]]),
+    log_only=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(limits, st.integers(2, 12), st.lists(step, max_size=150))
+def test_the_native_buckets_decide_as_the_python_ones(
+    limit_settings: RateLimitSettings, table: int, steps: list[tuple[str, bytes, str, float]]
+) -> None:
+    start = 1000.0
+    python = RateLimiter(limit_settings, limit=table, now=start)
+    native = NativeRateLimiter(limit_settings, limit=table, now=start)
+    now = start
+    for n, (peer, answer, zone, wait) in enumerate(steps):
+        now += wait
+        expected = python.check(peer, answer, zone, now=now)
+        assert native.check(peer, answer, zone, now=now) == expected, f"step {n}"
+        assert native.buckets.buckets() <= table
+
+
+def test_a_proven_source_is_never_limited() -> None:
+    native = NativeRateLimiter(RateLimitSettings(responses_per_second=1, slip=0), now=0.0)
+    assert [native.check("192.0.2.1", ANSWERS[0], ZONE, now=1.0) for _ in range(3)][-1] == 2
+    assert native.check("192.0.2.1", ANSWERS[0], ZONE, proven=True, now=1.0) == 0
