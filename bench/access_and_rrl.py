@@ -113,7 +113,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def flood(port: int, rate: int, seconds: int, addresses: list[int]) -> list[dict[str, int]]:
+def flood(
+    port: int, rate: int, seconds: int, addresses: list[int], qtype: str = "ANY"
+) -> list[dict[str, int]]:
     """Flood from 127.0.0.2 and trickle from 127.0.1.2; the counts of each second."""
     attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     attacker.bind(("127.0.0.2", 0))
@@ -123,7 +125,7 @@ def flood(port: int, rate: int, seconds: int, addresses: list[int]) -> list[dict
     other.bind(("127.0.1.2", 0))
     other.setblocking(False)
     target = ("127.0.0.1", port)
-    query = dns.message.make_query(f"1.0.0.10.{ZONE}", "ANY").to_wire()
+    query = dns.message.make_query(f"1.0.0.10.{ZONE}", qtype).to_wire()
     # The other client asks what a mail server would: a different address each time.
     trickle = [dns.message.make_query(query_name(a), "A").to_wire() for a in addresses]
     per_tick = max(1, int(rate * _TICK))
@@ -221,6 +223,7 @@ def main() -> None:
     parser.add_argument("--dnsperf-seconds", type=int, default=10)
     parser.add_argument("--parts", default="flood,dnsperf,timing,native")
     parser.add_argument("--engine", default="auto", help="dns.engine of the flood's server")
+    parser.add_argument("--flood-type", default="ANY", help="the flood's qtype (ANY, A)")
     args = parser.parse_args()
     if args.serve:
         _serve(json.loads(args.serve))
@@ -250,8 +253,8 @@ def _floods(args: argparse.Namespace, addresses: list[int]) -> None:
                 print(f"ANY of a richly listed name, query {size} bytes:")
                 print(f"  full answer (UDP before, TCP now): {full:.1f}x; UDP now: {udp:.1f}x")
             _report_flood(
-                f"{title}: flood of {args.rate} qps from 127.0.0.2",
-                flood(port, args.rate, args.seconds, addresses),
+                f"{title}: flood of {args.rate} {args.flood_type} qps from 127.0.0.2",
+                flood(port, args.rate, args.seconds, addresses, args.flood_type),
             )
 
 
@@ -298,15 +301,16 @@ def _native_costs(args: argparse.Namespace, addresses: list[int]) -> None:
         queries = Path(tmp) / "plain.txt"
         _query_file(queries, addresses, None)
         results: dict[str, tuple[float, float]] = {}
-        for label, limits, access in (
-            ("RRL off, open zone", off, {}),
-            ("RRL on (1M/s), open zone", high, {}),
-            ("RRL off, allow list", off, allow),
-            ("RRL on (1M/s), allow list", high, allow),
+        for label, limits, access, engine in (
+            ("RRL off, open zone", off, {}, "native"),
+            ("RRL on (1M/s), open zone", high, {}, "native"),
+            ("RRL off, allow list", off, allow, "native"),
+            ("RRL on (1M/s), allow list", high, allow, "native"),
+            ("python engine, RRL on (1M/s)", high, {}, "python"),  # native before it limited
         ):
             port = _free_port()
             spec = {"port": port, "addresses": addresses, "rate_limit": limits}
-            with _start({**spec, "access": access, "engine": "native"}) as server:
+            with _start({**spec, "access": access, "engine": engine}) as server:
                 _wait(port)
                 qps = dnsperf_run(port, queries, "-l", str(args.dnsperf_seconds)).qps
                 before = tree_cpu_seconds(server.pid)

@@ -72,15 +72,24 @@ class _UdpListener:
             log.debug("UDP receive error: %s", exc)
             return
         for data, addr in handed:
-            self._answer_in_python(data, addr)
+            self._answer_in_python(data, addr, hot=True)
         answered += len(handed)
         if answered:
             server.latency.record("udp", (perf_counter() - started) / answered, answered)
 
-    def _answer_in_python(self, data: bytes, addr: Any) -> None:
+    def _answer_in_python(self, data: bytes, addr: Any, hot: bool = False) -> None:
+        """Answer on the general path; `hot`: try the hot path first (what the native engine
+        hands back includes hot-path queries it leaves to Python, such as ANY over UDP)."""
         server = self.server
         try:
-            reply = server.responder.respond(data, tcp=False, peer=addr[0])
+            fast = (
+                answer_fast(data, server.table, server.max_payload, None, addr[0]) if hot else None
+            )
+            reply = (
+                Reply([fast[0]], fast[1])
+                if fast is not None
+                else server.responder.respond(data, tcp=False, peer=addr[0])
+            )
             server.counts[reply.key] += 1
             self._send(reply, addr)
         except OSError as exc:

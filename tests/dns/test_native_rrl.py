@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsbl.config import RateLimitSettings
+from dnsbl.dns.access import Verdict
 from dnsbl.dns.native import NativeRateLimiter, native_available
-from dnsbl.dns.ratelimit import RateLimiter
+from dnsbl.dns.ratelimit import RateLimiter, truncated
 from tests.conftest import need
-from tests.dns_support import ZONE
+from tests.dns_support import ZONE, make_index, raw_udp, row, running
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +97,36 @@ def test_a_proven_source_is_never_limited() -> None:
     native = NativeRateLimiter(RateLimitSettings(responses_per_second=1, slip=0), now=0.0)
     assert [native.check("192.0.2.1", ANSWERS[0], ZONE, now=1.0) for _ in range(3)][-1] == 2
     assert native.check("192.0.2.1", ANSWERS[0], ZONE, proven=True, now=1.0) == 0
+
+
+def test_a_full_table_is_swept_and_started_afresh_alike() -> None:
+    """5,000 networks in turn against a bound of 3,000 buckets: the forced sweeps, the
+    growth of the C table and its fresh starts decide as the Python table does."""
+    limits = RateLimitSettings(responses_per_second=2, window=3, slip=2)
+    python = RateLimiter(limits, limit=3000, now=0.0)
+    native = NativeRateLimiter(limits, limit=3000, now=0.0)
+    now = 0.0
+    for n in range(20_000):
+        now += 0.0007
+        k = n % 5000
+        peer, answer = f"10.{k >> 8}.{k & 255}.1", ANSWERS[n % 3]
+        assert native.check(peer, answer, ZONE, now=now) == python.check(
+            peer, answer, ZONE, now=now
+        )
+        assert native.buckets.buckets() == len(python._buckets) <= 3000
+
+
+async def test_a_slipped_native_answer_is_the_truncated_answer() -> None:
+    limits = {"responses_per_second": 1, "slip": 1}  # every held-back answer slips
+    async with running(
+        [make_index([row("10.0.0.1")])], engine="native", rate_limit=limits
+    ) as server:
+        assert server.native is not None
+        packet = dns.message.make_query(f"1.0.0.10.{ZONE}", "A", id=7).to_wire()
+        before = server.native.handed
+        full = await raw_udp(server, packet)
+        slipped = await raw_udp(server, packet)
+        assert full is not None and not full[2] & 0x02
+        assert slipped == truncated(full)  # byte for byte what the Python path sends
+        assert server.access.counts[ZONE, Verdict.SLIPPED] == 2  # and the second probe
+        assert server.native.handed == before + 2  # the two SOA probes of raw_udp, no more
