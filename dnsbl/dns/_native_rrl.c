@@ -140,6 +140,7 @@ struct Limiter {
     Networks exempt;
     Bucket *slots;
     size_t cap, count, limit, max_cap;
+    size_t cleared; /* buckets dropped by the last fresh start not yet logged, or 0 */
     double swept;
 };
 
@@ -175,6 +176,7 @@ static void sweep(Limiter *l, double now) {
     l->swept = now;
     if (l->count < l->limit / 2) return;
     if (rebuild(l, l->cap, now - l->window) < 0 || l->count >= l->limit) {
+        l->cleared = l->count ? l->count : 1;
         memset(l->slots, 0, l->cap * sizeof(Bucket));
         l->count = 0;
     }
@@ -335,7 +337,16 @@ static PyObject *limiter_len(Limiter *self, PyObject *Py_UNUSED(ignored)) {
     return PyLong_FromSize_t(self->count);
 }
 
+/* The buckets the last fresh start dropped (0: none since the last call), to be logged. */
+static PyObject *limiter_take_cleared(Limiter *self, PyObject *Py_UNUSED(ignored)) {
+    size_t cleared = self->cleared;
+    self->cleared = 0;
+    return PyLong_FromSize_t(cleared);
+}
+
 static PyMethodDef limiter_methods[] = {
+    {"take_cleared", (PyCFunction)limiter_take_cleared, METH_NOARGS,
+     "The number of buckets the last fresh start dropped, once (0: none)."},
     {"check", (PyCFunction)limiter_check_py, METH_VARARGS,
      "check(packed_address, answer, zone, now) -> (action, whether limiting starts)."},
     {"buckets", (PyCFunction)limiter_len, METH_NOARGS, "The number of buckets held."},

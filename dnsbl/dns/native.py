@@ -28,7 +28,7 @@ from typing import Any
 from dnsbl.config import DnsSettings, RateLimitSettings
 from dnsbl.dns.access import Verdict, source_address
 from dnsbl.dns.codes import FAST_QTYPES
-from dnsbl.dns.ratelimit import TABLE_LIMIT, Action, log_limiting
+from dnsbl.dns.ratelimit import TABLE_LIMIT, Action, log_fresh_start, log_limiting
 from dnsbl.dns.zones import PublishedZone, ZoneTable
 from dnsbl.errors import ConfigError
 
@@ -109,7 +109,14 @@ class NativeRateLimiter:
         action, starts = self.buckets.check(address.packed, answer, zone, now)
         if starts:
             log_limiting(peer, self.log_only)
+        self.log_fresh_start()
         return Action(action)
+
+    def log_fresh_start(self) -> None:
+        """Log a fresh start of the buckets (`RateLimiter._sweep`'s warning) once."""
+        cleared = self.buckets.take_cleared()
+        if cleared:
+            log_fresh_start(cleared)
 
 
 class NativeEngine:
@@ -143,6 +150,8 @@ class NativeEngine:
         answered, handed, episodes = self.engine.serve(fd, counts, verdicts)
         for peer in episodes:
             log_limiting(peer[0], self.settings.rate_limit.log_only)
+        if self.limiter is not None:
+            self.limiter.log_fresh_start()
         self.handed += len(handed)
         return answered, handed
 

@@ -159,7 +159,7 @@ class RateLimiter:
         stale = now - self.window
         self._buckets = {k: b for k, b in self._buckets.items() if b.stamp >= stale}
         if len(self._buckets) >= self._limit:
-            log.warning("rate limiting: %d client buckets, starting afresh", len(self._buckets))
+            log_fresh_start(len(self._buckets))
             self._buckets.clear()
 
 
@@ -179,6 +179,11 @@ def log_limiting(peer: str, log_only: bool) -> None:
         " (log only)" if log_only else "",
         extra={"peer": peer},
     )
+
+
+def log_fresh_start(buckets: int) -> None:
+    """Log that the table, full of buckets still in their window, starts afresh."""
+    log.warning("rate limiting: %d client buckets, starting afresh", buckets)
 
 
 def _network_text(network: bytes) -> str:

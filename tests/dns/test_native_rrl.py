@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from dnsbl.config import RateLimitSettings
 from dnsbl.dns.access import Verdict
 from dnsbl.dns.native import NativeRateLimiter, native_available
-from dnsbl.dns.ratelimit import RateLimiter, truncated
+from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from tests.conftest import need
-from tests.dns_support import ZONE, make_index, raw_udp, row, running
+from tests.dns_support import ZONE, make_index, raw_udp, row, running, udp_flood
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +99,7 @@ def test_a_proven_source_is_never_limited() -> None:
     assert native.check("192.0.2.1", ANSWERS[0], ZONE, proven=True, now=1.0) == 0
 
 
-def test_a_full_table_is_swept_and_started_afresh_alike() -> None:
+def test_a_full_table_is_swept_and_started_afresh_alike(caplog: pytest.LogCaptureFixture) -> None:
     """5,000 networks in turn against a bound of 3,000 buckets: the forced sweeps, the
     growth of the C table and its fresh starts decide as the Python table does."""
     limits = RateLimitSettings(responses_per_second=2, window=3, slip=2)
@@ -114,6 +114,8 @@ def test_a_full_table_is_swept_and_started_afresh_alike() -> None:
             peer, answer, ZONE, now=now
         )
         assert native.buckets.buckets() == len(python._buckets) <= 3000
+    fresh = [r for r in caplog.records if "starting afresh" in r.getMessage()]
+    assert fresh and len(fresh) % 2 == 0  # each fresh start logged once by each limiter
 
 
 async def test_a_slipped_native_answer_is_the_truncated_answer() -> None:
@@ -130,3 +132,17 @@ async def test_a_slipped_native_answer_is_the_truncated_answer() -> None:
         assert slipped == truncated(full)  # byte for byte what the Python path sends
         assert server.access.counts[ZONE, Verdict.SLIPPED] == 2  # and the second probe
         assert server.native.handed == before + 2  # the two SOA probes of raw_udp, no more
+
+
+async def test_under_native_both_paths_share_the_buckets() -> None:
+    """What the C loop answered drains the bucket the Python path (cookies, ANY) checks."""
+    limits = {"responses_per_second": 1, "window": 15, "slip": 2}
+    async with running(
+        [make_index([row("10.0.0.1")])], engine="native", rate_limit=limits
+    ) as server:
+        assert server.native is not None and isinstance(server.limiter, NativeRateLimiter)
+        await udp_flood(server, f"1.0.0.10.{ZONE}", "127.0.5.2", 10)
+        answer = server.native.answer(dns.message.make_query(f"1.0.0.10.{ZONE}", "A").to_wire())
+        assert answer is not None
+        assert server.limiter.check("127.0.5.9", answer, ZONE) != Action.SEND  # same /24
+        assert server.limiter.check("127.0.6.9", answer, ZONE) == Action.SEND
