@@ -64,13 +64,14 @@ def engine_name(setting: str) -> str:
     return PYTHON
 
 
-def native_may_answer(zone: PublishedZone, settings: DnsSettings) -> bool:
+def native_may_answer(zone: PublishedZone, table: ZoneTable) -> bool:
     """Whether the native loop may answer `zone`'s queries; if not, it hands them all to the
-    Python path. It answers every loaded zone: its allow list and rate limiting are checked
-    in C (`zone_description`, `NativeRateLimiter`); what it cannot decide (a source outside
+    Python path. It answers every loaded zone but one with a zone below it named like an
+    address prefix, which needs the longest-suffix search of the Python path (as the Python
+    hot path does, `ZoneTable.parents`). Its allow list and rate limiting are checked in C
+    (`zone_description`, `NativeRateLimiter`); what the loop cannot decide (a source outside
     the allow list, a key name, a cookie) it hands over query by query."""
-    del settings  # nothing in the DNS settings keeps a zone from the native loop now
-    return zone.index is not None
+    return zone.index is not None and zone.wire not in table.parents
 
 
 def network_list(texts: list[str]) -> tuple[tuple[int, bytes, int], ...]:
@@ -134,12 +135,12 @@ class NativeEngine:
         self.handed = 0  # datagrams handed to the Python path since start (for the tests)
         self._descriptions: dict[bytes, tuple[Any, ...]] = {}
         for zone in table:
-            self._descriptions[zone.wire] = zone_description(zone, table, settings)
+            self._descriptions[zone.wire] = zone_description(zone, table)
         self.engine.set_zones(list(self._descriptions.values()))
 
     def publish(self, zone: PublishedZone) -> None:
         """Answer `zone` as now published from the next batch on."""
-        self._descriptions[zone.wire] = zone_description(zone, self.table, self.settings)
+        self._descriptions[zone.wire] = zone_description(zone, self.table)
         self.engine.set_zones(list(self._descriptions.values()))
 
     def serve(
@@ -161,17 +162,15 @@ class NativeEngine:
         return reply
 
 
-def zone_description(
-    zone: PublishedZone, table: ZoneTable, settings: DnsSettings
-) -> tuple[Any, ...]:
+def zone_description(zone: PublishedZone, table: ZoneTable) -> tuple[Any, ...]:
     """`zone` as the C engine reads it: its apex, whether it may answer it, its SOA record,
-    TTL and count keys, its index's tables (the index's own arrays) and each value's records.
+    TTL and count keys, its index's tables (the index's own arrays) and each value's records;
+    then its name (the RRL class of its empty answers), whether it is guarded, its allow
+    list and its access count keys (allowed, rate-limited, slipped).
     """
     index = zone.index
     keys = tuple(zone.keys_by_qtype[int(qtype)] for qtype in FAST_QTYPES)
-    # A zone with a zone below it named like an address prefix needs the longest-suffix
-    # search of the Python path, as the Python hot path does (ZoneTable.parents).
-    native = native_may_answer(zone, settings) and zone.wire not in table.parents
+    native = native_may_answer(zone, table)
     access = (
         zone.name,
         zone.guarded,
