@@ -224,6 +224,7 @@ def main() -> None:
     parser.add_argument("--parts", default="flood,dnsperf,timing,native")
     parser.add_argument("--engine", default="auto", help="dns.engine of the flood's server")
     parser.add_argument("--flood-type", default="ANY", help="the flood's qtype (ANY, A)")
+    parser.add_argument("--native-rounds", type=int, default=4)
     args = parser.parse_args()
     if args.serve:
         _serve(json.loads(args.serve))
@@ -289,38 +290,52 @@ def _access_dnsperf(args: argparse.Namespace, addresses: list[int]) -> None:
 
 
 def _native_costs(args: argparse.Namespace, addresses: list[int]) -> None:
-    """The native engine's queries/s and CPU per query, RRL and an allow list off and on."""
+    """The native engine's queries/s and CPU per query, RRL and an allow list off and on:
+    `--native-rounds` rounds, every other one in reverse order (on a shared machine the
+    order of the runs moves the figures), and the median of each."""
+    import statistics
+
     from bench.common import tree_cpu_seconds
     from bench.dnsperf_vs_rbldnsd import dnsperf as dnsperf_run
 
     off = {"responses_per_second": 0}
     high = {"responses_per_second": 1_000_000, "window": 15, "slip": 2}  # nothing held back
     allow = {"allow": ["127.0.0.0/8"]}
+    cases = [
+        ("RRL off, open zone", off, {}, "native"),
+        ("RRL on (1M/s), open zone", high, {}, "native"),
+        ("RRL off, allow list", off, allow, "native"),
+        ("RRL on (1M/s), allow list", high, allow, "native"),
+        ("python engine, RRL on (1M/s)", high, {}, "python"),  # native before it limited
+    ]
     print(f"\nnative engine, dnsperf {args.dnsperf_seconds} s each, from 127.0.0.1:")
     with tempfile.TemporaryDirectory() as tmp:
         queries = Path(tmp) / "plain.txt"
         _query_file(queries, addresses, None)
-        results: dict[str, tuple[float, float]] = {}
-        for label, limits, access, engine in (
-            ("RRL off, open zone", off, {}, "native"),
-            ("RRL on (1M/s), open zone", high, {}, "native"),
-            ("RRL off, allow list", off, allow, "native"),
-            ("RRL on (1M/s), allow list", high, allow, "native"),
-            ("python engine, RRL on (1M/s)", high, {}, "python"),  # native before it limited
-        ):
-            port = _free_port()
-            spec = {"port": port, "addresses": addresses, "rate_limit": limits}
-            with _start({**spec, "access": access, "engine": engine}) as server:
-                _wait(port)
-                qps = dnsperf_run(port, queries, "-l", str(args.dnsperf_seconds)).qps
-                before = tree_cpu_seconds(server.pid)
-                run = dnsperf_run(port, queries, "-n", "1")
-                cpu = (tree_cpu_seconds(server.pid) - before) / max(run.completed, 1)
-                results[label] = (qps, cpu)
-            print(f"  {label:<28} {qps:>9.0f} qps  {cpu * 1e6:6.2f} µs CPU/query")
-        base_qps, base_cpu = results["RRL off, open zone"]
-        for label, (qps, cpu) in results.items():
-            print(f"  {label:<28} qps {qps / base_qps:.2f}x  CPU/query {cpu / base_cpu:.2f}x")
+        results: dict[str, list[tuple[float, float]]] = {case[0]: [] for case in cases}
+        for round_ in range(args.native_rounds):
+            for label, limits, access, engine in cases if round_ % 2 == 0 else cases[::-1]:
+                port = _free_port()
+                spec = {"port": port, "addresses": addresses, "rate_limit": limits}
+                with _start({**spec, "access": access, "engine": engine}) as server:
+                    _wait(port)
+                    qps = dnsperf_run(port, queries, "-l", str(args.dnsperf_seconds)).qps
+                    before = tree_cpu_seconds(server.pid)
+                    run = dnsperf_run(port, queries, "-n", "1")
+                    cpu = (tree_cpu_seconds(server.pid) - before) / max(run.completed, 1)
+                    results[label].append((qps, cpu))
+                print(f"  {label:<28} {qps:>9.0f} qps  {cpu * 1e6:6.2f} µs CPU/query")
+        medians = {
+            label: (statistics.median(q for q, _ in runs), statistics.median(c for _, c in runs))
+            for label, runs in results.items()
+        }
+        base_qps, base_cpu = medians["RRL off, open zone"]
+        print(f"  medians of {args.native_rounds} rounds:")
+        for label, (qps, cpu) in medians.items():
+            print(
+                f"  {label:<28} {qps:>9.0f} qps ({qps / base_qps:.2f}x)"
+                f"  {cpu * 1e6:6.2f} µs CPU/query ({cpu / base_cpu:.2f}x)"
+            )
 
 
 def _access_timing(addresses: list[int]) -> None:
