@@ -174,7 +174,8 @@ async def udp_flood(
     host, port = server.endpoints[0]
     loop = asyncio.get_running_loop()
     replies: list[dns.message.Message] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
         sock.setblocking(False)
         await loop.sock_connect(sock, (host, port))

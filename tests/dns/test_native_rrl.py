@@ -16,7 +16,16 @@ from dnsbl.dns.access import Verdict
 from dnsbl.dns.native import NativeRateLimiter, native_available
 from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from tests.conftest import need
-from tests.dns_support import ZONE, make_index, raw_udp, row, running, udp_flood
+from tests.dns_support import (
+    ZONE,
+    handed_to_python,
+    make_index,
+    raw_udp,
+    row,
+    running,
+    udp_flood,
+    zone_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +155,23 @@ async def test_under_native_both_paths_share_the_buckets() -> None:
         assert answer is not None
         assert server.limiter.check("127.0.5.9", answer, ZONE) != Action.SEND  # same /24
         assert server.limiter.check("127.0.6.9", answer, ZONE) == Action.SEND
+
+
+async def test_over_ipv6_an_allowed_source_is_answered_and_limited_in_c() -> None:
+    zones = [zone_settings(access={"allow": ["::1/128"]})]
+    limits = {"responses_per_second": 1, "window": 15, "slip": 2}
+    async with running(
+        [make_index([row("10.0.0.1")])],
+        zones=zones,
+        engine="native",
+        listen=["[::1]:0"],
+        rate_limit=limits,
+    ) as server:
+        before = handed_to_python(server)
+        replies = await udp_flood(server, f"1.0.0.10.{ZONE}", "::1", 20)
+        assert handed_to_python(server) == before + 1  # the SOA probe
+        full = [r for r in replies if r.answer]
+        assert len(full) == 1 and len(replies) == 1 + 19 // 2  # one answer, then every 2nd slips
+        counts = server.access.counts
+        assert counts[ZONE, Verdict.ALLOWED] == 20
+        assert (counts[ZONE, Verdict.SLIPPED], counts[ZONE, Verdict.RATE_LIMITED]) == (9, 10)
