@@ -101,6 +101,10 @@ static PyObject *engine_set_limiter(Engine *self, PyObject *limiter) {
         PyErr_SetString(PyExc_TypeError, "set_limiter takes a RateLimiter or None");
         return NULL;
     }
+    if (limiter != Py_None && !limiter_ready((Limiter *)limiter)) {
+        PyErr_SetString(PyExc_ValueError, "RateLimiter not initialised");
+        return NULL;
+    }
     PyObject *old = self->limiter;
     self->limiter = limiter == Py_None ? NULL : Py_NewRef(limiter);
     Py_XDECREF(old);

@@ -113,6 +113,7 @@ uint64_t hash_bytes(const unsigned char *data, size_t len);
 int limiter_check(Limiter *l, const Source *source, const unsigned char *answer, size_t len,
                   uint64_t zone_hash, double now, int *episode);
 int limiter_log_only(const Limiter *l);
+int limiter_ready(const Limiter *l);
 size_t truncate_answer(unsigned char *answer, size_t len);
 double monotonic_now(void);
 int rrl_module_init(PyObject *module);

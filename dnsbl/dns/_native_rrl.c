@@ -184,6 +184,8 @@ static void sweep(Limiter *l, double now) {
 
 int limiter_log_only(const Limiter *l) { return l->log_only; }
 
+int limiter_ready(const Limiter *l) { return l->slots != NULL; }
+
 /* RateLimiter.check for a source not proven by a cookie; `*episode`: 1 when this answer
  * starts its network's limiting (to be logged once). */
 int limiter_check(Limiter *l, const Source *source, const unsigned char *a, size_t len,
@@ -220,8 +222,12 @@ int limiter_check(Limiter *l, const Source *source, const unsigned char *a, size
     if (!bucket->used) {
         if (l->count >= l->limit) sweep(l, now); /* never more than `limit` buckets */
         if (l->count + 1 > l->cap / 2 && l->cap < l->max_cap &&
-            rebuild(l, l->cap * 2, -INFINITY) < 0) {
-            PyErr_Clear();
+            rebuild(l, l->cap * 2, -INFINITY) < 0 && l->count + 1 >= l->cap) {
+            /* No memory to grow, and no free slot left: start afresh rather than probe
+             * forever. */
+            l->cleared = l->count;
+            memset(l->slots, 0, l->cap * sizeof(Bucket));
+            l->count = 0;
         }
         bucket = &l->slots[slot_of(l, &key)];
         *bucket = key;
@@ -318,6 +324,10 @@ static PyObject *limiter_check_py(Limiter *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y#y#s#d", &packed, &packed_len, &answer, &answer_len, &zone,
                           &zone_len, &now))
         return NULL;
+    if (self->slots == NULL) {
+        PyErr_SetString(PyExc_ValueError, "RateLimiter not initialised");
+        return NULL;
+    }
     if (packed_len != 4 && packed_len != 16) {
         PyErr_SetString(PyExc_ValueError, "a packed IPv4 or IPv6 address expected");
         return NULL;
