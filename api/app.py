@@ -39,6 +39,7 @@ from api.routes import (
     policy_networks,
     queue,
     relay_tests,
+    reports,
     retests,
     self_tests,
     zones,
@@ -50,6 +51,7 @@ from dnsbl.db import engine_for
 from dnsbl.listings.store import ListingStore
 from dnsbl.logs import OutageLog
 from dnsbl.metrics import registry_of
+from dnsbl.traps.metrics import ReportCollector
 
 # The pages' style sheet and /docs' start-up script (package data, as the templates are).
 STATIC = Path(str(files("api") / "static"))
@@ -62,6 +64,7 @@ ROUTERS = (
     delist_requests.router,
     relay_tests.router,
     listings.router,
+    reports.router,
     retests.router,
     queue.router,
     policy_networks.router,
@@ -82,7 +85,8 @@ A private DNSBL (RFC 5782) with ORBS-style relay testing.
 Public: look an address up, nominate a host for a relay test, test your own mail server
 (a self-test, which lists nothing), request removal of a listed host (by a retest).
 Admin (`Authorization: Bearer <key>`, from `dnsbl apikey create`): listings, retests,
-the job queue, policy networks, the audit log, zones, API keys and the DNS zones' access keys.
+the job queue, policy networks, the audit log, zones, API keys and the DNS zones' access keys;
+spam reports (admin or reporter keys).
 Every error is an RFC 9457 problem document (`application/problem+json`).
 """
 
@@ -112,7 +116,9 @@ def create_app(
     app.state.engine = engine if engine is not None else engine_for(settings)
     app.state.store = ListingStore(app.state.engine)
     app.state.store.ensure_zones(settings.zone_names)
-    app.state.metrics = registry_of([StoreCollector(app.state.engine), *collectors])
+    app.state.metrics = registry_of(
+        [StoreCollector(app.state.engine), ReportCollector(app.state.engine), *collectors]
+    )
     app.state.dns_ready = dns_ready
     # One line when the database becomes unavailable, one a minute, one when it is back.
     outage = OutageLog(logging.getLogger("api"), "database")

@@ -2,7 +2,8 @@
 
 Without a valid key the answer is 401 with `WWW-Authenticate: Bearer`; with a valid key of too
 low a role it is 403. Operators may read and schedule retests; admins may also change listings,
-policy networks and keys. Routes take the caller as `OperatorKey` or `AdminKey`.
+policy networks and keys. Reporters may only report spam (as admins may). Routes take the
+caller as `OperatorKey`, `AdminKey` or `ReporterKey`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dnsbl.apikeys import KeyInfo, verify_key
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
-    description="An API key from `dnsbl apikey create --role admin|operator`.",
+    description="An API key from `dnsbl apikey create --role admin|operator|reporter`.",
 )
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dnsbl"'}
 
@@ -82,8 +83,21 @@ def _require(role: str) -> Callable[[KeyInfo], KeyInfo]:
 require_operator = _require("operator")
 require_admin = _require("admin")
 
+
+def require_reporter(key: Annotated[KeyInfo, Depends(_caller)]) -> KeyInfo:
+    """A key that may report spam: the reporter role's only right, and an admin's."""
+    if key.role not in ("reporter", "admin"):
+        raise Problem(
+            403,
+            "forbidden",
+            f"reporting spam needs the reporter or admin role; key {key.id} is {key.role}",
+        )
+    return key
+
+
 OperatorKey = Annotated[KeyInfo, Depends(require_operator)]
 AdminKey = Annotated[KeyInfo, Depends(require_admin)]
+ReporterKey = Annotated[KeyInfo, Depends(require_reporter)]
 MaybeKey = Annotated[KeyInfo | None, Depends(_optional_caller)]
 """The caller's key on a public route, where some requests need one; None without a key."""
 

@@ -110,6 +110,7 @@ _BY_NAME: dict[str, tuple[int, str, str]] = {
     "ConfirmationRequired": (422, "confirmation-required", "Confirmation required"),
     "NotListedError": (409, "not-listed", "Not listed"),
     "UnknownRoleError": (422, "unknown-role", "Unknown role"),
+    "NoSourceError": (422, "no-source", "No source to list"),
 }
 
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +141,33 @@ def wait_until_answering(
             return time.perf_counter() - started
         time.sleep(0.02)
     raise TimeoutError(f"no answer on port {port} within {limit} s")
+
+
+@contextmanager
+def bench_database(base: str | None, directory: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite in `directory`, or a fresh schema of `base`."""
+    from sqlalchemy import text
+
+    from dnsbl.db import make_engine, normalise_url, upgrade
+
+    if base is None:
+        url = f"sqlite:///{directory / 'bench.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    joiner = "&" if "?" in base else "?"
+    url = f"{normalise_url(base)}{joiner}options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def env() -> dict[str, str]:

@@ -17,9 +17,8 @@ from dnslib import DNSRecord
 
 from bench.common import ZONE, random_singles
 from dnsbl.config import ZoneSettings
-from dnsbl.dns.transfer import axfr_messages, changed_since, ixfr_messages
+from dnsbl.dns.transfer import changed_since, ixfr_messages, zone_axfr
 from dnsbl.dns.zones import ZoneTable
-from dnsbl.index.records import zone_records
 from dnsbl.index.zone_index import ZoneIndex
 from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 
@@ -43,7 +42,7 @@ def main() -> None:
     zone, _ = table.publish(base.with_changes(2, change))
     axfr_query = DNSRecord.question(ZONE, "AXFR")
     started = time.perf_counter()
-    full = sum(len(m) for m in axfr_messages(axfr_query, zone, zone_records(zone.index, settings)))
+    full = sum(len(m) for m in zone_axfr(axfr_query, zone))
     axfr_seconds = time.perf_counter() - started
     found = changed_since(zone, 1)
     assert found is not None

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench.common import bench_database
 
 BASE = "127.0.1."
 DOMAIN = "relaytest.example"
@@ -128,35 +127,8 @@ async def _measure(args: argparse.Namespace, directory: Path) -> int:
 
     port, collector_port = free_port(), free_port()
     tls = self_signed_certificate(directory, "bench.example") if args.tls else None
-    with _database(args.database_url, directory) as url:
+    with bench_database(args.database_url, directory) as url:
         return await _run(args, url, port, collector_port, tls)
-
-
-@contextlib.contextmanager
-def _database(base: str | None, directory: Path) -> Iterator[str]:
-    """A migrated, empty database: SQLite in `directory`, or a fresh schema of `base`."""
-    from sqlalchemy import text
-
-    from dnsbl.db import make_engine, normalise_url, upgrade
-
-    if base is None:
-        url = f"sqlite:///{directory / 'bench.sqlite3'}"
-        upgrade(url)
-        yield url
-        return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    joiner = "&" if "?" in base else "?"
-    url = f"{normalise_url(base)}{joiner}options=-csearch_path%3D{schema}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 async def _run(args: argparse.Namespace, url: str, port: int, collector_port: int, tls: Any) -> int:

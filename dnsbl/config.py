@@ -9,21 +9,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,21 +30,17 @@ from dnsbl.access.settings import (
     RateLimitSettings,
     Secret,
 )
-from dnsbl.addresses import parse_return_code
-from dnsbl.errors import ConfigError, ReturnCodeError
+from dnsbl.config_values import DnsEndpoint, parse_endpoint
+from dnsbl.config_values import domain_name as _domain
+from dnsbl.config_values import endpoint as _endpoint
+from dnsbl.config_values import return_code as _return_code
+from dnsbl.config_values import smtp_endpoints as _smtp_endpoints
+from dnsbl.config_values import smtp_listen as _listen
+from dnsbl.errors import ConfigError
 from dnsbl.index.txt_template import txt_too_long
+from dnsbl.traps.settings import ReportsSettings, TrapsSettings
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$"
-)
-
-
-def _domain(value: str) -> str:
-    name = value.strip().rstrip(".").lower()
-    if not _HOSTNAME.match(name):
-        raise ValueError(f"{value!r} is not a valid domain name")
-    return name
-
+__all__ = ["ReportsSettings", "TrapsSettings", "parse_endpoint"]  # also read from here
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -69,42 +56,6 @@ def check_database_url(url: str) -> str:
             f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/NAME"
         )
     return url
-
-
-def _return_code(value: str) -> str:
-    try:
-        return parse_return_code(value)
-    except ReturnCodeError as exc:
-        raise ValueError(exc.detail) from None
-
-
-def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
-    """Split `host:port`, `[v6]:port` or a bare host into (host, port)."""
-    text = value.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":") or str(default_port)
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, str(default_port)
-    ipaddress.ip_address(host)
-    number = int(port)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} out of range")
-    return host, number
-
-
-def _endpoint(value: str, default_port: int) -> str:
-    """`value` if it is a valid listening endpoint, else a ValueError naming the problem."""
-    try:
-        parse_endpoint(value, default_port)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not ADDRESS:PORT ({exc})") from None
-    return value
-
-
-DnsEndpoint = Annotated[str, AfterValidator(lambda value: _endpoint(value, 53))]
 
 
 class _Section(BaseModel):
@@ -155,6 +106,9 @@ class DnsSettings(_Section):
     # Who answers the common UDP query: the C extension (dnsbl.dns.native), the Python
     # engine, or ("auto") the C extension where it was built
     engine: Literal["auto", "native", "python"] = "auto"
+    # The node's last-known-good index (dnsbl.node.snapshot): written after each full load and
+    # compaction, read at start so that the node answers at once, even with the database down
+    snapshot: Path | None = None
 
     @field_validator("metrics_listen")
     @classmethod
@@ -277,14 +231,7 @@ class TesterSettings(_Section):
         classmethod(lambda cls, v: _domain(v))
     )
 
-    @field_validator("collector_listen")
-    @classmethod
-    def _endpoint(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, str):
-            return _endpoint(value, 25)
-        if not value:
-            raise ValueError("give at least one ADDRESS:PORT")
-        return [_endpoint(item, 25) for item in value]
+    _check_listen = field_validator("collector_listen")(classmethod(lambda cls, v: _listen(v)))
 
     @field_validator("metrics_listen")
     @classmethod
@@ -315,10 +262,7 @@ class TesterSettings(_Section):
     @property
     def collector_endpoints(self) -> list[tuple[str, int]]:
         """Every (host, port) the collector listens on."""
-        listen = self.collector_listen
-        return [
-            parse_endpoint(text, 25) for text in ([listen] if isinstance(listen, str) else listen)
-        ]
+        return _smtp_endpoints(self.collector_listen)
 
     def source_for(self, target_ip: str) -> str | None:
         """The configured address to send from to `target_ip` (of its family), if any."""
@@ -367,6 +311,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     zones: list[ZoneSettings] = []
     tester: TesterSettings = TesterSettings()
+    traps: TrapsSettings = TrapsSettings()
+    reports: ReportsSettings = ReportsSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -380,6 +326,15 @@ class Settings(BaseSettings):
             if zone.name in seen:
                 raise ValueError(f"zone {zone.name!r} is declared twice")
             seen.add(zone.name)
+        return self
+
+    @model_validator(mode="after")
+    def _trap_zone(self) -> Settings:
+        if (
+            self.traps.zone is not None
+            and self.traps.zone.rstrip(".").lower() not in self.zone_names
+        ):
+            raise ValueError(f"traps.zone {self.traps.zone!r} is not a configured zone")
         return self
 
     @model_validator(mode="after")
@@ -423,6 +378,13 @@ class Settings(BaseSettings):
     @property
     def zone_names(self) -> list[str]:
         return [zone.name for zone in self.zones]
+
+    @property
+    def spam_zone(self) -> ZoneSettings | None:
+        """The zone spam sources are listed in (`traps.zone`, or the first zone)."""
+        if self.traps.zone is not None:
+            return self.zone(self.traps.zone)
+        return self.zones[0] if self.zones else None
 
 
 def _describe(error: ValidationError) -> str:

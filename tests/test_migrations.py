@@ -10,7 +10,7 @@ from dnsbl.db import alembic_config, upgrade
 
 def test_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0007_access_keys"]
+    assert script.get_heads() == ["0008_traps"]
 
 
 def test_migrated_database_matches_the_models(database_url: str) -> None:

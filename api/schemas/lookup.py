@@ -7,6 +7,27 @@ from pydantic import BaseModel, Field
 from api.schemas.common import UtcDatetime
 
 
+class SpamHitPublic(BaseModel):
+    """A spam message seen from the address: at a trap or in a report (the trap never shown)."""
+
+    kind: str = Field(description="trap or report")
+    received_at: UtcDatetime
+    subject: str | None
+    sender_domain: str | None
+
+
+class SpamSourcePublic(BaseModel):
+    """Why a spam-source listing stands, until when, and how it ends."""
+
+    hits: list[SpamHitPublic] = Field(description="Newest first")
+    expires_at: UtcDatetime | None
+    relisted_after_removal: UtcDatetime | None = Field(
+        description="Set when the source was removed on request and spam came again: the date "
+        "of that removal (this listing then lasts twice as long as the one before)"
+    )
+    removal: str = Field(description="How to have the listing removed")
+
+
 class LookupListing(BaseModel):
     """A listing in force that covers the address: one per zone and category that lists it."""
 
@@ -20,6 +41,9 @@ class LookupListing(BaseModel):
     reason: str | None
     source: str = Field(description="How it was listed: relay-test, manual, report, import…")
     listing_id: int | None = Field(description="None for the RFC 5782 test address")
+    spam: SpamSourcePublic | None = Field(
+        None, description="For a spam-source listing: the hits, its expiry, how to remove it"
+    )
 
 
 class EvidenceLink(BaseModel):

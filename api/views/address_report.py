@@ -16,6 +16,7 @@ from urllib.parse import quote
 from sqlalchemy import Engine
 
 from api.schemas.lookup import EvidenceLink, LookupListing, LookupPublic
+from api.views.spam_sources import spam_section
 from dnsbl.addresses import parse_address
 from dnsbl.config import Settings
 from dnsbl.index.txt_template import render_txt
@@ -40,6 +41,8 @@ def address_report(engine: Engine, settings: Settings, text: str) -> LookupPubli
     shown = str(address)
     zones = settings.zone_names
     found: list[LookupListing] = []
+    base = settings.api.public_url.rstrip("/")
+    path = quote(shown, safe=":.")
     if not is_never_listed(address.version, int(address)):
         listings = listings_containing(engine, shown)
         for listing in deciding_listings(listings, zones):
@@ -58,6 +61,7 @@ def address_report(engine: Engine, settings: Settings, text: str) -> LookupPubli
                     reason=listing.reason,
                     source=listing.source,
                     listing_id=listing.id,
+                    spam=spam_section(engine, settings, listing, shown, f"{base}/delist/{path}"),
                 )
             )
     if is_test_listed(address.version, int(address)):
@@ -65,8 +69,6 @@ def address_report(engine: Engine, settings: Settings, text: str) -> LookupPubli
         found.extend(
             _test_listing(settings, name, shown) for name in zones if name not in listed_zones
         )
-    base = settings.api.public_url.rstrip("/")
-    path = quote(shown, safe=":.")
     return LookupPublic(
         address=shown,
         listed=bool(found),

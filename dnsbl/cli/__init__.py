@@ -11,13 +11,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dnsbl.cli import accesskeys, apikeys, database, listings, rbldnsd, relay, run
+from dnsbl.cli import accesskeys, apikeys, database, listings, rbldnsd, relay, run, traps
 from dnsbl.config import LOG_LEVELS
 from dnsbl.errors import DnsblError
 from dnsbl.logs import configure_logging, one_line
 
 # The modules that register sub-commands, in the order `--help` lists them.
-_COMMAND_MODULES = (run, database, listings, rbldnsd, relay, apikeys, accesskeys)
+_COMMAND_MODULES = (run, database, listings, rbldnsd, relay, traps, apikeys, accesskeys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 On a terminal the bar shows the share of bytes read, the rate, the time left and the lines
 read so far; a message (a bad line) is printed above it. Elsewhere (a log, a pipe) a line
-every `every` lines says how many were read and how fast.
+every `every` lines says how many were read, how fast, the share of the bytes, the time left.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.every = every
         self.tty = self.stream.isatty()
+        self._total = max(total_bytes, 1)
         self._started = time.monotonic()
         self._next_line = every
         self._bar: _Bar | None = None
@@ -69,8 +70,14 @@ class Progress:
             self._bar.update(self._task, completed=done_bytes, lines=lines)
         elif lines >= self._next_line:
             self._next_line += self.every
-            rate = lines / max(time.monotonic() - self._started, 1e-6)
-            self.stream.write(f"read {lines:,} lines ({rate:,.0f} lines/s)\n")
+            elapsed = max(time.monotonic() - self._started, 1e-6)
+            share = min(done_bytes / self._total, 1.0)
+            # the time left from the share of the bytes read, at the rate so far
+            left = elapsed * (1 - share) / share if share else 0.0
+            self.stream.write(
+                f"read {lines:,} lines ({lines / elapsed:,.0f} lines/s, {share:.0%}, "
+                f"~{left:,.0f} s left)\n"
+            )
             self.stream.flush()
 
     def message(self, text: str) -> None:

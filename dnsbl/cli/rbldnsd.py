@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dnsbl.cli.context import Context
+from dnsbl.listings.store import ListingStore
 from dnsbl.rbldnsd.data import DatasetType, LineProblem
 
 
@@ -82,7 +83,7 @@ def _import(context: Context, args: argparse.Namespace) -> int:
             progress.message(str(problem))
 
         result = import_files(
-            context.store,
+            _bulk_store(context),
             zone,
             paths,
             kind=DatasetType(args.kind or DatasetType.AUTO),
@@ -103,6 +104,23 @@ def _import(context: Context, args: argparse.Namespace) -> int:
         f"({time.monotonic() - started:.1f} s)"
     )
     return 1 if result.problems and not result.entries else 0
+
+
+def _bulk_store(context: Context) -> ListingStore:
+    """The store an import writes through: its statements (a COPY of millions of rows, the
+    change log's INSERT … SELECT) outlast any bound fit for a request, so only connecting is
+    bounded."""
+    from dnsbl.db import make_engine
+
+    settings = context.settings
+    engine = make_engine(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=0,
+    )
+    store = ListingStore(engine)
+    store.ensure_zones(settings.zone_names)
+    return store
 
 
 def _typed_file(text: str) -> tuple[DatasetType | None, Path]:

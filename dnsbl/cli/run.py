@@ -7,10 +7,13 @@ import asyncio
 import logging
 import signal
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dnsbl.cli.context import Context
 from dnsbl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dnsbl.traps.metrics import TrapStats
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +24,17 @@ def register(subparsers: Any) -> None:
     api = subparsers.add_parser("api", help="serve the REST API and the web pages")
     api.set_defaults(handler=_api)
     worker = subparsers.add_parser(
-        "worker", help="run the relay tester's worker and collector until SIGINT/SIGTERM"
+        "worker",
+        help="run the relay tester's worker and collector, and the spam trap ([traps]), "
+        "until SIGINT/SIGTERM",
     )
     worker.add_argument(
         "--no-collector",
         action="store_true",
         help="leave the collector to another worker (arrivals come through the database)",
+    )
+    worker.add_argument(
+        "--no-traps", action="store_true", help="leave the spam trap to another worker"
     )
     worker.set_defaults(handler=_worker)
     serve = subparsers.add_parser(
@@ -58,11 +66,27 @@ def _api(context: Context, args: argparse.Namespace) -> int:
 
 def _worker(context: Context, args: argparse.Namespace) -> int:
     from dnsbl.relay.worker import run_worker
+    from dnsbl.traps.metrics import TrapStats
 
     context.store  # noqa: B018 -- make sure every configured zone has its row
-    return run_until_signal(
-        [run_worker(context.settings, context.engine, collector=not args.no_collector)]
+    trap_stats = TrapStats()
+    worker = run_worker(
+        context.settings,
+        context.engine,
+        collector=not args.no_collector,
+        collectors=[trap_stats],
     )
+    traps = [] if args.no_traps else trap_roles(context, trap_stats)
+    return run_until_signal([worker, *traps])
+
+
+def trap_roles(context: Context, stats: TrapStats) -> list[Coroutine[Any, Any, None]]:
+    """The spam trap, when `[traps]` names any trap (domains or addresses)."""
+    from dnsbl.traps.service import run_traps
+
+    if not context.settings.traps.enabled:
+        return []
+    return [run_traps(context.settings, context.engine, stats=stats)]
 
 
 def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
@@ -74,6 +98,7 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     from dnsbl.node.node import follower_for, run_dns_node
     from dnsbl.relay.metrics import WorkerStats
     from dnsbl.relay.worker import run_worker
+    from dnsbl.traps.metrics import TrapStats
 
     if context.settings.dns.processes > 1:
         log.warning("dns.processes is for `dnsbl dns`: `dnsbl serve` answers DNS in one process")
@@ -85,6 +110,7 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
     dns_engine = engine_for(settings)
     follower = follower_for(settings, dns_engine, dns_server)
     worker_stats = WorkerStats()
+    trap_stats = TrapStats()
     # The API reports the DNS node's and the worker's metrics (/metrics), and the DNS
     # node's readiness (/readyz).
     node = NodeCollector(lambda: NodeStats.of(dns_server, follower))
@@ -96,10 +122,11 @@ def serve_roles(context: Context) -> list[Coroutine[Any, Any, None]]:
             settings,
             context.engine,
             dns_ready=dns_started.is_set,
-            collectors=[node, worker_stats],
+            collectors=[node, worker_stats, trap_stats],
         ),
         # with the collector, once per process
         run_worker(settings, context.engine, stats=worker_stats),
+        *trap_roles(context, trap_stats),
     ]
 
 

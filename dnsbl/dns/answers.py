@@ -345,8 +345,11 @@ class Responder:
                 peer,
             )
         else:
-            source = self.records or transfer.default_records
-            messages = transfer.axfr_messages(record, zone, source(zone.index, zone.settings))
+            if self.records is None:
+                messages = transfer.zone_axfr(record, zone)
+            else:
+                records = self.records(zone.index, zone.settings)
+                messages = transfer.axfr_messages(record, zone, records)
             log.info("zone %s (serial %d) transferred to %s", zone.name, zone.serial, peer)
         return Reply(messages, (zone.name, "NOERROR"))
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 from dnslib import DNSRecord
 
-from dnsbl.addresses import Network
+from dnsbl.addresses import Network, address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.codes import Opcode
 from dnsbl.dns.tsig import ROOM as TSIG_ROOM
@@ -34,9 +34,14 @@ from dnsbl.dns.zones import (
     PublishedZone,
     name_wire,
     soa_rdata,
+    split_template,
+    txt_rdata,
     txt_strings,
 )
 from dnsbl.index.records import records_under, top_labels, zone_records
+from dnsbl.index.single_addresses import SingleAddresses, single_addresses
+from dnsbl.index.txt_template import render_txt
+from dnsbl.index.values import Value
 from dnsbl.index.zone_index import ZoneIndex
 
 MESSAGE_LIMIT = 65535 - TSIG_ROOM  # a message may get a TSIG record appended
@@ -121,6 +126,66 @@ def axfr_messages(
     return _messages(query, stream())
 
 
+def zone_axfr(query: DNSRecord, zone: PublishedZone) -> Iterator[bytes]:
+    """The messages of a full transfer of the zone's own records: straight from its arrays
+    for a zone of single addresses (`dnsbl.index.single_addresses`), else as `zone_records`
+    gives them."""
+    assert zone.index is not None
+    singles = single_addresses(zone.index)
+    if singles is None:
+        return axfr_messages(query, zone, default_records(zone.index, zone.settings))
+    soa, ns = _apex_records(zone)
+
+    def stream() -> Iterator[bytes]:
+        yield soa
+        yield from ns
+        yield from _single_address_records(singles, zone.settings.ttl)
+        yield soa
+
+    return _messages(query, stream())
+
+
+_OCTET_TEXT = [str(octet) for octet in range(256)]
+_OCTET_LABEL = [bytes((len(text),)) + text.encode() for text in _OCTET_TEXT]
+_NIBBLE_LABEL = [b"\x01" + format(nibble, "x").encode() for nibble in range(16)]
+
+
+def _single_address_records(singles: SingleAddresses, ttl: int) -> Iterator[bytes]:
+    """The A and TXT records of every listed address: owner names from per-octet labels, the
+    A record's tail and the TXT template's two halves made once per value."""
+    a_tails: dict[Value, bytes] = {}
+    halves: dict[Value, tuple[bytes, bytes] | tuple[()]] = {}
+    label, octet = _OCTET_LABEL, _OCTET_TEXT
+    pointer = QUESTION_POINTER
+    txt_head = struct.pack(">HHI", TYPE_TXT, CLASS_IN, ttl)
+    for address, value in singles.v4():
+        tail = a_tails.get(value)
+        if tail is None:
+            tail = a_tails[value] = _rr(b"", TYPE_A, ttl, _a_rdata(value.code))
+            halves[value] = split_template(value.txt) if value.txt is not None else ()
+        first, second, third = address >> 24, address >> 16 & 255, address >> 8 & 255
+        owner = b"".join((label[address & 255], label[third], label[second], label[first]))
+        owner += pointer
+        yield owner + tail
+        if value.txt is None:
+            continue
+        text = f"{octet[first]}.{octet[second]}.{octet[third]}.{octet[address & 255]}"
+        parts = halves[value]
+        if parts:
+            data = parts[0] + text.encode() + parts[1]
+            if len(data) < 256:
+                yield owner + txt_head + struct.pack(">HB", len(data) + 1, len(data)) + data
+                continue
+        yield owner + _rr(b"", TYPE_TXT, ttl, txt_rdata(render_txt(value.txt, text)))
+    for address, value in singles.v6_tests():
+        owner = b"".join(_NIBBLE_LABEL[address >> shift & 15] for shift in range(0, 128, 4))
+        owner += pointer
+        yield owner + _rr(b"", TYPE_A, ttl, _a_rdata(value.code))
+        if value.txt is not None:
+            text = address_text(6, address)
+            yield owner + _rr(b"", TYPE_TXT, ttl, txt_rdata(render_txt(value.txt, text)))
+
+
 def changed_since(zone: PublishedZone, serial: int) -> tuple[ZoneIndex, set[Network]] | None:
     """The index this node published at `serial` and the networks changed since; None when
     the node does not hold that history (it loaded the zone whole since, or it is too old)."""
@@ -152,7 +217,7 @@ def ixfr_messages(
     before = records_under(old, zone.settings, labels)
     after = records_under(zone.index, zone.settings, labels)
     if before is None or after is None:
-        yield from axfr_messages(query, zone, default_records(zone.index, zone.settings))
+        yield from zone_axfr(query, zone)
         return
     soa, _ = _apex_records(zone)
     settings = zone.settings

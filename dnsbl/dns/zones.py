@@ -156,12 +156,12 @@ class PublishedZone:
             record = self._txt_cache.get(template)
             if record is None:
                 record = self._txt_cache[template] = QUESTION_POINTER + _rr_tail(
-                    TYPE_TXT, self.ttl, _txt_rdata(template)
+                    TYPE_TXT, self.ttl, txt_rdata(template)
                 )
             return record
         parts = self._txt_parts.get(template)
         if parts is None:
-            parts = self._txt_parts[template] = _split_template(template)
+            parts = self._txt_parts[template] = split_template(template)
         if parts:
             # One `$` and a short text: the record is a prefix, the address and a suffix.
             head, tail = parts
@@ -179,7 +179,7 @@ class PublishedZone:
                     )
                 )
         text = render_txt(template, address_text(family, address))
-        return QUESTION_POINTER + _rr_tail(TYPE_TXT, self.ttl, _txt_rdata(text))
+        return QUESTION_POINTER + _rr_tail(TYPE_TXT, self.ttl, txt_rdata(text))
 
     def answer_records(
         self, qtype: int, values: tuple[Value, ...], family: int, address: int
@@ -200,7 +200,7 @@ class PublishedZone:
         return records
 
 
-def _split_template(template: str) -> tuple[bytes, bytes] | tuple[()]:
+def split_template(template: str) -> tuple[bytes, bytes] | tuple[()]:
     """(text before, text after) the one `$` of `template`; () when it is not that simple."""
     if template.count("$") != 1:
         return ()
@@ -208,7 +208,8 @@ def _split_template(template: str) -> tuple[bytes, bytes] | tuple[()]:
     return head.encode(), tail.encode()
 
 
-def _txt_rdata(text: str) -> bytes:
+def txt_rdata(text: str) -> bytes:
+    """TXT record data for `text`: strings of at most 255 bytes."""
     return b"".join(bytes((len(part),)) + part for part in txt_strings(text))
 
 

@@ -150,6 +150,58 @@ def _value_typecode(largest: int) -> str:
     return "B" if largest < 2**8 else "H" if largest < 2**16 else "I"
 
 
+def _folded(table: Table) -> Table:
+    """`table` with its overlay folded into its levels."""
+    by_length: dict[int, list[tuple[int, int | None]]] = {}
+    for (length, start), value in table.delta.items():
+        by_length.setdefault(length, []).append((start, value))
+    levels = dict(table.levels)
+    for length, changes in by_length.items():
+        changes.sort(key=_first)
+        level = levels.get(length)
+        if level is None:
+            pairs = [(start, value) for start, value in changes if value is not None]
+            level = _level(table.bits, pairs)
+        else:
+            level = _spliced(table.bits, level, changes)
+        if len(level.starts):
+            levels[length] = level
+        else:
+            levels.pop(length, None)
+    return Table(table.bits, levels, {}, tuple(sorted(levels, reverse=True)))
+
+
+def _first(pair: tuple[int, int | None]) -> int:
+    return pair[0]
+
+
+def _spliced(bits: int, level: _Level, changes: list[tuple[int, int | None]]) -> _Level:
+    """`level` with `changes` (start, value id or None: removed), sorted by start, applied."""
+    old_starts, old_values = level.starts, level.values
+    largest = max((value for _, value in changes if value is not None), default=0)
+    typecode: str = old_values.typecode
+    if _value_typecode(largest) > typecode:  # "B" < "H" < "I": a wider value id came in
+        typecode = _value_typecode(largest)
+        old_values = array(typecode, old_values)
+    starts: Any = array("I") if bits == 32 else []
+    values = array(typecode)
+    position = 0
+    count = len(old_starts)
+    for start, value in changes:
+        i = bisect_left(old_starts, start, position)
+        starts.extend(old_starts[position:i])
+        values.extend(old_values[position:i])
+        if i < count and old_starts[i] == start:
+            i += 1  # replaced or removed
+        if value is not None:
+            starts.append(start)
+            values.append(value)
+        position = i
+    starts.extend(old_starts[position:])
+    values.extend(old_values[position:])
+    return _Level(starts, values)
+
+
 @dataclass(frozen=True)
 class ZoneIndex:
     """The immutable index of one zone at one serial.
@@ -267,6 +319,37 @@ class ZoneIndex:
             )
         return cls._make(zone, serial, defaults, tuple(values), tables, value_ids)
 
+    @classmethod
+    def from_arrays(
+        cls,
+        zone: str,
+        serial: int,
+        defaults: ValueDefaults,
+        values: tuple[Value | None, ...],
+        arrays: Mapping[tuple[str, int], Mapping[int, tuple[Any, array[int]]]],
+    ) -> ZoneIndex:
+        """Rebuild an index from what `levels` gave of one (a node's snapshot): its values by
+        id, and per (category, family) and prefix length its sorted starts and value ids."""
+        tables = {
+            (category, family): Table(
+                32 if family == 4 else 128,
+                {length: _Level(starts, ids) for length, (starts, ids) in levels.items()},
+                {},
+                tuple(sorted(levels, reverse=True)),
+            )
+            for (category, family), levels in arrays.items()
+        }
+        value_ids = {value: i for i, value in enumerate(values) if value is not None}
+        return cls._make(zone, serial, defaults, values, tables, value_ids)
+
+    def levels(self) -> Iterator[tuple[str, int, int, Any, array[int]]]:
+        """Every level of the compacted index: (category, family, prefix length, starts,
+        value ids), the arrays as they are held. Call on a `compacted()` index."""
+        for (category, family), table in self.tables.items():
+            assert not table.delta, "levels() of an index with an overlay"
+            for length, level in table.levels.items():
+                yield category, family, length, level.starts, level.values
+
     def with_changes(self, serial: int, changes: Iterable[ChangeRecord]) -> ZoneIndex:
         """A new index at `serial` with the change log entries `changes` applied.
 
@@ -319,8 +402,15 @@ class ZoneIndex:
         return sum(len(table.delta) for table in self.tables.values())
 
     def compacted(self) -> ZoneIndex:
-        """The same content with every overlay folded into the arrays."""
-        tables = {key: _table(table.bits, table.entries()) for key, table in self.tables.items()}
+        """The same content with every overlay folded into the arrays.
+
+        Each level is spliced: the runs of its arrays between the overlay's entries are
+        copied as slices (C speed), so compacting ten million listings costs a copy of the
+        arrays, not ten million Python tuples.
+        """
+        tables = {
+            key: _folded(table) if table.delta else table for key, table in self.tables.items()
+        }
         return ZoneIndex._make(
             self.zone,
             self.serial,

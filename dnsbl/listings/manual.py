@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 
-from dnsbl.addresses import parse_return_code
+from dnsbl.addresses import Network, parse_return_code
 from dnsbl.errors import DnsblError, ExpiryError, NeverListed, TxtTooLong
 from dnsbl.index.txt_template import txt_too_long
 from dnsbl.listings.rows import Source
@@ -41,15 +41,24 @@ class ListingRule:
     def load(cls, store: ListingStore) -> ListingRule:
         return cls(NeverList.load(store.engine))
 
-    def refusal(self, entry: Entry) -> DnsblError | None:
-        """Why `entry` may not be written, or None."""
-        if entry.code is not None:
+    def value_refusal(
+        self, network: Network, code: str | None, txt: str | None
+    ) -> DnsblError | None:
+        """Why a listing of `network` may not answer `code` and `txt`, or None."""
+        if code is not None:
             try:
-                parse_return_code(entry.code)
+                parse_return_code(code)
             except DnsblError as exc:
                 return exc
-        if entry.txt is not None and (too_long := txt_too_long(entry.txt)):
-            return TxtTooLong(f"{entry.network}: {too_long}")
+        if txt is not None and (too_long := txt_too_long(txt)):
+            return TxtTooLong(f"{network}: {too_long}")
+        return None
+
+    def refusal(self, entry: Entry) -> DnsblError | None:
+        """Why `entry` may not be written, or None."""
+        problem = self.value_refusal(entry.network, entry.code, entry.txt)
+        if problem is not None:
+            return problem
         if entry.expires_at is not None and entry.expires_at <= self.now:
             return ExpiryError(f"the expiry {entry.expires_at.isoformat()} is in the past")
         if not entry.excluded:

@@ -15,12 +15,13 @@ from dnsbl.addresses import Network
 
 
 class Source(enum.StrEnum):
-    """Who put a listing in: an admin, a bulk import, a relay test, or a report of spam."""
+    """Who put a listing in: an admin, a bulk import, a relay test, a spam trap or a report."""
 
     MANUAL = "manual"
     IMPORT = "import"
     RELAY_TEST = "relay-test"
     REPORT = "report"
+    TRAP = "trap"
 
 
 class ChangeAction(enum.StrEnum):

@@ -30,14 +30,14 @@ from dnsbl.listings.bulk_sql import (
     insert_many,
     naive,
 )
+from dnsbl.listings.bulk_write import Comparison, ValueKey, insert_groups, value_key
 from dnsbl.listings.covering import expired_clause
 from dnsbl.listings.feed import ROW_COLUMNS, zone_serials
-from dnsbl.listings.rows import ChangeAction, Source
+from dnsbl.listings.rows import ChangeAction, LoadGroup, Source
 from dnsbl.models import Change, Listing, ListingValue, Zone, utcnow
 
 _BATCH = BATCH
 _Key = tuple[str, int, int, int]  # category, family, first address, prefix length
-_ValueKey = tuple[str, bool, str | None, str | None]  # category, excluded, code, txt
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class Entry:
     expires_at: datetime | None = None
 
     @property
-    def value_key(self) -> _ValueKey:
+    def value_key(self) -> ValueKey:
         return (self.category, self.excluded, self.code, self.txt)
 
 
@@ -225,6 +225,57 @@ class ListingStore:
             insert_grouped(conn, rows, len(ordered))
         else:
             insert_many(conn, LISTING_INSERT, rows)
+        self._log_added(conn, zone_id, serial, first_new, actor)
+        if conn.dialect.name == "sqlite":
+            # Under the database lock, SQLite numbers new rows max(id) + 1, one after another.
+            last = conn.scalar(select(func.max(Listing.id)))
+            if last == first_new + len(ordered):
+                return list(range(first_new + 1, last + 1))
+        # Straight from the driver: a million ids through SQLAlchemy's rows cost seconds.
+        sql = "SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}"
+        return [row[0] for row in driver_rows(conn, sql, (zone_id, first_new))]
+
+    def add_groups(
+        self,
+        zone: str,
+        groups: Sequence[LoadGroup],
+        *,
+        actor: str,
+        source: Source = Source.IMPORT,
+        replace_categories: Collection[str] = (),
+    ) -> WriteResult:
+        """`add` for a bulk import: groups of sorted starts, one value each, written in one
+        transaction with no Python object per listing (`dnsbl.listings.bulk_write`).
+
+        What is unchanged, replaced and ended follows `add`; the networks of the groups must
+        be distinct per category. The result carries no listing ids.
+        """
+        now = utcnow()
+        with begin_write(self.engine) as conn:
+            zone_id, serial = self._lock_zone(conn, zone)
+            result = WriteResult(serial=serial)
+            comparison = Comparison(groups).compare(conn, zone_id, replace_categories)
+            result.unchanged = comparison.unchanged_count
+            if comparison.ended:
+                ended = comparison.ended.tolist()
+                self._end(conn, zone_id, serial, ended, now, actor, "replaced")
+                result.removed = len(ended)
+            result.added = comparison.added
+            if result.added:
+                value_ids = self._value_ids(conn, {value_key(group) for group in groups})
+                first_new = conn.scalar(select(func.coalesce(func.max(Listing.id), 0))) or 0
+                insert_groups(conn, zone_id, comparison, value_ids, now, actor, source)
+                self._log_added(conn, zone_id, serial, first_new, actor)
+            if result.added or result.removed:
+                self._commit_serial(conn, zone_id, serial)
+            else:
+                result.serial = serial - 1
+        return result
+
+    def _log_added(
+        self, conn: Connection, zone_id: int, serial: int, first_new: int, actor: str
+    ) -> None:
+        """Log an "add" under `serial` for every listing of the zone above id `first_new`."""
         # Our zone lock keeps other writers of this zone out, so every listing of the zone
         # above the old maximum id is one this transaction wrote.
         mine = and_(Listing.zone_id == zone_id, Listing.id > first_new)
@@ -241,18 +292,10 @@ class ListingStore:
                 ).where(mine),
             )
         )
-        if conn.dialect.name == "sqlite":
-            # Under the database lock, SQLite numbers new rows max(id) + 1, one after another.
-            last = conn.scalar(select(func.max(Listing.id)))
-            if last == first_new + len(ordered):
-                return list(range(first_new + 1, last + 1))
-        # Straight from the driver: a million ids through SQLAlchemy's rows cost seconds.
-        sql = "SELECT id FROM listings WHERE zone_id = {mark} AND id > {mark}"
-        return [row[0] for row in driver_rows(conn, sql, (zone_id, first_new))]
 
-    def _value_ids(self, conn: Connection, keys: set[_ValueKey]) -> dict[_ValueKey, int]:
+    def _value_ids(self, conn: Connection, keys: set[ValueKey]) -> dict[ValueKey, int]:
         """The id of each value, creating the missing ones."""
-        found: dict[_ValueKey, int] = {}
+        found: dict[ValueKey, int] = {}
         columns = (
             ListingValue.category,
             ListingValue.excluded,

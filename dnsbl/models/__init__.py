@@ -9,5 +9,6 @@ from dnsbl.models.api import ApiKey, AuditEntry  # noqa: F401 (registers the API
 from dnsbl.models.base import Base, utcnow
 from dnsbl.models.listings import Change, Listing, ListingValue, Zone
 from dnsbl.models.relay import Job, Nomination, RelayTest  # noqa: F401 (relay testing)
+from dnsbl.models.traps import SpamEvidence, SpamSource  # noqa: F401 (traps and reports)
 
 __all__ = ["Base", "Change", "Listing", "ListingValue", "Zone", "utcnow"]

@@ -15,11 +15,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dnsbl.models.base import Base, utcnow
 
-ROLES = ("operator", "admin")  # in increasing order of power
+ROLES = ("reporter", "operator", "admin")  # in increasing order of power
 
 
 class ApiKey(Base):
-    """An API key: a name, a role (operator or admin) and the hash of its secret."""
+    """An API key: a name, a role (reporter, operator or admin) and the hash of its secret."""
 
     __tablename__ = "api_keys"
 

@@ -150,6 +150,7 @@ class _Group:
             self.follower.engine.dispose(close=False)  # the parent's pool is not ours
             if slot:
                 self.server.notifier = Notifier([])
+                self.follower.snapshot = None  # the first process writes the group's snapshot
             code = asyncio.run(self._answer(slot, parent))
         except BaseException:
             log.exception("DNS process %d failed", slot)

@@ -1,9 +1,11 @@
 """The zone loader: builds each zone's index from the store and follows the change log.
 
-This is the only part of a DNS node that touches the database. It reads a consistent snapshot
-at start, then polls the zone serials every `dns.sync_interval` seconds and applies the changes
-after the serial it holds as an overlay (no full reload per change), compacting the overlay in a
-worker thread when it grows. Each new index is handed to `publish`; the server swaps its
+This is the only part of a DNS node that touches the database (and, with `dns.snapshot`, the
+node's last-known-good index on disk: read first at start, written after each full load and
+compaction; see `dnsbl.node.snapshot`). It reads a consistent view of the store at start,
+then polls the zone serials every `dns.sync_interval` seconds and applies the changes after the
+serial it holds as an overlay (no full reload per change), compacting the overlay in a worker
+thread when it grows. Each new index is handed to `publish`; the server swaps its
 reference, so a zone is never unanswered, and a failed load keeps the old index.
 
 Expiry: a listing whose `expires_at` has passed is out of force, but only an expiry sweep
@@ -22,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -33,6 +36,7 @@ from dnsbl.listings.feed import ListingFeed
 from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 from dnsbl.logs import OutageLog
 from dnsbl.models import utcnow
+from dnsbl.node.snapshot import read_snapshot, write_snapshot
 from dnsbl.timestamps import aware
 
 log = logging.getLogger(__name__)
@@ -86,8 +90,11 @@ class ZoneFollower:
         zones: list[ZoneSettings],
         publish: Callable[[ZoneIndex], None],
         interval: float = 0.25,
+        snapshot: Path | None = None,
     ) -> None:
         self.engine = engine
+        # where the last-known-good indexes are written and read (None: no snapshot)
+        self.snapshot = snapshot
         self.feed = ListingFeed(engine)
         self.zones = {zone.name: zone for zone in zones}
         self.publish = publish
@@ -105,18 +112,82 @@ class ZoneFollower:
         self._rewritten: set[str] = set()
 
     def load_all(self) -> None:
-        """Build and publish every zone's index (blocking; call before serving)."""
+        """Build and publish every zone's index (blocking; call before serving).
+
+        Zones the snapshot holds come from it (the first poll then catches up from the change
+        log after its serials); the others are loaded whole from the database.
+        """
+        if self.snapshot is not None and self.restore_snapshot():
+            missing = [zone for name, zone in self.zones.items() if name not in self.indexes]
+            if not missing:
+                return
+        else:
+            missing = list(self.zones.values())
         now = utcnow()
-        for zone in self.zones.values():
+        for zone in missing:
+            started = time.monotonic()
             index, hid = _load(self.engine, zone, now)
             if hid:
                 self._rewritten.add(zone.name)
             self.indexes[zone.name] = index
             self.publish(index)
             self.database_serials[zone.name] = index.serial
-            log.info("zone %s loaded: %d entries at serial %d", zone.name, len(index), index.serial)
+            log.info(
+                "zone %s loaded from the database: %d entries at serial %d in %.1f s",
+                zone.name,
+                len(index),
+                index.serial,
+                time.monotonic() - started,
+            )
         self.last_sync = time.time()
-        self.expired_until = now
+        if self.expired_until is None:
+            self.expired_until = now
+        self.save_snapshot()
+
+    def restore_snapshot(self) -> bool:
+        """Publish the zones the snapshot holds (load from snapshot); whether it held any."""
+        assert self.snapshot is not None
+        found = read_snapshot(self.snapshot, self.zones)
+        if found is None or not found.indexes:
+            return False
+        for name, index in found.indexes.items():
+            self.indexes[name] = index
+            self.publish(index)
+        self._rewritten |= found.rewritten
+        # Listings that expired after the snapshot are hidden by the first poll.
+        self.expired_until = found.expired_until
+        return True
+
+    def serve_from_snapshot(self) -> bool:
+        """With the database unreachable: publish what the snapshot holds; whether that was
+        every zone (the node then answers from it while it waits for the database)."""
+        if self.snapshot is None or not self.restore_snapshot():
+            return False
+        return all(name in self.indexes for name in self.zones)
+
+    def save_snapshot(self) -> None:
+        """Write the indexes held to the snapshot, if the node keeps one. A failure (a full
+        disk) is logged: the node goes on answering, with the older snapshot left in place."""
+        if self.snapshot is None:
+            return
+        started = time.monotonic()
+        try:
+            size = write_snapshot(
+                self.snapshot,
+                self.indexes,
+                self.zones,
+                expired_until=self.expired_until,
+                rewritten=self._rewritten,
+            )
+        except OSError as exc:
+            log.warning("snapshot %s not written: %s", self.snapshot, exc)
+            return
+        log.info(
+            "snapshot %s written: %d bytes in %.2f s",
+            self.snapshot,
+            size,
+            time.monotonic() - started,
+        )
 
     def poll_once(self) -> list[str]:
         """Apply whatever changed since the last poll, and hide the listings whose expiry
@@ -125,9 +196,24 @@ class ZoneFollower:
         serials = self.feed.serials()
         expired = self.feed.expired_between(self.expired_until, now)
         changed = []
+        compacted = False
         for name in self.zones:
             current = self.indexes.get(name)
             if current is None:
+                continue
+            if serials.get(name, current.serial) < current.serial:
+                # The database is behind the index held: a snapshot of another database, or
+                # one restored from a backup. Its change log cannot lead here: load it whole.
+                log.warning("zone %s: the database is at an older serial; reloading", name)
+                index, hid = _load(self.engine, self.zones[name], now)
+                if hid:
+                    self._rewritten.add(name)
+                else:
+                    self._rewritten.discard(name)
+                self.indexes[name] = index
+                self.publish(index)
+                changed.append(name)
+                compacted = True  # a new whole index: worth a snapshot
                 continue
             serial, changes = current.serial, list[ChangeRecord]()
             if serials.get(name, 0) != current.serial:
@@ -148,10 +234,13 @@ class ZoneFollower:
                 index = dataclasses.replace(index, changed=None)
             if index.overlay_size > COMPACT_AFTER:
                 index = index.compacted()
+                compacted = True
             self.indexes[name] = index
             self.publish(index)
             changed.append(name)
         self.expired_until = now
+        if compacted:
+            self.save_snapshot()
         self.database_serials.update(
             (name, serials[name]) for name in self.zones if name in serials
         )

@@ -72,7 +72,13 @@ async def run_dns_node(
 
 def follower_for(settings: Settings, engine: Engine, server: DnsServer) -> ZoneFollower:
     """The zone loader that feeds `server` from `engine`."""
-    return ZoneFollower(engine, settings.zones, server.publish, settings.dns.sync_interval)
+    return ZoneFollower(
+        engine,
+        settings.zones,
+        server.publish,
+        settings.dns.sync_interval,
+        snapshot=settings.dns.snapshot,
+    )
 
 
 def key_follower_for(settings: Settings, engine: Engine, server: DnsServer) -> KeyFollower | None:
@@ -113,6 +119,8 @@ async def first_load(
     in: tried after each failed attempt, it returns True once it has published every zone, and
     the node then serves those while the follower catches up with the database.
     """
+    if fallback is None and follower.snapshot is not None:
+        fallback = follower.serve_from_snapshot
     for delay in _retry_delays():
         try:
             await asyncio.to_thread(_load_everything, settings, engine, follower)

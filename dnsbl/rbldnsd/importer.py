@@ -15,19 +15,22 @@ that should answer like the zone's own listings).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import gzip
 import io
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
-from dnsbl.errors import DnsblError, ImportFormatError
-from dnsbl.listings.manual import ListingRule, list_entries
-from dnsbl.listings.rows import Source
-from dnsbl.listings.store import Entry, ListingStore, WriteResult
+from dnsbl.errors import DnsblError, ImportFormatError, NeverListed
+from dnsbl.listings.manual import ListingRule
+from dnsbl.listings.rows import LoadGroup, Source
+from dnsbl.listings.store import ListingStore, WriteResult
 from dnsbl.rbldnsd.data import DatasetType, DataValue, LineProblem, RbldnsdData
 from dnsbl.rbldnsd.ip4set import tie_category
 
@@ -165,35 +168,65 @@ def _import(
         for handle in handles:
             handle.close()
     result.lines = data.lines
-    entries = _entries(data, category, zone_values)
+    groups = _groups(data, category, zone_values)
     # Problems found while resolving the dataset (ip4set ties) come after the reading.
     for problem in data.problems:
         if problem.line == 0 and report is not None:
             report(problem)
     result.problems = data.problems
-    result.entries = len(entries)
-    if progress is not None:
-        progress.message(f"read {result.lines:,} lines: {len(entries):,} entries; writing")
+    name = paths[0].name if len(paths) == 1 else "import"
 
-    def refused(entry: Entry, problem: DnsblError) -> None:
+    def refused(problem: DnsblError) -> None:
         # An entry the lines made (a merged range, a tie) that the listing rule refuses.
-        found = LineProblem(paths[0].name if len(paths) == 1 else "import", 0, problem.detail)
+        found = LineProblem(name, 0, problem.detail)
         result.problems.append(found)
-        result.entries -= 1
         if report is not None:
             report(found)
 
-    result.write = list_entries(
-        store,
+    groups = [kept for group in groups if (kept := _passed(group, rule, refused)) is not None]
+    result.entries = sum(len(group.starts) for group in groups)
+    if progress is not None:
+        progress.message(f"read {result.lines:,} lines: {result.entries:,} entries; writing")
+    result.write = store.add_groups(
         zone.name,
-        entries,
+        groups,
         actor=actor,
         source=Source.IMPORT,
         replace_categories=_replaced(store, category) if replace else (),
-        refused=refused,
-        rule=rule,
     )
     return result
+
+
+def _passed(
+    group: LoadGroup, rule: ListingRule, refused: Callable[[DnsblError], None]
+) -> LoadGroup | None:
+    """The entries of `group` the listing rule lets through (None: none); the others are
+    handed to `refused`. The values are checked once per group; the never-list only for
+    networks wider than an address, since every line was screened as it was read."""
+    first = Network(group.family, group.starts[0], group.prefixlen) if group.starts else None
+    values = (group.code, group.txt)
+    if first is not None and not group.excluded and rule.value_refusal(first, *values):
+        for start in group.starts:
+            problem = rule.value_refusal(Network(group.family, start, group.prefixlen), *values)
+            assert problem is not None
+            refused(problem)
+        return None
+    if group.excluded or group.prefixlen == (32 if group.family == 4 else 128):
+        return group
+    kept = []
+    for start in group.starts:
+        network = Network(group.family, start, group.prefixlen)
+        why = rule.never_list.refusal_of(network)
+        if why is None:
+            kept.append(start)
+        else:
+            refused(NeverListed(f"{network}: {why}"))
+    if not kept:
+        return None
+    if len(kept) == len(group.starts):
+        return group
+    starts = array("I", kept) if group.family == 4 else kept
+    return dataclasses.replace(group, starts=starts)
 
 
 _FAMILY_KINDS = {
@@ -232,22 +265,18 @@ def _replaced(store: ListingStore, category: str) -> list[str]:
     return [category, *sorted(ties & known)]
 
 
-def _entries(data: RbldnsdData, category: str, zone_values: bool) -> list[Entry]:
-    """Store entries for the dataset: explicit values (or the zone's, see `zone_values`)."""
-    entries: list[Entry] = []
-    groups = [(category, value, networks) for value, networks in data.groups()]
-    # after `groups`, which finds the ip4set units given several values
-    groups += [
-        (tie_category(category, rank), value, networks)
-        for rank, value, networks in data.tie_groups()
-    ]
-    for group_category, value, networks in groups:
+def _groups(data: RbldnsdData, category: str, zone_values: bool) -> list[LoadGroup]:
+    """The dataset's entries as groups for the store: explicit values (or the zone's, see
+    `zone_values`), ip4set's n-th tie values in the tie category of rank n."""
+    groups = []
+    for rank, value, family, prefixlen, starts in data.packed_groups():
+        group_category = category if rank == 1 else tie_category(category, rank)
         if value is None:
-            entries += [Entry(network, group_category, True) for network in networks]
+            groups.append(LoadGroup(family, prefixlen, group_category, True, None, None, starts))
             continue
         code: str | None = value.code
         txt: str | None = value.txt or ""
         if zone_values and value == _RBLDNSD_DEFAULT:
             code = txt = None
-        entries += [Entry(network, group_category, False, code, txt) for network in networks]
-    return entries
+        groups.append(LoadGroup(family, prefixlen, group_category, False, code, txt, starts))
+    return groups

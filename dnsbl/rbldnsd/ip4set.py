@@ -19,12 +19,14 @@ stored (`C`), and equal stored values count as one.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Generic, TypeVar
 
 from dnsbl.addresses import Network
+from dnsbl.rbldnsd.singles import Singles
 from dnsbl.rbldnsd.syntax import ip4set_units
 
 V = TypeVar("V")  # a value as read (None: an exclusion)
@@ -52,6 +54,13 @@ class Ip4SetUnits(Generic[V]):
         self._ranges = 0
         # Units given several distinct values: the values after the first, in order.
         self._ties: dict[int, list[V]] = {}
+        # Single addresses (a line of one address) wait here, as arrays, until `resolve`.
+        self.singles: Singles[V] = Singles()
+        # The /32 units of ranges, as (singles read before, value) for each line that gave
+        # one: where a single address meets one, `resolve` replays both in the order read.
+        self._level0: dict[int, list[tuple[int, V | None]]] = {}
+        # After `resolve`: the single addresses no other line gave, by value, in order.
+        self._pure: dict[int, tuple[V | None, array[int]]] | None = None
 
     def add(self, key: int, value: V | None) -> None:
         """Give the unit `key` a value (or an exclusion)."""
@@ -68,22 +77,81 @@ class Ip4SetUnits(Generic[V]):
     def add_range(self, first: int, last: int, value: V | None) -> None:
         """An entry from `first` to `last` (an address, a CIDR or a range), cut into units."""
         if first == last:
-            self.add(first, value)
+            self.singles.add(first, value)
             return
         self._ranges += 1
         origin = self._ranges
+        read = len(self.singles)
         for level, start, count in ip4set_units(first, last):
             step = 1 << (8 * level)
             for unit in range(start, start + count * step, step):
                 key = level << 32 | unit
                 self.add(key, value)
                 self._origins.setdefault(key, origin)
+                if not level:
+                    self._level0.setdefault(key, []).append((read, value))
+
+    def resolve(self) -> None:
+        """Take the single addresses in: those no other line gave stay arrays (`_pure`); the
+        others become units, their values in the order the lines gave them."""
+        if self._pure is not None:
+            return
+        pure: dict[int, tuple[V | None, array[int]]] = {}
+        singles = self.singles
+        met = {key >> 24 for key in self.units if key >> 32 == 0}  # first octets of /32 units
+        one_value = len(singles.values) == 1
+        for octet, keys in enumerate(singles.sorted_buckets()):
+            addresses = [key >> 32 for key in keys]
+            if one_value and octet not in met and len(set(addresses)) == len(keys):
+                # The common case: one value, no address twice, no range meeting them.
+                only = singles.values[0]
+                found = pure.get(id(only))
+                if found is None:
+                    found = pure[id(only)] = (only, array("I"))
+                found[1].extend(addresses)
+                continue
+            self._resolve_runs(keys, pure)
+        self._pure = pure
+        self.singles = Singles()  # all taken in: its arrays go
+
+    def _resolve_runs(self, keys: list[int], pure: dict[int, tuple[V | None, array[int]]]) -> None:
+        """`resolve` for one first octet's sorted keys, address by address."""
+        units, level0 = self.units, self._level0
+        for address, given in self.singles.runs(keys):
+            if len(given) == 1 and address not in units:
+                value = given[0][1]
+                found = pure.get(id(value))
+                if found is None:
+                    found = pure[id(value)] = (value, array("I"))
+                found[1].append(address)
+                continue
+            # A range's value read after `read` singles comes before the single at `read`.
+            events = [(place, 1, value) for place, value in given]
+            events += [(read, 0, value) for read, value in level0.get(address, ())]
+            events.sort(key=itemgetter(0, 1))
+            units.pop(address, None)
+            for _, _, value in events:
+                self.add(address, value)
+
+    def single_groups(
+        self, convert: Callable[[V | None], C | None]
+    ) -> Iterator[tuple[C | None, array[int]]]:
+        """The single addresses no other line gave, by value: sorted arrays of addresses."""
+        self.resolve()
+        assert self._pure is not None
+        for raw, addresses in self._pure.values():
+            yield convert(raw), addresses
 
     def groups(
-        self, convert: Callable[[V | None], C | None]
+        self, convert: Callable[[V | None], C | None], with_singles: bool = True
     ) -> Iterator[tuple[C | None, list[Network]]]:
         """The entries by value: single addresses as they are, units of ranges and CIDRs (and
-        units that several entries gave) merged back into CIDRs."""
+        units that several entries gave) merged back into CIDRs. Without `with_singles`, the
+        addresses of `single_groups` are left out (a bulk import takes them as arrays)."""
+        self.resolve()
+        if with_singles:
+            for value, addresses in self.single_groups(convert):
+                yield value, [Network(4, address, 32) for address in addresses]
         origins = self._origins
         singles: dict[int, tuple[V | None, list[int]]] = {}
         rest: dict[int, V | list[V | None] | None] = {}
@@ -116,6 +184,8 @@ class Ip4SetUnits(Generic[V]):
             levels[key >> 32].append(key & 0xFFFFFFFF)
         for starts in levels:
             starts.sort()
+        assert self._pure is not None
+        pure = [addresses for _, addresses in self._pure.values()]
         deepest = max(len(extras) for extras in self._ties.values()) + 1
         for rank in range(2, deepest + 1):
             ties = self._ties.items()
@@ -125,7 +195,7 @@ class Ip4SetUnits(Generic[V]):
                 by_value.setdefault(id(raw), (raw, []))[1].append(_unit_network(key))
             for raw, networks in by_value.values():
                 yield rank, convert(raw), networks
-            inside = {inner for key in listed for inner in _units_inside(key, levels)}
+            inside = {inner for key in listed for inner in _units_inside(key, levels, pure)}
             inside -= listed.keys()
             if inside:
                 yield rank, None, [_unit_network(key) for key in sorted(inside)]
@@ -192,14 +262,17 @@ def _unit_network(key: int) -> Network:
     return Network(4, key & 0xFFFFFFFF, 32 - 8 * (key >> 32))
 
 
-def _units_inside(key: int, levels: list[list[int]]) -> Iterator[int]:
-    """The keys of the units more specific than `key` inside it (`levels`: sorted starts)."""
+def _units_inside(
+    key: int, levels: list[list[int]], singles: Sequence[Sequence[int]] = ()
+) -> Iterator[int]:
+    """The keys of the units more specific than `key` inside it (`levels`: sorted starts of
+    each level; `singles`: more sorted /32 units)."""
     level, first = key >> 32, key & 0xFFFFFFFF
     last = first + (1 << (8 * level)) - 1
     for inner in range(level):
-        starts = levels[inner]
-        for i in range(bisect_left(starts, first), bisect_right(starts, last)):
-            yield inner << 32 | starts[i]
+        for starts in (levels[inner], *(singles if inner == 0 else ())):
+            for i in range(bisect_left(starts, first), bisect_right(starts, last)):
+                yield inner << 32 | starts[i]
 
 
 def _cidrs(first: int, last: int, level: int, value: C) -> Iterator[tuple[Network, C]]:

@@ -7,8 +7,9 @@ that delivered it, which is the relay's output (the tested host, or a later stag
 multi-stage relay). Mail to the domain without a token (bounces to the test sender) is accepted
 and dropped: a bounce proves nothing.
 
-Protocol and lifecycle are aiosmtpd's: `start()` runs a server on a thread of its own for
-each endpoint of `tester.collector_listen` (one per address family, say), `stop()` ends them;
+Protocol and lifecycle are aiosmtpd's, run by `dnsbl.smtp.sink` (shared with the spam traps):
+`start()` runs a server on a thread of its own for each endpoint of `tester.collector_listen`
+(one per address family, say), `stop()` ends them;
 `on_arrival` is called on those threads. When it returns a future (the arrival recorder does:
 done once the arrival is in the database), the collector answers only when that is done, so a
 250 means the evidence is kept. A failing callback, a failed write or one slower than
@@ -20,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
-import socket
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -30,15 +29,14 @@ from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from dnsbl.config import TesterSettings
-from dnsbl.errors import DnsblError
 from dnsbl.logs import log_context
 from dnsbl.relay.states import MessageOutcome
 from dnsbl.relay.tester.message import TOKEN_HEADER
 from dnsbl.relay.tester.tokens import find_token
+from dnsbl.smtp.sink import SinkError, SmtpSink, peer_address
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +46,7 @@ RECORD_TIMEOUT = 30.0  # seconds to wait for an arrival's write before answering
 OnArrival = Callable[["Arrival"], "Future[None] | None"]
 
 
-class CollectorError(DnsblError):
-    """The collector cannot run."""
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+CollectorError = SinkError  # the collector cannot run
 
 
 @dataclass(frozen=True)
@@ -98,7 +91,7 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        peer = peer_address(session)
         with log_context(peer=peer):
             outcome, reply = await self._arrived(peer, envelope)
         self.outcomes[outcome] += 1
@@ -135,33 +128,7 @@ class _Handler:
         return MessageOutcome.RECORDED, "250 2.0.0 OK: test message recorded"
 
 
-class _Controller(Controller):
-    """aiosmtpd's threaded controller, able to listen on port 0 (a free port)."""
-
-    def _trigger_server(self) -> None:
-        if self.port == 0 and isinstance(self.server, asyncio.Server):
-            self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
-def _check_bindable(host: str, port: int) -> None:
-    """Raise `CollectorError` unless (host, port) can be listened on (aiosmtpd would say so
-    only after its ready timeout)."""
-    family = _family(host)
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                # as asyncio's listener: `[::]` beside `0.0.0.0` on the same port
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            probe.bind((host, port))
-    except OSError as exc:
-        raise CollectorError(
-            f"the collector cannot listen on {host} port {port}: {exc.strerror or exc}"
-        ) from None
-
-
-class Collector:
+class Collector(SmtpSink):
     """The SMTP sink for `settings.collector_domain`, on every `settings.collector_listen`."""
 
     def __init__(
@@ -172,53 +139,10 @@ class Collector:
     ) -> None:
         self.outcomes = outcomes if outcomes is not None else collections.Counter()
         self._handler = _Handler(settings.collector_domain, on_arrival, self.outcomes)
-        self._controllers = [
-            _Controller(
-                self._handler,
-                hostname=host,
-                port=port,
-                data_size_limit=settings.max_message_size,
-                server_hostname=settings.collector_domain,
-                ident="dnsbl relay-test collector",
-            )
-            for host, port in settings.collector_endpoints
-        ]
-        self._running: list[_Controller] = []
-
-    def start(self) -> None:
-        """Start listening (a thread per endpoint). Raises `CollectorError` if it cannot."""
-        try:
-            for controller in self._controllers:
-                _check_bindable(controller.hostname, controller.port)
-                controller.start()
-                self._running.append(controller)
-                log.info("collector listening on %s port %s", *self._endpoint(controller))
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop listening and end the threads."""
-        while self._running:
-            self._running.pop().stop()
-
-    @staticmethod
-    def _endpoint(controller: _Controller) -> tuple[str, int]:
-        return controller.hostname, controller.port
-
-    @property
-    def endpoints(self) -> list[tuple[str, int]]:
-        """Every (host, port) the collector listens on; the real ports once started on 0."""
-        return [self._endpoint(controller) for controller in self._controllers]
-
-    @property
-    def endpoint(self) -> tuple[str, int]:
-        """The first of `endpoints`."""
-        return self.endpoints[0]
-
-    def __enter__(self) -> Collector:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(
+            "collector",
+            self._handler,
+            settings.collector_endpoints,
+            max_message_size=settings.max_message_size,
+            server_hostname=settings.collector_domain,
+        )

@@ -1,7 +1,10 @@
 """Delist requests: a listed host's operator says it is fixed, and a forced retest decides.
 
-Only relay-test listings are delisted this way (manual and report listings are an admin's
-call). A request needs the requester's confirmation that the host was fixed, is rate-limited
+Relay-test listings are delisted this way (manual listings are an admin's call). An address
+listed only as a spam source (by a trap or reports) has nothing to retest: its request ends
+the listing at once (`dnsbl.traps.escalation`), under the same limits, and is `delisted`.
+
+A request needs the requester's confirmation that the host was fixed, is rate-limited
 per address and per requester, and queues a forced retest of the host — or, for a multi-stage
 relay's output, of the input whose test listed it. When the retest has its verdict, the
 request is `delisted` if the address left the list (the test's evidence says why), else
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from dnsbl.addresses import parse_address
 from dnsbl.config import Settings
-from dnsbl.db import writer
+from dnsbl.db import begin_write, writer
 from dnsbl.errors import ConfirmationRequired, NotListedError, RateLimited
 from dnsbl.models import utcnow
 from dnsbl.models.relay import DelistRequest, Job, RelayTest, RelayTestListing
@@ -26,6 +29,7 @@ from dnsbl.relay.jobs import enqueue
 from dnsbl.relay.states import ACTIVE_JOB, DelistStatus, JobKind, JobStatus, RelayCategory, Verdict
 from dnsbl.relay.verdicts import relay_listings
 from dnsbl.timestamps import aware, maybe_aware
+from dnsbl.traps.escalation import one_sighting, remove_source, spam_listings
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +68,9 @@ def file_delist_request(
         raise ConfirmationRequired()
     text = str(parse_address(address))
     listings = relay_listings(engine, text)
-    if not listings:
-        raise NotListedError(f"{text} is not listed by a relay test")
+    spam_only = not listings and bool(spam_listings(engine, settings.traps, text))
+    if not listings and not spam_only:
+        raise NotListedError(f"{text} is not listed by a relay test or as a spam source")
     in_progress = _in_progress(engine, text)
     if in_progress is not None:
         return in_progress
@@ -80,6 +85,8 @@ def file_delist_request(
         window,
         requester,
     )
+    if spam_only:
+        return _remove_spam_source(engine, settings, text, requester, note)
     if any(listing.category == RelayCategory.OPEN_RELAY for listing in listings):
         target = text
     else:
@@ -101,6 +108,37 @@ def file_delist_request(
     view = get_delist_request(engine, int(request_id))
     assert view is not None
     return view
+
+
+def _remove_spam_source(
+    engine: Engine, settings: Settings, address: str, requester: str, note: str | None
+) -> DelistRequestView:
+    """End a spam-source listing at once, and answer with the request, already delisted (the
+    removal and the request in one transaction)."""
+    with one_sighting(engine):
+        remove_source(engine, settings.traps, address, actor=f"delist-request:{requester}")
+        request_id = _insert_removed(engine, address, requester, note)
+    view = get_delist_request(engine, request_id)
+    assert view is not None
+    return view
+
+
+def _insert_removed(engine: Engine, address: str, requester: str, note: str | None) -> int:
+    now = utcnow()
+    with begin_write(engine) as conn:
+        request_id = conn.execute(
+            insert(DelistRequest)
+            .values(
+                address=address,
+                requester=requester[:128],
+                note=note,
+                status=DelistStatus.DELISTED,
+                created_at=now,
+                finished_at=now,
+            )
+            .returning(DelistRequest.id)
+        ).scalar_one()
+    return int(request_id)
 
 
 def _in_progress(engine: Engine, address: str) -> DelistRequestView | None:

@@ -25,11 +25,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from prometheus_client.registry import Collector as MetricsCollector
 from sqlalchemy import Engine
 
 from dnsbl.config import Settings, TesterSettings
@@ -455,6 +456,7 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     collector: bool = True,
     stats: WorkerStats | None = None,
+    collectors: Sequence[MetricsCollector] = (),
 ) -> None:
     """Run the collector and a worker until `stop` is set or the task is cancelled.
 
@@ -463,7 +465,7 @@ async def run_worker(
     is set once both are up. This is what `dnsbl worker` and `dnsbl serve` run. Further
     workers beside the one that runs the collector pass `collector=False`: arrivals reach
     every worker through the database. Its counters go to `stats` (new ones if None), served
-    on `tester.metrics_listen` when that is set.
+    on `tester.metrics_listen` when that is set, with `collectors` (the trap's, say).
     """
     from dnsbl.metrics import DEFAULT_WORKER_PORT, MetricsEndpoint, registry_of
     from dnsbl.relay.arrivals import ArrivalRecorder
@@ -476,7 +478,7 @@ async def run_worker(
     endpoint = None
     if settings.tester.metrics_listen is not None:
         endpoint = MetricsEndpoint(
-            registry_of([stats]), settings.tester.metrics_listen, DEFAULT_WORKER_PORT
+            registry_of([stats, *collectors]), settings.tester.metrics_listen, DEFAULT_WORKER_PORT
         )
     if collector:
         recorder.start()

@@ -27,6 +27,9 @@ from tests.conftest import zone_config
 
 pytestmark = pytest.mark.fuzz
 
+# A spam report's body is a raw message: sent as the bytes generated (octet-stream's way).
+schemathesis.serializer.alias("message/rfc822", "application/octet-stream")
+
 EXAMPLES_PER_MODE = 6  # per operation; 23 operations x 2 modes: some 270 requests
 
 

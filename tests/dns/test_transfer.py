@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterable
 
 import dns.message
 import dns.opcode
@@ -14,10 +15,13 @@ import dns.rrset
 import dns.xfr
 import dns.zone
 import pytest
+from dnslib import DNSRecord
 
 from dnsbl.dns import transfer
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.transfer import txt_rdata_from_text
+from dnsbl.dns.zones import ZoneTable
+from dnsbl.index.single_addresses import single_addresses
 from tests.dns_support import ZONE, ask, change, make_index, row, running, zone_settings
 
 pytestmark = pytest.mark.usefixtures("dns_engine")  # each engine in turn
@@ -253,3 +257,42 @@ def test_the_history_for_ixfr_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [kept.serial for kept in zone.history] == [6, 7, 8]
     assert transfer.changed_since(zone, 6) is not None
     assert transfer.changed_since(zone, 5) is None
+
+
+def _transferred(messages: Iterable[bytes]) -> list[str]:
+    """Every record of a transfer's messages as zone text, sorted (order is free in AXFR)."""
+    return sorted(
+        rrset.to_text() for wire in messages for rrset in dns.message.from_wire(wire).answer
+    )
+
+
+_SINGLES = [
+    [row("10.0.0.1"), row("10.0.0.2", code="127.0.0.4", txt=""), row("192.0.2.7", txt="Net $")],
+    [row("127.0.0.2", code="127.0.0.9"), row("127.0.0.1"), row("1.2.3.4", txt="$$ and $")],
+    [row("1.2.3.4", txt="x" * 250 + " $"), row("1.2.3.5", excluded=True), row("9.9.9.9")],
+    [],
+    # not single addresses: the general walk, which the fast path must not take
+    [row(f"10.1.1.{i}") for i in range(256)],
+    [row("10.0.0.1"), row("2001:db8::1")],
+    [row("10.0.0.1"), row("10.0.1.0/24")],
+    [row("10.0.0.1"), row("10.0.0.3", "relay-output")],
+]
+
+
+@pytest.mark.parametrize("number", range(len(_SINGLES)))
+def test_a_zone_of_single_addresses_transfers_what_its_records_say(number: int) -> None:
+    zone, _ = ZoneTable([zone_settings()]).publish(make_index(_SINGLES[number], serial=5))
+    assert zone.index is not None
+    assert (single_addresses(zone.index) is not None) == (number < 4)  # the fast path taken
+    query = DNSRecord.question(ZONE, "AXFR")
+    records = transfer.default_records(zone.index, zone.settings)
+    general = transfer.axfr_messages(query, zone, records)
+    assert _transferred(transfer.zone_axfr(query, zone)) == _transferred(general)
+
+
+def test_single_addresses_are_recognised_with_an_overlay_too() -> None:
+    index = make_index([row("10.0.0.1")]).with_changes(2, [change("add", "10.0.0.9")])
+    found = single_addresses(index)
+    assert found is not None
+    assert [address for address, _ in found.v4()] == [0x0A000001, 0x0A000009, 0x7F000002]
+    assert single_addresses(make_index([row(f"10.1.1.{i}") for i in range(256)])) is None

@@ -10,6 +10,7 @@ import ipaddress
 
 import pytest
 
+from dnsbl.addresses import Network
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.zone_index import ZoneIndex
 from dnsbl.listings.rows import ListingRow
@@ -279,3 +280,40 @@ def test_ip4set_units_merge_back_into_few_cidrs() -> None:
 )
 def test_render_txt(template: str, address: str, text: str) -> None:
     assert render_txt(template, address) == text
+
+
+def _by_rank(data: RbldnsdData) -> dict[tuple[int, str | None], set[str]]:
+    """What `packed_groups` gives (what an import writes): networks by (rank, A code)."""
+    found: dict[tuple[int, str | None], set[str]] = {}
+    for rank, value, family, length, starts in data.packed_groups():
+        key = (rank, value.code if value else None)
+        found.setdefault(key, set()).update(str(Network(family, s, length)) for s in starts)
+    return found
+
+
+def test_single_addresses_and_ranges_meet_in_the_order_read() -> None:
+    # The first value read for a /32 unit is the category's, the next one rank 2's: a single
+    # address read before a range that covers it comes first, one read after it second.
+    data = RbldnsdData(DatasetType.IP4SET)
+    lines = ["10.1.2.5 :5", "10.1.2.4-10.1.2.6 :4", "10.1.2.6 :6", "10.9.9.9", "10.9.9.9"]
+    list(data.read("f", lines))
+    assert _by_rank(data) == {
+        (1, "127.0.0.5"): {"10.1.2.5/32"},
+        (1, "127.0.0.4"): {"10.1.2.4/32", "10.1.2.6/32"},
+        (1, "127.0.0.2"): {"10.9.9.9/32"},
+        (2, "127.0.0.4"): {"10.1.2.5/32"},
+        (2, "127.0.0.6"): {"10.1.2.6/32"},
+    }
+
+
+def test_packed_groups_hold_what_groups_and_tie_groups_hold() -> None:
+    text = "1.2.3.4\n1.2.3.4 :3\n5.6.7.0/24 :4\n5.6.7.8\n!5.6.7.9\n9.9.9.9\n2001:db8::/32\n"
+    data = RbldnsdData()
+    list(data.read("f", text.splitlines()))
+    packed = _by_rank(data)
+    expected: dict[tuple[int, str | None], set[str]] = {}
+    for value, networks in data.groups():
+        expected.setdefault((1, value.code if value else None), set()).update(map(str, networks))
+    for rank, value, networks in data.tie_groups():
+        expected.setdefault((rank, value.code if value else None), set()).update(map(str, networks))
+    assert packed == expected

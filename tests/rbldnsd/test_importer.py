@@ -170,7 +170,7 @@ def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal_and_counts_otherwi
     with Progress(1000, log, every=100) as counter:
         counter.update(50, 10)
         counter.update(150, 20)
-    assert re.fullmatch(r"read 150 lines \([\d,]+ lines/s\)\n", log.getvalue())
+    assert re.fullmatch(r"read 150 lines \([\d,]+ lines/s, 2%, ~[\d,]+ s left\)\n", log.getvalue())
 
 
 def test_cli_import_reports_problems_on_stderr_and_a_summary(
