@@ -15,7 +15,12 @@ setup(
     ext_modules=[
         Extension(
             "dnsbl.dns._native",
-            ["dnsbl/dns/_native.c", "dnsbl/dns/_native_zones.c", "dnsbl/dns/_native_answer.c"],
+            [
+                "dnsbl/dns/_native.c",
+                "dnsbl/dns/_native_zones.c",
+                "dnsbl/dns/_native_answer.c",
+                "dnsbl/dns/_native_rrl.c",
+            ],
             depends=["dnsbl/dns/_native.h"],
             extra_compile_args=[
                 "-O2",

@@ -12,12 +12,16 @@ checks cost, in one run.
    zone and on one with an allow list, on the hot path and on the general path (an unknown
    EDNS option sends every query there), and with an access key in every name.
 
+5. Native: dnsperf queries/s and server CPU per query of `dns.engine = "native"` with rate
+   limiting off and on (a limit so high that nothing is held back: what the buckets cost),
+   and with an allow list off and on.
+
 4. The same in-process (`timeit`, no sockets): µs a query of the hot path and of the general
    path, open and with an allow list, and of a key name; dnsperf's figures on a shared
    machine move by more than the check costs.
 
 The server runs in a child process (`--serve`), the flooder and dnsperf in this one;
-`--parts` picks some of flood, dnsperf, timing.
+`--parts` picks some of flood, dnsperf, timing, native; `--engine` the flood's engine.
 Take the bench lock: `flock /tmp/dnsbl-bench.lock .venv/bin/python -m bench.access_and_rrl`.
 """
 
@@ -70,7 +74,11 @@ def _serve(spec: dict[str, Any]) -> None:
     for category in ("open-relay", "relay-output", "spam"):  # the amplification name
         rows.append(ListingRow(category, 4, 0x0A000001, 32, False, None, f"{category}: {txt}"))
     index = ZoneIndex.build(ZONE, 1, rows, ValueDefaults.of(zone))
-    settings = DnsSettings(listen=[f"127.0.0.1:{spec['port']}"], rate_limit=spec["rate_limit"])
+    settings = DnsSettings(
+        listen=[f"127.0.0.1:{spec['port']}"],
+        rate_limit=spec["rate_limit"],
+        engine=spec.get("engine", "auto"),
+    )
 
     async def run() -> None:
         server = DnsServer([zone], settings)
@@ -105,7 +113,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def flood(port: int, rate: int, seconds: int, addresses: list[int]) -> list[dict[str, int]]:
+def flood(
+    port: int, rate: int, seconds: int, addresses: list[int], qtype: str = "ANY"
+) -> list[dict[str, int]]:
     """Flood from 127.0.0.2 and trickle from 127.0.1.2; the counts of each second."""
     attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     attacker.bind(("127.0.0.2", 0))
@@ -115,7 +125,7 @@ def flood(port: int, rate: int, seconds: int, addresses: list[int]) -> list[dict
     other.bind(("127.0.1.2", 0))
     other.setblocking(False)
     target = ("127.0.0.1", port)
-    query = dns.message.make_query(f"1.0.0.10.{ZONE}", "ANY").to_wire()
+    query = dns.message.make_query(f"1.0.0.10.{ZONE}", qtype).to_wire()
     # The other client asks what a mail server would: a different address each time.
     trickle = [dns.message.make_query(query_name(a), "A").to_wire() for a in addresses]
     per_tick = max(1, int(rate * _TICK))
@@ -211,7 +221,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--dnsperf-seconds", type=int, default=10)
-    parser.add_argument("--parts", default="flood,dnsperf,timing")
+    parser.add_argument("--parts", default="flood,dnsperf,timing,native")
+    parser.add_argument("--engine", default="auto", help="dns.engine of the flood's server")
+    parser.add_argument("--flood-type", default="ANY", help="the flood's qtype (ANY, A)")
+    parser.add_argument("--native-rounds", type=int, default=4)
     args = parser.parse_args()
     if args.serve:
         _serve(json.loads(args.serve))
@@ -224,6 +237,8 @@ def main() -> None:
         _access_dnsperf(args, addresses)
     if "timing" in parts:
         _access_timing(addresses)
+    if "native" in parts:
+        _native_costs(args, addresses)
 
 
 def _floods(args: argparse.Namespace, addresses: list[int]) -> None:
@@ -231,15 +246,16 @@ def _floods(args: argparse.Namespace, addresses: list[int]) -> None:
     on = {"responses_per_second": 20, "window": 15, "slip": 2}
     for title, limits in (("rate limiting off", off), ("rate limiting on (20/s, slip 2)", on)):
         port = _free_port()
-        with _start({"port": port, "addresses": addresses, "rate_limit": limits}):
+        spec = {"port": port, "addresses": addresses, "rate_limit": limits, "engine": args.engine}
+        with _start(spec):
             _wait(port)
             if limits is off:
                 udp, full, size = amplification(port)
                 print(f"ANY of a richly listed name, query {size} bytes:")
                 print(f"  full answer (UDP before, TCP now): {full:.1f}x; UDP now: {udp:.1f}x")
             _report_flood(
-                f"{title}: flood of {args.rate} qps from 127.0.0.2",
-                flood(port, args.rate, args.seconds, addresses),
+                f"{title}: flood of {args.rate} {args.flood_type} qps from 127.0.0.2",
+                flood(port, args.rate, args.seconds, addresses, args.flood_type),
             )
 
 
@@ -271,6 +287,55 @@ def _access_dnsperf(args: argparse.Namespace, addresses: list[int]) -> None:
         hot = results["allow list, hot path"] / results["open zone, hot path"]
         general = results["allow list, general path"] / results["open zone, general path"]
         print(f"  access on / off: hot path {hot:.2f}, general path {general:.2f}")
+
+
+def _native_costs(args: argparse.Namespace, addresses: list[int]) -> None:
+    """The native engine's queries/s and CPU per query, RRL and an allow list off and on:
+    `--native-rounds` rounds, every other one in reverse order (on a shared machine the
+    order of the runs moves the figures), and the median of each."""
+    import statistics
+
+    from bench.common import tree_cpu_seconds
+    from bench.dnsperf_vs_rbldnsd import dnsperf as dnsperf_run
+
+    off = {"responses_per_second": 0}
+    high = {"responses_per_second": 1_000_000, "window": 15, "slip": 2}  # nothing held back
+    allow = {"allow": ["127.0.0.0/8"]}
+    cases = [
+        ("RRL off, open zone", off, {}, "native"),
+        ("RRL on (1M/s), open zone", high, {}, "native"),
+        ("RRL off, allow list", off, allow, "native"),
+        ("RRL on (1M/s), allow list", high, allow, "native"),
+        ("python engine, RRL on (1M/s)", high, {}, "python"),  # native before it limited
+    ]
+    print(f"\nnative engine, dnsperf {args.dnsperf_seconds} s each, from 127.0.0.1:")
+    with tempfile.TemporaryDirectory() as tmp:
+        queries = Path(tmp) / "plain.txt"
+        _query_file(queries, addresses, None)
+        results: dict[str, list[tuple[float, float]]] = {case[0]: [] for case in cases}
+        for round_ in range(args.native_rounds):
+            for label, limits, access, engine in cases if round_ % 2 == 0 else cases[::-1]:
+                port = _free_port()
+                spec = {"port": port, "addresses": addresses, "rate_limit": limits}
+                with _start({**spec, "access": access, "engine": engine}) as server:
+                    _wait(port)
+                    qps = dnsperf_run(port, queries, "-l", str(args.dnsperf_seconds)).qps
+                    before = tree_cpu_seconds(server.pid)
+                    run = dnsperf_run(port, queries, "-n", "1")
+                    cpu = (tree_cpu_seconds(server.pid) - before) / max(run.completed, 1)
+                    results[label].append((qps, cpu))
+                print(f"  {label:<28} {qps:>9.0f} qps  {cpu * 1e6:6.2f} µs CPU/query")
+        medians = {
+            label: (statistics.median(q for q, _ in runs), statistics.median(c for _, c in runs))
+            for label, runs in results.items()
+        }
+        base_qps, base_cpu = medians["RRL off, open zone"]
+        print(f"  medians of {args.native_rounds} rounds:")
+        for label, (qps, cpu) in medians.items():
+            print(
+                f"  {label:<28} {qps:>9.0f} qps ({qps / base_qps:.2f}x)"
+                f"  {cpu * 1e6:6.2f} µs CPU/query ({cpu / base_cpu:.2f}x)"
+            )
 
 
 def _access_timing(addresses: list[int]) -> None:

@@ -7,6 +7,7 @@ tests (and developers running them at once) never see each other's rows.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -55,6 +56,22 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Put the root logger back as it was: a command run in-process configures logging onto
+    the stream pytest captured for that test, which is closed by the time a later thread logs."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["native", "python"])

@@ -174,7 +174,8 @@ async def udp_flood(
     host, port = server.endpoints[0]
     loop = asyncio.get_running_loop()
     replies: list[dns.message.Message] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
         sock.setblocking(False)
         await loop.sock_connect(sock, (host, port))
@@ -200,3 +201,9 @@ async def eventually(
     while not await check():
         assert time.monotonic() < limit, f"not within {deadline:g} s: {what}"
         await asyncio.sleep(0.05)
+
+
+def handed_to_python(server: DnsServer) -> int | None:
+    """How many UDP datagrams the native engine has handed to the Python path so far; None
+    under the Python engine (which decides everything in Python)."""
+    return server.native.handed if server.native is not None else None

@@ -21,6 +21,7 @@
 typedef struct {
     PyObject_HEAD
     PyObject *zoneset;    /* a capsule holding the current ZoneSet */
+    PyObject *limiter;    /* a RateLimiter (_native_rrl.c), or NULL: no rate limiting */
     Py_ssize_t max_payload;
     Py_ssize_t out_size;  /* room for one answer: the largest limit any query can have */
     unsigned char *in;    /* BATCH * MAX_QUERY */
@@ -29,6 +30,7 @@ typedef struct {
 
 static void engine_dealloc(Engine *self) {
     Py_XDECREF(self->zoneset);
+    Py_XDECREF(self->limiter);
     PyMem_Free(self->in);
     PyMem_Free(self->out);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -94,6 +96,21 @@ static PyObject *engine_set_zones(Engine *self, PyObject *descriptions) {
     Py_RETURN_NONE;
 }
 
+static PyObject *engine_set_limiter(Engine *self, PyObject *limiter) {
+    if (limiter != Py_None && !PyObject_TypeCheck(limiter, &LimiterType)) {
+        PyErr_SetString(PyExc_TypeError, "set_limiter takes a RateLimiter or None");
+        return NULL;
+    }
+    if (limiter != Py_None && !limiter_ready((Limiter *)limiter)) {
+        PyErr_SetString(PyExc_ValueError, "RateLimiter not initialised");
+        return NULL;
+    }
+    PyObject *old = self->limiter;
+    self->limiter = limiter == Py_None ? NULL : Py_NewRef(limiter);
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
 /* -- one batch ----------------------------------------------------------------------------- */
 
 static PyObject *peer_object(const struct sockaddr_storage *addr) {
@@ -112,38 +129,58 @@ static PyObject *peer_object(const struct sockaddr_storage *addr) {
     Py_RETURN_NONE;
 }
 
-static int flush_counts(ZoneSet *set, PyObject *counts) {
+/* counts[key] += *n, and *n = 0; -1 on a Python error. */
+static int add_count(PyObject *counts, PyObject *key, unsigned long *n) {
+    unsigned long taken = *n;
+    if (taken == 0) return 0;
+    *n = 0;
+    PyObject *have = PyDict_GetItemWithError(counts, key);
+    if (have == NULL && PyErr_Occurred()) return -1;
+    PyObject *add = PyLong_FromUnsignedLong(taken);
+    PyObject *sum = add && have ? PyNumber_Add(have, add) : add;
+    int status = sum == NULL || PyDict_SetItem(counts, key, sum) < 0 ? -1 : 0;
+    if (sum != add) Py_XDECREF(sum);
+    Py_XDECREF(add);
+    return status;
+}
+
+static int flush_counts(ZoneSet *set, PyObject *counts, PyObject *verdicts) {
     int status = 0;
     for (Py_ssize_t z = 0; z < set->nzones; z++) {
         Zone *zone = &set->zones[z];
         for (int q = 0; q < NQTYPES; q++) {
             for (int r = 0; r < 2; r++) {
-                unsigned long n = zone->counts[q][r];
-                if (n == 0) continue;
-                zone->counts[q][r] = 0;
-                if (status < 0) continue;
-                PyObject *key = zone->keys[q][r];
-                PyObject *have = PyDict_GetItemWithError(counts, key);
-                if (have == NULL && PyErr_Occurred()) {
-                    status = -1;
-                    continue;
-                }
-                PyObject *add = PyLong_FromUnsignedLong(n);
-                PyObject *sum = add && have ? PyNumber_Add(have, add) : add;
-                if (sum == NULL || PyDict_SetItem(counts, key, sum) < 0) status = -1;
-                if (sum != add) Py_XDECREF(sum);
-                Py_XDECREF(add);
+                if (add_count(counts, zone->keys[q][r], &zone->counts[q][r]) < 0) status = -1;
             }
+        }
+        for (int v = 0; v < NVERDICTS; v++) {
+            if (add_count(verdicts, zone->verdict_keys[v], &zone->verdicts[v]) < 0) status = -1;
         }
     }
     return status;
 }
 
-/* serve(fd, counts) -> (answered, [(datagram, peer), ...]) */
+/* What rate limiting does with an answer in `w` to `source`: 0 to drop it, else send `w`
+ * (slipped: truncated in place). `*episode`: this answer starts its network's limiting. */
+static int rate_limited(Engine *self, Zone *zone, const Source *source, Writer *w, double now,
+                        int *episode) {
+    Limiter *limiter = (Limiter *)self->limiter;
+    int action = limiter_check(limiter, source, w->buf, w->len, zone->name_hash, now, episode);
+    if (action == RRL_SEND) return 1;
+    zone->verdicts[action == RRL_SLIP ? V_SLIPPED : V_RATE_LIMITED]++;
+    if (limiter_log_only(limiter)) return 1;
+    if (action == RRL_DROP) return 0;
+    w->len = truncate_answer(w->buf, w->len);
+    return 1;
+}
+
+/* serve(fd, counts, verdicts) -> (answered, [(datagram, peer), ...], [peer, ...]): the
+ * datagrams for the Python path, and the sources whose network rate limiting starts on. */
 static PyObject *engine_serve(Engine *self, PyObject *args) {
     int fd;
-    PyObject *counts;
-    if (!PyArg_ParseTuple(args, "iO!", &fd, &PyDict_Type, &counts)) return NULL;
+    PyObject *counts, *verdicts;
+    if (!PyArg_ParseTuple(args, "iO!O!", &fd, &PyDict_Type, &counts, &PyDict_Type, &verdicts))
+        return NULL;
     struct mmsghdr in[BATCH];
     struct iovec in_iov[BATCH];
     struct sockaddr_storage peers[BATCH];
@@ -159,11 +196,17 @@ static PyObject *engine_serve(Engine *self, PyObject *args) {
     int received = recvmmsg(fd, in, BATCH, MSG_DONTWAIT, NULL);
     if (received < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNREFUSED)
-            return Py_BuildValue("(i[])", 0);
+            return Py_BuildValue("(i[][])", 0);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     PyObject *handed = PyList_New(0);
-    if (handed == NULL) return NULL;
+    PyObject *episodes = PyList_New(0);
+    if (handed == NULL || episodes == NULL) {
+        Py_XDECREF(handed);
+        Py_XDECREF(episodes);
+        return NULL;
+    }
+    double now = self->limiter != NULL ? monotonic_now() : 0; /* one reading per batch */
     /* This batch's zones: a publish during it (another thread, while Python code below
      * runs) swaps the engine's set, not this one. */
     PyObject *capsule = self->zoneset;
@@ -179,8 +222,22 @@ static PyObject *engine_serve(Engine *self, PyObject *args) {
         Writer w = {self->out + (size_t)answered * (size_t)self->out_size, 0, 0, 0};
         Zone *zone = NULL;
         int qtype = 0, rcode = 0;
-        if (set != NULL && answer(set, self->max_payload, packet, size, &w, &zone, &qtype, &rcode)) {
+        Source source;
+        int known = source_of(&peers[i], &source);
+        if (set != NULL && answer(set, self->max_payload, packet, size, &w, &zone, &qtype, &rcode) &&
+            (!zone->guarded || (known && networks_contain(&zone->allow, &source)))) {
+            /* A guarded zone's sources outside its allow list go to Python (access.py). */
             zone->counts[qtype][rcode]++;
+            if (zone->guarded) zone->verdicts[V_ALLOWED]++;
+            int episode = 0;
+            int send = self->limiter == NULL || !known ||
+                       rate_limited(self, zone, &source, &w, now, &episode);
+            if (episode) {
+                PyObject *peer = peer_object(&peers[i]);
+                if (peer == NULL || PyList_Append(episodes, peer) < 0) PyErr_Clear();
+                Py_XDECREF(peer);
+            }
+            if (!send) continue;
             out_iov[answered].iov_base = w.buf;
             out_iov[answered].iov_len = w.len;
             out[answered].msg_hdr.msg_iov = &out_iov[answered];
@@ -205,9 +262,9 @@ static PyObject *engine_serve(Engine *self, PyObject *args) {
         else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* dropped */
         else sent++; /* this reply cannot go (e.g. its peer is unreachable): the next may */
     }
-    if (set != NULL && flush_counts(set, counts) < 0) PyErr_Clear();
+    if (set != NULL && flush_counts(set, counts, verdicts) < 0) PyErr_Clear();
     Py_XDECREF(capsule);
-    return Py_BuildValue("(iN)", answered, handed);
+    return Py_BuildValue("(iNN)", answered, handed, episodes);
 }
 
 /* answer(engine, packet) -> bytes or None: one answer without a socket (for the tests). */
@@ -229,7 +286,9 @@ static PyObject *engine_answer(Engine *self, PyObject *arg) {
     }
     memcpy(copy, packet.buf, (size_t)packet.len);
     Py_ssize_t size = packet.len > MAX_QUERY ? MAX_QUERY : packet.len;
-    if (set != NULL && answer(set, self->max_payload, copy, size, &w, &zone, &qtype, &rcode)) {
+    /* No source here: a guarded zone's answer is Python's (as answer_fast without a peer). */
+    if (set != NULL && answer(set, self->max_payload, copy, size, &w, &zone, &qtype, &rcode) &&
+        !zone->guarded) {
         zone->counts[qtype][rcode] = 0;
         result = PyBytes_FromStringAndSize((const char *)w.buf, (Py_ssize_t)w.len);
     } else {
@@ -243,9 +302,12 @@ static PyObject *engine_answer(Engine *self, PyObject *arg) {
 static PyMethodDef engine_methods[] = {
     {"set_zones", (PyCFunction)engine_set_zones, METH_O,
      "Answer from these zone descriptions from the next batch on."},
+    {"set_limiter", (PyCFunction)engine_set_limiter, METH_O,
+     "Rate-limit the answers with this RateLimiter (None: no rate limiting)."},
     {"serve", (PyCFunction)engine_serve, METH_VARARGS,
-     "Read one batch from the UDP socket `fd` and answer what it can; returns (answered, "
-     "[(datagram, peer), ...]) with the datagrams the Python path must answer."},
+     "Read one batch from the UDP socket `fd` and answer what it can, counting into "
+     "`counts` and the verdicts into `verdicts`; returns (answered, [(datagram, peer), ...] "
+     "for the Python path, [peer, ...] whose network rate limiting starts on)."},
     {"answer", (PyCFunction)engine_answer, METH_O,
      "The answer to one packet, or None for the Python path (no socket, no counting)."},
     {NULL, NULL, 0, NULL},
@@ -274,6 +336,10 @@ PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (rrl_module_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

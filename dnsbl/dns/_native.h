@@ -22,6 +22,29 @@
 
 typedef unsigned __int128 u128;
 
+/* -- sources and networks (_native_rrl.c) --------------------------------------------------- */
+
+/* A query's source as dnsbl.dns.access.source_address reads it: an IPv4-mapped IPv6 address
+ * is IPv4. `family` 4 uses addr[0..3]. */
+typedef struct {
+    int family;
+    unsigned char addr[16];
+} Source;
+
+typedef struct {
+    unsigned char family, prefix;
+    unsigned char addr[16];
+} Network;
+
+/* A list of networks: an allow list, or rate limiting's exempt networks. */
+typedef struct {
+    Py_ssize_t n;
+    Network *items;
+} Networks;
+
+enum { V_ALLOWED, V_RATE_LIMITED, V_SLIPPED, NVERDICTS }; /* a zone's verdict count slots */
+enum { RRL_SEND, RRL_SLIP, RRL_DROP }; /* dnsbl.dns.ratelimit.Action */
+
 /* -- a zone, as the index holds it --------------------------------------------------------- */
 
 typedef struct {
@@ -58,6 +81,11 @@ typedef struct {
     Table *tables[2];
     Py_ssize_t nvalues;
     ValueRecords *values;
+    uint64_t name_hash;   /* of the zone's name: its NXDOMAIN and empty answers' RRL class */
+    int guarded;          /* answered only to sources in `allow`; the others go to Python */
+    Networks allow;
+    PyObject *verdict_keys[NVERDICTS]; /* access count keys (zone, verdict) */
+    unsigned long verdicts[NVERDICTS];
 } Zone;
 
 typedef struct {
@@ -74,6 +102,21 @@ typedef struct {
 } Writer;
 
 enum { QT_A, QT_TXT, QT_ANY, QT_AAAA }; /* the count slots: FAST_QTYPES order */
+
+/* _native_rrl.c: sources, network lists and the rate limiter (a Python type, RateLimiter). */
+extern PyTypeObject LimiterType;
+typedef struct Limiter Limiter;
+int source_of(const struct sockaddr_storage *addr, Source *out);
+int networks_parse(PyObject *list, Networks *out);
+int networks_contain(const Networks *networks, const Source *source);
+uint64_t hash_bytes(const unsigned char *data, size_t len);
+int limiter_check(Limiter *l, const Source *source, const unsigned char *answer, size_t len,
+                  uint64_t zone_hash, double now, int *episode);
+int limiter_log_only(const Limiter *l);
+int limiter_ready(const Limiter *l);
+size_t truncate_answer(unsigned char *answer, size_t len);
+double monotonic_now(void);
+int rrl_module_init(PyObject *module);
 
 /* _native_zones.c: a zone description (dnsbl.dns.native.zone_description) read in. */
 int zone_parse(PyObject *desc, Zone *zone);

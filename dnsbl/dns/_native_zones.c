@@ -20,6 +20,7 @@ void zoneset_free(ZoneSet *set) {
             PyMem_Free(zone->tables[f]);
         }
         PyMem_Free(zone->values);
+        PyMem_Free(zone->allow.items);
     }
     PyMem_Free(set->zones);
     Py_XDECREF(set->descriptions);
@@ -127,12 +128,26 @@ static int table_parse(PyObject *desc, int family, Table *table) {
     return 0;
 }
 
-/* A zone: (wire, native, soa_tail, ttl, keys, tables4, tables6, values); see native.py. */
+/* A zone: (wire, native, soa_tail, ttl, keys, tables4, tables6, values, name, guarded,
+ * allow, verdict_keys); see native.py. */
 int zone_parse(PyObject *desc, Zone *zone) {
-    if (!PyTuple_Check(desc) || PyTuple_GET_SIZE(desc) != 8) {
-        PyErr_SetString(PyExc_TypeError, "zone description: a tuple of 8 expected");
+    if (!PyTuple_Check(desc) || PyTuple_GET_SIZE(desc) != 12) {
+        PyErr_SetString(PyExc_TypeError, "zone description: a tuple of 12 expected");
         return -1;
     }
+    Py_ssize_t name_len;
+    const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(desc, 8), &name_len);
+    if (name == NULL) return -1;
+    zone->name_hash = hash_bytes((const unsigned char *)name, (size_t)name_len);
+    zone->guarded = PyObject_IsTrue(PyTuple_GET_ITEM(desc, 9));
+    if (zone->guarded < 0) return -1;
+    if (networks_parse(PyTuple_GET_ITEM(desc, 10), &zone->allow) < 0) return -1;
+    PyObject *verdict_keys = PyTuple_GET_ITEM(desc, 11);
+    if (!PyTuple_Check(verdict_keys) || PyTuple_GET_SIZE(verdict_keys) != NVERDICTS) {
+        PyErr_SetString(PyExc_TypeError, "zone description: 3 verdict keys expected");
+        return -1;
+    }
+    for (int v = 0; v < NVERDICTS; v++) zone->verdict_keys[v] = PyTuple_GET_ITEM(verdict_keys, v);
     if (bytes_item(desc, 0, &zone->wire, &zone->wire_len) < 0) return -1;
     zone->native = PyObject_IsTrue(PyTuple_GET_ITEM(desc, 1));
     if (zone->native < 0) return -1;

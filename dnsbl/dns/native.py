@@ -6,17 +6,29 @@ listener's loop: it receives a batch with `recvmmsg`, answers the common query e
 datagram back unchanged for the Python path. It reads the index's own arrays; this module
 describes each published zone to it (`zone_description`) and decides, in one place
 (`native_may_answer`), which zones it may answer at all.
+
+Access and rate limiting are decided in C as the Python path decides them: a zone with an
+allow list is answered natively to the sources inside it (counted as allowed), anyone else's
+query (and any name under a key label) goes to Python, which refuses or answers with a code;
+response rate limiting runs on the C buckets of `NativeRateLimiter` (the rules of
+`dnsbl.dns.ratelimit`), which the Python path uses too for what the engine hands it, so one
+server has one set of buckets. Queries with a cookie never reach the C answerer (it takes
+only a bare OPT), so "a valid cookie is never limited" stays in Python.
 """
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
+import time
 from types import ModuleType
 from typing import Any
 
-from dnsbl.config import DnsSettings
+from dnsbl.config import DnsSettings, RateLimitSettings
+from dnsbl.dns.access import Verdict, source_address
 from dnsbl.dns.codes import FAST_QTYPES
+from dnsbl.dns.ratelimit import TABLE_LIMIT, Action, log_fresh_start, log_limiting
 from dnsbl.dns.zones import PublishedZone, ZoneTable
 from dnsbl.errors import ConfigError
 
@@ -52,38 +64,97 @@ def engine_name(setting: str) -> str:
     return PYTHON
 
 
-def native_may_answer(zone: PublishedZone, settings: DnsSettings) -> bool:
+def native_may_answer(zone: PublishedZone, table: ZoneTable) -> bool:
     """Whether the native loop may answer `zone`'s queries; if not, it hands them all to the
-    Python path. The one hand-off rule: whatever the Python path decides per query beyond
-    the index and the question (who may ask, how often) keeps the zone's queries there, so
-    a zone with access rules, or any rate limiting, is answered in Python."""
-    return (
-        zone.index is not None and not zone.guarded and not settings.rate_limit.responses_per_second
-    )
+    Python path. It answers every loaded zone but one with a zone below it named like an
+    address prefix, which needs the longest-suffix search of the Python path (as the Python
+    hot path does, `ZoneTable.parents`). Its allow list and rate limiting are checked in C
+    (`zone_description`, `NativeRateLimiter`); what the loop cannot decide (a source outside
+    the allow list, a key name, a cookie) it hands over query by query."""
+    return zone.index is not None and zone.wire not in table.parents
+
+
+def network_list(texts: list[str]) -> tuple[tuple[int, bytes, int], ...]:
+    """Networks as the C engine reads them: (version, packed network address, prefix)."""
+    networks = (ipaddress.ip_network(text, strict=False) for text in texts)
+    return tuple((n.version, n.network_address.packed, n.prefixlen) for n in networks)
+
+
+class NativeRateLimiter:
+    """Response rate limiting on the C engine's buckets, for the Python path's answers: the
+    interface of `dnsbl.dns.ratelimit.RateLimiter` (`check`, `log_only`)."""
+
+    def __init__(
+        self, settings: RateLimitSettings, *, limit: int = TABLE_LIMIT, now: float | None = None
+    ) -> None:
+        assert _native is not None
+        self.log_only = settings.log_only
+        self.buckets: Any = _native.RateLimiter(
+            float(settings.responses_per_second),
+            float(settings.window),
+            settings.slip,
+            settings.log_only,
+            network_list(settings.exempt),
+            limit,
+            time.monotonic() if now is None else now,
+        )
+
+    def check(
+        self, peer: str, answer: bytes, zone: str, proven: bool = False, now: float | None = None
+    ) -> Action:
+        """As `RateLimiter.check`: whether to send, slip or drop `answer` to `peer`."""
+        address = source_address(peer)
+        if proven or address is None:
+            return Action.SEND
+        now = time.monotonic() if now is None else now
+        action, starts = self.buckets.check(address.packed, answer, zone, now)
+        if starts:
+            log_limiting(peer, self.log_only)
+        self.log_fresh_start()
+        return Action(action)
+
+    def log_fresh_start(self) -> None:
+        """Log a fresh start of the buckets (`RateLimiter._sweep`'s warning) once."""
+        cleared = self.buckets.take_cleared()
+        if cleared:
+            log_fresh_start(cleared)
 
 
 class NativeEngine:
     """The C engine of one DNS server, fed a description of every published zone."""
 
-    def __init__(self, table: ZoneTable, settings: DnsSettings) -> None:
+    def __init__(
+        self, table: ZoneTable, settings: DnsSettings, limiter: NativeRateLimiter | None = None
+    ) -> None:
         assert _native is not None
         self.settings = settings
         self.table = table
+        self.limiter = limiter
         self.engine: Any = _native.Engine(settings.max_udp_payload)
+        self.engine.set_limiter(limiter.buckets if limiter is not None else None)
+        self.handed = 0  # datagrams handed to the Python path since start (for the tests)
         self._descriptions: dict[bytes, tuple[Any, ...]] = {}
         for zone in table:
-            self._descriptions[zone.wire] = zone_description(zone, table, settings)
+            self._descriptions[zone.wire] = zone_description(zone, table)
         self.engine.set_zones(list(self._descriptions.values()))
 
     def publish(self, zone: PublishedZone) -> None:
         """Answer `zone` as now published from the next batch on."""
-        self._descriptions[zone.wire] = zone_description(zone, self.table, self.settings)
+        self._descriptions[zone.wire] = zone_description(zone, self.table)
         self.engine.set_zones(list(self._descriptions.values()))
 
-    def serve(self, fd: int, counts: dict[Any, int]) -> tuple[int, list[tuple[bytes, Any]]]:
-        """One batch from UDP socket `fd`: (answered natively, [(datagram, peer)] for Python)."""
-        result: tuple[int, list[tuple[bytes, Any]]] = self.engine.serve(fd, counts)
-        return result
+    def serve(
+        self, fd: int, counts: dict[Any, int], verdicts: dict[Any, int]
+    ) -> tuple[int, list[tuple[bytes, Any]]]:
+        """One batch from UDP socket `fd`, counting queries into `counts` and access verdicts
+        into `verdicts`: (answered natively, [(datagram, peer)] for Python)."""
+        answered, handed, episodes = self.engine.serve(fd, counts, verdicts)
+        for peer in episodes:
+            log_limiting(peer[0], self.settings.rate_limit.log_only)
+        if self.limiter is not None:
+            self.limiter.log_fresh_start()
+        self.handed += len(handed)
+        return answered, handed
 
     def answer(self, packet: bytes) -> bytes | None:
         """The native answer to `packet` without a socket, or None (for the tests)."""
@@ -91,19 +162,23 @@ class NativeEngine:
         return reply
 
 
-def zone_description(
-    zone: PublishedZone, table: ZoneTable, settings: DnsSettings
-) -> tuple[Any, ...]:
+def zone_description(zone: PublishedZone, table: ZoneTable) -> tuple[Any, ...]:
     """`zone` as the C engine reads it: its apex, whether it may answer it, its SOA record,
-    TTL and count keys, its index's tables (the index's own arrays) and each value's records.
+    TTL and count keys, its index's tables (the index's own arrays) and each value's records;
+    then its name (the RRL class of its empty answers), whether it is guarded, its allow
+    list and its access count keys (allowed, rate-limited, slipped).
     """
     index = zone.index
     keys = tuple(zone.keys_by_qtype[int(qtype)] for qtype in FAST_QTYPES)
-    # A zone with a zone below it named like an address prefix needs the longest-suffix
-    # search of the Python path, as the Python hot path does (ZoneTable.parents).
-    native = native_may_answer(zone, settings) and zone.wire not in table.parents
+    native = native_may_answer(zone, table)
+    access = (
+        zone.name,
+        zone.guarded,
+        network_list(zone.settings.access.allow) if zone.guarded else (),
+        tuple((zone.name, v) for v in (Verdict.ALLOWED, Verdict.RATE_LIMITED, Verdict.SLIPPED)),
+    )
     if index is None or not native:
-        return (zone.wire, False, zone.soa_tail, zone.ttl, keys, (), (), ())
+        return (zone.wire, False, zone.soa_tail, zone.ttl, keys, (), (), (), *access)
     tables = tuple(
         tuple(
             (
@@ -129,4 +204,14 @@ def zone_description(
             values.append((zone.a_record(value.code), None, value.txt.encode()))
         else:
             values.append((zone.a_record(value.code), zone.txt_record(value.txt, 4, 0), None))
-    return (zone.wire, True, zone.soa_tail, zone.ttl, keys, tables[0], tables[1], tuple(values))
+    return (
+        zone.wire,
+        True,
+        zone.soa_tail,
+        zone.ttl,
+        keys,
+        tables[0],
+        tables[1],
+        tuple(values),
+        *access,
+    )

@@ -14,7 +14,10 @@ forged and is never limited. Networks in `exempt`, and queries with a valid serv
 what would be held back but sends everything.
 
 `RateLimiter.check` is a function of (source, answer, zone, whether the source is proven) and
-the clock: any engine can call it once it has the answer's bytes.
+the clock: any engine can call it once it has the answer's bytes. This module is the one
+definition of the rules; the native engine's buckets (`dnsbl/dns/_native_rrl.c`, used through
+`dnsbl.dns.native.NativeRateLimiter` by both of its paths) follow it step for step, and
+tests/dns/test_native_rrl.py checks that both decide every sequence alike.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dnsbl.dns.access import source_address
 
 log = logging.getLogger(__name__)
 
-_TABLE_LIMIT = 200_000  # buckets kept; beyond, the stale ones are swept, then all if need be
+TABLE_LIMIT = 200_000  # buckets kept; beyond, the stale ones are swept, then all if need be
 _SWEEP_EVERY = 5.0  # seconds between sweeps of the buckets not used for a window
 
 
@@ -79,15 +82,18 @@ def truncated(answer: bytes) -> bytes:
 class RateLimiter:
     """The token buckets of every (client network, answer class) seen within a window."""
 
-    def __init__(self, settings: RateLimitSettings) -> None:
+    def __init__(
+        self, settings: RateLimitSettings, *, limit: int = TABLE_LIMIT, now: float | None = None
+    ) -> None:
         self.rate = float(settings.responses_per_second)
         self.window = settings.window
         self.slip = settings.slip
         self.log_only = settings.log_only
         self.exempt = [ipaddress.ip_network(text, strict=False) for text in settings.exempt]
+        self._limit = limit  # buckets held at most
         self._buckets: dict[tuple[object, ...], _Bucket] = {}
         self._networks: dict[str, bytes | None] = {}  # source -> its network (None: exempt)
-        self._swept = time.monotonic()
+        self._swept = time.monotonic() if now is None else now
 
     def network(self, peer: str) -> bytes | None:
         """The client network of `peer` (/24 or /56, packed), or None when it is exempt."""
@@ -100,8 +106,8 @@ class RateLimiter:
         ):
             network = None
         else:
-            network = address.packed[:3] if address.version == 4 else address.packed[:7]
-        if len(self._networks) >= _TABLE_LIMIT:
+            network = client_network(address.packed)
+        if len(self._networks) >= TABLE_LIMIT:
             self._networks.clear()
         self._networks[peer] = network
         return network
@@ -123,6 +129,8 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         rate = self.rate
         if bucket is None:
+            if len(self._buckets) >= self._limit:
+                self._sweep(now)  # never more than `limit` buckets
             bucket = self._buckets[key] = _Bucket(rate, now)
         elif now > bucket.stamp:
             # Credit what the time since earned, up to one second's worth.
@@ -135,13 +143,7 @@ class RateLimiter:
         bucket.balance = max(bucket.balance, -self.window * rate)
         if not bucket.limited:
             bucket.limited = True
-            log.info(
-                "rate limiting answers to %s (network of %s)%s",
-                _network_text(network),
-                peer,
-                " (log only)" if self.log_only else "",
-                extra={"peer": peer},
-            )
+            log_limiting(peer, self.log_only)
         action = Action.DROP
         if self.slip:
             bucket.slips += 1
@@ -152,13 +154,36 @@ class RateLimiter:
 
     def _sweep(self, now: float) -> None:
         self._swept = now
-        if len(self._buckets) < _TABLE_LIMIT // 2:
+        if len(self._buckets) < self._limit // 2:
             return
         stale = now - self.window
         self._buckets = {k: b for k, b in self._buckets.items() if b.stamp >= stale}
-        if len(self._buckets) >= _TABLE_LIMIT:
-            log.warning("rate limiting: %d client buckets, starting afresh", len(self._buckets))
+        if len(self._buckets) >= self._limit:
+            log_fresh_start(len(self._buckets))
             self._buckets.clear()
+
+
+def client_network(packed: bytes) -> bytes:
+    """The client network (/24 or /56) of a packed address, packed: what a bucket is per."""
+    return packed[:3] if len(packed) == 4 else packed[:7]
+
+
+def log_limiting(peer: str, log_only: bool) -> None:
+    """Log that answers to `peer`'s network start being held back (once per episode)."""
+    address = source_address(peer)
+    network = _network_text(client_network(address.packed)) if address is not None else peer
+    log.info(
+        "rate limiting answers to %s (network of %s)%s",
+        network,
+        peer,
+        " (log only)" if log_only else "",
+        extra={"peer": peer},
+    )
+
+
+def log_fresh_start(buckets: int) -> None:
+    """Log that the table, full of buckets still in their window, starts afresh."""
+    log.warning("rate limiting: %d client buckets, starting afresh", buckets)
 
 
 def _network_text(network: bytes) -> str:

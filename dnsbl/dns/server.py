@@ -26,7 +26,7 @@ from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
 from dnsbl.dns.access import Access, Verdict
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
 from dnsbl.dns.cookies import Cookies
-from dnsbl.dns.native import NATIVE, NativeEngine, engine_name
+from dnsbl.dns.native import NATIVE, NativeEngine, NativeRateLimiter, engine_name
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from dnsbl.dns.timing import Latency
@@ -67,20 +67,29 @@ class _UdpListener:
         assert native is not None
         started = perf_counter()
         try:
-            answered, handed = native.serve(self.fd, server.counts)
+            answered, handed = native.serve(self.fd, server.counts, server.access.counts)
         except OSError as exc:
             log.debug("UDP receive error: %s", exc)
             return
         for data, addr in handed:
-            self._answer_in_python(data, addr)
+            self._answer_in_python(data, addr, hot=True)
         answered += len(handed)
         if answered:
             server.latency.record("udp", (perf_counter() - started) / answered, answered)
 
-    def _answer_in_python(self, data: bytes, addr: Any) -> None:
+    def _answer_in_python(self, data: bytes, addr: Any, hot: bool = False) -> None:
+        """Answer on the general path; `hot`: try the hot path first (what the native engine
+        hands back includes hot-path queries it leaves to Python, such as ANY over UDP)."""
         server = self.server
         try:
-            reply = server.responder.respond(data, tcp=False, peer=addr[0])
+            fast = (
+                answer_fast(data, server.table, server.max_payload, None, addr[0]) if hot else None
+            )
+            reply = (
+                Reply([fast[0]], fast[1])
+                if fast is not None
+                else server.responder.respond(data, tcp=False, peer=addr[0])
+            )
             server.counts[reply.key] += 1
             self._send(reply, addr)
         except OSError as exc:
@@ -171,12 +180,19 @@ class DnsServer:
         self.table = ZoneTable(zones, self.access.admitters())
         # Which engine answers UDP (dnsbl.dns.native); its name labels the query metrics.
         self.engine = engine_name(settings.engine)
-        self.native = NativeEngine(self.table, settings) if self.engine == NATIVE else None
+        # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off. Under the native
+        # engine, on its C buckets, which both its paths share.
+        limits = settings.rate_limit
+        self.limiter: RateLimiter | NativeRateLimiter | None = None
+        if limits.responses_per_second:
+            native_limits = self.engine == NATIVE
+            self.limiter = NativeRateLimiter(limits) if native_limits else RateLimiter(limits)
+        native_limiter = self.limiter if isinstance(self.limiter, NativeRateLimiter) else None
+        self.native = (
+            NativeEngine(self.table, settings, native_limiter) if self.engine == NATIVE else None
+        )
         self.max_payload = settings.max_udp_payload
         keys = TsigKeys(settings.transfer_keys)
-        # Response rate limiting over UDP (dnsbl.dns.ratelimit); None: off.
-        limits = settings.rate_limit
-        self.limiter = RateLimiter(limits) if limits.responses_per_second else None
         self.responder = Responder(
             self.table,
             max_payload=settings.max_udp_payload,

@@ -115,12 +115,16 @@ class Worker:
     def tester(self) -> TesterSettings:
         return self.settings.tester
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Claim and run jobs until `stop` is set; then release the jobs still in hand."""
+    async def run(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
+        """Claim and run jobs until `stop` is set; then release the jobs still in hand.
+        `started` is set, and the worker says it runs, once it has reached the database."""
         # A `tester.list_zones` naming no configured zone fails here, at start.
         if not relay_zones(self.settings):
             log.warning("no zones configured: confirmed relays will not be listed anywhere")
         await self._db(ListingStore(self.engine).ensure_zones, self.settings.zone_names)
+        log.info("worker %s running (concurrency %s)", self.name, self.tester.concurrency)
+        if started is not None:
+            started.set()
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -485,10 +489,7 @@ async def run_worker(
         await asyncio.to_thread(sink.start)
     try:
         worker = Worker(engine, settings, stats=stats)
-        log.info("worker %s running (concurrency %s)", worker.name, settings.tester.concurrency)
-        if started is not None:
-            started.set()
-        await worker.run(stop)
+        await worker.run(stop, started)
     finally:
         await asyncio.to_thread(sink.stop)
         await asyncio.to_thread(recorder.stop)

@@ -10,9 +10,19 @@ import pytest
 from dnsbl.dns.access import KeyEntry, Verdict, key_digest, utc_day
 from dnsbl.dns.server import DnsServer
 from dnsbl.dns.wire import answer_fast
-from tests.dns_support import ZONE, answers, ask, make_index, row, running, zone_settings
+from tests.dns_support import (
+    ZONE,
+    answers,
+    ask,
+    handed_to_python,
+    make_index,
+    row,
+    running,
+    zone_settings,
+)
 
-# Both engines enforce the rules: under native, these zones are handed to the Python path.
+# Both engines enforce the rules: under native, an allowed source is answered in C, and
+# everyone else (and every key name) is handed to the Python path, which refuses or codes.
 pytestmark = pytest.mark.usefixtures("dns_engine")
 
 LISTED = "1.0.0.10"
@@ -33,10 +43,14 @@ def _give_key(server: DnsServer, quota: int | None = None, used: int = 0) -> Non
 @pytest.mark.parametrize("tcp", [False, True])
 async def test_allowed_sources_are_answered_and_others_refused(tcp: bool) -> None:
     async with running([make_index(ROWS)], zones=_private()) as server:
+        before = handed_to_python(server)
         inside = await ask(server, f"{LISTED}.{ZONE}", tcp=tcp, source=INSIDE)
         assert answers(inside, "A") == ["127.0.0.2"]
+        assert before is None or handed_to_python(server) == before  # answered in C
         outside = await ask(server, f"{LISTED}.{ZONE}", tcp=tcp, source=OUTSIDE)
         assert outside.rcode() == dns.rcode.REFUSED and not outside.answer
+        if before is not None and not tcp:
+            assert handed_to_python(server) == before + 1  # decided in Python
         nx = await ask(server, f"9.9.9.9.{ZONE}", tcp=tcp, source=OUTSIDE)
         assert nx.rcode() == dns.rcode.REFUSED  # not even whether a name is listed
         # The apex is what any resolver must reach first: answered to everyone.
@@ -101,6 +115,16 @@ async def test_a_key_is_answered_from_any_source_as_the_name_without_it(tcp: boo
         # Without the key the outside source is still refused.
         plain = await ask(server, f"{LISTED}.{ZONE}", tcp=tcp, source=OUTSIDE)
         assert plain.rcode() == dns.rcode.REFUSED
+
+
+async def test_a_key_name_is_decided_in_python_even_from_an_allowed_source() -> None:
+    async with running([make_index(ROWS)], zones=_private(keys=True)) as server:
+        _give_key(server)
+        before = handed_to_python(server)
+        reply = await ask(server, f"{LISTED}.{KEY}.{ZONE}", source=INSIDE)
+        assert answers(reply, "A") == ["127.0.0.2"]
+        assert server.access.counts[ZONE, Verdict.KEY] == 1  # the key was used, not the list
+        assert before is None or handed_to_python(server) == before + 1
 
 
 async def test_an_unknown_or_revoked_key_is_refused() -> None:

@@ -15,9 +15,19 @@ import pytest
 from dnsbl.config import CookieSettings
 from dnsbl.dns.cookies import Cookies, CookieState, server_cookie, siphash24
 from dnsbl.dns.server import DnsServer
-from tests.dns_support import ZONE, answers, ask, make_index, row, running, udp_flood
+from tests.dns_support import (
+    ZONE,
+    answers,
+    ask,
+    handed_to_python,
+    make_index,
+    row,
+    running,
+    udp_flood,
+)
 
-# Both engines enforce the rules: under native, these zones are handed to the Python path.
+# Both engines enforce the rules: under native, a query with a cookie is handed to the Python
+# path (the C loop takes only a bare OPT), which checks it on the engine's own buckets.
 pytestmark = pytest.mark.usefixtures("dns_engine")
 
 NAME = "1.0.0.10." + ZONE
@@ -90,8 +100,10 @@ async def test_a_valid_server_cookie_is_exempt_from_rate_limiting() -> None:
     async with running([make_index([row("10.0.0.1")])], rate_limit=LIMITS) as server:
         cookie = _cookie_of(await _ask_cookie(server)).server
         proven = [dns.edns.CookieOption(CLIENT, cookie)]
+        before = handed_to_python(server)
         replies = await udp_flood(server, NAME, "127.0.0.2", 40, proven)
         assert len(replies) == 40
+        assert before is None or handed_to_python(server) == before + 41  # and the probe
         assert all(answers(r, "A") == ["127.0.0.2"] and not r.flags & dns.flags.TC for r in replies)
         # The same flood with a client cookie alone (nothing proven) is limited. (From
         # another network: the probe that ends a flood is answered once per network here.)

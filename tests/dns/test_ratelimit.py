@@ -16,6 +16,7 @@ from tests.dns_support import (
     ZONE,
     answers,
     ask,
+    handed_to_python,
     make_index,
     row,
     running,
@@ -23,7 +24,8 @@ from tests.dns_support import (
     zone_settings,
 )
 
-# Both engines enforce the rules: under native, these zones are handed to the Python path.
+# Both engines enforce the rules: under native, rate limiting is decided in C (none of the
+# flood is handed to the Python path), on the same buckets as what it does hand over.
 pytestmark = pytest.mark.usefixtures("dns_engine")
 
 NAME = "1.0.0.10." + ZONE
@@ -41,7 +43,10 @@ def _split(replies: list[dns.message.Message]) -> tuple[int, int]:
 
 async def test_a_flooding_network_is_limited_and_another_is_untouched() -> None:
     async with running([make_index([row("10.0.0.1")])], rate_limit=LIMITS) as server:
+        before = handed_to_python(server)
         answered, slipped = _split(await udp_flood(server, NAME, "127.0.0.2", FLOOD))
+        if before is not None:  # native: only the SOA probe went to Python
+            assert handed_to_python(server) == before + 1
         counts = server.access.counts
         limited = counts[ZONE, Verdict.SLIPPED] + counts[ZONE, Verdict.RATE_LIMITED]
         assert answered == FLOOD - limited and answered >= 1
@@ -62,8 +67,10 @@ async def test_a_flooding_network_is_limited_and_another_is_untouched() -> None:
 )
 async def test_exempt_networks_and_log_only_get_every_answer(limits: dict[str, object]) -> None:
     async with running([make_index([row("10.0.0.1")])], rate_limit=limits) as server:
+        before = handed_to_python(server)
         answered, slipped = _split(await udp_flood(server, NAME, "127.0.0.2", FLOOD))
         assert (answered, slipped) == (FLOOD, 0)
+        assert before is None or handed_to_python(server) == before + 1  # the probe
         held = server.access.counts[ZONE, Verdict.RATE_LIMITED]
         assert held == 0 if "exempt" in limits else held > 0  # log_only: counted all the same
 
@@ -99,6 +106,8 @@ async def test_sources_in_an_allow_list_are_limited_all_the_same() -> None:
     """`allow` says who may ask, not who may flood: only `exempt` exempts."""
     zones = [zone_settings(access={"allow": ["127.0.0.0/24"]})]
     async with running([make_index([row("10.0.0.1")])], zones=zones, rate_limit=LIMITS) as server:
+        before = handed_to_python(server)
         answered, slipped = _split(await udp_flood(server, NAME, "127.0.0.2", FLOOD))
         assert answered < FLOOD and slipped > 0
+        assert before is None or handed_to_python(server) == before + 1  # the probe
         assert server.access.counts[ZONE, Verdict.ALLOWED] == FLOOD  # (the apex probe is not)
