@@ -66,10 +66,14 @@ def zone_difference(
     for network in networks:
         for start in _deepest_names(network):
             # Climbing costs a few range reads per network (more on an index with a large
-            # overlay of changes); past a few hundred networks the top-level labels they touch,
-            # read once each, cost less.
-            climbed = len(networks) <= climb_limit
-            names.add(_climbed(old, new, zone, start) if climbed else start[:1])
+            # overlay of changes); past `climb_limit` networks the top-level labels they
+            # touch, read once each, cost less.
+            if len(networks) > climb_limit:
+                names.add(start[:1])
+                continue
+            name, mixed = _climbed(old, new, zone, start)
+            if mixed or len(name) == 1:  # else its records are the same in both serials
+                names.add(name)
     # A name inside another one's subtree is already counted with it.
     roots = {name for name in names if not any(name[:i] in names for i in range(1, len(name)))}
     before: set[Record] = set()
@@ -123,30 +127,29 @@ def _answer(index: ZoneIndex, zone: ZoneSettings, node: _Node) -> Answer | None:
     return answers.pop() if len(answers) == 1 else _MIXED
 
 
-def _climbed(old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, name: _Name) -> _Name:
+def _climbed(old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, name: _Name) -> tuple[_Name, bool]:
     """`name`, or its nearest ancestor whose answer is the same in both serials (at most a
-    top-level label)."""
+    top-level label), and whether that answer is mixed (False for a top-level label that
+    differs)."""
     while len(name) > 1:
         node = _node(name)
-        if _answer(old, zone, node) == _answer(new, zone, node):
-            return name
+        answer = _answer(old, zone, node)
+        if answer == _answer(new, zone, node):
+            return name, answer is _MIXED
         name = name[:-1]
-    return name
+    return name, False
 
 
 def _subtree_records(index: ZoneIndex, zone: ZoneSettings, name: _Name) -> set[Record]:
     """The records `zone_records` gives for `name` and below, read from its addresses alone.
 
     A top-level label is written as the apex writes it (the apex has no wildcard). A deeper
-    name is only asked for when its answer is the same in both serials: when that answer is
-    mixed its records are its walk; when it is one answer or none, they are the same in both
-    serials, so none are needed to compare.
+    name is only asked for when its answer is mixed in both serials: its records are its
+    walk. (When it is one answer or none in both, its records are the same in both serials.)
     """
     node = _node(name)
     writer = _Writer(index, zone, _ranges(node))
     if len(name) == 1:
         root = _Node((), 0, 0)
         return set(writer.subtree(root, name[0], writer.children(root), None))
-    if _answer(index, zone, node) is _MIXED:
-        return set(writer.walk(node))
-    return set()
+    return set(writer.walk(node))
