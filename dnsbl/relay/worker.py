@@ -249,9 +249,12 @@ class Worker:
             log.warning("worker %s: job %s was taken over; result dropped", self.name, job.id)
             return JobOutcome.LEASE_LOST
         except Exception as exc:
-            log.exception(
-                "worker %s: job %s (%s %s) failed", self.name, job.id, job.kind, job.target
-            )
+            if is_unavailable(exc):  # the outage's lines, not a traceback per job
+                self._outage.failed(exc)
+            else:
+                log.exception(
+                    "worker %s: job %s (%s %s) failed", self.name, job.id, job.kind, job.target
+                )
             await self._failed(job, f"{type(exc).__name__}: {exc}")
             return JobOutcome.ERROR
         finally:
