@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,28 +145,16 @@ def wait_until_answering(
 @contextmanager
 def bench_database(base: str | None, directory: Path) -> Iterator[str]:
     """A migrated, empty database: SQLite in `directory`, or a fresh schema of `base`."""
-    from sqlalchemy import text
-
-    from dnsbl.db import make_engine, normalise_url, upgrade
+    from dnsbl.db import upgrade
+    from tests.scratch_db import migrated_schema
 
     if base is None:
         url = f"sqlite:///{directory / 'bench.sqlite3'}"
         upgrade(url)
         yield url
         return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    joiner = "&" if "?" in base else "?"
-    url = f"{normalise_url(base)}{joiner}options=-csearch_path%3D{schema}"
-    try:
-        upgrade(url)
+    with migrated_schema(base, "bench") as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def env() -> dict[str, str]:

@@ -11,18 +11,18 @@ import logging
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from dnsbl.config import Settings, load_settings
-from dnsbl.db import make_engine, normalise_url, upgrade
+from dnsbl.db import make_engine, upgrade
 from dnsbl.dns.native import native_available
 from dnsbl.listings.store import ListingStore
+from tests.scratch_db import migrated_schema
 
 PG_URL = os.environ.get("DNSBL_TEST_DATABASE_URL")
 REQUIRE_E2E = os.environ.get("DNSBL_REQUIRE_E2E") == "1"
@@ -85,13 +85,6 @@ def dns_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return engine
 
 
-def _postgres_url(schema: str) -> str:
-    assert PG_URL is not None
-    base = normalise_url(PG_URL)
-    joiner = "&" if "?" in base else "?"
-    return f"{base}{joiner}options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database: SQLite in a temporary file, or a fresh PostgreSQL schema."""
@@ -102,18 +95,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if PG_URL is None:
         need(False, "DNSBL_TEST_DATABASE_URL is not set (no PostgreSQL to test on)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = _postgres_url(schema)
-    try:
-        upgrade(url)
+    with migrated_schema(PG_URL, "t") as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture
