@@ -36,7 +36,7 @@ from dnsbl.logs import log_context
 from dnsbl.relay.states import MessageOutcome
 from dnsbl.relay.tester.message import TOKEN_HEADER
 from dnsbl.relay.tester.tokens import find_token
-from dnsbl.smtp.sink import SinkError, SmtpSink, peer_address
+from dnsbl.smtp.sink import SinkError, SmtpSink, peer_address, take_recipient
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,7 @@ class _Handler:
     ) -> str:
         if _domain_of(address) != self.domain:
             return "550 5.7.1 Relaying denied: this host accepts mail for its own domain only"
-        if len(envelope.rcpt_tos) >= _MAX_RECIPIENTS:
-            return "452 4.5.3 Too many recipients"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
+        return take_recipient(envelope, address, _MAX_RECIPIENTS)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = peer_address(session)

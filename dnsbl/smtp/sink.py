@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Session
+from aiosmtpd.smtp import Envelope, Session
 
 from dnsbl.errors import DnsblError
 
@@ -35,6 +35,14 @@ def _family(host: str) -> socket.AddressFamily:
 def peer_address(session: Session) -> str:
     """The connecting client's IP address."""
     return session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+
+
+def take_recipient(envelope: Envelope, address: str, limit: int) -> str:
+    """Add `address` to the envelope's recipients, up to `limit` of them: the RCPT reply."""
+    if len(envelope.rcpt_tos) >= limit:
+        return "452 4.5.3 Too many recipients"
+    envelope.rcpt_tos.append(address)
+    return "250 2.1.5 OK"
 
 
 class _Controller(Controller):

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from dnsbl.config import TrapsSettings
 from dnsbl.logs import log_context
-from dnsbl.smtp.sink import SmtpSink, peer_address
+from dnsbl.smtp.sink import SmtpSink, peer_address, take_recipient
 from dnsbl.traps.intake import Delivery, NoSourceError, Taken
 from dnsbl.traps.metrics import TrapStats
 from dnsbl.traps.received import source_of, trusted_networks
@@ -94,10 +94,7 @@ class _Handler:
     ) -> str:
         if not self.is_trap(address):
             return "550 5.1.1 No such user here"
-        if len(envelope.rcpt_tos) >= _MAX_RECIPIENTS:
-            return "452 4.5.3 Too many recipients"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
+        return take_recipient(envelope, address, _MAX_RECIPIENTS)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = peer_address(session)
