@@ -1,18 +1,23 @@
-/* The native UDP engine: one batch of datagrams received with recvmmsg, the common query
- * answered from the zone index's own arrays, the answers sent with sendmmsg.
+/* The native UDP engine: a loop per UDP listener, on a thread of its own, that waits for and
+ * receives a batch of datagrams with recvmmsg without the GIL, answers the common query from
+ * the zone index's own arrays with it, and sends the batch with sendmmsg without it again.
  *
  * It answers the A, TXT and AAAA queries dnsbl.dns.wire.answer_fast answers, byte for byte
  * as it does, and hands everything else back to Python unchanged (ANY too: what ANY gets
- * over UDP is policy) (the caller runs the Python path on it): the
- * Python engine is its oracle (tests/dns/test_native.py). What it reads, it reads through
- * the buffer protocol from the arrays the index already holds (IPv4 starts, value ids) or
- * from the index's own Python objects (IPv6 starts, the change-log overlay): there is no
- * second copy of the listings. Python builds each zone's description (dnsbl.dns.native) and
- * hands it over with Engine.set_zones; a batch takes the set current when it starts.
+ * over UDP is policy), which answers it on the event loop: the Python engine is its oracle
+ * (tests/dns/test_native.py). What it reads, it reads through the buffer protocol from the
+ * arrays the index already holds (IPv4 starts, value ids) or from the index's own Python
+ * objects (IPv6 starts, the change-log overlay), always with the GIL: there is no second copy
+ * of the listings. Python builds each zone's description (dnsbl.dns.native) and hands it over
+ * with Engine.set_zones; a batch takes the set current when it starts.
+ *
+ * Why a thread: woken by the event loop, every datagram at a moderate rate cost a turn of the
+ * interpreter's loop (its selector, its callback) that rbldnsd does not pay; here a query
+ * costs a poll, the two socket calls and one uncontended take of the GIL.
  *
  * Every read of a packet is bounds-checked against its received length; every answer is
  * written with a check against the transport's size limit (a longer one goes to Python,
- * which sets TC). Nothing here blocks: the socket is read with MSG_DONTWAIT, once per call.
+ * which sets TC). The GIL is held for one batch at a time, never while waiting.
  */
 #include "_native.h"
 
@@ -24,36 +29,42 @@ typedef struct {
     PyObject *limiter;    /* a RateLimiter (_native_rrl.c), or NULL: no rate limiting */
     Py_ssize_t max_payload;
     Py_ssize_t out_size;  /* room for one answer: the largest limit any query can have */
-    unsigned char *in;    /* BATCH * MAX_QUERY */
-    unsigned char *out;   /* BATCH * out_size */
+    int nbounds;          /* the latency histogram's upper bounds (dnsbl.dns.timing) */
+    uint64_t bounds_ns[MAX_BOUNDS];
+    uint64_t latency_counts[MAX_BOUNDS + 1]; /* the last: slower than every bound */
+    uint64_t latency_ns;
 } Engine;
 
 static void engine_dealloc(Engine *self) {
     Py_XDECREF(self->zoneset);
     Py_XDECREF(self->limiter);
-    PyMem_Free(self->in);
-    PyMem_Free(self->out);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int engine_init(Engine *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"max_payload", NULL};
+    static char *names[] = {"max_payload", "latency_bounds", NULL};
     Py_ssize_t max_payload;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n", names, &max_payload)) return -1;
+    PyObject *bounds = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n|O!", names, &max_payload, &PyTuple_Type,
+                                     &bounds))
+        return -1;
     if (max_payload < 512 || max_payload > 65535) {
         PyErr_SetString(PyExc_ValueError, "max_payload must lie in 512..65535");
         return -1;
     }
-    self->max_payload = max_payload;
-    self->out_size = max_payload;
-    PyMem_Free(self->in);
-    PyMem_Free(self->out);
-    self->in = PyMem_Malloc((size_t)BATCH * MAX_QUERY);
-    self->out = PyMem_Malloc((size_t)BATCH * (size_t)self->out_size);
-    if (self->in == NULL || self->out == NULL) {
-        PyErr_NoMemory();
+    Py_ssize_t nbounds = bounds ? PyTuple_GET_SIZE(bounds) : 0;
+    if (nbounds > MAX_BOUNDS) {
+        PyErr_SetString(PyExc_ValueError, "too many latency bounds");
         return -1;
     }
+    for (Py_ssize_t i = 0; i < nbounds; i++) {
+        double seconds = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+        if (seconds == -1.0 && PyErr_Occurred()) return -1;
+        self->bounds_ns[i] = (uint64_t)(seconds * 1e9 + 0.5);
+    }
+    self->nbounds = (int)nbounds;
+    self->max_payload = max_payload;
+    self->out_size = max_payload;
     return 0;
 }
 
@@ -113,6 +124,7 @@ static PyObject *engine_set_limiter(Engine *self, PyObject *limiter) {
 
 /* -- one batch ----------------------------------------------------------------------------- */
 
+
 static PyObject *peer_object(const struct sockaddr_storage *addr) {
     char host[INET6_ADDRSTRLEN];
     if (addr->ss_family == AF_INET) {
@@ -160,6 +172,70 @@ static int flush_counts(ZoneSet *set, PyObject *counts, PyObject *verdicts) {
     return status;
 }
 
+/* One listener's datagrams in flight: what recvmmsg filled and what sendmmsg will send. Each
+ * loop has its own (the engine serves every listener of a server, one thread each). */
+typedef struct {
+    unsigned char *in;    /* BATCH * MAX_QUERY */
+    unsigned char *out;   /* BATCH * out_size */
+    size_t out_size;
+    int received, answered;
+    struct mmsghdr queries[BATCH];
+    struct iovec query_iov[BATCH];
+    struct sockaddr_storage peers[BATCH];
+    struct mmsghdr replies[BATCH];
+    struct iovec reply_iov[BATCH];
+} Batch;
+
+static Batch *batch_new(size_t out_size) {
+    Batch *b = PyMem_RawCalloc(1, sizeof(Batch));
+    if (b == NULL) return NULL;
+    b->in = PyMem_RawMalloc((size_t)BATCH * MAX_QUERY);
+    b->out = PyMem_RawMalloc((size_t)BATCH * out_size);
+    b->out_size = out_size;
+    if (b->in == NULL || b->out == NULL) {
+        PyMem_RawFree(b->in);
+        PyMem_RawFree(b->out);
+        PyMem_RawFree(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void batch_free(Batch *b) {
+    if (b == NULL) return;
+    PyMem_RawFree(b->in);
+    PyMem_RawFree(b->out);
+    PyMem_RawFree(b);
+}
+
+/* Up to BATCH datagrams from `fd` without waiting (no Python here: called without the GIL);
+ * -1 and errno on an error. */
+static int batch_receive(Batch *b, int fd) {
+    for (int i = 0; i < BATCH; i++) {
+        b->query_iov[i].iov_base = b->in + (size_t)i * MAX_QUERY;
+        b->query_iov[i].iov_len = MAX_QUERY;
+        memset(&b->queries[i], 0, sizeof b->queries[i]);
+        b->queries[i].msg_hdr.msg_iov = &b->query_iov[i];
+        b->queries[i].msg_hdr.msg_iovlen = 1;
+        b->queries[i].msg_hdr.msg_name = &b->peers[i];
+        b->queries[i].msg_hdr.msg_namelen = sizeof b->peers[i];
+    }
+    b->answered = 0;
+    b->received = recvmmsg(fd, b->queries, BATCH, MSG_DONTWAIT, NULL);
+    return b->received;
+}
+
+/* Send the batch's answers (no Python here: called without the GIL). A reply the socket
+ * cannot take now is dropped, as UDP allows: the client retries. */
+static void batch_send(Batch *b, int fd) {
+    for (int sent = 0; sent < b->answered;) {
+        int n = sendmmsg(fd, b->replies + sent, (unsigned)(b->answered - sent), MSG_DONTWAIT);
+        if (n > 0) sent += n;
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* dropped */
+        else sent++; /* this reply cannot go (e.g. its peer is unreachable): the next may */
+    }
+}
+
 /* What rate limiting does with an answer in `w` to `source`: 0 to drop it, else send `w`
  * (slipped: truncated in place). `*episode`: this answer starts its network's limiting. */
 static int rate_limited(Engine *self, Zone *zone, const Source *source, Writer *w, double now,
@@ -174,56 +250,22 @@ static int rate_limited(Engine *self, Zone *zone, const Source *source, Writer *
     return 1;
 }
 
-/* serve(fd, counts, verdicts) -> (answered, [(datagram, peer), ...], [peer, ...]): the
- * datagrams for the Python path, and the sources whose network rate limiting starts on. */
-static PyObject *engine_serve(Engine *self, PyObject *args) {
-    int fd;
-    PyObject *counts, *verdicts;
-    if (!PyArg_ParseTuple(args, "iO!O!", &fd, &PyDict_Type, &counts, &PyDict_Type, &verdicts))
-        return NULL;
-    struct mmsghdr in[BATCH];
-    struct iovec in_iov[BATCH];
-    struct sockaddr_storage peers[BATCH];
-    memset(in, 0, sizeof in);
-    for (int i = 0; i < BATCH; i++) {
-        in_iov[i].iov_base = self->in + (size_t)i * MAX_QUERY;
-        in_iov[i].iov_len = MAX_QUERY;
-        in[i].msg_hdr.msg_iov = &in_iov[i];
-        in[i].msg_hdr.msg_iovlen = 1;
-        in[i].msg_hdr.msg_name = &peers[i];
-        in[i].msg_hdr.msg_namelen = sizeof peers[i];
-    }
-    int received = recvmmsg(fd, in, BATCH, MSG_DONTWAIT, NULL);
-    if (received < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNREFUSED)
-            return Py_BuildValue("(i[][])", 0);
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    PyObject *handed = PyList_New(0);
-    PyObject *episodes = PyList_New(0);
-    if (handed == NULL || episodes == NULL) {
-        Py_XDECREF(handed);
-        Py_XDECREF(episodes);
-        return NULL;
-    }
+/* Answer what the batch received from `set` (with the GIL): the answers into its replies,
+ * the other datagrams as (datagram, peer) into `handed`, the sources whose network rate
+ * limiting starts on into `episodes`. */
+static void batch_answer(Engine *self, Batch *b, ZoneSet *set, PyObject *handed,
+                         PyObject *episodes) {
     double now = self->limiter != NULL ? monotonic_now() : 0; /* one reading per batch */
-    /* This batch's zones: a publish during it (another thread, while Python code below
-     * runs) swaps the engine's set, not this one. */
-    PyObject *capsule = self->zoneset;
-    Py_XINCREF(capsule);
-    ZoneSet *set = capsule ? PyCapsule_GetPointer(capsule, "dnsbl.zoneset") : NULL;
-    struct mmsghdr out[BATCH];
-    struct iovec out_iov[BATCH];
-    int answered = 0;
-    memset(out, 0, sizeof out);
-    for (int i = 0; i < received; i++) {
-        const unsigned char *packet = self->in + (size_t)i * MAX_QUERY;
-        Py_ssize_t size = in[i].msg_len > MAX_QUERY ? MAX_QUERY : (Py_ssize_t)in[i].msg_len;
-        Writer w = {self->out + (size_t)answered * (size_t)self->out_size, 0, 0, 0};
+    for (int i = 0; i < b->received; i++) {
+        const unsigned char *packet = b->in + (size_t)i * MAX_QUERY;
+        unsigned int length = b->queries[i].msg_len;
+        Py_ssize_t size = length > MAX_QUERY ? MAX_QUERY : (Py_ssize_t)length;
+        struct sockaddr_storage *peer_addr = &b->peers[i];
+        Writer w = {b->out + (size_t)b->answered * b->out_size, 0, 0, 0};
         Zone *zone = NULL;
         int qtype = 0, rcode = 0;
         Source source;
-        int known = source_of(&peers[i], &source);
+        int known = source_of(peer_addr, &source);
         if (set != NULL && answer(set, self->max_payload, packet, size, &w, &zone, &qtype, &rcode) &&
             (!zone->guarded || (known && networks_contain(&zone->allow, &source)))) {
             /* A guarded zone's sources outside its allow list go to Python (access.py). */
@@ -233,38 +275,140 @@ static PyObject *engine_serve(Engine *self, PyObject *args) {
             int send = self->limiter == NULL || !known ||
                        rate_limited(self, zone, &source, &w, now, &episode);
             if (episode) {
-                PyObject *peer = peer_object(&peers[i]);
+                PyObject *peer = peer_object(peer_addr);
                 if (peer == NULL || PyList_Append(episodes, peer) < 0) PyErr_Clear();
                 Py_XDECREF(peer);
             }
             if (!send) continue;
-            out_iov[answered].iov_base = w.buf;
-            out_iov[answered].iov_len = w.len;
-            out[answered].msg_hdr.msg_iov = &out_iov[answered];
-            out[answered].msg_hdr.msg_iovlen = 1;
-            out[answered].msg_hdr.msg_name = &peers[i];
-            out[answered].msg_hdr.msg_namelen = in[i].msg_hdr.msg_namelen;
-            answered++;
+            int n = b->answered++;
+            b->reply_iov[n].iov_base = w.buf;
+            b->reply_iov[n].iov_len = w.len;
+            memset(&b->replies[n], 0, sizeof b->replies[n]);
+            b->replies[n].msg_hdr.msg_iov = &b->reply_iov[n];
+            b->replies[n].msg_hdr.msg_iovlen = 1;
+            b->replies[n].msg_hdr.msg_name = peer_addr;
+            b->replies[n].msg_hdr.msg_namelen = b->queries[i].msg_hdr.msg_namelen;
             continue;
         }
-        PyObject *peer = peer_object(&peers[i]);
+        PyObject *peer = peer_object(peer_addr);
         PyObject *item = peer ? Py_BuildValue("(y#N)", (const char *)packet, size, peer) : NULL;
-        if (item == NULL || PyList_Append(handed, item) < 0) {
-            Py_XDECREF(item);
-            PyErr_Clear(); /* the datagram is dropped, as UDP allows */
-            continue;
+        if (item == NULL || PyList_Append(handed, item) < 0) PyErr_Clear(); /* dropped */
+        Py_XDECREF(item);
+    }
+}
+
+/* -- the loop ------------------------------------------------------------------------------ */
+
+/* Answer times of the natively answered queries, per batch: its mean per query, weighted by
+ * its size (dnsbl.dns.timing). Updated by every loop thread without the GIL, so atomically. */
+static void latency_record(Engine *self, uint64_t nanoseconds, int count) {
+    uint64_t each = nanoseconds / (uint64_t)count;
+    int bucket = 0;
+    while (bucket < self->nbounds && each > self->bounds_ns[bucket]) bucket++;
+    __atomic_fetch_add(&self->latency_counts[bucket], (uint64_t)count, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&self->latency_ns, nanoseconds, __ATOMIC_RELAXED);
+}
+
+static uint64_t clock_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Hand the Python path its datagrams and the episodes to log: handoff(handed, episodes,
+ * cleared), only when there is any (an error in it is reported, and the loop goes on). */
+static void hand_off(Engine *self, PyObject *handoff, PyObject *handed, PyObject *episodes) {
+    int cleared = self->limiter != NULL && limiter_cleared((Limiter *)self->limiter);
+    if (PyList_GET_SIZE(handed) == 0 && PyList_GET_SIZE(episodes) == 0 && !cleared) return;
+    PyObject *result = PyObject_CallFunctionObjArgs(handoff, handed, episodes, NULL);
+    if (result == NULL) PyErr_WriteUnraisable(handoff);
+    Py_XDECREF(result);
+}
+
+/* run(fd, wake_fd, counts, verdicts, handoff): the loop of UDP socket `fd` until `wake_fd`
+ * (an eventfd) is readable. It waits and does its socket calls without the GIL, and takes it
+ * once a batch: to answer from the zone set current then, count into `counts` and the access
+ * verdicts into `verdicts`, and call handoff(handed, episodes) with what Python must answer
+ * and log. So a query costs no turn of the event loop, and the event loop waits at most one
+ * batch for the GIL. */
+static PyObject *engine_run(Engine *self, PyObject *args) {
+    int fd, wake_fd;
+    PyObject *counts, *verdicts, *handoff;
+    if (!PyArg_ParseTuple(args, "iiO!O!O", &fd, &wake_fd, &PyDict_Type, &counts, &PyDict_Type,
+                          &verdicts, &handoff))
+        return NULL;
+    Batch *b = batch_new((size_t)self->out_size);
+    if (b == NULL) return PyErr_NoMemory();
+    int failure = 0;
+    for (;;) {
+        int received, error = 0, woken = 0;
+        uint64_t started = 0;
+        Py_BEGIN_ALLOW_THREADS
+        struct pollfd ready[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        received = -1;
+        if (poll(ready, 2, -1) < 0) {
+            error = errno;
+        } else if (ready[1].revents) {
+            woken = 1;
+        } else {
+            started = clock_ns();
+            received = batch_receive(b, fd);
+            if (received < 0) error = errno;
         }
-        Py_DECREF(item);
+        Py_END_ALLOW_THREADS
+        if (woken) break;
+        if (received <= 0) {
+            if (error == 0 || error == EAGAIN || error == EWOULDBLOCK || error == EINTR ||
+                error == ECONNREFUSED)
+                continue; /* ECONNREFUSED: an ICMP error for an earlier reply */
+            errno = error;
+            PyErr_SetFromErrno(PyExc_OSError);
+            failure = 1;
+            break;
+        }
+        PyObject *handed = PyList_New(0);
+        PyObject *episodes = PyList_New(0);
+        if (handed == NULL || episodes == NULL) {
+            Py_XDECREF(handed);
+            Py_XDECREF(episodes);
+            failure = 1;
+            break;
+        }
+        /* This batch's zones: a publish during it swaps the engine's set, not this one. */
+        PyObject *capsule = Py_XNewRef(self->zoneset);
+        ZoneSet *set = capsule ? PyCapsule_GetPointer(capsule, "dnsbl.zoneset") : NULL;
+        batch_answer(self, b, set, handed, episodes);
+        if (set != NULL && flush_counts(set, counts, verdicts) < 0) PyErr_Clear();
+        Py_XDECREF(capsule);
+        hand_off(self, handoff, handed, episodes);
+        Py_DECREF(handed);
+        Py_DECREF(episodes);
+        int answered = b->answered;
+        Py_BEGIN_ALLOW_THREADS
+        batch_send(b, fd);
+        if (answered) latency_record(self, clock_ns() - started, answered);
+        Py_END_ALLOW_THREADS
     }
-    for (int sent = 0; sent < answered;) {
-        int n = sendmmsg(fd, out + sent, (unsigned)(answered - sent), MSG_DONTWAIT);
-        if (n > 0) sent += n;
-        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* dropped */
-        else sent++; /* this reply cannot go (e.g. its peer is unreachable): the next may */
+    batch_free(b);
+    if (failure) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* latency() -> ([count per bound, and one for slower], seconds): what the loops recorded. */
+static PyObject *engine_latency(Engine *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *buckets = PyList_New(self->nbounds + 1);
+    if (buckets == NULL) return NULL;
+    for (int i = 0; i <= self->nbounds; i++) {
+        uint64_t n = __atomic_load_n(&self->latency_counts[i], __ATOMIC_RELAXED);
+        PyObject *count = PyLong_FromUnsignedLongLong(n);
+        if (count == NULL) {
+            Py_DECREF(buckets);
+            return NULL;
+        }
+        PyList_SET_ITEM(buckets, i, count);
     }
-    if (set != NULL && flush_counts(set, counts, verdicts) < 0) PyErr_Clear();
-    Py_XDECREF(capsule);
-    return Py_BuildValue("(iNN)", answered, handed, episodes);
+    double seconds = (double)__atomic_load_n(&self->latency_ns, __ATOMIC_RELAXED) / 1e9;
+    return Py_BuildValue("(Nd)", buckets, seconds);
 }
 
 /* answer(engine, packet) -> bytes or None: one answer without a socket (for the tests). */
@@ -273,14 +417,17 @@ static PyObject *engine_answer(Engine *self, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &packet, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *capsule = self->zoneset;
     ZoneSet *set = capsule ? PyCapsule_GetPointer(capsule, "dnsbl.zoneset") : NULL;
-    Writer w = {self->out, 0, 0, 0};
+    unsigned char *out = malloc((size_t)self->out_size);
+    Writer w = {out, 0, 0, 0};
     Zone *zone = NULL;
     int qtype = 0, rcode = 0;
     PyObject *result;
     /* The packet is copied to a buffer of its own size, so that a read past its end is
      * one AddressSanitizer sees (malloc, not Python's pools, which it cannot see into). */
     unsigned char *copy = malloc(packet.len ? (size_t)packet.len : 1);
-    if (copy == NULL) {
+    if (copy == NULL || out == NULL) {
+        free(copy);
+        free(out);
         PyBuffer_Release(&packet);
         return PyErr_NoMemory();
     }
@@ -295,6 +442,7 @@ static PyObject *engine_answer(Engine *self, PyObject *arg) {
         result = Py_NewRef(Py_None);
     }
     free(copy);
+    free(out);
     PyBuffer_Release(&packet);
     return result;
 }
@@ -304,10 +452,13 @@ static PyMethodDef engine_methods[] = {
      "Answer from these zone descriptions from the next batch on."},
     {"set_limiter", (PyCFunction)engine_set_limiter, METH_O,
      "Rate-limit the answers with this RateLimiter (None: no rate limiting)."},
-    {"serve", (PyCFunction)engine_serve, METH_VARARGS,
-     "Read one batch from the UDP socket `fd` and answer what it can, counting into "
-     "`counts` and the verdicts into `verdicts`; returns (answered, [(datagram, peer), ...] "
-     "for the Python path, [peer, ...] whose network rate limiting starts on)."},
+    {"run", (PyCFunction)engine_run, METH_VARARGS,
+     "run(fd, wake_fd, counts, verdicts, handoff): answer UDP socket `fd` until `wake_fd` is "
+     "readable, counting into `counts` and the verdicts into `verdicts`, and calling "
+     "handoff([(datagram, peer), ...], [peer, ...]) with what the Python path must answer "
+     "and the sources whose network rate limiting starts on. Call it on a thread of its own."},
+    {"latency", (PyCFunction)engine_latency, METH_NOARGS,
+     "([count per latency bound, then slower], seconds) of the natively answered queries."},
     {"answer", (PyCFunction)engine_answer, METH_O,
      "The answer to one packet, or None for the Python path (no socket, no counting)."},
     {NULL, NULL, 0, NULL},

@@ -10,14 +10,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
-#define BATCH 64          /* datagrams per call: one batch, then the event loop's turn */
+#define BATCH 64          /* datagrams per batch: what one take of the GIL answers at most */
 #define MAX_QUERY 4096    /* longer datagrams arrive cut (the Python path does the same) */
 #define MAX_VALUES 64     /* values one answer may join; more go to Python */
+#define MAX_BOUNDS 32     /* latency histogram bounds at most */
 #define NQTYPES 4         /* A, TXT, ANY, AAAA: the order of the zone description's keys */
 
 typedef unsigned __int128 u128;
@@ -113,6 +116,7 @@ uint64_t hash_bytes(const unsigned char *data, size_t len);
 int limiter_check(Limiter *l, const Source *source, const unsigned char *answer, size_t len,
                   uint64_t zone_hash, double now, int *episode);
 int limiter_log_only(const Limiter *l);
+int limiter_cleared(const Limiter *l);
 int limiter_ready(const Limiter *l);
 size_t truncate_answer(unsigned char *answer, size_t len);
 double monotonic_now(void);

@@ -184,6 +184,9 @@ static void sweep(Limiter *l, double now) {
 
 int limiter_log_only(const Limiter *l) { return l->log_only; }
 
+/* Whether a fresh start of the table is yet to be logged (take_cleared). */
+int limiter_cleared(const Limiter *l) { return l->cleared != 0; }
+
 int limiter_ready(const Limiter *l) { return l->slots != NULL; }
 
 /* RateLimiter.check for a source not proven by a cookie; `*episode`: 1 when this answer

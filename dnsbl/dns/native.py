@@ -1,11 +1,13 @@
 """The native UDP engine's Python side: which engine answers, and what the C loop may answer.
 
 `dnsbl.dns._native` (a C extension, built by `pip install` where a compiler exists) owns a UDP
-listener's loop: it receives a batch with `recvmmsg`, answers the common query exactly as
-`dnsbl.dns.wire.answer_fast` does, sends the batch with `sendmmsg`, and hands every other
-datagram back unchanged for the Python path. It reads the index's own arrays; this module
-describes each published zone to it (`zone_description`) and decides, in one place
-(`native_may_answer`), which zones it may answer at all.
+listener's loop, on a thread of its own (`NativeLoop`): it receives a batch with `recvmmsg`,
+answers the common query exactly as `dnsbl.dns.wire.answer_fast` does, sends the batch with
+`sendmmsg`, and hands every other datagram back unchanged to the event loop for the Python
+path. It waits and does its socket calls without the GIL and takes it once a batch. It reads
+the index's own arrays; this module describes each published zone to it
+(`zone_description`) and decides, in one place (`native_may_answer`), which zones it may
+answer at all.
 
 Access and rate limiting are decided in C as the Python path decides them: a zone with an
 allow list is answered natively to the sources inside it (counted as allowed), anyone else's
@@ -21,7 +23,10 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
+import os
+import threading
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +34,7 @@ from dnsbl.config import DnsSettings, RateLimitSettings
 from dnsbl.dns.access import Verdict, source_address
 from dnsbl.dns.codes import FAST_QTYPES
 from dnsbl.dns.ratelimit import TABLE_LIMIT, Action, log_fresh_start, log_limiting
+from dnsbl.dns.timing import LATENCY_BOUNDS
 from dnsbl.dns.zones import PublishedZone, ZoneTable
 from dnsbl.errors import ConfigError
 
@@ -120,6 +126,9 @@ class NativeRateLimiter:
             log_fresh_start(cleared)
 
 
+Handed = list[tuple[bytes, Any]]  # datagrams for the Python path, with their peers
+
+
 class NativeEngine:
     """The C engine of one DNS server, fed a description of every published zone."""
 
@@ -130,7 +139,7 @@ class NativeEngine:
         self.settings = settings
         self.table = table
         self.limiter = limiter
-        self.engine: Any = _native.Engine(settings.max_udp_payload)
+        self.engine: Any = _native.Engine(settings.max_udp_payload, LATENCY_BOUNDS)
         self.engine.set_limiter(limiter.buckets if limiter is not None else None)
         self.handed = 0  # datagrams handed to the Python path since start (for the tests)
         self._descriptions: dict[bytes, tuple[Any, ...]] = {}
@@ -143,23 +152,61 @@ class NativeEngine:
         self._descriptions[zone.wire] = zone_description(zone, self.table)
         self.engine.set_zones(list(self._descriptions.values()))
 
-    def serve(
-        self, fd: int, counts: dict[Any, int], verdicts: dict[Any, int]
-    ) -> tuple[int, list[tuple[bytes, Any]]]:
-        """One batch from UDP socket `fd`, counting queries into `counts` and access verdicts
-        into `verdicts`: (answered natively, [(datagram, peer)] for Python)."""
-        answered, handed, episodes = self.engine.serve(fd, counts, verdicts)
+    def took_over(self, handed: Handed, episodes: list[Any]) -> None:
+        """Note what a loop handed over: count the datagrams, log the networks whose rate
+        limiting starts and a fresh start of the buckets (on the event loop)."""
         for peer in episodes:
             log_limiting(peer[0], self.settings.rate_limit.log_only)
         if self.limiter is not None:
             self.limiter.log_fresh_start()
         self.handed += len(handed)
-        return answered, handed
+
+    def latency(self) -> tuple[list[int], float]:
+        """The natively answered queries' latency histogram (`dnsbl.dns.timing`)."""
+        buckets, seconds = self.engine.latency()
+        return buckets, seconds
 
     def answer(self, packet: bytes) -> bytes | None:
         """The native answer to `packet` without a socket, or None (for the tests)."""
         reply: bytes | None = self.engine.answer(packet)
         return reply
+
+
+class NativeLoop:
+    """The native engine answering one UDP socket on a thread of its own until `stop`.
+
+    `handoff(handed, episodes)` is called on that thread, with the GIL, for each batch with
+    anything for Python; it must only pass them on (to the event loop).
+    """
+
+    def __init__(
+        self,
+        native: NativeEngine,
+        sock: Any,
+        counts: dict[Any, int],
+        verdicts: dict[Any, int],
+        handoff: Callable[[Handed, list[Any]], None],
+    ) -> None:
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC)
+        fd = sock.fileno()
+        arguments = (fd, self._wake, counts, verdicts, handoff)
+        self._thread = threading.Thread(
+            target=self._run, args=(native, arguments), name=f"dns-udp-{fd}", daemon=True
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _run(native: NativeEngine, arguments: tuple[Any, ...]) -> None:
+        try:
+            native.engine.run(*arguments)
+        except OSError as exc:  # the socket is gone: nothing more to answer on it
+            log.error("the native UDP loop stopped: %s", exc)
+
+    def stop(self) -> None:
+        """Stop answering (the loop ends within a batch) and wait for the thread."""
+        os.eventfd_write(self._wake, 1)
+        self._thread.join()
+        os.close(self._wake)
 
 
 def zone_description(zone: PublishedZone, table: ZoneTable) -> tuple[Any, ...]:

@@ -26,7 +26,14 @@ from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
 from dnsbl.dns.access import Access, Verdict
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
 from dnsbl.dns.cookies import Cookies
-from dnsbl.dns.native import NATIVE, NativeEngine, NativeRateLimiter, engine_name
+from dnsbl.dns.native import (
+    NATIVE,
+    Handed,
+    NativeEngine,
+    NativeLoop,
+    NativeRateLimiter,
+    engine_name,
+)
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
 from dnsbl.dns.timing import Latency
@@ -48,7 +55,9 @@ _UDP_BUFFER = 4 << 20  # receive buffer asked for (the kernel caps it at net.cor
 
 
 class _UdpListener:
-    """One UDP socket, read straight from the event loop's selector.
+    """One UDP socket: read straight from the event loop's selector by the Python engine, or
+    by a native loop on its own thread (`NativeLoop`) that hands this listener what Python
+    must answer.
 
     asyncio's datagram transport hands over one datagram per loop iteration; reading up to
     `_UDP_BATCH` per readiness event and answering in place saves that round per query. A
@@ -60,22 +69,24 @@ class _UdpListener:
         self.sock = sock
         self.fd = sock.fileno()
 
-    def read_ready_native(self) -> None:
-        """One batch through the native engine; what it hands back, through the Python path."""
-        server = self.server
-        native = server.native
+    def hand_off(self, handed: Handed, episodes: list[Any]) -> None:
+        """What the native loop leaves to Python (called on its thread): to the event loop."""
+        loop = self.server._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: stopping
+                loop.call_soon_threadsafe(self.answer_handed, handed, episodes)
+
+    def answer_handed(self, handed: Handed, episodes: list[Any]) -> None:
+        """Answer on the Python path what the native loop handed over."""
+        native = self.server.native
         assert native is not None
-        started = perf_counter()
-        try:
-            answered, handed = native.serve(self.fd, server.counts, server.access.counts)
-        except OSError as exc:
-            log.debug("UDP receive error: %s", exc)
+        native.took_over(handed, episodes)
+        if not handed:
             return
+        started = perf_counter()
         for data, addr in handed:
             self._answer_in_python(data, addr, hot=True)
-        answered += len(handed)
-        if answered:
-            server.latency.record("udp", (perf_counter() - started) / answered, answered)
+        self.server.latency.record("udp", (perf_counter() - started) / len(handed), len(handed))
 
     def _answer_in_python(self, data: bytes, addr: Any, hot: bool = False) -> None:
         """Answer on the general path; `hot`: try the hot path first (what the native engine
@@ -209,9 +220,12 @@ class DnsServer:
         # time by dnsbl.node.metrics (query_labels is the one place that reads the key).
         self.counts: collections.Counter[tuple[str, ...]] = collections.Counter()
         self.latency = Latency()  # see dnsbl.dns.timing
+        if self.native is not None:
+            self.latency.attach("udp", self.native.latency)
         self.notifier = Notifier(settings.notify, key=keys.first)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
+        self._native_loops: list[NativeLoop] = []
         self._tcp: list[asyncio.Server] = []
         self._connections: dict[asyncio.StreamWriter, _Connection] = {}
         self._per_source: collections.Counter[str] = collections.Counter()
@@ -265,13 +279,20 @@ class DnsServer:
         self._udp.append(udp)
         self._tcp.append(await asyncio.start_server(self._serve_tcp, sock=tcp))
         listener = _UdpListener(self, udp)
-        ready = listener.read_ready_native if self.native is not None else listener.read_ready
-        asyncio.get_running_loop().add_reader(udp.fileno(), ready)
+        if self.native is not None:
+            self._native_loops.append(
+                NativeLoop(self.native, udp, self.counts, self.access.counts, listener.hand_off)
+            )
+        else:
+            asyncio.get_running_loop().add_reader(udp.fileno(), listener.read_ready)
         host, port = udp.getsockname()[:2]
         self._endpoints.append((host, port))
 
     async def stop(self) -> None:
         """Close every listener and connection, and stop sending NOTIFY."""
+        for native_loop in self._native_loops:
+            native_loop.stop()
+        self._native_loops.clear()
         for udp in self._udp:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(udp.fileno())

@@ -5,12 +5,15 @@ hot-path answer. The UDP listener instead times each batch it reads at one readi
 (up to 64 datagrams, or one at low load) and records the batch's mean per query, once per
 batch, weighted by its size: at low load that is each query's own time; under load it is the
 time each spent on average, which is what a busy server's operator wants to see. TCP answers
-are timed one by one (they are few). Exported by `dnsbl.node.metrics` at scrape time.
+are timed one by one (they are few). The native engine's loops keep the same histogram in C
+(`Engine.latency`), read at snapshot time (`Latency.attach`). Exported by
+`dnsbl.node.metrics` at scrape time.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 # Upper bounds in seconds: a hot-path answer takes some microseconds, a general one tens of
 # microseconds, a transfer's first message milliseconds.
@@ -37,6 +40,12 @@ class Latency:
     def __init__(self) -> None:
         self._buckets: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
+        self._attached: list[tuple[str, Callable[[], tuple[list[int], float]]]] = []
+
+    def attach(self, transport: str, reader: Callable[[], tuple[list[int], float]]) -> None:
+        """Add what `reader` returns (counts per bucket of `LATENCY_BOUNDS` and one for
+        slower, sum of seconds: kept elsewhere, e.g. in C) to `transport`'s at snapshot time."""
+        self._attached.append((transport, reader))
 
     def record(self, transport: str, seconds: float, count: int = 1) -> None:
         """Note `count` answers over `transport` that took `seconds` each."""
@@ -49,4 +58,12 @@ class Latency:
 
     def snapshot(self) -> dict[str, tuple[list[int], float]]:
         """A copy: transport -> (counts per bucket, sum of seconds)."""
-        return {key: (list(value), self._sums[key]) for key, value in self._buckets.items()}
+        copy = {key: (list(value), self._sums[key]) for key, value in self._buckets.items()}
+        for transport, reader in self._attached:
+            buckets, seconds = reader()
+            have, have_seconds = copy.get(transport, ([0] * len(buckets), 0.0))
+            copy[transport] = (
+                [a + b for a, b in zip(have, buckets, strict=True)],
+                have_seconds + seconds,
+            )
+        return copy

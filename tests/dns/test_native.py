@@ -3,13 +3,16 @@ dnslib path answers), hands everything else to Python, and sees a published inde
 
 from __future__ import annotations
 
+import concurrent.futures
 import random
 import subprocess
 import sys
+import threading
 
 import dns.edns
 import dns.message
 import dns.opcode
+import dns.query
 import dns.tsig
 import dns.tsigkeyring
 import pytest
@@ -232,6 +235,21 @@ async def test_a_published_index_is_answered_from_at_once() -> None:
             # The publish has returned: no query after it sees the old index.
             assert answers(await ask(server, "1.0.0.10." + ZONE, edns=None), "A") == [code]
         assert server.counts[(ZONE, "A", "NOERROR")] == 29
+
+
+async def test_the_native_loop_answers_on_its_own_thread_and_ends_with_the_server() -> None:
+    """Its own thread: a common query is answered while the event loop is held up (here
+    waiting for that very answer, with the GIL free), and the thread is gone once the server
+    has stopped."""
+    async with running([make_index([row("10.0.0.1")], 1)], engine="native") as server:
+        host, port = server.endpoints[0]
+        query = dns.message.make_query("1.0.0.10." + ZONE, "A")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(dns.query.udp, query, host, port=port, timeout=5)
+            reply = asked.result(timeout=30)  # blocks the event loop until it is answered
+            assert answers(reply, "A") == ["127.0.0.2"]
+        assert any(t.name.startswith("dns-udp-") for t in threading.enumerate())
+    assert not any(t.name.startswith("dns-udp-") for t in threading.enumerate())
 
 
 async def test_the_python_engine_when_asked_for() -> None:
