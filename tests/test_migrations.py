@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
-from dnsbl.db import alembic_config, upgrade
+from dnsbl.addresses import parse_network
+from dnsbl.db import alembic_config, make_engine, upgrade
+from dnsbl.listings.store import Entry, ListingStore
+from tests.conftest import ZONE
 
 
 def test_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0008_traps"]
+    assert script.get_heads() == ["0009_slim_change_log"]
 
 
 def test_migrated_database_matches_the_models(database_url: str) -> None:
@@ -21,5 +25,32 @@ def test_migrated_database_matches_the_models(database_url: str) -> None:
 def test_downgrade_to_base_and_up_again(database_url: str) -> None:
     config = alembic_config(database_url)
     command.downgrade(config, "base")
+    upgrade(database_url)
+    command.check(config)
+
+
+def test_down_from_0009_the_change_log_gets_its_time_and_actor_back(database_url: str) -> None:
+    """0009 dropped the change rows' copies of their listing's time and actor; going down
+    copies them back from the listing rows."""
+    store = ListingStore(make_engine(database_url))
+    store.ensure_zones([ZONE])
+    store.add(ZONE, [Entry(parse_network("192.0.2.1"))], actor="adder")
+    store.end(ZONE, [parse_network("192.0.2.1")], actor="ender", reason="test")
+    store.engine.dispose()
+    config = alembic_config(database_url)
+    command.downgrade(config, "0008_traps")
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.action, c.actor, c.at = l.created_at, c.at = l.ended_at"
+                " FROM changes c JOIN listings l ON l.id = c.listing_id ORDER BY c.id"
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("add", "adder", True, False),
+        ("remove", "ender", False, True),
+    ]
     upgrade(database_url)
     command.check(config)

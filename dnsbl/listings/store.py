@@ -281,14 +281,12 @@ class ListingStore:
         mine = and_(Listing.zone_id == zone_id, Listing.id > first_new)
         conn.execute(
             insert(Change).from_select(
-                ["zone_id", "serial", "listing_id", "action", "at", "actor"],
+                ["zone_id", "serial", "listing_id", "action"],
                 select(
                     Listing.zone_id,
                     literal(serial),
                     Listing.id,
                     literal(ChangeAction.ADD.value),
-                    Listing.created_at,
-                    literal(actor),
                 ).where(mine),
             )
         )
@@ -405,8 +403,6 @@ class ListingStore:
                         "serial": serial,
                         "listing_id": listing_id,
                         "action": ChangeAction.REMOVE.value,
-                        "at": now,
-                        "actor": actor,
                     }
                     for listing_id in chunk
                 ],

@@ -138,7 +138,10 @@ class Listing(Base):
 
 
 class Change(Base):
-    """One entry of the append-only change log: a listing added to or removed from a zone."""
+    """One entry of the append-only change log: a listing added to or removed from a zone.
+
+    When and by whom are the listing's: `created_at`/`created_by` for an add,
+    `ended_at`/`ended_by` for a removal (no copy here: migration 0009)."""
 
     __tablename__ = "changes"
 
@@ -147,7 +150,5 @@ class Change(Base):
     serial: Mapped[int] = mapped_column(BigInteger)
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"))
     action: Mapped[str] = mapped_column(String(8))  # a ChangeAction
-    at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_changes_zone_serial", "zone_id", "serial"),)
