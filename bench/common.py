@@ -43,8 +43,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, database: Path, port: int) -> Path:
-    path = directory / "bench.toml"
+def write_config(directory: Path, database: Path, port: int, name: str = "bench.toml") -> Path:
+    path = directory / name
     path.write_text(
         f'database_url = "sqlite:///{database}"\n'
         f'[dns]\nlisten = ["127.0.0.1:{port}"]\n'

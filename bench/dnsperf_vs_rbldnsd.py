@@ -7,12 +7,15 @@ TXT, unlisted A (NXDOMAIN). dnsbl runs once per engine (`dns.engine`: native, py
 
 - queries/s: dnsperf for `--seconds`, the median of `--rounds` rounds;
 - CPU per query: user+sys of the server's processes over one pass of the query file (a fixed
-  number of queries, sent as fast as dnsperf goes), divided by the queries answered;
+  number of queries, sent as fast as dnsperf goes), divided by the queries answered, the
+  median of the rounds;
 - average latency at a fixed rate (`--rate`, 20k queries/s), as dnsperf reports it, the
   median of the rounds;
 - resident memory with the listings, and per listing (against the same server on no data).
 
-What matters are the ratios, measured in the same run: absolute numbers depend on the machine.
+Every server runs for the whole bench, and each round takes every server in turn, so that a
+machine getting busier or quieter moves all of them alike. What matters are the ratios,
+measured in the same run: absolute numbers depend on the machine.
 
 Usage: .venv/bin/python -m bench.dnsperf_vs_rbldnsd [--count N] [--seconds S] [--rounds R]
        [--processes 1,2] [--engines native,python] [--rate 20000]
@@ -21,6 +24,7 @@ Usage: .venv/bin/python -m bench.dnsperf_vs_rbldnsd [--count N] [--seconds S] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import re
 import shutil
@@ -103,8 +107,8 @@ class Figures:
     """One server's figures."""
 
     rounds: list[float] = field(default_factory=list)
-    cpu_per_query: float = 0.0  # seconds
-    latency: float = 0.0  # seconds, at the fixed rate
+    cpu_rounds: list[float] = field(default_factory=list)  # seconds per query
+    latencies: list[float] = field(default_factory=list)  # seconds, at the fixed rate
     rss: int = 0
     rss_empty: int = 0
 
@@ -112,26 +116,47 @@ class Figures:
     def qps(self) -> float:
         return statistics.median(self.rounds)
 
+    @property
+    def cpu_per_query(self) -> float:
+        return statistics.median(self.cpu_rounds)
 
-def measure(pid: int, port: int, queries: Path, args: argparse.Namespace) -> Figures:
-    figures = Figures(rss=tree_rss(pid))
-    for _ in range(args.rounds):
-        run = dnsperf(port, queries, "-l", str(args.seconds))
-        print(f"  {run.qps:,.0f} queries/s (lost {run.lost})")
-        figures.rounds.append(run.qps)
-    before = tree_cpu_seconds(pid)
-    run = dnsperf(port, queries, "-n", "1")
-    figures.cpu_per_query = (tree_cpu_seconds(pid) - before) / max(run.completed, 1)
-    print(f"  {figures.cpu_per_query * 1e6:.2f} µs CPU per query over {run.completed} queries")
-    # The latency at a fixed rate moves more between runs than the rate does (a wake-up of the
-    # server costs what the other processes on the machine let it): the median of the rounds.
-    latencies = []
-    for _ in range(args.rounds):
-        run = dnsperf(port, queries, "-l", str(args.seconds), "-Q", str(args.rate))
-        latencies.append(run.latency)
-        print(f"  {run.latency * 1e6:.0f} µs average latency at {args.rate} queries/s")
-    figures.latency = statistics.median(latencies)
-    return figures
+    @property
+    def latency(self) -> float:
+        return statistics.median(self.latencies)
+
+
+@dataclass
+class Server:
+    """A server under test, answering on `port`."""
+
+    label: str
+    pid: int
+    port: int
+    figures: Figures
+
+
+def measure(servers: list[Server], queries: Path, args: argparse.Namespace) -> None:
+    """Every figure in rounds, each round taking every server in turn: a machine that gets
+    busier or quieter during the run then moves every server's figures alike, and the
+    ratios of one run stay fair (the medians of the rounds are reported)."""
+    for server in servers:
+        server.figures.rss = tree_rss(server.pid)
+    for number in range(args.rounds):
+        for server in servers:
+            run = dnsperf(server.port, queries, "-l", str(args.seconds))
+            print(f"  {server.label}: {run.qps:,.0f} queries/s (lost {run.lost})")
+            server.figures.rounds.append(run.qps)
+        for server in servers:
+            before = tree_cpu_seconds(server.pid)
+            run = dnsperf(server.port, queries, "-n", "1")
+            cpu = (tree_cpu_seconds(server.pid) - before) / max(run.completed, 1)
+            server.figures.cpu_rounds.append(cpu)
+            print(f"  {server.label}: {cpu * 1e6:.2f} µs CPU per query over {run.completed}")
+        for server in servers:
+            run = dnsperf(server.port, queries, "-l", str(args.seconds), "-Q", str(args.rate))
+            server.figures.latencies.append(run.latency)
+            print(f"  {server.label}: {run.latency * 1e6:.0f} µs average at {args.rate}/s")
+        print(f"round {number + 1} of {args.rounds} done")
 
 
 def tree_rss(pid: int) -> int:
@@ -153,40 +178,38 @@ def main() -> None:
             raise SystemExit(f"{tool} is not installed (apt-get install {tool})")
     rbldnsd = shutil.which("rbldnsd") or "/usr/sbin/rbldnsd"
     addresses = random_singles(args.count)
-    results: dict[str, Figures] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:
         directory = Path(tmp)
         queries = directory / "queries.txt"
         query_file(queries, addresses)
         data, empty = directory / "bench.ip4set", directory / "empty.ip4set"
         write_rbldnsd_file(data, addresses)
         write_rbldnsd_file(empty, [])
-        ours, theirs = free_port(), free_port()
-        config = write_config(directory, directory / "bench.sqlite3", ours)
-        fill_store(config, addresses)
+        store = directory / "bench.sqlite3"
+        fill_store(write_config(directory, store, free_port()), addresses)
         empty_dir = directory / "empty"
         empty_dir.mkdir()
-        empty_config = write_config(empty_dir, empty_dir / "bench.sqlite3", ours)
-        fill_store(empty_config, [])
+        empty_store = empty_dir / "bench.sqlite3"
+        fill_store(write_config(empty_dir, empty_store, free_port()), [])
         # rbldnsd chroots into the directory and reads its files as its own user.
         directory.chmod(0o755)
         data.chmod(0o644)
         empty.chmod(0o644)
 
-        def rbldnsd_command(name: str) -> list[str]:
-            options = ["-n", "-b", f"127.0.0.1/{theirs}", "-r", str(directory), "-w", "/"]
+        def rbldnsd_command(name: str, port: int) -> list[str]:
+            options = ["-n", "-b", f"127.0.0.1/{port}", "-r", str(directory), "-w", "/"]
             return [rbldnsd, *options, "-t", "2100", f"{ZONE}:ip4set:{name}"]
 
         # rbldnsd lists only what its file says (no built-in 127.0.0.2): ask for a listing.
         probe = query_name(addresses[0])
-        with process(rbldnsd_command(empty.name)) as server:
-            wait_until_answering(theirs, limit=120, name=f"2.0.0.127.{ZONE}", listed=False)
+        port = free_port()
+        with process(rbldnsd_command(empty.name, port)) as server:
+            wait_until_answering(port, limit=120, name=f"2.0.0.127.{ZONE}", listed=False)
             empty_rss = tree_rss(server.pid)
-        with process(rbldnsd_command(data.name)) as server:
-            wait_until_answering(theirs, limit=120, name=probe)
-            print("rbldnsd:")
-            results["rbldnsd"] = measure(server.pid, theirs, queries, args)
-            results["rbldnsd"].rss_empty = empty_rss
+        port = free_port()
+        server = running.enter_context(process(rbldnsd_command(data.name, port)))
+        wait_until_answering(port, limit=120, name=probe)
+        servers = [Server("rbldnsd", server.pid, port, Figures(rss_empty=empty_rss))]
         for engine in args.engines.split(","):
             for count in [int(n) for n in args.processes.split(",")]:
                 settings = {
@@ -194,16 +217,20 @@ def main() -> None:
                     "DNSBL_DNS__PROCESSES": str(count),
                     "DNSBL_DNS__ENGINE": engine,
                 }
-                label = f"dnsbl {engine} x{count}"
+                port = free_port()
+                empty_config = write_config(empty_dir, empty_store, port, f"{port}.toml")
                 with process([DNSBL, "--config", str(empty_config), "dns"], env=settings) as node:
-                    wait_until_answering(ours, limit=120)
+                    wait_until_answering(port, limit=120)
                     empty_rss = tree_rss(node.pid)
-                with process([DNSBL, "--config", str(config), "dns"], env=settings) as node:
-                    wait_until_answering(ours, limit=120)
-                    print(f"{label}:")
-                    results[label] = measure(node.pid, ours, queries, args)
-                    results[label].rss_empty = empty_rss
-    report(results, args)
+                config = write_config(directory, store, port, f"{port}.toml")
+                node = running.enter_context(
+                    process([DNSBL, "--config", str(config), "dns"], env=settings)
+                )
+                wait_until_answering(port, limit=120)
+                label = f"dnsbl {engine} x{count}"
+                servers.append(Server(label, node.pid, port, Figures(rss_empty=empty_rss)))
+        measure(servers, queries, args)
+    report({server.label: server.figures for server in servers}, args)
 
 
 def report(results: dict[str, Figures], args: argparse.Namespace) -> None:
