@@ -43,8 +43,9 @@ async def run_dns_node(
     """
     # The change log is polled on a thread. A thread holding the GIL keeps it up to the
     # switch interval (5 ms by default) before the thread woken by a query (the native
-    # loop's, or the event loop) gets it back: a query arriving during a poll waited that long. 0.5 ms bounds that wait (measured in
-    # bench/README.md: average latency at 20k queries/s).
+    # loop's, or the event loop) gets it back: a query arriving during a poll waited that
+    # long. 0.5 ms bounds that wait (measured in bench/README.md: average latency at 20k
+    # queries/s).
     sys.setswitchinterval(_SWITCH_INTERVAL)
     if server is None:
         server = DnsServer(settings.zones, settings.dns)
