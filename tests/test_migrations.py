@@ -14,7 +14,7 @@ from tests.conftest import ZONE
 
 def test_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0009_slim_change_log"]
+    assert script.get_heads() == ["0010_bulk_listing_keys"]
 
 
 def test_migrated_database_matches_the_models(database_url: str) -> None:
