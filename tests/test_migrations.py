@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from dnsbl.addresses import parse_network
 from dnsbl.db import alembic_config, make_engine, upgrade
@@ -54,3 +54,23 @@ def test_down_from_0009_the_change_log_gets_its_time_and_actor_back(database_url
     ]
     upgrade(database_url)
     command.check(config)
+
+
+def test_listing_references_are_foreign_keys_on_sqlite_only(database_url: str) -> None:
+    # On PostgreSQL a foreign key is a trigger call per row: the store keeps these (0010).
+    engine = make_engine(database_url)
+    try:
+        found = {
+            (table, key["constrained_columns"][0])
+            for table in ("listings", "changes")
+            for key in inspect(engine).get_foreign_keys(table)
+        }
+    finally:
+        engine.dispose()
+    references = {
+        ("listings", "zone_id"),
+        ("listings", "value_id"),
+        ("changes", "zone_id"),
+        ("changes", "listing_id"),
+    }
+    assert found == (references if engine.dialect.name == "sqlite" else set())

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from dnsbl.addresses import parse_network
 from dnsbl.cli import main
@@ -249,3 +249,53 @@ def test_bulk_rewrites_compare_with_the_whole_zone(
     store.add(ZONE, expiring, actor="t")
     again = store.add(ZONE, expiring, actor="t")
     assert (again.added, again.unchanged) == (0, 5001)
+
+
+def _log(engine: Engine) -> tuple[int, int, int, int]:
+    """Listings, change rows, change rows whose listing is in the change's zone, and the
+    distinct serials of the log (the references the store keeps itself on PostgreSQL)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM listings), count(*), count(l.id),"
+                " count(DISTINCT c.serial) FROM changes c"
+                " LEFT JOIN listings l ON l.id = c.listing_id AND l.zone_id = c.zone_id"
+            )
+        ).one()
+    return row[0], row[1], row[2], row[3]
+
+
+def test_an_import_logs_an_add_per_listing_under_one_serial_and_a_reimport_writes_nothing(
+    tmp_path: Path, store: ListingStore, engine: Engine, settings: Settings
+) -> None:
+    zone = settings.zone(ZONE)
+    lines = [f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(0, 30000, 3)]
+    data = _write(tmp_path / "big.txt", "\n".join(reversed(lines)) + "\n")
+    before = store.serial(ZONE)
+    result = import_files(store, zone, [data])
+    assert result.write and result.write.added == 10000
+    assert store.serial(ZONE) == result.write.serial == before + 1
+    assert _log(engine) == (10000, 10000, 10000, 1)
+    again = import_files(store, zone, [data])
+    assert again.write and (again.write.added, again.write.unchanged) == (0, 10000)
+    assert store.serial(ZONE) == before + 1
+    assert _log(engine) == (10000, 10000, 10000, 1)
+
+
+def test_an_import_failing_after_its_listings_are_written_leaves_nothing(
+    tmp_path: Path,
+    store: ListingStore,
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def log_fails(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    data = _write(tmp_path / "data.txt", "".join(f"10.0.{i >> 8}.{i & 255}\n" for i in range(600)))
+    before = store.serial(ZONE)
+    monkeypatch.setattr(ListingStore, "_log_added", log_fails)
+    with pytest.raises(RuntimeError):
+        import_files(store, settings.zone(ZONE), [data])
+    assert store.serial(ZONE) == before
+    assert _log(engine) == (0, 0, 0, 0)
