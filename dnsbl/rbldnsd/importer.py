@@ -20,7 +20,7 @@ import gc
 import gzip
 import io
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -69,21 +69,18 @@ def open_data(path: Path) -> TextIO:
         raise ImportFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _counted(
-    lines: Iterable[str], progress: ImportProgress | None, done: list[int]
-) -> Iterator[str]:
-    """The lines, telling `progress` how far the reading is every few thousand lines."""
-    if progress is None:
-        yield from lines
-        return
-    count = 0
-    for line in lines:
-        count += 1
-        done[1] += len(line)
-        if not count & 4095:
-            progress.update(done[0] + count, done[1])
-        yield line
-    done[0] += count
+class _Counter:
+    """Tells `progress` how far the reading of all the files is (`RbldnsdData.read`'s tick)."""
+
+    def __init__(self, progress: ImportProgress) -> None:
+        self.progress = progress
+        self.lines = 0
+        self.characters = 0
+
+    def tick(self, lines: int, characters: int) -> None:
+        self.lines += lines
+        self.characters += characters
+        self.progress.update(self.lines, self.characters)
 
 
 def import_files(
@@ -156,12 +153,11 @@ def _import(
     report: Callable[[LineProblem], None] | None,
     progress: ImportProgress | None,
 ) -> ImportResult:
-    done = [0, 0]
+    tick = None if progress is None else _Counter(progress).tick
     try:
         for path, handle, kind in zip(paths, handles, file_kinds, strict=True):
             with handle:
-                lines = _counted(handle, progress, done)
-                for problem in data.read(str(path), lines, kind):
+                for problem in data.read(str(path), handle, kind, tick):
                     if report is not None:
                         report(problem)
     finally:

@@ -56,8 +56,9 @@ class Ip4SetUnits(Generic[V]):
         self._ties: dict[int, list[V]] = {}
         # Single addresses (a line of one address) wait here, as arrays, until `resolve`.
         self.singles: Singles[V] = Singles()
-        # The /32 units of ranges, as (singles read before, value) for each line that gave
-        # one: where a single address meets one, `resolve` replays both in the order read.
+        # The /32 units of ranges, as (place, value) for each line that gave one (the place:
+        # how many singles of the unit's bucket were read before): where a single address
+        # meets one, `resolve` replays both in the order read.
         self._level0: dict[int, list[tuple[int, V | None]]] = {}
         # After `resolve`: the single addresses no other line gave, by value, in order.
         self._pure: dict[int, tuple[V | None, array[int]]] | None = None
@@ -81,7 +82,7 @@ class Ip4SetUnits(Generic[V]):
             return
         self._ranges += 1
         origin = self._ranges
-        read = len(self.singles)
+        singles = self.singles
         for level, start, count in ip4set_units(first, last):
             step = 1 << (8 * level)
             for unit in range(start, start + count * step, step):
@@ -89,7 +90,7 @@ class Ip4SetUnits(Generic[V]):
                 self.add(key, value)
                 self._origins.setdefault(key, origin)
                 if not level:
-                    self._level0.setdefault(key, []).append((read, value))
+                    self._level0.setdefault(key, []).append((singles.place(unit), value))
 
     def resolve(self) -> None:
         """Take the single addresses in: those no other line gave stay arrays (`_pure`); the
@@ -99,39 +100,64 @@ class Ip4SetUnits(Generic[V]):
         pure: dict[int, tuple[V | None, array[int]]] = {}
         singles = self.singles
         met = {key >> 24 for key in self.units if key >> 32 == 0}  # first octets of /32 units
-        one_value = len(singles.values) == 1
-        for octet, keys in enumerate(singles.sorted_buckets()):
-            addresses = [key >> 32 for key in keys]
-            if one_value and octet not in met and len(set(addresses)) == len(keys):
-                # The common case: one value, no address twice, no range meeting them.
-                only = singles.values[0]
-                found = pure.get(id(only))
-                if found is None:
-                    found = pure[id(only)] = (only, array("I"))
-                found[1].extend(addresses)
+        # The first value's addresses (nearly all, as a rule) go into one array of the size
+        # of every single, filled in order: grown instead, it would be held twice at times.
+        first = array("I", [0]) * len(singles) if singles.values else array("I")
+        if singles.values:
+            pure[id(singles.values[0])] = (singles.values[0], first)
+        filled = 0
+        for octet, bucket, numbers in singles.buckets_taken():
+            if not bucket:
                 continue
-            self._resolve_runs(keys, pure)
+            if numbers is None and octet not in met:
+                # The common case: one value, no range meeting them (an address given twice
+                # the same value is one entry).
+                ordered = sorted(bucket)
+                if len(set(ordered)) != len(ordered):
+                    ordered = sorted(set(ordered))
+                first[filled : filled + len(ordered)] = array("I", ordered)
+                filled += len(ordered)
+                continue
+            filled = self._resolve_runs(bucket, numbers, pure, first, filled)
+        del first[filled:]
+        if singles.values and not filled:
+            del pure[id(singles.values[0])]
         self._pure = pure
         self.singles = Singles()  # all taken in: its arrays go
 
-    def _resolve_runs(self, keys: list[int], pure: dict[int, tuple[V | None, array[int]]]) -> None:
-        """`resolve` for one first octet's sorted keys, address by address."""
+    def _resolve_runs(
+        self,
+        bucket: array[int],
+        numbers: array[int] | None,
+        pure: dict[int, tuple[V | None, array[int]]],
+        first: array[int],
+        filled: int,
+    ) -> int:
+        """`resolve` for one first octet, address by address; returns how much of `first`
+        (the first value's addresses) is filled."""
         units, level0 = self.units, self._level0
-        for address, given in self.singles.runs(keys):
+        zero = self.singles.values[0]
+        for address, given in self.singles.runs(bucket, numbers):
             if len(given) == 1 and address not in units:
                 value = given[0][1]
+                if value is zero:
+                    first[filled] = address
+                    filled += 1
+                    continue
                 found = pure.get(id(value))
                 if found is None:
                     found = pure[id(value)] = (value, array("I"))
                 found[1].append(address)
                 continue
-            # A range's value read after `read` singles comes before the single at `read`.
+            # A range's value given at `place` (the singles of the bucket read before it)
+            # comes before the single at that place.
             events = [(place, 1, value) for place, value in given]
-            events += [(read, 0, value) for read, value in level0.get(address, ())]
+            events += [(place, 0, value) for place, value in level0.get(address, ())]
             events.sort(key=itemgetter(0, 1))
             units.pop(address, None)
             for _, _, value in events:
                 self.add(address, value)
+        return filled
 
     def single_groups(
         self, convert: Callable[[V | None], C | None]

@@ -1,21 +1,23 @@
-"""The single addresses of an ip4set dataset, held as typed arrays: ten bytes a line.
+"""The single addresses of an ip4set dataset, held as typed arrays: four bytes a line.
 
 Nearly every line of a large ip4set file is one address. Held as Python objects (a dict of
 ints to values) they cost ~100 bytes each, so ten million lines needed gigabytes; here each
-costs one 64-bit key — the address and the line's place among the singles — in the array of
-its first octet, and a value number. `sorted_buckets` then sorts one first octet at a time (a
-few megabytes for a 10M-line file of random addresses), and `runs` hands the addresses back
-in order with the values each was given, in the order the lines gave them.
+costs its address in the array of its first octet (the *bucket*), in the order read, and —
+only once a bucket has seen a second value — a value number beside it. A line's *place* is
+its index in its bucket: lines of different buckets never meet, so the order within a bucket
+is all the order the dataset needs. `buckets_taken` then hands out one first octet at a time,
+for the caller to sort (a few megabytes for a 10M-line file of random addresses), and `runs`
+hands a bucket's addresses back in order with the values each was given, in the order the
+lines gave them.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
 V = TypeVar("V")  # a value as read (None: an exclusion)
-_LOW = 0xFFFFFFFF
 _NONE = object()  # no value seen yet
 
 
@@ -23,58 +25,104 @@ class Singles(Generic[V]):
     """Single addresses with their values, in the order read."""
 
     def __init__(self) -> None:
-        self._buckets = [array("Q") for _ in range(256)]
-        self._value_of = array("H")  # the value number of each single, by its place
+        self.buckets = [array("I") for _ in range(256)]  # the addresses, by first octet
+        # The value number of each address of a bucket, by place; None while all are 0.
+        self._value_of: list[array[int] | None] = [None] * 256
+        self._code = "H"
+        self._numbered_any = False  # whether any bucket has value numbers
         self._values: list[V | None] = []
         self._numbers: dict[int, int] = {}  # id(value) -> value number
         self._last: object = _NONE
         self._last_number = 0
 
     def __len__(self) -> int:
-        return len(self._value_of)
+        return sum(len(bucket) for bucket in self.buckets)
 
     def add(self, address: int, value: V | None) -> None:
         """A line giving `address` the value `value` (the reader hands out one object per
         distinct value, so values are told apart by identity)."""
-        if value is not self._last:  # lines in a row mostly share their value
-            self._last_number = self._number(value)
-            self._last = value
-        value_of = self._value_of
-        self._buckets[address >> 24].append(address << 32 | len(value_of))
-        value_of.append(self._last_number)
+        number = self.number(value)
+        octet = address >> 24
+        bucket = self.buckets[octet]
+        numbers = self._value_of[octet]
+        if numbers is None and number:
+            numbers = self._numbered(octet)
+        if numbers is not None:
+            numbers.append(number)
+        bucket.append(address)
 
-    def _number(self, value: V | None) -> int:
+    def add_block(self, addresses: Iterable[int], value: V | None) -> None:
+        """Lines in a row giving each of `addresses` the same value."""
+        number = self.number(value)
+        buckets, value_of = self.buckets, self._value_of
+        if not number and not self._numbered_any:  # the common case: one value so far
+            for address in addresses:
+                buckets[address >> 24].append(address)
+            return
+        for address in addresses:
+            octet = address >> 24
+            numbers = value_of[octet]
+            if numbers is None and number:
+                numbers = self._numbered(octet)
+            if numbers is not None:
+                numbers.append(number)
+            buckets[octet].append(address)
+
+    def place(self, address: int) -> int:
+        """The place the next single address of `address`'s bucket would take."""
+        return len(self.buckets[address >> 24])
+
+    def number(self, value: V | None) -> int:
+        """The value number of `value`."""
+        if value is self._last:  # lines in a row mostly share their value
+            return self._last_number
         number = self._numbers.get(id(value))
         if number is None:
             number = self._numbers[id(value)] = len(self._values)
             self._values.append(value)
-            if number == 0xFFFF and self._value_of.typecode == "H":
-                self._value_of = array("I", self._value_of)
+            if number == 0xFFFF and self._code == "H":
+                self._code = "I"
+                self._value_of = [None if a is None else array("I", a) for a in self._value_of]
+        self._last, self._last_number = value, number
         return number
+
+    def _numbered(self, octet: int) -> array[int]:
+        """Give bucket `octet` its value numbers (0 so far, for each address held)."""
+        numbers = self._value_of[octet] = array(self._code, [0]) * len(self.buckets[octet])
+        self._numbered_any = True
+        return numbers
 
     @property
     def values(self) -> list[V | None]:
         """The distinct values given, by number."""
         return self._values
 
-    def sorted_buckets(self) -> Iterator[list[int]]:
-        """Each first octet's keys (address << 32 | place), sorted; the arrays are let go of
-        as they are read (call once)."""
+    def buckets_taken(self) -> Iterator[tuple[int, array[int], array[int] | None]]:
+        """(octet, addresses, value numbers or None for all 0) of each bucket, in place order;
+        the arrays are let go of as they are handed out (call once)."""
         for octet in range(256):
-            keys = sorted(self._buckets[octet])
-            self._buckets[octet] = array("Q")
-            yield keys
+            bucket, numbers = self.buckets[octet], self._value_of[octet]
+            self.buckets[octet] = array("I")
+            self._value_of[octet] = None
+            yield octet, bucket, numbers
 
-    def runs(self, keys: list[int]) -> Iterator[tuple[int, list[tuple[int, V | None]]]]:
-        """(address, [(place, value), ...]) for sorted `keys`: each address's values in the
-        order read."""
-        values, value_of = self._values, self._value_of
-        count = len(keys)
+    def runs(
+        self, bucket: array[int], numbers: array[int] | None
+    ) -> Iterator[tuple[int, list[tuple[int, V | None]]]]:
+        """(address, [(place, value), ...]) for a bucket, by address: each address's values
+        in the order read."""
+        values = self._values
+        order = sorted(range(len(bucket)), key=bucket.__getitem__)  # stable: places in order
+        count = len(order)
         i = 0
         while i < count:
-            address = keys[i] >> 32
+            address = bucket[order[i]]
             j = i + 1
-            while j < count and keys[j] >> 32 == address:
+            while j < count and bucket[order[j]] == address:
                 j += 1
-            yield address, [(key & _LOW, values[value_of[key & _LOW]]) for key in keys[i:j]]
+            places = order[i:j]
+            if numbers is None:
+                yield address, [(place, values[0]) for place in places]
+            else:
+                yield address, [(place, values[numbers[place]]) for place in places]
             i = j
