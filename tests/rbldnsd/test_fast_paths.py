@@ -148,3 +148,22 @@ def test_singles_tell_apart_more_values_than_two_bytes_number() -> None:
     assert found[0x0A000000] == [values[0], values[0]]
     assert found[0x0A000000 + 69_999] == [values[69_999]]
     assert len(found) == 70_000
+
+
+def test_an_octet_of_a_few_values_is_picked_apart_by_value() -> None:
+    lines = ["10.0.0.9", "10.0.0.2 :3", "10.0.0.1", ":5", "10.0.0.4", "10.0.0.3 :3", "11.0.0.1"]
+    fast = _fast([lines], DatasetType.IP4SET)
+    assert _written(fast) == _written(_general([lines], DatasetType.IP4SET))
+    codes = {
+        (value.code if value else None, start)
+        for _, value, _, _, starts in fast.packed_groups()
+        for start in starts
+    }
+    assert codes == {
+        ("127.0.0.2", 0x0A000009),
+        ("127.0.0.2", 0x0A000001),
+        ("127.0.0.3", 0x0A000002),
+        ("127.0.0.3", 0x0A000003),
+        ("127.0.0.5", 0x0A000004),
+        ("127.0.0.5", 0x0B000001),
+    }
