@@ -50,19 +50,17 @@ from __future__ import annotations
 
 import enum
 import socket
-import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
-from itertools import islice, repeat
+from itertools import islice
 
 from dnsbl.addresses import Network, ipv4_text
 from dnsbl.index.txt_template import literal_txt
 from dnsbl.rbldnsd.ip4set import Ip4SetUnits
-from dnsbl.rbldnsd.singles import Singles
 from dnsbl.rbldnsd.syntax import (
     IP4,
+    LINE_BLANKS,
     BadLine,
     abbreviated_address,
     ip4_cidr,
@@ -70,18 +68,16 @@ from dnsbl.rbldnsd.syntax import (
     ip6_cidr,
     ip6_prefix,
     maxrange,
+    plain_addresses,
 )
 
 # Longer lines are refused: no rbldnsd line is near this (a value's TXT is at most
 # MAX_TXT_BYTES), and it keeps every number on a line far below Python's 4,300-digit limit.
 MAX_LINE = 4096
 _DIGIT_CHARS = frozenset("0123456789")
-_LINE_BLANKS = " \t\r\n"  # what is stripped from both ends of a line
 _BLOCK = 16384  # lines read at a time
-_LITTLE_ENDIAN = sys.byteorder == "little"
 _BLANK = " \t"
 _AFTER_ADDRESS = " \t#;:"
-_pton4 = partial(socket.inet_pton, socket.AF_INET)
 
 
 class DatasetType(enum.StrEnum):
@@ -182,34 +178,22 @@ class RbldnsdData:
         self._default = _GLOBAL_DEFAULT
         v4_kind = self.auto[4] if self.kind is DatasetType.AUTO else self.kind
         singles = self._ip4set.singles if v4_kind is DatasetType.IP4SET else None
+        screen = self.screen
         source = iter(lines)
         number = 0
         while block := list(islice(source, _BLOCK)):
             if tick is not None:
                 tick(len(block), sum(map(len, block)))
-            if singles is None or not self._address_block(block, singles, name, number):
+            # A block of plain addresses (as a rule, every line of a large file) at C speed;
+            # where the screen refuses one of them, the line by line way reports it.
+            found = None if singles is None else plain_addresses(block)
+            if found is not None and not (screen and any(screen(4, a, a) for a in found)):
+                assert singles is not None
+                singles.add_block(found, self._default)
+            else:
                 yield from self._lines(name, block, number, v4_kind)
             number += len(block)
         self.lines += number
-
-    def _address_block(
-        self, block: list[str], singles: Singles[_RawValue], name: str, number: int
-    ) -> bool:
-        """Take a block of lines that are each one dotted quad (with blanks around, no value)
-        at C speed, into ip4set's singles: False (nothing taken) if any line is another."""
-        try:
-            packed = b"".join(map(_pton4, map(str.strip, block, repeat(_LINE_BLANKS))))
-        except (OSError, ValueError):  # not an address (ValueError: a NUL byte)
-            return False
-        addresses = array("I")
-        addresses.frombytes(packed)
-        if _LITTLE_ENDIAN:
-            addresses.byteswap()
-        screen = self.screen
-        if screen is not None and any(screen(4, address, address) for address in addresses):
-            return False  # the line by line way reports them
-        singles.add_block(addresses, self._default)
-        return True
 
     def _lines(
         self, name: str, block: list[str], number: int, v4_kind: DatasetType
@@ -226,7 +210,7 @@ class RbldnsdData:
         from_bytes = int.from_bytes
         for raw in block:
             number += 1
-            line = raw.strip(_LINE_BLANKS)
+            line = raw.strip(LINE_BLANKS)
             if not line:
                 continue
             if len(line) > MAX_LINE or "\0" in line:
