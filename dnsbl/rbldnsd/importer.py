@@ -265,7 +265,7 @@ def _groups(data: RbldnsdData, category: str, zone_values: bool) -> list[LoadGro
     """The dataset's entries as groups for the store: explicit values (or the zone's, see
     `zone_values`), ip4set's n-th tie values in the tie category of rank n."""
     groups = []
-    for rank, value, family, prefixlen, starts in data.packed_groups():
+    for rank, value, family, prefixlen, starts in data.packed_groups(last=True):
         group_category = category if rank == 1 else tie_category(category, rank)
         if value is None:
             groups.append(LoadGroup(family, prefixlen, group_category, True, None, None, starts))

@@ -1,0 +1,80 @@
+"""The /24, /16 and /8 units of an ip4set dataset's ranges and CIDRs, held as typed arrays.
+
+A CIDR or range line is cut into units (`dnsbl.rbldnsd.ip4set`); held as a dict of units
+with the line that gave each, ten million `a.b.c.0/24` lines cost gigabytes. Here a unit of
+levels 1-3 (/24, /16, /8) costs eight bytes, `first address << 32 | line` in the array of its
+level and first octet (its *bucket*), and a line its value number (two bytes, four past
+65,535 values). Sorted, a bucket holds its units in address order and, for one unit, in the
+order of the lines; `sort` hands out the units that several lines gave (overlapping entries,
+rare) for the caller to resolve the general way and keeps the others, each given once.
+/32 units (of ranges within an octet, and of CIDRs longer than /24) stay with the caller:
+they meet single addresses, whose order they must keep.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import pairwise
+
+_LINE = 0xFFFFFFFF
+
+
+class RangeUnits:
+    """The units of levels 1-3 of the range and CIDR lines of a dataset, by line number."""
+
+    def __init__(self) -> None:
+        # buckets[level << 8 | octet]; level 0 stays empty
+        self.buckets = [array("Q") for _ in range(1024)]
+        self.line_values = array("H", [0])  # the value number of each line, by number (from 1)
+
+    def add_line(self, number: int) -> int:
+        """A range or CIDR line of value number `number`; returns the line's number."""
+        if number > 0xFFFF and self.line_values.typecode == "H":
+            self.line_values = array("I", self.line_values)
+        self.line_values.append(number)
+        return len(self.line_values) - 1
+
+    def add(self, level: int, start: int, count: int, line: int) -> None:
+        """`count` units of `level` from `start`, given by `line`."""
+        step = 1 << (8 * level)
+        buckets = self.buckets
+        for unit in range(start, start + count * step, step):
+            buckets[level << 8 | unit >> 24].append(unit << 32 | line)
+
+    def sort(self) -> Iterator[tuple[int, int, int]]:
+        """Sort every bucket; yields (level, first address, line) of each unit that several
+        lines gave, in address order and for one unit in the order of the lines, and takes
+        such units out of the buckets (call once)."""
+        for index, bucket in enumerate(self.buckets):
+            if not bucket:
+                continue
+            ordered = sorted(bucket)
+            units = [element >> 32 for element in ordered]
+            repeated = {unit for unit, after in pairwise(units) if unit == after}
+            del units
+            if repeated:
+                level = index >> 8
+                for element in ordered:
+                    if element >> 32 in repeated:
+                        yield level, element >> 32, element & _LINE
+                ordered = [element for element in ordered if element >> 32 not in repeated]
+            self.buckets[index] = array("Q", ordered)
+
+    def units(self, index: int) -> Iterator[tuple[int, int]]:
+        """(first address, line) of the units of bucket `index` (sorted), in address order."""
+        for element in self.buckets[index]:
+            yield element >> 32, element & _LINE
+
+    def starts_within(self, level: int, first: int, last: int) -> Iterator[int]:
+        """The first addresses of the (sorted) units of `level` within [first, last]."""
+        bucket = self.buckets[level << 8 | first >> 24]
+        end = bisect_left(bucket, (last + 1) << 32)
+        for i in range(bisect_left(bucket, first << 32), end):
+            yield bucket[i] >> 32
+
+    def clear(self) -> None:
+        """Let go of every unit and line."""
+        self.buckets = [array("Q") for _ in range(1024)]
+        self.line_values = array("H", [0])
