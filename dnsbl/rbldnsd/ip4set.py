@@ -94,8 +94,8 @@ class Ip4SetUnits(Generic[V]):
         if ranges is not None:
             ranges.add_line(singles.number(value))
         for level, start, count in ip4set_units(first, last):
-            if level and ranges is not None:
-                ranges.add(level, start, count, origin)
+            if ranges is not None:  # a level 0 run is within one /24: one place
+                ranges.add(level, start, count, origin, singles.place(start))
                 continue
             step = 1 << (8 * level)
             for unit in range(start, start + count * step, step):
@@ -115,10 +115,14 @@ class Ip4SetUnits(Generic[V]):
         self._values = values = singles.values
         if self.ranges is not None:
             line_values = self.ranges.line_values
-            for level, unit, line in self.ranges.sort():  # units several lines gave
+            # Units several lines gave, and /32 units a single address meets.
+            for level, unit, line, place in self.ranges.sort(singles.buckets):
                 key = level << 32 | unit
-                self.add(key, values[line_values[line]])
+                value = values[line_values[line]]
+                self.add(key, value)
                 self._origins.setdefault(key, line)
+                if not level:
+                    self._level0.setdefault(key, []).append((place, value))
         met = {key >> 24 for key in self.units if key >> 32 == 0}  # first octets of /32 units
         # The first value's addresses (nearly all, as a rule) go into one array of the size
         # of every single, filled in order: grown instead, it would be held twice at times.
@@ -413,7 +417,7 @@ def _units_inside(
         for starts in (levels[inner], *(singles if inner == 0 else ())):
             for i in range(bisect_left(starts, first), bisect_right(starts, last)):
                 yield inner << 32 | starts[i]
-        if inner and ranges is not None:
+        if ranges is not None:
             for start in ranges.starts_within(inner, first, last):
                 yield inner << 32 | start
 

@@ -1,14 +1,16 @@
-"""The /24, /16 and /8 units of an ip4set dataset's ranges and CIDRs, held as typed arrays.
+"""The units of an ip4set dataset's ranges and CIDRs, held as typed arrays.
 
 A CIDR or range line is cut into units (`dnsbl.rbldnsd.ip4set`); held as a dict of units
-with the line that gave each, ten million `a.b.c.0/24` lines cost gigabytes. Here a unit of
-levels 1-3 (/24, /16, /8) costs eight bytes, `first address << 32 | line` in the array of its
-level and first octet (its *bucket*), and a line its value number (two bytes, four past
-65,535 values). Sorted, a bucket holds its units in address order and, for one unit, in the
-order of the lines; `sort` hands out the units that several lines gave (overlapping entries,
-rare) for the caller to resolve the general way and keeps the others, each given once.
-/32 units (of ranges within an octet, and of CIDRs longer than /24) stay with the caller:
-they meet single addresses, whose order they must keep.
+with the line that gave each, ten million `a.b.c.0/24` lines cost gigabytes. Here a unit
+costs eight bytes, `first address << 32 | line` in the array of its level and first octet
+(its *bucket*), and a line its value number (two bytes, four past 65,535 values). A /32 unit
+costs eight bytes more, `address << 32 | place`: the place a single address of its first
+octet read after the line would take (`dnsbl.rbldnsd.singles`), for the order in which
+singles and ranges meet. Sorted, a bucket holds its units in address order and, for one
+unit, in the order of the lines — and so do the places, which grow with the lines: the two
+sorted arrays stay side by side. `sort` hands out the units that several lines gave, and
+the /32 units that a single address meets (both rare), for the caller to resolve the
+general way, and keeps the others, each given once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class RangeUnits:
     def __init__(self) -> None:
         # buckets[level << 8 | octet]; level 0 stays empty
         self.buckets = [array("Q") for _ in range(1024)]
+        self.places = [array("Q") for _ in range(256)]  # of the /32 units, by first octet
         self.line_values = array("H", [0])  # the value number of each line, by number (from 1)
 
     def add_line(self, number: int) -> int:
@@ -36,16 +39,22 @@ class RangeUnits:
         self.line_values.append(number)
         return len(self.line_values) - 1
 
-    def add(self, level: int, start: int, count: int, line: int) -> None:
-        """`count` units of `level` from `start`, given by `line`."""
+    def add(self, level: int, start: int, count: int, line: int, place: int) -> None:
+        """`count` units of `level` from `start`, given by `line`; `place`: that of /32 units."""
         step = 1 << (8 * level)
         buckets = self.buckets
+        if not level:
+            at = start >> 24
+            buckets[at].extend(range(start << 32 | line, (start + count) << 32, 1 << 32))
+            self.places[at].extend(range(start << 32 | place, (start + count) << 32, 1 << 32))
+            return
         for unit in range(start, start + count * step, step):
             buckets[level << 8 | unit >> 24].append(unit << 32 | line)
 
-    def sort(self) -> Iterator[tuple[int, int, int]]:
-        """Sort every bucket; yields (level, first address, line) of each unit that several
-        lines gave, in address order and for one unit in the order of the lines, and takes
+    def sort(self, singles: list[array[int]]) -> Iterator[tuple[int, int, int, int]]:
+        """Sort every bucket; yields (level, first address, line, place or 0) of each unit
+        that several lines gave or (a /32 unit) that an address of `singles` (by first
+        octet) meets, in address order and for one unit in the order of the lines, and takes
         such units out of the buckets (call once)."""
         for index, bucket in enumerate(self.buckets):
             if not bucket:
@@ -53,12 +62,18 @@ class RangeUnits:
             ordered = sorted(bucket)
             units = [element >> 32 for element in ordered]
             repeated = {unit for unit, after in pairwise(units) if unit == after}
+            places: list[int] = []
+            if index < 256:
+                places = sorted(self.places[index])
+                self.places[index] = array("Q")
+                repeated.update(set(units).intersection(singles[index]))
             del units
             if repeated:
                 level = index >> 8
-                for element in ordered:
+                for i, element in enumerate(ordered):
                     if element >> 32 in repeated:
-                        yield level, element >> 32, element & _LINE
+                        place = places[i] & _LINE if places else 0
+                        yield level, element >> 32, element & _LINE, place
                 ordered = [element for element in ordered if element >> 32 not in repeated]
             self.buckets[index] = array("Q", ordered)
 
@@ -77,4 +92,5 @@ class RangeUnits:
     def clear(self) -> None:
         """Let go of every unit and line."""
         self.buckets = [array("Q") for _ in range(1024)]
+        self.places = [array("Q") for _ in range(256)]
         self.line_values = array("H", [0])
