@@ -60,6 +60,9 @@ class Ip4SetUnits(Generic[V]):
         self.ranges: RangeUnits | None = RangeUnits()
         self._ranges = 0
         self._values: list[V | None] = []  # the singles' value numbers, after `resolve`
+        # Whether a unit of /24 or wider is given twice (and may tie): `tie_groups` then
+        # looks for the units inside it in the arrays.
+        self._nested = False
         # Units given several distinct values: the values after the first, in order.
         self._ties: dict[int, list[V]] = {}
         # Single addresses (a line of one address) wait here, as arrays, until `resolve`.
@@ -123,6 +126,7 @@ class Ip4SetUnits(Generic[V]):
                 self._origins.setdefault(key, line)
                 if not level:
                     self._level0.setdefault(key, []).append((place, value))
+                self._nested = self._nested or level > 0
         met = {key >> 24 for key in self.units if key >> 32 == 0}  # first octets of /32 units
         # The first value's addresses (nearly all, as a rule) go into one array of the size
         # of every single, filled in order: grown instead, it would be held twice at times.
@@ -237,10 +241,11 @@ class Ip4SetUnits(Generic[V]):
             yield value, [Network(4, start, length) for start in starts]
 
     def packed(
-        self, convert: Callable[[V | None], C | None]
+        self, convert: Callable[[V | None], C | None], release: bool = False
     ) -> Iterator[tuple[C | None, int, array[int]]]:
         """The entries other than those of `single_groups`, as (value, prefix length, sorted
-        starts): a bulk import takes them as arrays, no object per entry."""
+        starts): a bulk import takes them as arrays, no object per entry. `release`: the
+        arrays of units go as they are taken (nothing is asked after)."""
         self.resolve()
         origins = self._origins
         singles: dict[int, tuple[V | None, list[int]]] = {}
@@ -253,7 +258,7 @@ class Ip4SetUnits(Generic[V]):
         for raw, keys in singles.values():
             yield convert(raw), 32, array("I", sorted(keys))
         merged: dict[tuple[int, int], tuple[C | None, array[int]]] = {}
-        for first, length, value in self._merged(convert, rest):
+        for first, length, value in self._merged(convert, rest, release):
             found = merged.get((id(value), length))
             if found is None:
                 found = merged[(id(value), length)] = (value, array("I"))
@@ -269,7 +274,7 @@ class Ip4SetUnits(Generic[V]):
         arrays of units go once all is handed out."""
         for value, addresses in self.single_groups(convert):
             yield 1, value, 32, addresses
-        for value, length, starts in self.packed(convert):
+        for value, length, starts in self.packed(convert, last and not self._nested):
             yield 1, value, length, starts
         for rank, value, networks in self.tie_groups(convert):
             by_length: dict[int, list[int]] = {}
@@ -315,9 +320,10 @@ class Ip4SetUnits(Generic[V]):
                 yield rank, None, [_unit_network(key) for key in sorted(inside)]
 
     def _ordered(
-        self, units: dict[int, V | list[V | None] | None]
+        self, units: dict[int, V | list[V | None] | None], release: bool
     ) -> Iterator[tuple[int, V | list[V | None] | None, int | None]]:
-        """(key, held, line or None) of `units` and of the units held as arrays, by key."""
+        """(key, held, line or None) of `units` and of the units held as arrays, by key
+        (`release`: each array goes once taken)."""
         origins = self._origins
         # Sorting the pairs, not the keys: looking a million keys up again in key order
         # costs more than the sort (each probe lands somewhere else in memory).
@@ -343,11 +349,14 @@ class Ip4SetUnits(Generic[V]):
                 (high | unit, values[line_values[line]], line) for unit, line in ranges.units(index)
             )
             yield from merge(given, held_once, key=itemgetter(0)) if some_given else held_once
+            if release:
+                ranges.buckets[index] = array("Q")
 
     def _merged(
         self,
         convert: Callable[[V | None], C | None],
         units: dict[int, V | list[V | None] | None],
+        release: bool = False,
     ) -> Iterator[tuple[int, int, C | None]]:
         """`units` and those held as arrays, each level's runs of one value (from one line)
         merged into CIDRs: (first address, prefix length, value)."""
@@ -355,7 +364,7 @@ class Ip4SetUnits(Generic[V]):
         run_start = run_end = 0
         run_value: V | None = None
         run_origin: int | None = None
-        for key, held, origin in self._ordered(units):
+        for key, held, origin in self._ordered(units, release):
             level, unit = key >> 32, key & 0xFFFFFFFF
             value = self._first_value(key, held, convert) if isinstance(held, list) else held
             if (

@@ -97,9 +97,10 @@ def _fast(files: list[list[str]], kind: DatasetType) -> RbldnsdData:
 
 
 def _written(data: RbldnsdData) -> Counter[tuple[object, ...]]:
-    """What an import of `data` writes: (rank, value, family, prefix length, start), counted."""
+    """What an import of `data` writes (rank, value, family, prefix length, start), counted
+    (asked once and last, as an import asks)."""
     found: Counter[tuple[object, ...]] = Counter()
-    for rank, value, family, length, starts in data.packed_groups():
+    for rank, value, family, length, starts in data.packed_groups(last=True):
         for start in starts:
             found[(rank, value, family, length, start)] += 1
     return found
