@@ -117,11 +117,10 @@ class Ip4SetUnits(Generic[V]):
         singles = self.singles
         self._values = values = singles.values
         if self.ranges is not None:
-            line_values = self.ranges.line_values
             # Units several lines gave, and /32 units a single address meets.
             for level, unit, line, place in self.ranges.sort(singles.buckets):
                 key = level << 32 | unit
-                value = values[line_values[line]]
+                value = values[self.ranges.value_number(line)]
                 self.add(key, value)
                 self._origins.setdefault(key, line)
                 if not level:
@@ -345,9 +344,13 @@ class Ip4SetUnits(Generic[V]):
                 yield from given
                 continue
             high = (index >> 8) << 32
-            held_once = (
-                (high | unit, values[line_values[line]], line) for unit, line in ranges.units(index)
-            )
+            if line_values is None:  # every line has the first value
+                held_once = ((high | unit, values[0], line) for unit, line in ranges.units(index))
+            else:
+                held_once = (
+                    (high | unit, values[line_values[line]], line)
+                    for unit, line in ranges.units(index)
+                )
             yield from merge(given, held_once, key=itemgetter(0)) if some_given else held_once
             if release:
                 ranges.buckets[index] = array("Q")

@@ -3,7 +3,8 @@
 A CIDR or range line is cut into units (`dnsbl.rbldnsd.ip4set`); held as a dict of units
 with the line that gave each, ten million `a.b.c.0/24` lines cost gigabytes. Here a unit
 costs eight bytes, `first address << 32 | line` in the array of its level and first octet
-(its *bucket*), and a line its value number (two bytes, four past 65,535 values). A /32 unit
+(its *bucket*), and a line its value number (two bytes, four past 65,535 values; none while
+every line has the first value). A /32 unit
 costs eight bytes more, `address << 32 | place`: the place a single address of its first
 octet read after the line would take (`dnsbl.rbldnsd.singles`), for the order in which
 singles and ranges meet. Sorted, a bucket holds its units in address order and, for one
@@ -30,14 +31,26 @@ class RangeUnits:
         # buckets[level << 8 | octet]; level 0 stays empty
         self.buckets = [array("Q") for _ in range(1024)]
         self.places = [array("Q") for _ in range(256)]  # of the /32 units, by first octet
-        self.line_values = array("H", [0])  # the value number of each line, by number (from 1)
+        self.lines = 0
+        # The value number of each line, by number (from 1); None while all are 0.
+        self.line_values: array[int] | None = None
 
     def add_line(self, number: int) -> int:
         """A range or CIDR line of value number `number`; returns the line's number."""
-        if number > 0xFFFF and self.line_values.typecode == "H":
-            self.line_values = array("I", self.line_values)
-        self.line_values.append(number)
-        return len(self.line_values) - 1
+        self.lines += 1
+        numbers = self.line_values
+        if numbers is None:
+            if not number:
+                return self.lines
+            numbers = self.line_values = array("H", [0]) * self.lines
+        if number > 0xFFFF and numbers.typecode == "H":
+            numbers = self.line_values = array("I", numbers)
+        numbers.append(number)
+        return self.lines
+
+    def value_number(self, line: int) -> int:
+        """The value number of `line`."""
+        return 0 if self.line_values is None else self.line_values[line]
 
     def add(self, level: int, start: int, count: int, line: int, place: int) -> None:
         """`count` units of `level` from `start`, given by `line`; `place`: that of /32 units."""
@@ -93,4 +106,5 @@ class RangeUnits:
         """Let go of every unit and line."""
         self.buckets = [array("Q") for _ in range(1024)]
         self.places = [array("Q") for _ in range(256)]
-        self.line_values = array("H", [0])
+        self.lines = 0
+        self.line_values = None
