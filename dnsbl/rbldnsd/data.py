@@ -405,21 +405,20 @@ class RbldnsdData:
             for network in networks:
                 yield network, value
 
-    def packed_groups(self) -> Iterator[tuple[int, DataValue | None, int, int, Sequence[int]]]:
-        """Every entry to store, for a bulk write: (rank, value, family, prefix length, sorted
-        starts) — rank 1 for the dataset's category, n for ip4set's n-th tie values — with
-        ip4set's single addresses as the arrays they are held in (no object per entry)."""
-        for value, addresses in self._ip4set.single_groups(self._convert):
-            yield 1, value, 4, 32, addresses
-        for value, networks in self.groups(singles=False):
+    def packed_groups(
+        self, last: bool = False
+    ) -> Iterator[tuple[int, DataValue | None, int, int, Sequence[int]]]:
+        """Every entry to store, for a bulk write, as arrays: (rank: 1, n for ip4set's n-th tie
+        values; value, family, prefix length, sorted starts). `last`: nothing is asked after."""
+        for rank, value, length, starts in self._ip4set.bulk(self._convert, last):
+            yield rank, value, 4, length, starts
+        for value, networks in self.groups(ip4set=False):
             yield from _packed(1, value, networks)
-        for rank, value, networks in self.tie_groups():
-            yield from _packed(rank, value, networks)
 
-    def groups(self, singles: bool = True) -> Iterator[tuple[DataValue | None, list[Network]]]:
+    def groups(self, ip4set: bool = True) -> Iterator[tuple[DataValue | None, list[Network]]]:
         """The same entries as `entries`, as (value, networks) groups: a million entries are
-        made several times faster by list comprehensions than one by one. Without `singles`,
-        those of ip4set's `single_groups` are left out."""
+        made several times faster by list comprehensions than one by one. Without `ip4set`,
+        those of the ip4set dataset are left out."""
         convert = self._convert
         for family in (4, 6):
             by_value: dict[int, tuple[_RawValue | None, list[int]]] = {}
@@ -427,7 +426,8 @@ class RbldnsdData:
                 by_value.setdefault(id(raw), (raw, []))[1].append(key)
             for raw, keys in by_value.values():
                 yield convert(raw), [Network(family, key >> 8, key & 255) for key in keys]
-        yield from self._ip4set.groups(convert, singles)
+        if ip4set:
+            yield from self._ip4set.groups(convert)
         if self._tset:
             tset_value = convert(self._tset_default or _GLOBAL_DEFAULT)
             yield tset_value, [Network(6, address, 64) for address in sorted(self._tset)]

@@ -209,7 +209,8 @@ def _passed(
         return None
     if group.excluded or group.prefixlen == (32 if group.family == 4 else 128):
         return group
-    kept = []
+    # An array, not a list: a group can hold ten million networks.
+    kept: array[int] | list[int] = array("I") if group.family == 4 else []
     for start in group.starts:
         network = Network(group.family, start, group.prefixlen)
         why = rule.never_list.refusal_of(network)
@@ -221,8 +222,7 @@ def _passed(
         return None
     if len(kept) == len(group.starts):
         return group
-    starts = array("I", kept) if group.family == 4 else kept
-    return dataclasses.replace(group, starts=starts)
+    return dataclasses.replace(group, starts=kept)
 
 
 _FAMILY_KINDS = {
@@ -265,7 +265,7 @@ def _groups(data: RbldnsdData, category: str, zone_values: bool) -> list[LoadGro
     """The dataset's entries as groups for the store: explicit values (or the zone's, see
     `zone_values`), ip4set's n-th tie values in the tie category of rank n."""
     groups = []
-    for rank, value, family, prefixlen, starts in data.packed_groups():
+    for rank, value, family, prefixlen, starts in data.packed_groups(last=True):
         group_category = category if rank == 1 else tie_category(category, rank)
         if value is None:
             groups.append(LoadGroup(family, prefixlen, group_category, True, None, None, starts))

@@ -22,11 +22,13 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
+from heapq import merge
 from itertools import compress, repeat
 from operator import and_, itemgetter, lshift, or_, rshift
 from typing import Generic, TypeVar
 
 from dnsbl.addresses import Network
+from dnsbl.rbldnsd.range_units import RangeUnits
 from dnsbl.rbldnsd.singles import Singles
 from dnsbl.rbldnsd.syntax import ip4set_units
 
@@ -53,7 +55,14 @@ class Ip4SetUnits(Generic[V]):
         # one line are merged back, so that a listed address stays the network it was written
         # as (`dnsbl delist 192.0.2.3` finds it), however many neighbours it has.
         self._origins: dict[int, int] = {}
+        # The /24, /16 and /8 units of ranges and CIDRs, as arrays: only those that several
+        # lines gave come into `units` (at `resolve`). Off, every unit goes into `units`.
+        self.ranges: RangeUnits | None = RangeUnits()
         self._ranges = 0
+        self._values: list[V | None] = []  # the singles' value numbers, after `resolve`
+        # Whether a unit of /24 or wider is given twice (and may tie): `tie_groups` then
+        # looks for the units inside it in the arrays.
+        self._nested = False
         # Units given several distinct values: the values after the first, in order.
         self._ties: dict[int, list[V]] = {}
         # Single addresses (a line of one address) wait here, as arrays, until `resolve`.
@@ -82,10 +91,15 @@ class Ip4SetUnits(Generic[V]):
         if first == last:
             self.singles.add(first, value)
             return
+        singles, ranges = self.singles, self.ranges
         self._ranges += 1
         origin = self._ranges
-        singles = self.singles
+        if ranges is not None:
+            ranges.add_line(singles.number(value))
         for level, start, count in ip4set_units(first, last):
+            if ranges is not None:  # a level 0 run is within one /24: one place
+                ranges.add(level, start, count, origin, singles.place(start))
+                continue
             step = 1 << (8 * level)
             for unit in range(start, start + count * step, step):
                 key = level << 32 | unit
@@ -101,6 +115,17 @@ class Ip4SetUnits(Generic[V]):
             return
         pure: dict[int, tuple[V | None, array[int]]] = {}
         singles = self.singles
+        self._values = values = singles.values
+        if self.ranges is not None:
+            # Units several lines gave, and /32 units a single address meets.
+            for level, unit, line, place in self.ranges.sort(singles.buckets):
+                key = level << 32 | unit
+                value = values[self.ranges.value_number(line)]
+                self.add(key, value)
+                self._origins.setdefault(key, line)
+                if not level:
+                    self._level0.setdefault(key, []).append((place, value))
+                self._nested = self._nested or level > 0
         met = {key >> 24 for key in self.units if key >> 32 == 0}  # first octets of /32 units
         # The first value's addresses (nearly all, as a rule) go into one array of the size
         # of every single, filled in order: grown instead, it would be held twice at times.
@@ -205,15 +230,22 @@ class Ip4SetUnits(Generic[V]):
             yield convert(raw), addresses
 
     def groups(
-        self, convert: Callable[[V | None], C | None], with_singles: bool = True
+        self, convert: Callable[[V | None], C | None]
     ) -> Iterator[tuple[C | None, list[Network]]]:
         """The entries by value: single addresses as they are, units of ranges and CIDRs (and
-        units that several entries gave) merged back into CIDRs. Without `with_singles`, the
-        addresses of `single_groups` are left out (a bulk import takes them as arrays)."""
+        units that several entries gave) merged back into CIDRs."""
+        for value, addresses in self.single_groups(convert):
+            yield value, [Network(4, address, 32) for address in addresses]
+        for value, length, starts in self.packed(convert):
+            yield value, [Network(4, start, length) for start in starts]
+
+    def packed(
+        self, convert: Callable[[V | None], C | None], release: bool = False
+    ) -> Iterator[tuple[C | None, int, array[int]]]:
+        """The entries other than those of `single_groups`, as (value, prefix length, sorted
+        starts): a bulk import takes them as arrays, no object per entry. `release`: the
+        arrays of units go as they are taken (nothing is asked after)."""
         self.resolve()
-        if with_singles:
-            for value, addresses in self.single_groups(convert):
-                yield value, [Network(4, address, 32) for address in addresses]
         origins = self._origins
         singles: dict[int, tuple[V | None, list[int]]] = {}
         rest: dict[int, V | list[V | None] | None] = {}
@@ -223,12 +255,34 @@ class Ip4SetUnits(Generic[V]):
             else:
                 singles.setdefault(id(held), (held, []))[1].append(key)
         for raw, keys in singles.values():
-            keys.sort()
-            yield convert(raw), [Network(4, key, 32) for key in keys]
-        merged: dict[int, tuple[C | None, list[Network]]] = {}
-        for network, value in self._merged(convert, rest):
-            merged.setdefault(id(value), (value, []))[1].append(network)
-        yield from merged.values()
+            yield convert(raw), 32, array("I", sorted(keys))
+        merged: dict[tuple[int, int], tuple[C | None, array[int]]] = {}
+        for first, length, value in self._merged(convert, rest, release):
+            found = merged.get((id(value), length))
+            if found is None:
+                found = merged[(id(value), length)] = (value, array("I"))
+            found[1].append(first)
+        for (_, length), (value, starts) in merged.items():
+            yield value, length, starts
+
+    def bulk(
+        self, convert: Callable[[V | None], C | None], last: bool = False
+    ) -> Iterator[tuple[int, C | None, int, array[int]]]:
+        """Every entry, for a bulk write: (rank, value, prefix length, sorted starts), rank 1
+        for `groups`, n for `tie_groups`' rank n. `last`: nothing is asked after, so the
+        arrays of units go once all is handed out."""
+        for value, addresses in self.single_groups(convert):
+            yield 1, value, 32, addresses
+        for value, length, starts in self.packed(convert, last and not self._nested):
+            yield 1, value, length, starts
+        for rank, value, networks in self.tie_groups(convert):
+            by_length: dict[int, list[int]] = {}
+            for network in networks:
+                by_length.setdefault(network.prefixlen, []).append(network.first)
+            for length, firsts in by_length.items():
+                yield rank, value, length, array("I", sorted(firsts))
+        if last and self.ranges is not None:
+            self.ranges.clear()
 
     def tie_groups(
         self, convert: Callable[[V | None], C | None]
@@ -257,28 +311,65 @@ class Ip4SetUnits(Generic[V]):
                 by_value.setdefault(id(raw), (raw, []))[1].append(_unit_network(key))
             for raw, networks in by_value.values():
                 yield rank, convert(raw), networks
-            inside = {inner for key in listed for inner in _units_inside(key, levels, pure)}
+            inside = {
+                inner for key in listed for inner in _units_inside(key, levels, pure, self.ranges)
+            }
             inside -= listed.keys()
             if inside:
                 yield rank, None, [_unit_network(key) for key in sorted(inside)]
+
+    def _ordered(
+        self, units: dict[int, V | list[V | None] | None], release: bool
+    ) -> Iterator[tuple[int, V | list[V | None] | None, int | None]]:
+        """(key, held, line or None) of `units` and of the units held as arrays, by key
+        (`release`: each array goes once taken)."""
+        origins = self._origins
+        # Sorting the pairs, not the keys: looking a million keys up again in key order
+        # costs more than the sort (each probe lands somewhere else in memory).
+        ordered = sorted(units.items(), key=itemgetter(0))
+        ranges = self.ranges
+        if ranges is None:
+            for key, held in ordered:
+                yield key, held, origins.get(key) if origins else None
+            return
+        values, line_values = self._values, ranges.line_values
+        i = 0
+        for index in range(1024):  # level << 8 | first octet, as keys sort
+            j = i
+            while j < len(ordered) and ordered[j][0] >> 24 == index:
+                j += 1
+            given = ((key, held, origins.get(key)) for key, held in ordered[i:j])
+            some_given, i = j > i, j
+            if not ranges.buckets[index]:
+                yield from given
+                continue
+            high = (index >> 8) << 32
+            if line_values is None:  # every line has the first value
+                held_once = ((high | unit, values[0], line) for unit, line in ranges.units(index))
+            else:
+                held_once = (
+                    (high | unit, values[line_values[line]], line)
+                    for unit, line in ranges.units(index)
+                )
+            yield from merge(given, held_once, key=itemgetter(0)) if some_given else held_once
+            if release:
+                ranges.buckets[index] = array("Q")
 
     def _merged(
         self,
         convert: Callable[[V | None], C | None],
         units: dict[int, V | list[V | None] | None],
-    ) -> Iterator[tuple[Network, C | None]]:
-        """`units`, each level's runs of one value (from one line) merged into CIDRs."""
-        origins = self._origins
+        release: bool = False,
+    ) -> Iterator[tuple[int, int, C | None]]:
+        """`units` and those held as arrays, each level's runs of one value (from one line)
+        merged into CIDRs: (first address, prefix length, value)."""
         run_level = -1
         run_start = run_end = 0
         run_value: V | None = None
         run_origin: int | None = None
-        # Sorting the pairs, not the keys: looking a million keys up again in key order
-        # costs more than the sort (each probe lands somewhere else in memory).
-        for key, held in sorted(units.items(), key=itemgetter(0)):
+        for key, held, origin in self._ordered(units, release):
             level, unit = key >> 32, key & 0xFFFFFFFF
             value = self._first_value(key, held, convert) if isinstance(held, list) else held
-            origin = origins.get(key) if origins else None
             if (
                 unit == run_end + 1
                 and origin is not None
@@ -290,7 +381,7 @@ class Ip4SetUnits(Generic[V]):
                 continue
             if run_level >= 0:
                 if run_level == 0 and run_start == run_end:
-                    yield Network(4, run_start, 32), convert(run_value)
+                    yield run_start, 32, convert(run_value)
                 else:
                     yield from _cidrs(run_start, run_end, run_level, convert(run_value))
             run_level, run_start, run_value, run_origin = level, unit, value, origin
@@ -325,19 +416,25 @@ def _unit_network(key: int) -> Network:
 
 
 def _units_inside(
-    key: int, levels: list[list[int]], singles: Sequence[Sequence[int]] = ()
+    key: int,
+    levels: list[list[int]],
+    singles: Sequence[Sequence[int]] = (),
+    ranges: RangeUnits | None = None,
 ) -> Iterator[int]:
     """The keys of the units more specific than `key` inside it (`levels`: sorted starts of
-    each level; `singles`: more sorted /32 units)."""
+    each level; `singles`: more sorted /32 units; `ranges`: more units, as arrays)."""
     level, first = key >> 32, key & 0xFFFFFFFF
     last = first + (1 << (8 * level)) - 1
     for inner in range(level):
         for starts in (levels[inner], *(singles if inner == 0 else ())):
             for i in range(bisect_left(starts, first), bisect_right(starts, last)):
                 yield inner << 32 | starts[i]
+        if ranges is not None:
+            for start in ranges.starts_within(inner, first, last):
+                yield inner << 32 | start
 
 
-def _cidrs(first: int, last: int, level: int, value: C) -> Iterator[tuple[Network, C]]:
+def _cidrs(first: int, last: int, level: int, value: C) -> Iterator[tuple[int, int, C]]:
     """Units [first, last] of one level as aligned CIDRs no shorter than the level.
 
     Runs are kept within the level's band of prefix lengths (/25-/32 for /32 units, ...,
@@ -345,7 +442,7 @@ def _cidrs(first: int, last: int, level: int, value: C) -> Iterator[tuple[Networ
     """
     unit = 1 << (8 * level)
     if last - first + 1 == unit:
-        yield Network(4, first, 32 - 8 * level), value
+        yield first, 32 - 8 * level, value
         return
     largest = 1 << 32 if level == 3 else unit << 7
     while first <= last:
@@ -353,5 +450,5 @@ def _cidrs(first: int, last: int, level: int, value: C) -> Iterator[tuple[Networ
         size = min(size, largest)
         while first + size - 1 > last:
             size >>= 1
-        yield Network(4, first, 33 - size.bit_length()), value
+        yield first, 33 - size.bit_length(), value
         first += size

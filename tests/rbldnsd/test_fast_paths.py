@@ -1,6 +1,6 @@
-"""The reader's fast paths (blocks of addresses, single-address lines, singles as arrays)
-agree with the general parser taking every line as units, one by one: the same entries,
-ties and problems."""
+"""The reader's fast paths (blocks of addresses, single-address lines, singles and the
+units of ranges and CIDRs as arrays) agree with the general parser taking every line as
+units, one by one: the same entries, ties and problems."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def _general(files: list[list[str]], kind: DatasetType) -> RbldnsdData:
     ip4set single address taken as the unit it is, in the order read (no arrays)."""
     data = RbldnsdData(kind)
     units = data._ip4set
+    units.ranges = None  # every unit of a range or CIDR in the dict, none in arrays
     add_range = units.add_range
 
     def unit_by_unit(first: int, last: int, value: object) -> None:
@@ -96,9 +97,10 @@ def _fast(files: list[list[str]], kind: DatasetType) -> RbldnsdData:
 
 
 def _written(data: RbldnsdData) -> Counter[tuple[object, ...]]:
-    """What an import of `data` writes: (rank, value, family, prefix length, start), counted."""
+    """What an import of `data` writes (rank, value, family, prefix length, start), counted
+    (asked once and last, as an import asks)."""
     found: Counter[tuple[object, ...]] = Counter()
-    for rank, value, family, length, starts in data.packed_groups():
+    for rank, value, family, length, starts in data.packed_groups(last=True):
         for start in starts:
             found[(rank, value, family, length, start)] += 1
     return found
@@ -167,3 +169,46 @@ def test_an_octet_of_a_few_values_is_picked_apart_by_value() -> None:
         ("127.0.0.5", 0x0A000004),
         ("127.0.0.5", 0x0B000001),
     }
+
+
+# Ranges and CIDRs of every level that meet: the same /24 or /16 twice, one inside another,
+# adjacent ones from different lines, and single addresses inside them.
+_NETWORKS = st.sampled_from(
+    [
+        "10.1.2.0/24",
+        "10.1.3.0/24",
+        "10.1.2",
+        "10.1/16",
+        "10.0/15",
+        "10.1.0.0/23",
+        "10.1.2.0-10.1.4.255",
+        "10.1.1.128-10.1.3.3",
+        "10/8",
+        "10.0.0.0-11.255.255.255",
+        "9.255.255.0-10.0.1.255",
+        "10.1.2.0/25",
+        "10.1.2.7",
+        "10.1.3.9",
+        "11.0.0.0/20",
+        "11.0.16.0/20",
+        "200.0.0.0/6",
+    ]
+)
+_UNITS_LINE = st.one_of(
+    st.builds(
+        lambda bang, network, value: f"{bang}{network}{value}",
+        st.sampled_from(["", "", "", "!"]),
+        _NETWORKS,
+        st.sampled_from(["", " :3", " :4:four", " :5", ""]),
+    ),
+    st.sampled_from([":127.0.0.6:six", ":3"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(files=st.lists(st.lists(_UNITS_LINE, max_size=40), min_size=1, max_size=2))
+def test_units_of_ranges_as_arrays_answer_as_units_one_by_one(files: list[list[str]]) -> None:
+    for kind in (DatasetType.AUTO, DatasetType.IP4SET):
+        fast, general = _fast(files, kind), _general(files, kind)
+        assert fast.problems == general.problems
+        assert _written(fast) == _written(general)
