@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterable
 from time import perf_counter
 from typing import Any
 
-from dnsbl.config import DnsSettings, ZoneSettings, parse_endpoint
+from dnsbl.config import DnsSettings, ZoneSettings
 from dnsbl.dns.access import Access, Verdict
 from dnsbl.dns.answers import TCP_LIMIT, RecordSource, Reply, Responder
 from dnsbl.dns.cookies import Cookies
@@ -36,6 +35,7 @@ from dnsbl.dns.native import (
 )
 from dnsbl.dns.notify import Notifier
 from dnsbl.dns.ratelimit import Action, RateLimiter, truncated
+from dnsbl.dns.sockets import Listener, bind
 from dnsbl.dns.timing import Latency
 from dnsbl.dns.tsig import TsigKeys
 from dnsbl.dns.wire import answer_fast
@@ -47,11 +47,8 @@ log = logging.getLogger(__name__)
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
 TCP_MAX_CONNECTIONS = 512  # beyond this, the longest-idle connection makes room (fds)
 TCP_MAX_QUERY = 16384  # no query of ours needs more; longer ones close the connection
-_BIND_ATTEMPTS = 20
 _UDP_MAX_QUERY = 4096  # longer datagrams arrive cut, and get FORMERR
 _UDP_BATCH = 64  # datagrams answered per readiness event before other tasks get a turn
-_TCP_BACKLOG = 128
-_UDP_BUFFER = 4 << 20  # receive buffer asked for (the kernel caps it at net.core.rmem_max)
 
 
 class _UdpListener:
@@ -447,69 +444,3 @@ async def _produced(messages: Iterable[bytes]) -> AsyncIterator[bytes]:
     iterator = iter(messages)
     while (message := await asyncio.to_thread(next, iterator, None)) is not None:
         yield message
-
-
-Listener = tuple[socket.socket, socket.socket]  # (UDP, listening TCP) on one address and port
-
-
-def bind(listen: list[str]) -> list[Listener]:
-    """UDP and TCP sockets on every `listen` address; port 0 takes one free port for both."""
-    listeners: list[Listener] = []
-    try:
-        for text in listen:
-            host, port = parse_endpoint(text, 53)
-            listeners.append(_bind_pair(host, port))
-    except BaseException:
-        for udp, tcp in listeners:
-            udp.close()
-            tcp.close()
-        raise
-    return listeners
-
-
-def _bind_pair(host: str, port: int) -> Listener:
-    for attempt in range(_BIND_ATTEMPTS if port == 0 else 1):
-        udp = _udp_socket(host, port)
-        try:
-            return udp, _tcp_socket(host, udp.getsockname()[1])
-        except OSError:
-            udp.close()
-            if port or attempt == _BIND_ATTEMPTS - 1:
-                raise
-            # the port UDP got is taken for TCP: try another
-    raise AssertionError("unreachable")
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-
-
-def _tcp_socket(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking TCP socket on `host:port` (as asyncio would make it)."""
-    family = _family(host)
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(_TCP_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _udp_socket(host: str, port: int) -> socket.socket:
-    """A bound, non-blocking UDP socket for `host:port`."""
-    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock

@@ -37,7 +37,8 @@ from sqlalchemy import Engine
 
 from dnsbl.config import Settings
 from dnsbl.dns.notify import Notifier
-from dnsbl.dns.server import DnsServer, Listener, bind
+from dnsbl.dns.server import DnsServer
+from dnsbl.dns.sockets import Listener, bind
 from dnsbl.metrics import DEFAULT_DNS_PORT, MetricsEndpoint, registry_of
 from dnsbl.node.access_keys import KeyFollower
 from dnsbl.node.loader import ZoneFollower
