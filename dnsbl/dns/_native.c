@@ -358,13 +358,19 @@ static PyObject *engine_run(Engine *self, PyObject *args) {
         Py_END_ALLOW_THREADS
         if (woken) break;
         if (received <= 0) {
-            if (error == 0 || error == EAGAIN || error == EWOULDBLOCK || error == EINTR ||
-                error == ECONNREFUSED)
-                continue; /* ECONNREFUSED: an ICMP error for an earlier reply */
-            errno = error;
-            PyErr_SetFromErrno(PyExc_OSError);
-            failure = 1;
-            break;
+            if (error == EBADF || error == ENOTSOCK || error == EINVAL || error == EFAULT) {
+                errno = error; /* the socket itself is unusable: nothing more to answer */
+                PyErr_SetFromErrno(PyExc_OSError);
+                failure = 1;
+                break;
+            }
+            if (error == ENOMEM || error == ENOBUFS) {
+                /* The kernel is short of memory: a moment's rest, not a busy loop. */
+                Py_BEGIN_ALLOW_THREADS
+                poll(NULL, 0, 1);
+                Py_END_ALLOW_THREADS
+            }
+            continue; /* nothing yet, interrupted, or an ICMP error for an earlier reply */
         }
         PyObject *handed = PyList_New(0);
         PyObject *episodes = PyList_New(0);
