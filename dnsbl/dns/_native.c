@@ -315,22 +315,28 @@ static uint64_t clock_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* Hand the Python path its datagrams and the episodes to log: handoff(handed, episodes,
- * cleared), only when there is any (an error in it is reported, and the loop goes on). */
-static void hand_off(Engine *self, PyObject *handoff, PyObject *handed, PyObject *episodes) {
-    int cleared = self->limiter != NULL && limiter_cleared((Limiter *)self->limiter);
-    if (PyList_GET_SIZE(handed) == 0 && PyList_GET_SIZE(episodes) == 0 && !cleared) return;
+/* handoff(handed, episodes); an error in it is reported, and the loop goes on. */
+static void hand_off(PyObject *handoff, PyObject *handed, PyObject *episodes) {
     PyObject *result = PyObject_CallFunctionObjArgs(handoff, handed, episodes, NULL);
     if (result == NULL) PyErr_WriteUnraisable(handoff);
     Py_XDECREF(result);
 }
 
+/* Whether there is anything for Python: datagrams, episodes to log, a fresh start of the
+ * rate limiter's table to log. */
+static int hand_off_due(Engine *self, PyObject *handed, PyObject *episodes) {
+    int cleared = self->limiter != NULL && limiter_cleared((Limiter *)self->limiter);
+    return PyList_GET_SIZE(handed) > 0 || PyList_GET_SIZE(episodes) > 0 || cleared;
+}
+
 /* run(fd, wake_fd, counts, verdicts, handoff): the loop of UDP socket `fd` until `wake_fd`
  * (an eventfd) is readable. It waits and does its socket calls without the GIL, and takes it
  * once a batch: to answer from the zone set current then, count into `counts` and the access
- * verdicts into `verdicts`, and call handoff(handed, episodes) with what Python must answer
- * and log. So a query costs no turn of the event loop, and the event loop waits at most one
- * batch for the GIL. */
+ * verdicts into `verdicts` — and, only when there is any, once more after the batch's answers
+ * went out, to call handoff(handed, episodes) with what Python must answer and log. So a query
+ * costs no turn of the event loop, the event loop waits at most one batch for the GIL, and a
+ * datagram handed to Python is answered after those the batch answered natively (the order
+ * a client asking twice on one socket sees). */
 static PyObject *engine_run(Engine *self, PyObject *args) {
     int fd, wake_fd;
     PyObject *counts, *verdicts, *handoff;
@@ -339,23 +345,36 @@ static PyObject *engine_run(Engine *self, PyObject *args) {
         return NULL;
     Batch *b = batch_new((size_t)self->out_size);
     if (b == NULL) return PyErr_NoMemory();
-    int failure = 0;
+    int failure = 0, answered = 0;
+    uint64_t started = 0;
+    PyObject *handed = NULL, *episodes = NULL; /* the last batch's, for Python once it is sent */
     for (;;) {
-        int received, error = 0, woken = 0;
-        uint64_t started = 0;
+        int received = -1, error = 0, woken = 0, due = handed != NULL;
         Py_BEGIN_ALLOW_THREADS
-        struct pollfd ready[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-        received = -1;
-        if (poll(ready, 2, -1) < 0) {
-            error = errno;
-        } else if (ready[1].revents) {
-            woken = 1;
-        } else {
-            started = clock_ns();
-            received = batch_receive(b, fd);
-            if (received < 0) error = errno;
+        if (answered) {
+            batch_send(b, fd); /* the last batch's answers, before anything else */
+            latency_record(self, clock_ns() - started, answered);
+        }
+        if (!due) {
+            struct pollfd ready[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+            if (poll(ready, 2, -1) < 0) {
+                error = errno;
+            } else if (ready[1].revents) {
+                woken = 1;
+            } else {
+                started = clock_ns();
+                received = batch_receive(b, fd);
+                if (received < 0) error = errno;
+            }
         }
         Py_END_ALLOW_THREADS
+        answered = 0;
+        if (due) {
+            hand_off(handoff, handed, episodes);
+            Py_CLEAR(handed);
+            Py_CLEAR(episodes);
+            continue;
+        }
         if (woken) break;
         if (received <= 0) {
             if (error == EBADF || error == ENOTSOCK || error == EINVAL || error == EFAULT) {
@@ -372,11 +391,11 @@ static PyObject *engine_run(Engine *self, PyObject *args) {
             }
             continue; /* nothing yet, interrupted, or an ICMP error for an earlier reply */
         }
-        PyObject *handed = PyList_New(0);
-        PyObject *episodes = PyList_New(0);
+        handed = PyList_New(0);
+        episodes = PyList_New(0);
         if (handed == NULL || episodes == NULL) {
-            Py_XDECREF(handed);
-            Py_XDECREF(episodes);
+            Py_CLEAR(handed);
+            Py_CLEAR(episodes);
             failure = 1;
             break;
         }
@@ -386,14 +405,11 @@ static PyObject *engine_run(Engine *self, PyObject *args) {
         batch_answer(self, b, set, handed, episodes);
         if (set != NULL && flush_counts(set, counts, verdicts) < 0) PyErr_Clear();
         Py_XDECREF(capsule);
-        hand_off(self, handoff, handed, episodes);
-        Py_DECREF(handed);
-        Py_DECREF(episodes);
-        int answered = b->answered;
-        Py_BEGIN_ALLOW_THREADS
-        batch_send(b, fd);
-        if (answered) latency_record(self, clock_ns() - started, answered);
-        Py_END_ALLOW_THREADS
+        answered = b->answered;
+        if (!hand_off_due(self, handed, episodes)) {
+            Py_CLEAR(handed);
+            Py_CLEAR(episodes);
+        }
     }
     batch_free(b);
     if (failure) return NULL;
