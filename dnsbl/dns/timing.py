@@ -60,10 +60,15 @@ class Latency:
         """A copy: transport -> (counts per bucket, sum of seconds)."""
         copy = {key: (list(value), self._sums[key]) for key, value in self._buckets.items()}
         for transport, reader in self._attached:
-            buckets, seconds = reader()
-            have, have_seconds = copy.get(transport, ([0] * len(buckets), 0.0))
-            copy[transport] = (
-                [a + b for a, b in zip(have, buckets, strict=True)],
-                have_seconds + seconds,
-            )
+            add_histogram(copy, transport, reader())
         return copy
+
+
+Histograms = dict[str, tuple[list[int], float]]  # transport -> (counts per bucket, seconds)
+
+
+def add_histogram(total: Histograms, transport: str, part: tuple[list[int], float]) -> None:
+    """Add `part` (counts per bucket, sum of seconds) to `total`'s histogram of `transport`."""
+    buckets, seconds = part
+    have, have_seconds = total.get(transport, ([0] * len(buckets), 0.0))
+    total[transport] = ([a + b for a, b in zip(have, buckets, strict=True)], have_seconds + seconds)

@@ -26,7 +26,7 @@ from prometheus_client.core import (
 )
 
 from dnsbl.dns.server import DnsServer
-from dnsbl.dns.timing import LATENCY_BOUNDS
+from dnsbl.dns.timing import LATENCY_BOUNDS, add_histogram
 from dnsbl.metrics import counter_family
 from dnsbl.node.loader import ZoneFollower
 
@@ -114,10 +114,8 @@ class NodeStats:
 
 def _add_counters(total: NodeStats, part: NodeStats) -> None:
     total.queries.update(part.queries)
-    for transport, (buckets, seconds) in part.latency.items():
-        have, have_seconds = total.latency.get(transport, ([0] * len(buckets), 0.0))
-        added = [a + b for a, b in zip(have, buckets, strict=True)]
-        total.latency[transport] = (added, have_seconds + seconds)
+    for transport, histogram in part.latency.items():
+        add_histogram(total.latency, transport, histogram)
     total.sync_failures += part.sync_failures
     total.access.update(part.access)
     total.key_queries.update(part.key_queries)
