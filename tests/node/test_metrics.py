@@ -117,6 +117,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _stopped(pid: int) -> bool:
+    """Whether every thread of `pid` has stopped: `kill` returns before they do, and a thread
+    still running (the native UDP loop on the other core) may yet take a datagram it will
+    not answer until it is continued."""
+    states = [
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    ]
+    return all(state in "tT" for state in states)
+
+
 def _listening_pid(port: int) -> int:
     """The pid of the process listening on TCP `port` (ss -ltnp)."""
     shown = subprocess.run(
@@ -162,6 +173,7 @@ def test_two_processes_export_one_sum_that_survives_a_replaced_process(
         # endpoint through the shared stats, or not at all.
         os.kill(first, signal.SIGSTOP)
         try:
+            _eventually(lambda: _stopped(first), "the first process does not stop", log)
             query = dns.message.make_query("1.2.0.192." + ZONE, "A")
             for _ in range(50):
                 dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
