@@ -17,8 +17,9 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
+from dnsbl.rbldnsd.value_numbers import ValueNumbers
+
 V = TypeVar("V")  # a value as read (None: an exclusion)
-_NONE = object()  # no value seen yet
 
 
 class Singles(Generic[V]):
@@ -30,10 +31,7 @@ class Singles(Generic[V]):
         self._value_of: list[array[int] | None] = [None] * 256
         self._code = "H"
         self._numbered_any = False  # whether any bucket has value numbers
-        self._values: list[V | None] = []
-        self._numbers: dict[int, int] = {}  # id(value) -> value number
-        self._last: object = _NONE
-        self._last_number = 0
+        self._numbers: ValueNumbers[V] = ValueNumbers()
 
     def __len__(self) -> int:
         return sum(len(bucket) for bucket in self.buckets)
@@ -74,16 +72,10 @@ class Singles(Generic[V]):
 
     def number(self, value: V | None) -> int:
         """The value number of `value`."""
-        if value is self._last:  # lines in a row mostly share their value
-            return self._last_number
-        number = self._numbers.get(id(value))
-        if number is None:
-            number = self._numbers[id(value)] = len(self._values)
-            self._values.append(value)
-            if number == 0xFFFF and self._code == "H":
-                self._code = "I"
-                self._value_of = [None if a is None else array("I", a) for a in self._value_of]
-        self._last, self._last_number = value, number
+        number = self._numbers.number(value)
+        if number == 0xFFFF and self._code == "H":
+            self._code = "I"
+            self._value_of = [None if a is None else array("I", a) for a in self._value_of]
         return number
 
     def _numbered(self, octet: int) -> array[int]:
@@ -95,7 +87,7 @@ class Singles(Generic[V]):
     @property
     def values(self) -> list[V | None]:
         """The distinct values given, by number."""
-        return self._values
+        return self._numbers.values
 
     def buckets_taken(self) -> Iterator[tuple[int, array[int], array[int] | None]]:
         """(octet, addresses, value numbers or None for all 0) of each bucket, in place order;
@@ -111,7 +103,7 @@ class Singles(Generic[V]):
     ) -> Iterator[tuple[int, list[tuple[int, V | None]]]]:
         """(address, [(place, value), ...]) for a bucket, by address: each address's values
         in the order read."""
-        values = self._values
+        values = self._numbers.values
         order = sorted(range(len(bucket)), key=bucket.__getitem__)  # stable: places in order
         count = len(order)
         i = 0
