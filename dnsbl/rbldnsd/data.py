@@ -50,13 +50,12 @@ from __future__ import annotations
 
 import enum
 import socket
-from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
 from dnsbl.addresses import Network, ipv4_text
-from dnsbl.index.txt_template import literal_txt
 from dnsbl.rbldnsd.ip4set import Ip4SetUnits
 from dnsbl.rbldnsd.syntax import (
     IP4,
@@ -70,6 +69,8 @@ from dnsbl.rbldnsd.syntax import (
     maxrange,
     plain_addresses,
 )
+from dnsbl.rbldnsd.trie_entries import TrieEntries
+from dnsbl.rbldnsd.txt_subst import dnsbl_template
 
 # Longer lines are refused: no rbldnsd line is near this (a value's TXT is at most
 # MAX_TXT_BYTES), and it keeps every number on a line far below Python's 4,300-digit limit.
@@ -111,6 +112,7 @@ class _RawValue:
 
 
 _GLOBAL_DEFAULT = _RawValue("127.0.0.2", "")
+_TSET_LISTED = _RawValue("", "")  # an ip6tset /64: the dataset's one value, known at the end
 DataEntry = tuple[Network, DataValue | None]  # None: an exclusion
 
 
@@ -153,10 +155,15 @@ class RbldnsdData:
         self._default = _GLOBAL_DEFAULT
         self._tset_default: _RawValue | None = None
         self._values: dict[tuple[str, str], _RawValue] = {}
-        self._tries: dict[int, dict[int, _RawValue | None]] = {4: {}, 6: {}}  # first << 8 | bits
+        self._tries: dict[int, TrieEntries[_RawValue]] = {4: TrieEntries(4), 6: TrieEntries(6)}
         self._ip4set: Ip4SetUnits[_RawValue] = Ip4SetUnits()
-        self._tset: set[int] = set()
-        self._tset_excluded: set[int] = set()
+        self._tset: TrieEntries[_RawValue] = TrieEntries(6, quiet=True)
+        self._tries_resolved = False
+        # Every line has a number over all the files (`_at`: the one being read); the files
+        # start at these, to name a line found at the end (a trie's duplicate).
+        self._file_starts: list[int] = []
+        self._file_names: list[str] = []
+        self._at = 0
         self._resolved: dict[int, tuple[_RawValue, DataValue]] = {}
         self.problems: list[LineProblem] = []
         self.lines = 0
@@ -181,6 +188,8 @@ class RbldnsdData:
         screen = self.screen
         source = iter(lines)
         number = 0
+        self._file_starts.append(self.lines)
+        self._file_names.append(name)
         while block := list(islice(source, _BLOCK)):
             if tick is not None:
                 tick(len(block), sum(map(len, block)))
@@ -203,6 +212,7 @@ class RbldnsdData:
         # general parser: inet_pton takes exactly a.b.c.d with octets up to 255, which means
         # the same to rbldnsd. Anything unusual goes the general way, which reports it.
         fast = v4_kind in (DatasetType.IP4SET, DatasetType.IP4TRIE)
+        before = self.lines
         singles = self._ip4set.singles if v4_kind is DatasetType.IP4SET else None
         trie = self._tries[4]
         screen = self.screen
@@ -239,13 +249,12 @@ class RbldnsdData:
                         continue
                     if singles is not None:
                         singles.add(address, value)
-                        continue
-                    key = address << 8 | 32
-                    if key not in trie:
-                        trie[key] = value
-                        continue
+                    else:
+                        trie.add(address, 32, before + number, value)
+                    continue
             elif line[0] in "#;" and not line.startswith("#$"):
                 continue
+            self._at = before + number
             try:
                 warning = self._line(line)
             except BadLine as exc:
@@ -368,21 +377,19 @@ class RbldnsdData:
         value = self._entry_value(text[end:], excluded)
         self._check_range(1 << (32 - bits))
         self._screened(4, first, first | ((1 << (32 - bits)) - 1), excluded)
-        return self._trie_add(4, first, bits, value)
+        self._trie_add(4, first, bits, value)
+        return None
 
     def _ip6trie_line(self, text: str, excluded: bool) -> str | None:
         first, bits, end = ip6_cidr(text)
         value = self._entry_value(text[end:], excluded)
         self._screened(6, first, first | ((1 << (128 - bits)) - 1), excluded)
-        return self._trie_add(6, first, bits, value)
-
-    def _trie_add(self, family: int, first: int, bits: int, value: _RawValue | None) -> str | None:
-        trie = self._tries[family]
-        key = first << 8 | bits
-        if key in trie:
-            return f"duplicated entry for {Network(family, first, bits)} (the first one is kept)"
-        trie[key] = value
+        self._trie_add(6, first, bits, value)
         return None
+
+    def _trie_add(self, family: int, first: int, bits: int, value: _RawValue | None) -> None:
+        # A network given twice is reported once every line is read (`_resolve_tries`).
+        self._tries[family].add(first, bits, self._at, value)
 
     def _ip6tset_line(self, text: str, excluded: bool) -> str | None:
         address, bits, end = ip6_prefix(text)
@@ -394,7 +401,7 @@ class RbldnsdData:
             kind = "exclusion" if excluded else "regular entry"
             raise BadLine(f"invalid address for {kind} (should be {wanted} bits)")
         self._screened(6, address, address | ((1 << 64) - 1), excluded)
-        (self._tset_excluded if excluded else self._tset).add(address)
+        self._tset.add(address, wanted, self._at, None if excluded else _TSET_LISTED)
         return None
 
     # -- answering -------------------------------------------------------------------------
@@ -412,27 +419,40 @@ class RbldnsdData:
         values; value, family, prefix length, sorted starts). `last`: nothing is asked after."""
         for rank, value, length, starts in self._ip4set.bulk(self._convert, last):
             yield rank, value, 4, length, starts
-        for value, networks in self.groups(ip4set=False):
-            yield from _packed(1, value, networks)
+        for trie, value, length, kept in self._trie_groups():
+            yield 1, value, trie.family, length, kept
 
-    def groups(self, ip4set: bool = True) -> Iterator[tuple[DataValue | None, list[Network]]]:
+    def groups(self) -> Iterator[tuple[DataValue | None, list[Network]]]:
         """The same entries as `entries`, as (value, networks) groups: a million entries are
-        made several times faster by list comprehensions than one by one. Without `ip4set`,
-        those of the ip4set dataset are left out."""
-        convert = self._convert
-        for family in (4, 6):
-            by_value: dict[int, tuple[_RawValue | None, list[int]]] = {}
-            for key, raw in self._tries[family].items():
-                by_value.setdefault(id(raw), (raw, []))[1].append(key)
-            for raw, keys in by_value.values():
-                yield convert(raw), [Network(family, key >> 8, key & 255) for key in keys]
-        if ip4set:
-            yield from self._ip4set.groups(convert)
-        if self._tset:
-            tset_value = convert(self._tset_default or _GLOBAL_DEFAULT)
-            yield tset_value, [Network(6, address, 64) for address in sorted(self._tset)]
-            excluded = sorted(self._tset_excluded)
-            yield None, [Network(6, address, 128) for address in excluded]
+        made several times faster by list comprehensions than one by one."""
+        for trie, value, length, starts in self._trie_groups():
+            yield value, [Network(trie.family, start, length) for start in starts]
+        yield from self._ip4set.groups(self._convert)
+
+    def _trie_groups(
+        self,
+    ) -> Iterator[tuple[TrieEntries[_RawValue], DataValue | None, int, Sequence[int]]]:
+        """(trie, value, prefix length, sorted starts) of the ip4trie, ip6trie and ip6tset
+        entries; the first time, the networks given twice are reported."""
+        tries = (self._tries[4], self._tries[6], self._tset)
+        if not self._tries_resolved:
+            self._tries_resolved = True
+            for trie in tries:
+                duplicates = sorted(trie.resolve())
+                for at, first, bits in duplicates:
+                    network = Network(trie.family, first, bits)
+                    message = f"duplicated entry for {network} (the first one is kept)"
+                    self.problems.append(self._problem_at(at, message))
+        tset_value = self._tset_default or _GLOBAL_DEFAULT
+        for trie in tries:
+            for raw, length, starts in trie.groups():
+                value = self._convert(tset_value if raw is _TSET_LISTED else raw)
+                yield trie, value, length, starts
+
+    def _problem_at(self, at: int, message: str) -> LineProblem:
+        """The problem `message` of the line numbered `at` over all the files."""
+        i = bisect_right(self._file_starts, at) - 1
+        return LineProblem(self._file_names[i], at - self._file_starts[i], message)
 
     def _convert(self, raw: _RawValue | None) -> DataValue | None:
         """The stored value of a value as read (None stays None: an exclusion)."""
@@ -441,60 +461,11 @@ class RbldnsdData:
         # By identity: the reader hands out one object per distinct value.
         found = self._resolved.get(id(raw))
         if found is None:
-            found = self._resolved[id(raw)] = (raw, DataValue(raw.code, self.template(raw.text)))
+            stored = DataValue(raw.code, dnsbl_template(raw.text, self.variables))
+            found = self._resolved[id(raw)] = (raw, stored)
         return found[1]
 
     def tie_groups(self) -> Iterator[tuple[int, DataValue | None, list[Network]]]:
         """The further values of ip4set units given several, as (rank, value, networks): see
         `dnsbl.rbldnsd.ip4set`. Call after `groups`, which finds the ties."""
         return self._ip4set.tie_groups(self._convert)
-
-    def template(self, text: str) -> str | None:
-        """The dnsbl TXT template for an rbldnsd TXT text (rbldnsd's txtsubst), None for none."""
-        variables = self.variables
-        base = variables.get("=")
-        if text.startswith("="):
-            body = text[1:]
-            own = literal_txt(body)
-        elif base:
-            body = base
-            own = literal_txt(text) if text else "$"
-        else:
-            if not text:
-                return None
-            body = text
-            own = literal_txt(text)
-        if "$" not in body:
-            return body or None
-        out: list[str] = []
-        position = 0
-        while True:
-            dollar = body.find("$", position)
-            if dollar < 0:
-                out.append(literal_txt(body[position:]))
-                break
-            out.append(literal_txt(body[position:dollar]))
-            following = body[dollar + 1 : dollar + 2]
-            position = dollar + 2
-            if following == "$":
-                out.append("$$")
-            elif following and following in "0123456789":
-                out.append(literal_txt(variables.get(following, "$" + following)))
-            elif following == "=":
-                out.append(own)
-            else:
-                out.append("$")
-                position = dollar + 1
-        return "".join(out) or None
-
-
-def _packed(
-    rank: int, value: DataValue | None, networks: list[Network]
-) -> Iterator[tuple[int, DataValue | None, int, int, Sequence[int]]]:
-    """`networks` as `packed_groups` gives them: sorted starts by family and length."""
-    starts: dict[tuple[int, int], list[int]] = {}
-    for network in networks:
-        starts.setdefault((network.family, network.prefixlen), []).append(network.first)
-    for (family, length), firsts in starts.items():
-        firsts.sort()
-        yield rank, value, family, length, array("I", firsts) if family == 4 else firsts

@@ -164,10 +164,12 @@ def _import(
         for handle in handles:
             handle.close()
     result.lines = data.lines
+    read_problems = len(data.problems)
     groups = _groups(data, category, zone_values)
-    # Problems found while resolving the dataset (ip4set ties) come after the reading.
-    for problem in data.problems:
-        if problem.line == 0 and report is not None:
+    # Problems found while resolving the dataset (ip4set ties, a trie's networks given
+    # twice) come after the reading.
+    if report is not None:
+        for problem in data.problems[read_problems:]:
             report(problem)
     result.problems = data.problems
     name = paths[0].name if len(paths) == 1 else "import"

@@ -75,10 +75,13 @@ def _general(files: list[list[str]], kind: DatasetType) -> RbldnsdData:
     for i, lines in enumerate(files, 1):
         data.kind = kind
         data._default = data_module._GLOBAL_DEFAULT  # each file starts with rbldnsd's
+        data._file_starts.append(data.lines)
+        data._file_names.append(f"f{i}")
         for number, raw in enumerate(lines, 1):
             line = raw.strip(" \t\r\n")
             if not line or (line[0] in "#;" and not line.startswith("#$")):
                 continue
+            data._at = data.lines + number
             try:
                 warning = data._line(line)
             except BadLine as exc:
@@ -120,6 +123,7 @@ def test_the_fast_paths_read_what_the_general_parser_reads(
             assert fast.problems == general.problems
             assert fast.lines == general.lines
             assert _written(fast) == _written(general)
+            assert fast.problems == general.problems  # and the duplicates found at the end
     finally:
         data_module._BLOCK = saved
 

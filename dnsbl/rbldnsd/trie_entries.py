@@ -1,0 +1,194 @@
+"""The entries of an ip4trie, ip6trie or ip6tset dataset, held as typed arrays.
+
+A trie dataset keeps the *first* entry for a network and warns about every later one
+(`dnsbl.rbldnsd.data`). Held as a dict of networks, each entry cost ~150 bytes, so a file of
+ten million lines needed gigabytes. Here an entry costs its first address, its prefix length
+and its line (the reader's count over every file) in the arrays of its *part* — the entries
+whose first address shares its top 16 bits — and, once a second value is seen, a value
+number: 9 bytes an IPv4 entry, 21 an IPv6 one, 4 more with several values.
+
+`resolve` then takes one part at a time, in address order: a part too large to take whole
+(every entry in one /16, or one IPv6 /16) is split by the next 8 bits first, so that no more
+than `_WHOLE` entries are ever Python objects at once; within a part the entry of each
+network with the smallest line is kept and the others are duplicates, and the kept first
+addresses are sorted into one array per value and prefix length. Parts never overlap and
+come in address order, so those arrays grow sorted. A split takes the part's arrays from
+their end, a chunk at a time, cutting them as it goes: the entries are not held twice.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar, overload
+
+from dnsbl.rbldnsd.value_numbers import ValueNumbers
+
+V = TypeVar("V")  # a value as read (None: an exclusion)
+_WHOLE = 1 << 18  # a part of more entries is split before it is resolved
+_CHUNK = 1 << 16  # entries a split moves before it cuts the part's arrays
+_LOW = (1 << 64) - 1
+_CODES = {4: "I", 6: "Q"}  # the array of first addresses (IPv6: their upper halves)
+
+
+class _Part:
+    """Parallel arrays of entries, in the order read: first address (IPv6: its two halves),
+    prefix length, line, and value number (None while every number is 0)."""
+
+    __slots__ = ("bits", "high", "lines", "low", "numbers")
+
+    def __init__(self, family: int) -> None:
+        self.high = array(_CODES[family])
+        self.low = array("Q")  # IPv6 only
+        self.bits = array("B")
+        self.lines = array("I")
+        self.numbers: array[int] | None = None
+
+    def first(self, i: int) -> int:
+        """The first address of entry `i`."""
+        return self.high[i] << 64 | self.low[i] if self.low else self.high[i]
+
+    def append(self, high: int, low: int | None, bits: int, line: int, number: int) -> None:
+        self.high.append(high)
+        if low is not None:
+            self.low.append(low)
+        self.bits.append(bits)
+        if line > 0xFFFFFFFF and self.lines.typecode == "I":
+            self.lines = array("Q", self.lines)
+        self.lines.append(line)
+        numbers = self.numbers
+        if numbers is None and number:
+            numbers = self.numbers = array("I", [0]) * (len(self.bits) - 1)
+        if numbers is not None:
+            numbers.append(number)
+
+    def cut(self, count: int) -> None:
+        """Keep the first `count` entries only."""
+        for held in (self.high, self.low, self.bits, self.lines, self.numbers):
+            if held is not None:
+                del held[count:]
+
+
+class Ip6Starts(Sequence[int]):
+    """Sorted IPv6 first addresses held as two arrays of 64-bit halves: a sequence of ints
+    made one at a time, as the store asks (by index, by slice, by `bisect`)."""
+
+    def __init__(self, high: array[int], low: array[int]) -> None:
+        self.high, self.low = high, low
+
+    def __len__(self) -> int:
+        return len(self.high)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            pairs = zip(self.high[index], self.low[index], strict=True)
+            return [high << 64 | low for high, low in pairs]
+        return self.high[index] << 64 | self.low[index]
+
+
+class TrieEntries(Generic[V]):
+    """The entries of one family of a trie dataset: (first address, prefix length, value)."""
+
+    def __init__(self, family: int, *, quiet: bool = False) -> None:
+        """`quiet`: a network given twice is no duplicate to report (ip6tset merges them)."""
+        self.family = family
+        self.quiet = quiet
+        self._width = 32 if family == 4 else 128
+        self._parts: dict[int, _Part] = {}  # by the first address's top 16 bits
+        self._numbers: ValueNumbers[V] = ValueNumbers()
+        self._count = 0
+        # After `resolve`: sorted first addresses by (value number, prefix length).
+        self._starts: dict[tuple[int, int], tuple[array[int], array[int]]] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, first: int, bits: int, line: int, value: V | None) -> None:
+        """An entry for the network `first`/`bits` given by `line`."""
+        top = first >> (self._width - 16)
+        part = self._parts.get(top)
+        if part is None:
+            part = self._parts[top] = _Part(self.family)
+        number = self._numbers.number(value)
+        if self.family == 4:
+            part.append(first, None, bits, line, number)
+        else:
+            part.append(first >> 64, first & _LOW, bits, line, number)
+        self._count += 1
+
+    def resolve(self) -> Iterator[tuple[int, int, int]]:
+        """Keep the first entry of each network; yields (line, first address, prefix length)
+        of every later one, in address order (call once: the parts go as they are taken)."""
+        self._starts = {}
+        parts, self._parts = self._parts, {}
+        for top in sorted(parts):
+            yield from self._resolve(parts.pop(top), self._width - 24)
+
+    def _resolve(self, part: _Part, shift: int) -> Iterator[tuple[int, int, int]]:
+        count = len(part.bits)
+        if count > _WHOLE and shift >= 0:
+            for piece in _split(part, self.family, shift):
+                yield from self._resolve(piece, shift - 8)
+            return
+        lines, numbers = part.lines, part.numbers
+        kept: dict[int, int] = {}  # first address << 8 | prefix length -> entry
+        for i in range(count):
+            key = part.first(i) << 8 | part.bits[i]
+            held = kept.setdefault(key, i)
+            if held == i:
+                continue
+            later = i
+            if lines[i] < lines[held]:  # a split has turned the order round
+                kept[key], later = i, held
+            if not self.quiet:
+                yield lines[later], key >> 8, key & 255
+        assert self._starts is not None
+        for key in sorted(kept):
+            where = (0 if numbers is None else numbers[kept[key]], key & 255)
+            starts = self._starts.get(where)
+            if starts is None:
+                starts = self._starts[where] = (array(_CODES[self.family]), array("Q"))
+            first = key >> 8
+            if self.family == 4:
+                starts[0].append(first)
+            else:
+                starts[0].append(first >> 64)
+                starts[1].append(first & _LOW)
+
+    def groups(self) -> Iterator[tuple[V | None, int, Sequence[int]]]:
+        """(value, prefix length, sorted first addresses) of the entries kept (after
+        `resolve`; as often as asked)."""
+        assert self._starts is not None, "resolve first"
+        values = self._numbers.values
+        for (number, bits), (high, low) in self._starts.items():
+            yield values[number], bits, high if self.family == 4 else Ip6Starts(high, low)
+
+
+def _split(part: _Part, family: int, shift: int) -> list[_Part]:
+    """`part` as pieces by the 8 bits of the first address above `shift`, in address order;
+    `part` is left empty."""
+    pieces: dict[int, _Part] = {}
+    end = len(part.bits)
+    while end:
+        start = max(0, end - _CHUNK)
+        numbers = part.numbers
+        for i in range(start, end):
+            first = part.first(i)
+            digit = first >> shift & 0xFF
+            piece = pieces.get(digit)
+            if piece is None:
+                piece = pieces[digit] = _Part(family)
+            number = 0 if numbers is None else numbers[i]
+            if family == 4:
+                piece.append(first, None, part.bits[i], part.lines[i], number)
+            else:
+                piece.append(first >> 64, first & _LOW, part.bits[i], part.lines[i], number)
+        part.cut(start)
+        end = start
+    return [pieces[digit] for digit in sorted(pieces)]
