@@ -4,7 +4,9 @@ Per size, on SQLite (a temporary file) or on a fresh schema of the PostgreSQL gi
 `--database-url`:
 
 - import: `dnsbl import` of an rbldnsd file of N random addresses (in random order), its time
-  and its peak resident memory (the child's ru_maxrss);
+  and its peak resident memory (the child's ru_maxrss). `--shape` writes other files of N
+  lines: `ip4trie` (the addresses as an ip4trie file, every fourth line the /24 around its
+  address instead, none given twice) or `ip6trie` (N random /64s of 2001::/16);
 - database size: the SQLite file (with its WAL), or the listings' tables and indexes on
   PostgreSQL, and the bytes per listing;
 - node start: `dnsbl dns` launched until it answers the *last* address of the file (every zone
@@ -18,6 +20,7 @@ Take the bench lock around it (`flock /tmp/dnsbl-bench.lock …`): a 10M run use
 for minutes.
 
 Usage: .venv/bin/python -m bench.scale [--sizes 1000000,5000000,10000000] [--database-url URL]
+       [--shape singles|ip4trie|ip6trie]
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from bench.common import (
     wait_until_answering,
     write_rbldnsd_file,
 )
+from dnsbl.addresses import ipv4_text
 from dnsbl.config import ZoneSettings, load_settings
 from dnsbl.db import make_engine, normalise_url, upgrade
 from dnsbl.dns.transfer import changed_since, ixfr_messages, zone_axfr
@@ -111,8 +115,8 @@ def run_import(config: Path, data: Path) -> tuple[float, int]:
     return elapsed, int(peak[-1].split()[1]) * 1024
 
 
-def node_start(config: Path, port: int, last: int) -> tuple[float, int]:
-    """Seconds from launching `dnsbl dns` to an answer for `last`, and its RSS then."""
+def node_start(config: Path, port: int, last: str) -> tuple[float, int]:
+    """Seconds from launching `dnsbl dns` to an answer for the name `last`, and its RSS then."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [DNSBL, "--config", str(config), "dns"],
@@ -121,7 +125,7 @@ def node_start(config: Path, port: int, last: int) -> tuple[float, int]:
         env=env(),
     )
     try:
-        wait_until_answering(port, 600, query_name(last))
+        wait_until_answering(port, 600, last)
         elapsed = time.perf_counter() - started
         time.sleep(1.0)  # the loader's temporaries freed, the snapshot written
         return elapsed, rss_bytes(proc.pid)
@@ -196,14 +200,46 @@ def database(directory: Path, base: str | None) -> Iterator[tuple[str, Path | No
         admin.dispose()
 
 
-def measure(directory: Path, size: int, base: str | None) -> Row:
-    row = Row(size)
+def write_data(directory: Path, size: int, shape: str) -> tuple[Path, str]:
+    """An rbldnsd file of `size` lines of `shape` (see the module doc), and the query name of
+    an address its last line lists."""
+    if shape == "ip6trie":
+        rnd = random.Random(size)
+        data = directory / f"{size}.ip6trie"
+        with data.open("w") as out:
+            out.write(":127.0.0.2:Listed: see https://bl.example.org/$\n")
+            for _ in range(size):
+                high = 0x2001 << 48 | rnd.getrandbits(48)
+                out.write(
+                    f"{high >> 48:x}:{high >> 32 & 0xFFFF:x}:{high >> 16 & 0xFFFF:x}"
+                    f":{high & 0xFFFF:x}\n"
+                )
+        nibbles = f"{high << 64 | 1:032x}"
+        return data, ".".join(reversed(nibbles)) + "." + ZONE
     addresses = random_singles(size)
-    last = addresses[-1]
     random.Random(size).shuffle(addresses)
-    data = directory / f"singles-{size}.txt"
-    write_rbldnsd_file(data, addresses)
-    del addresses
+    last = addresses[-1]
+    if shape == "singles":
+        data = directory / f"singles-{size}.txt"
+        write_rbldnsd_file(data, addresses)
+        return data, query_name(last)
+    data = directory / f"{size}.ip4trie"
+    networks: set[int] = set()
+    with data.open("w") as out:
+        out.write(":127.0.0.2:Listed: see https://bl.example.org/$\n")
+        for i, address in enumerate(addresses):
+            network = address & 0xFFFFFF00
+            if i % 4 == 3 and network not in networks:
+                networks.add(network)
+                out.write(ipv4_text(network) + "/24\n")
+            else:
+                out.write(ipv4_text(address) + "\n")
+    return data, query_name(last)
+
+
+def measure(directory: Path, size: int, base: str | None, shape: str) -> Row:
+    row = Row(size)
+    data, last = write_data(directory, size, shape)
     with database(directory, base) as (url, path):
         snapshot = directory / f"node-{size}.snapshot"
         port = free_port()
@@ -224,16 +260,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,5000000,10000000")
     parser.add_argument("--database-url", help="PostgreSQL to use (default: SQLite)")
+    parser.add_argument("--shape", choices=("singles", "ip4trie", "ip6trie"), default="singles")
     args = parser.parse_args()
     engine = "PostgreSQL" if args.database_url else "SQLite"
     print(
-        f"| listings ({engine}) | import | import peak RSS | database | bytes/listing "
+        f"| lines ({args.shape}, {engine}) | import | import peak RSS | database | bytes/listing "
         "| cold start | start from snapshot | node RSS | AXFR build | AXFR records/s | IXFR |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in (int(each) for each in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="dnsbl-scale-") as tmp:
-            row = measure(Path(tmp), size, args.database_url)
+            row = measure(Path(tmp), size, args.database_url, args.shape)
         print(
             f"| {size:,} | {row.import_seconds:.1f} s | {row.import_peak / 2**20:.0f} MB "
             f"| {row.database_bytes / 2**20:.0f} MB | {row.database_bytes / size:.0f} "
