@@ -22,6 +22,7 @@ import io
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -211,20 +212,20 @@ def _passed(
         return None
     if group.excluded or group.prefixlen == (32 if group.family == 4 else 128):
         return group
-    # An array, not a list: a group can hold ten million networks.
-    kept: array[int] | list[int] = array("I") if group.family == 4 else []
-    for start in group.starts:
+    # Only the refused are remembered: a group can hold ten million networks.
+    passed = bytearray(b"\1") * len(group.starts)
+    for i, start in enumerate(group.starts):
         network = Network(group.family, start, group.prefixlen)
         why = rule.never_list.refusal_of(network)
-        if why is None:
-            kept.append(start)
-        else:
+        if why is not None:
+            passed[i] = 0
             refused(NeverListed(f"{network}: {why}"))
-    if not kept:
-        return None
-    if len(kept) == len(group.starts):
+    if all(passed):
         return group
-    return dataclasses.replace(group, starts=kept)
+    if not any(passed):
+        return None
+    kept = list(compress(group.starts, passed))
+    return dataclasses.replace(group, starts=array("I", kept) if group.family == 4 else kept)
 
 
 _FAMILY_KINDS = {

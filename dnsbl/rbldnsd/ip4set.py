@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 
 from dnsbl.addresses import Network
 from dnsbl.rbldnsd.range_units import RangeUnits
-from dnsbl.rbldnsd.singles import Singles
+from dnsbl.rbldnsd.singles import Singles, sorted_distinct
 from dnsbl.rbldnsd.syntax import ip4set_units
 
 V = TypeVar("V")  # a value as read (None: an exclusion)
@@ -139,10 +139,8 @@ class Ip4SetUnits(Generic[V]):
             if numbers is None and octet not in met:
                 # The common case: one value, no range meeting them (an address given twice
                 # the same value is one entry).
-                ordered = sorted(bucket)
-                if len(set(ordered)) != len(ordered):
-                    ordered = sorted(set(ordered))
-                first[filled : filled + len(ordered)] = array("I", ordered)
+                ordered = sorted_distinct(bucket)
+                first[filled : filled + len(ordered)] = ordered
                 filled += len(ordered)
                 continue
             if octet not in met and numbers is not None and len(set(bucket)) == len(bucket):

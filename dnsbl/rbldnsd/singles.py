@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Iterator
+from itertools import compress
 from typing import Generic, TypeVar
 
 from dnsbl.rbldnsd.value_numbers import ValueNumbers
 
 V = TypeVar("V")  # a value as read (None: an exclusion)
+# A bucket of more addresses is sorted in a bitmap of its octet's 2**24 addresses (2 MB),
+# not as a list of ints (~40 bytes an address while it is sorted): one /8 can hold a file.
+_BITMAP_FROM = 1 << 20
+_BITS_OF = [tuple(bit for bit in range(8) if byte >> bit & 1) for byte in range(256)]
 
 
 class Singles(Generic[V]):
@@ -118,3 +123,18 @@ class Singles(Generic[V]):
             else:
                 yield address, [(place, values[numbers[place]]) for place in places]
             i = j
+
+
+def sorted_distinct(bucket: array[int]) -> array[int]:
+    """The distinct addresses of a bucket (one first octet), in order."""
+    if len(bucket) < _BITMAP_FROM or not bucket:
+        return array("I", sorted(set(bucket)))
+    bitmap = bytearray(1 << 21)
+    for address in bucket:
+        bitmap[address >> 3 & 0x1FFFFF] |= 1 << (address & 7)
+    found = array("I")
+    octet = bucket[0] >> 24 << 24
+    for byte in compress(range(len(bitmap)), bitmap):  # the bytes with an address
+        base = octet | byte << 3
+        found.extend([base | bit for bit in _BITS_OF[bitmap[byte]]])
+    return found

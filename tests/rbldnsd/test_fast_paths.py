@@ -4,6 +4,7 @@ units, one by one: the same entries, ties and problems."""
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 
 import pytest
@@ -11,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsbl.rbldnsd import data as data_module
+from dnsbl.rbldnsd import singles as singles_module
 from dnsbl.rbldnsd.data import DatasetType, LineProblem, RbldnsdData
-from dnsbl.rbldnsd.singles import Singles
+from dnsbl.rbldnsd.singles import Singles, sorted_distinct
 from dnsbl.rbldnsd.syntax import BadLine
 
 # Few addresses, so that lines meet: the same address twice, inside a range or a CIDR.
@@ -216,3 +218,23 @@ def test_units_of_ranges_as_arrays_answer_as_units_one_by_one(files: list[list[s
         fast, general = _fast(files, kind), _general(files, kind)
         assert fast.problems == general.problems
         assert _written(fast) == _written(general)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    octet=st.integers(0, 255),
+    lows=st.lists(
+        st.sampled_from([0, 1, 7, 8, 255, 256, 1 << 23, (1 << 24) - 1])
+        | st.integers(0, (1 << 24) - 1)
+    ),
+)
+def test_a_large_bucket_sorted_in_a_bitmap_comes_out_as_sorted_distinct(
+    octet: int, lows: list[int]
+) -> None:
+    bucket = array("I", [octet << 24 | low for low in lows])
+    saved = singles_module._BITMAP_FROM
+    singles_module._BITMAP_FROM = 0  # every bucket the bitmap way
+    try:
+        assert list(sorted_distinct(bucket)) == sorted(set(bucket))
+    finally:
+        singles_module._BITMAP_FROM = saved
