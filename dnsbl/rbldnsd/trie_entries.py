@@ -5,7 +5,8 @@ A trie dataset keeps the *first* entry for a network and warns about every later
 ten million lines needed gigabytes. Here an entry costs its first address, its prefix length
 and its line (the reader's count over every file) in the arrays of its *part* — the entries
 whose first address shares its top 8 bits — and, once a second value is seen, a value
-number: 9 bytes an IPv4 entry, 21 an IPv6 one, 4 more with several values.
+number: 9 bytes an IPv4 entry, 13 an IPv6 one (21 from the first entry longer than a /64, whose
+address has lower 64 bits), 4 more with several values.
 
 Few parts, each of large arrays: ten thousand small ones growing side by side fragmented the
 heap to three times their size. `resolve` then takes one part at a time, in address order: a
@@ -30,30 +31,73 @@ V = TypeVar("V")  # a value as read (None: an exclusion)
 _WHOLE = 1 << 18  # a part of more entries is split before it is resolved
 _CHUNK = 1 << 16  # entries a split moves before it cuts the part's arrays
 _LOW = (1 << 64) - 1
-_CODES = {4: "I", 6: "Q"}  # the array of first addresses (IPv6: their upper halves)
+
+
+class AddressArray(Sequence[int]):
+    """Addresses as typed arrays: IPv4 ones as 32-bit numbers; IPv6 ones as their upper
+    halves and, from the first that has any, their lower halves (a /64 or shorter has none).
+    A sequence of ints made one at a time, as the store asks (by index, slice or `bisect`)."""
+
+    __slots__ = ("high", "low", "v6")
+
+    def __init__(self, family: int) -> None:
+        self.v6 = family == 6
+        self.high = array("Q" if self.v6 else "I")
+        self.low: array[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.high)
+
+    def append(self, address: int) -> None:
+        if not self.v6:
+            self.high.append(address)
+            return
+        self.high.append(address >> 64)
+        low = address & _LOW
+        if low and self.low is None:
+            self.low = array("Q", [0]) * (len(self.high) - 1)
+        if self.low is not None:
+            self.low.append(low)
+
+    def cut(self, count: int) -> None:
+        """Keep the first `count` addresses only."""
+        del self.high[count:]
+        if self.low is not None:
+            del self.low[count:]
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            if not self.v6:
+                return self.high[index].tolist()
+            if self.low is None:
+                return [high << 64 for high in self.high[index]]
+            pairs = zip(self.high[index], self.low[index], strict=True)
+            return [high << 64 | low for high, low in pairs]
+        if not self.v6:
+            return self.high[index]
+        return self.high[index] << 64 | (0 if self.low is None else self.low[index])
 
 
 class _Part:
-    """Parallel arrays of entries, in the order read: first address (IPv6: its two halves),
-    prefix length, line, and value number (None while every number is 0)."""
+    """Parallel arrays of entries, in the order read: first address, prefix length, line,
+    and value number (None while every number is 0)."""
 
-    __slots__ = ("bits", "high", "lines", "low", "numbers")
+    __slots__ = ("bits", "firsts", "lines", "numbers")
 
     def __init__(self, family: int) -> None:
-        self.high = array(_CODES[family])
-        self.low = array("Q")  # IPv6 only
+        self.firsts = AddressArray(family)
         self.bits = array("B")
         self.lines = array("I")
         self.numbers: array[int] | None = None
 
-    def first(self, i: int) -> int:
-        """The first address of entry `i`."""
-        return self.high[i] << 64 | self.low[i] if self.low else self.high[i]
-
-    def append(self, high: int, low: int | None, bits: int, line: int, number: int) -> None:
-        self.high.append(high)
-        if low is not None:
-            self.low.append(low)
+    def append(self, first: int, bits: int, line: int, number: int) -> None:
+        self.firsts.append(first)
         self.bits.append(bits)
         if line > 0xFFFFFFFF and self.lines.typecode == "I":
             self.lines = array("Q", self.lines)
@@ -66,32 +110,10 @@ class _Part:
 
     def cut(self, count: int) -> None:
         """Keep the first `count` entries only."""
-        for held in (self.high, self.low, self.bits, self.lines, self.numbers):
+        self.firsts.cut(count)
+        for held in (self.bits, self.lines, self.numbers):
             if held is not None:
                 del held[count:]
-
-
-class Ip6Starts(Sequence[int]):
-    """Sorted IPv6 first addresses held as two arrays of 64-bit halves: a sequence of ints
-    made one at a time, as the store asks (by index, by slice, by `bisect`)."""
-
-    def __init__(self, high: array[int], low: array[int]) -> None:
-        self.high, self.low = high, low
-
-    def __len__(self) -> int:
-        return len(self.high)
-
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[int]: ...
-
-    def __getitem__(self, index: int | slice) -> int | list[int]:
-        if isinstance(index, slice):
-            pairs = zip(self.high[index], self.low[index], strict=True)
-            return [high << 64 | low for high, low in pairs]
-        return self.high[index] << 64 | self.low[index]
 
 
 class TrieEntries(Generic[V]):
@@ -106,7 +128,7 @@ class TrieEntries(Generic[V]):
         self._numbers: ValueNumbers[V] = ValueNumbers()
         self._count = 0
         # After `resolve`: sorted first addresses by (value number, prefix length).
-        self._starts: dict[tuple[int, int], tuple[array[int], array[int]]] | None = None
+        self._starts: dict[tuple[int, int], AddressArray] | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -117,11 +139,7 @@ class TrieEntries(Generic[V]):
         part = self._parts.get(top)
         if part is None:
             part = self._parts[top] = _Part(self.family)
-        number = self._numbers.number(value)
-        if self.family == 4:
-            part.append(first, None, bits, line, number)
-        else:
-            part.append(first >> 64, first & _LOW, bits, line, number)
+        part.append(first, bits, line, self._numbers.number(value))
         self._count += 1
 
     def resolve(self) -> Iterator[tuple[int, int, int]]:
@@ -138,10 +156,10 @@ class TrieEntries(Generic[V]):
             for piece in _split(part, self.family, shift):
                 yield from self._resolve(piece, shift - 8)
             return
-        lines, numbers = part.lines, part.numbers
+        firsts, lines, numbers = part.firsts, part.lines, part.numbers
         kept: dict[int, int] = {}  # first address << 8 | prefix length -> entry
         for i in range(count):
-            key = part.first(i) << 8 | part.bits[i]
+            key = firsts[i] << 8 | part.bits[i]
             held = kept.setdefault(key, i)
             if held == i:
                 continue
@@ -155,21 +173,16 @@ class TrieEntries(Generic[V]):
             where = (0 if numbers is None else numbers[kept[key]], key & 255)
             starts = self._starts.get(where)
             if starts is None:
-                starts = self._starts[where] = (array(_CODES[self.family]), array("Q"))
-            first = key >> 8
-            if self.family == 4:
-                starts[0].append(first)
-            else:
-                starts[0].append(first >> 64)
-                starts[1].append(first & _LOW)
+                starts = self._starts[where] = AddressArray(self.family)
+            starts.append(key >> 8)
 
     def groups(self) -> Iterator[tuple[V | None, int, Sequence[int]]]:
         """(value, prefix length, sorted first addresses) of the entries kept (after
         `resolve`; as often as asked)."""
         assert self._starts is not None, "resolve first"
         values = self._numbers.values
-        for (number, bits), (high, low) in self._starts.items():
-            yield values[number], bits, high if self.family == 4 else Ip6Starts(high, low)
+        for (number, bits), starts in self._starts.items():
+            yield values[number], bits, starts if starts.v6 else starts.high
 
 
 def _split(part: _Part, family: int, shift: int) -> list[_Part]:
@@ -179,18 +192,15 @@ def _split(part: _Part, family: int, shift: int) -> list[_Part]:
     end = len(part.bits)
     while end:
         start = max(0, end - _CHUNK)
-        numbers = part.numbers
+        firsts, numbers = part.firsts, part.numbers
         for i in range(start, end):
-            first = part.first(i)
+            first = firsts[i]
             digit = first >> shift & 0xFF
             piece = pieces.get(digit)
             if piece is None:
                 piece = pieces[digit] = _Part(family)
             number = 0 if numbers is None else numbers[i]
-            if family == 4:
-                piece.append(first, None, part.bits[i], part.lines[i], number)
-            else:
-                piece.append(first >> 64, first & _LOW, part.bits[i], part.lines[i], number)
+            piece.append(first, part.bits[i], part.lines[i], number)
         part.cut(start)
         end = start
     return [pieces[digit] for digit in sorted(pieces)]
