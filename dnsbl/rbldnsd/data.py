@@ -388,7 +388,7 @@ class RbldnsdData:
         return None
 
     def _trie_add(self, family: int, first: int, bits: int, value: _RawValue | None) -> None:
-        # A network given twice is reported once every line is read (`_resolve_tries`).
+        # A network given twice is reported once every line is read (`_trie_groups`).
         self._tries[family].add(first, bits, self._at, value)
 
     def _ip6tset_line(self, text: str, excluded: bool) -> str | None:

@@ -212,7 +212,7 @@ def _passed(
         return None
     if group.excluded or group.prefixlen == (32 if group.family == 4 else 128):
         return group
-    # Only the refused are remembered: a group can hold ten million networks.
+    # A byte a network marks the refused, no list of the kept: a group can hold ten million.
     passed = bytearray(b"\1") * len(group.starts)
     for i, start in enumerate(group.starts):
         network = Network(group.family, start, group.prefixlen)
