@@ -177,11 +177,7 @@ class Ip4SetUnits(Generic[V]):
                 first[filled : filled + len(picked)] = picked
                 filled += len(picked)
                 continue
-            value = values[number]
-            found = pure.get(id(value))
-            if found is None:
-                found = pure[id(value)] = (value, array("I"))
-            found[1].extend(picked)
+            _addresses_of(pure, values[number]).extend(picked)
         return filled
 
     def _resolve_runs(
@@ -203,10 +199,7 @@ class Ip4SetUnits(Generic[V]):
                     first[filled] = address
                     filled += 1
                     continue
-                found = pure.get(id(value))
-                if found is None:
-                    found = pure[id(value)] = (value, array("I"))
-                found[1].append(address)
+                _addresses_of(pure, value).append(address)
                 continue
             # A range's value given at `place` (the singles of the bucket read before it)
             # comes before the single at that place.
@@ -406,6 +399,14 @@ class Ip4SetUnits(Generic[V]):
         if extras:
             self._ties[key] = extras
         return first
+
+
+def _addresses_of(pure: dict[int, tuple[V | None, array[int]]], value: V | None) -> array[int]:
+    """The array of the single addresses of `value` in `pure` (a new one for a new value)."""
+    found = pure.get(id(value))
+    if found is None:
+        found = pure[id(value)] = (value, array("I"))
+    return found[1]
 
 
 def _unit_network(key: int) -> Network:

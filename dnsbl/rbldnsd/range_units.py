@@ -21,6 +21,8 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import pairwise
 
+from dnsbl.rbldnsd.value_numbers import with_number
+
 _LINE = 0xFFFFFFFF
 
 
@@ -38,14 +40,7 @@ class RangeUnits:
     def add_line(self, number: int) -> int:
         """A range or CIDR line of value number `number`; returns the line's number."""
         self.lines += 1
-        numbers = self.line_values
-        if numbers is None:
-            if not number:
-                return self.lines
-            numbers = self.line_values = array("H", [0]) * self.lines
-        if number > 0xFFFF and numbers.typecode == "H":
-            numbers = self.line_values = array("I", numbers)
-        numbers.append(number)
+        self.line_values = with_number(self.line_values, self.lines, number)
         return self.lines
 
     def value_number(self, line: int) -> int:

@@ -6,7 +6,7 @@ ten million lines needed gigabytes. Here an entry costs its first address, its p
 and its line (the reader's count over every file) in the arrays of its *part* — the entries
 whose first address shares its top 8 bits — and, once a second value is seen, a value
 number: 9 bytes an IPv4 entry, 13 an IPv6 one (21 from the first entry longer than a /64, whose
-address has lower 64 bits), 4 more with several values.
+address has lower 64 bits), 2 more with several values.
 
 Few parts, each of large arrays: ten thousand small ones growing side by side fragmented the
 heap to three times their size. `resolve` then takes one part at a time, in address order: a
@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from typing import Generic, TypeVar, overload
 
-from dnsbl.rbldnsd.value_numbers import ValueNumbers
+from dnsbl.rbldnsd.value_numbers import ValueNumbers, with_number
 
 V = TypeVar("V")  # a value as read (None: an exclusion)
 _WHOLE = 1 << 18  # a part of more entries is split before it is resolved
@@ -47,6 +47,14 @@ class AddressArray(Sequence[int]):
 
     def __len__(self) -> int:
         return len(self.high)
+
+    def __iter__(self) -> Iterator[int]:
+        # Not Sequence's, which would index one by one through `__getitem__`.
+        if not self.v6:
+            return iter(self.high)
+        if self.low is None:
+            return (high << 64 for high in self.high)
+        return (high << 64 | low for high, low in zip(self.high, self.low, strict=True))
 
     def append(self, address: int) -> None:
         if not self.v6:
@@ -102,11 +110,7 @@ class _Part:
         if line > 0xFFFFFFFF and self.lines.typecode == "I":
             self.lines = array("Q", self.lines)
         self.lines.append(line)
-        numbers = self.numbers
-        if numbers is None and number:
-            numbers = self.numbers = array("I", [0]) * (len(self.bits) - 1)
-        if numbers is not None:
-            numbers.append(number)
+        self.numbers = with_number(self.numbers, len(self.bits) - 1, number)
 
     def cut(self, count: int) -> None:
         """Keep the first `count` entries only."""
@@ -156,10 +160,10 @@ class TrieEntries(Generic[V]):
             for piece in _split(part, self.family, shift):
                 yield from self._resolve(piece, shift - 8)
             return
-        firsts, lines, numbers = part.firsts, part.lines, part.numbers
+        lines, numbers = part.lines, part.numbers
         kept: dict[int, int] = {}  # first address << 8 | prefix length -> entry
-        for i in range(count):
-            key = firsts[i] << 8 | part.bits[i]
+        for i, (first, bits) in enumerate(zip(part.firsts, part.bits, strict=True)):
+            key = first << 8 | bits
             held = kept.setdefault(key, i)
             if held == i:
                 continue
@@ -192,9 +196,8 @@ def _split(part: _Part, family: int, shift: int) -> list[_Part]:
     end = len(part.bits)
     while end:
         start = max(0, end - _CHUNK)
-        firsts, numbers = part.firsts, part.numbers
-        for i in range(start, end):
-            first = firsts[i]
+        numbers = part.numbers
+        for i, first in enumerate(part.firsts[start:end], start):
             digit = first >> shift & 0xFF
             piece = pieces.get(digit)
             if piece is None:

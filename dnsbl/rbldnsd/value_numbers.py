@@ -7,6 +7,7 @@ theirs, which is asked first.
 
 from __future__ import annotations
 
+from array import array
 from typing import Generic, TypeVar
 
 V = TypeVar("V")  # a value as read (None: an exclusion)
@@ -32,3 +33,17 @@ class ValueNumbers(Generic[V]):
             self.values.append(value)
         self._last, self._last_number = value, number
         return number
+
+
+def with_number(numbers: array[int] | None, before: int, number: int) -> array[int] | None:
+    """`numbers` (the value numbers of `before` entries; None while all are 0) with `number`
+    appended: made on the first number that is not 0, two bytes a number until one is past
+    65,535, four bytes after."""
+    if numbers is None:
+        if not number:
+            return None
+        numbers = array("H", [0]) * before
+    if number > 0xFFFF and numbers.typecode == "H":
+        numbers = array("I", numbers)
+    numbers.append(number)
+    return numbers
