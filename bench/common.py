@@ -69,9 +69,12 @@ def fill_store(config: Path, addresses: list[int]) -> float:
     return time.perf_counter() - started
 
 
+DEFAULT_LINE = ":127.0.0.2:Listed: see https://bl.example.org/$\n"  # the benches' data files'
+
+
 def write_rbldnsd_file(path: Path, addresses: list[int]) -> None:
     with path.open("w") as out:
-        out.write(":127.0.0.2:Listed: see https://bl.example.org/$\n")
+        out.write(DEFAULT_LINE)
         for address in addresses:
             out.write(ipv4_text(address) + "\n")
 

@@ -40,6 +40,7 @@ from dnslib import DNSRecord
 from sqlalchemy import text
 
 from bench.common import (
+    DEFAULT_LINE,
     DNSBL,
     ZONE,
     env,
@@ -207,7 +208,7 @@ def write_data(directory: Path, size: int, shape: str) -> tuple[Path, str]:
         rnd = random.Random(size)
         data = directory / f"{size}.ip6trie"
         with data.open("w") as out:
-            out.write(":127.0.0.2:Listed: see https://bl.example.org/$\n")
+            out.write(DEFAULT_LINE)
             for _ in range(size):
                 high = 0x2001 << 48 | rnd.getrandbits(48)
                 out.write(
@@ -226,7 +227,7 @@ def write_data(directory: Path, size: int, shape: str) -> tuple[Path, str]:
     data = directory / f"{size}.ip4trie"
     networks: set[int] = set()
     with data.open("w") as out:
-        out.write(":127.0.0.2:Listed: see https://bl.example.org/$\n")
+        out.write(DEFAULT_LINE)
         for i, address in enumerate(addresses):
             network = address & 0xFFFFFF00
             if i % 4 == 3 and network not in networks:
