@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 from dnslib import DNSRecord
 
-from dnsbl.addresses import Network, address_text
+from dnsbl.addresses import Network, address_text, ipv4_text
 from dnsbl.config import ZoneSettings
 from dnsbl.dns.codes import Opcode
 from dnsbl.dns.tsig import ROOM as TSIG_ROOM
@@ -39,7 +39,8 @@ from dnsbl.dns.zones import (
     txt_strings,
 )
 from dnsbl.index.difference import zone_difference
-from dnsbl.index.records import zone_records
+from dnsbl.index.records import Record, TextForm, written_records, zone_records
+from dnsbl.index.segments import Answer
 from dnsbl.index.single_addresses import SingleAddresses, single_addresses
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.values import Value
@@ -131,16 +132,20 @@ def zone_axfr(query: DNSRecord, zone: PublishedZone) -> Iterator[bytes]:
     """The messages of a full transfer of the zone's own records: straight from its arrays
     for a zone of single addresses (`dnsbl.index.single_addresses`), else as `zone_records`
     gives them."""
-    assert zone.index is not None
-    singles = single_addresses(zone.index)
-    if singles is None:
-        return axfr_messages(query, zone, default_records(zone.index, zone.settings))
+    index = zone.index
+    assert index is not None
+    singles = single_addresses(index)
+    form = WireForm(zone)
     soa, ns = _apex_records(zone)
 
     def stream() -> Iterator[bytes]:
         yield soa
         yield from ns
-        yield from _single_address_records(singles, zone.settings.ttl)
+        if singles is not None:
+            yield from _single_address_records(singles, form)
+        else:
+            for records in written_records(index, zone.settings, form):
+                yield from records
         yield soa
 
     return _messages(query, stream())
@@ -148,43 +153,105 @@ def zone_axfr(query: DNSRecord, zone: PublishedZone) -> Iterator[bytes]:
 
 _OCTET_TEXT = [str(octet) for octet in range(256)]
 _OCTET_LABEL = [bytes((len(text),)) + text.encode() for text in _OCTET_TEXT]
-_NIBBLE_LABEL = [b"\x01" + format(nibble, "x").encode() for nibble in range(16)]
 
 
-def _single_address_records(singles: SingleAddresses, ttl: int) -> Iterator[bytes]:
-    """The A and TXT records of every listed address: owner names from per-octet labels, the
-    A record's tail and the TXT template's two halves made once per value."""
-    a_tails: dict[Value, bytes] = {}
-    halves: dict[Value, tuple[bytes, bytes] | tuple[()]] = {}
-    label, octet = _OCTET_LABEL, _OCTET_TEXT
-    pointer = QUESTION_POINTER
-    txt_head = struct.pack(">HHI", TYPE_TXT, CLASS_IN, ttl)
-    for address, value in singles.v4():
-        tail = a_tails.get(value)
-        if tail is None:
-            tail = a_tails[value] = _rr(b"", TYPE_A, ttl, _a_rdata(value.code))
-            halves[value] = split_template(value.txt) if value.txt is not None else ()
-        first, second, third = address >> 24, address >> 16 & 255, address >> 8 & 255
-        owner = b"".join((label[address & 255], label[third], label[second], label[first]))
-        owner += pointer
-        yield owner + tail
-        if value.txt is None:
-            continue
-        text = f"{octet[first]}.{octet[second]}.{octet[third]}.{octet[address & 255]}"
-        parts = halves[value]
-        if parts:
-            data = parts[0] + text.encode() + parts[1]
+class WireForm:
+    """The zone walk's records in wire form (a `RecordForm`), owner names ending in a pointer
+    to the question's apex.
+
+    The names of the walk's IPv4 fast path are the hot loop of a large transfer: an address's
+    owner is joined from a table of octet labels, and an answer's A records and the two halves
+    of its TXT template around `$` are made once for a run of names that share the answer.
+    Anything else (names of both families, IPv6, answers of several categories) is written as
+    text and encoded, as `axfr_messages` encodes any record.
+    """
+
+    def __init__(self, zone: PublishedZone) -> None:
+        self.zone = zone
+        self.ttl = zone.settings.ttl
+        self.text = TextForm(zone.settings)
+        self.txt_head = struct.pack(">HHI", TYPE_TXT, CLASS_IN, self.ttl)
+        # the answer last written, and its parts: None for an answer of several values
+        self.last: Answer | None = None
+        self.parts: tuple[bytes, str | None, tuple[bytes, bytes] | tuple[()]] | None = None
+
+    def named(self, labels: tuple[str, ...], answer: Answer, text: str) -> list[bytes]:
+        return self.encoded(self.text.named(labels, answer, text))
+
+    def address(self, address: int, answer: Answer) -> list[bytes]:
+        if answer is not self.last:
+            self.prepare(answer)
+        if self.parts is None:
+            return self.encoded(self.text.address(address, answer))
+        label = _OCTET_LABEL
+        first, second, third, fourth = (
+            address >> 24,
+            address >> 16 & 255,
+            address >> 8 & 255,
+            address & 255,
+        )
+        owner = b"".join(
+            (label[fourth], label[third], label[second], label[first], QUESTION_POINTER)
+        )
+        a_tail, template, halves = self.parts
+        if template is None:
+            return [owner + a_tail]
+        octet = _OCTET_TEXT
+        shown = ".".join((octet[first], octet[second], octet[third], octet[fourth]))
+        return [owner + a_tail, self.txt(owner, template, halves, shown)]
+
+    def wildcard(self, start: int, depth: int, answer: Answer) -> list[bytes]:
+        if answer is not self.last:
+            self.prepare(answer)
+        if self.parts is None:
+            return self.encoded(self.text.wildcard(start, depth, answer))
+        labels = [_OCTET_LABEL[start >> (24 - 8 * i) & 255] for i in range(depth)]
+        owner = b"".join((b"\x01*", *reversed(labels), QUESTION_POINTER))
+        a_tail, template, halves = self.parts
+        if template is None:
+            return [owner + a_tail]
+        return [
+            owner + a_tail,
+            self.txt(owner, template, halves, f"{ipv4_text(start)}/{8 * depth}"),
+        ]
+
+    def prepare(self, answer: Answer) -> None:
+        """Make the parts of `answer`'s records: its A record's tail, its TXT template and
+        the template's halves around `$` (() when `$` is not there once)."""
+        self.last = answer
+        self.parts = None
+        if len(answer) == 1:
+            [value] = answer
+            halves = split_template(value.txt) if value.txt is not None else ()
+            self.parts = (_rr(b"", TYPE_A, self.ttl, _a_rdata(value.code)), value.txt, halves)
+
+    def txt(
+        self, owner: bytes, template: str, halves: tuple[bytes, bytes] | tuple[()], shown: str
+    ) -> bytes:
+        """The TXT record at `owner` of `template` with `$` standing for `shown`."""
+        if halves:
+            data = halves[0] + shown.encode() + halves[1]
             if len(data) < 256:
-                yield owner + txt_head + struct.pack(">HB", len(data) + 1, len(data)) + data
-                continue
-        yield owner + _rr(b"", TYPE_TXT, ttl, txt_rdata(render_txt(value.txt, text)))
-    for address, value in singles.v6_tests():
-        owner = b"".join(_NIBBLE_LABEL[address >> shift & 15] for shift in range(0, 128, 4))
-        owner += pointer
-        yield owner + _rr(b"", TYPE_A, ttl, _a_rdata(value.code))
-        if value.txt is not None:
-            text = address_text(6, address)
-            yield owner + _rr(b"", TYPE_TXT, ttl, txt_rdata(render_txt(value.txt, text)))
+                size = struct.pack(">HB", len(data) + 1, len(data))
+                return b"".join((owner, self.txt_head, size, data))
+        return owner + _rr(b"", TYPE_TXT, self.ttl, txt_rdata(render_txt(template, shown)))
+
+    def encoded(self, records: Iterable[Record]) -> list[bytes]:
+        return [
+            _record(owner, rtype, ttl, rdata, self.zone) for owner, rtype, ttl, rdata in records
+        ]
+
+
+def _single_address_records(singles: SingleAddresses, form: WireForm) -> Iterator[bytes]:
+    """The A and TXT records of every listed address, in address order."""
+    value: Value | None = None
+    answer: Answer = ()
+    for address, listed in singles.v4():
+        if listed is not value:  # one answer object for a run of addresses: `form` reuses
+            value, answer = listed, (listed,)  # its parts while the answer stays the same
+        yield from form.address(address, answer)
+    for address, listed in singles.v6_tests():
+        yield from form.named(tuple(f"{address:032x}"), (listed,), address_text(6, address))
 
 
 def changed_since(zone: PublishedZone, serial: int) -> tuple[ZoneIndex, set[Network]] | None:

@@ -27,21 +27,21 @@ IPv4 and IPv6 names share labels where octets are single digits (`1.2.ZONE` is u
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 
 from dnsbl.addresses import Network
 from dnsbl.config import ZoneSettings
 from dnsbl.index.records import (
-    _MIXED,
     _V4,
     _V6,
-    Answer,
     Record,
+    TextForm,
     _Node,
-    _Ranges,
     _Writer,
     apex_may_have_wildcard,
     top_labels,
 )
+from dnsbl.index.segments import MIXED, Answer, Ranges
 from dnsbl.index.zone_index import ZoneIndex
 
 # Names are tuples of labels, most significant first; () is the apex.
@@ -106,9 +106,9 @@ def _node(name: _Name) -> _Node:
     return node
 
 
-def _ranges(node: _Node) -> dict[int, _Ranges]:
+def _ranges(node: _Node) -> dict[int, Ranges]:
     """Each family's addresses under `node`."""
-    ranges: dict[int, _Ranges] = {4: [], 6: []}
+    ranges: dict[int, Ranges] = {4: [], 6: []}
     depth = len(node.labels)
     for fam, start in node.states():
         size = 1 << (fam.bits - depth * fam.label_bits)
@@ -118,13 +118,13 @@ def _ranges(node: _Node) -> dict[int, _Ranges]:
 
 def _answer(index: ZoneIndex, zone: ZoneSettings, node: _Node) -> Answer | None:
     """The answer of `node`'s whole subtree as its parent sees it (`_Writer.children`)."""
-    writer = _Writer(index, zone, _ranges(node))
+    writer = _Writer(index, zone, TextForm(zone), _ranges(node))
     depth = len(node.labels)
     answers = set()
     for fam, start in node.states():
         size = 1 << (fam.bits - depth * fam.label_bits)
         answers.add(writer.segments[fam.family].answer(start, start + size - 1))
-    return answers.pop() if len(answers) == 1 else _MIXED
+    return answers.pop() if len(answers) == 1 else MIXED
 
 
 def _climbed(old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, name: _Name) -> tuple[_Name, bool]:
@@ -135,7 +135,7 @@ def _climbed(old: ZoneIndex, new: ZoneIndex, zone: ZoneSettings, name: _Name) ->
         node = _node(name)
         answer = _answer(old, zone, node)
         if answer == _answer(new, zone, node):
-            return name, answer is _MIXED
+            return name, answer is MIXED
         name = name[:-1]
     return name, False
 
@@ -148,8 +148,8 @@ def _subtree_records(index: ZoneIndex, zone: ZoneSettings, name: _Name) -> set[R
     walk. (When it is one answer or none in both, its records are the same in both serials.)
     """
     node = _node(name)
-    writer = _Writer(index, zone, _ranges(node))
+    writer = _Writer(index, zone, TextForm(zone), _ranges(node))
     if len(name) == 1:
         root = _Node((), 0, 0)
-        return set(writer.subtree(root, name[0], writer.children(root), None))
-    return set(writer.walk(node))
+        return set(chain.from_iterable(writer.subtree(root, name[0], writer.children(root), None)))
+    return set(chain.from_iterable(writer.walk(node)))

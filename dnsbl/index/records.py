@@ -5,9 +5,7 @@ This module turns the one into the other so that a standard server (NSD, Knot, B
 with the records gives the same A and TXT answers as the index for every address:
 
 - The address space of each family is first flattened into *segments*: maximal runs of
-  addresses that share one answer (the tuple of values `ZoneIndex.lookup` gives, so
-  categories, exclusions, longest-prefix match and the RFC 5782 test addresses are all
-  accounted for, exactly).
+  addresses that share one answer (`dnsbl.index.segments`).
 - The label tree (octets for IPv4, nibbles for IPv6, both under the same zone) is then walked
   from the apex. At each node a wildcard `*.node` stands for the children whose whole subtree
   has one answer, and the children that differ become explicit names, recursively. A wildcard
@@ -19,7 +17,11 @@ with the records gives the same A and TXT answers as the index for every address
   other names of the excluded address's /24.
 - IPv4 and IPv6 names share labels where octets are single digits (`2.ZONE` is under both
   2.0.0.0/8 and 2000::/4); the walk treats such a node as one and only uses a wildcard that is
-  right for both families.
+  right for both families. Below a node that is IPv4 only — nearly every name of a large zone
+  — the same rules are applied straight to the segments' lists (`_Writer.v4_subtree`), without
+  a node object per name.
+- The walk decides names and answers; a `RecordForm` writes them: as zone-file text
+  (`TextForm`, for export and for comparing serials) or as wire records (the transfers').
 
 Known differences from the index (they concern no well-formed RFC 5782 query's A answer):
 
@@ -32,25 +34,28 @@ Known differences from the index (they concern no well-formed RFC 5782 query's A
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from typing import Generic, Protocol, TypeVar
 
-from dnsbl.addresses import Network, address_text
+from dnsbl.addresses import Network, address_text, ipv4_text
 from dnsbl.config import ZoneSettings
+from dnsbl.index.segments import EMPTY, MIXED, Answer, Ranges, Run, Segments
 from dnsbl.index.txt_template import render_txt
-from dnsbl.index.values import TEST_LISTED, TEST_UNLISTED, TEST_UNLISTED_MAPPED, Value
-from dnsbl.index.zone_index import Table, ZoneIndex
+from dnsbl.index.zone_index import ZoneIndex
 
 Record = tuple[str, str, int, str]  # owner (FQDN, no trailing dot), type, ttl, rdata text
-Answer = tuple[Value, ...]
-_Ranges = list[tuple[int, int]]  # (low, high) address ranges of one family
+# A child of an IPv4 node: its first address, its answer (or MIXED) and the segments meeting
+# it, [first, end).
+_Kid = tuple[int, Answer | None, int, int]
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
-_MIXED: None = None  # a subtree whose addresses do not all share one answer
-_EMPTY: Answer = ()
 _NIBBLES = "0123456789abcdef"
 _QUOTED = frozenset('"\\')
+_OCTETS = [str(octet) for octet in range(256)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,7 @@ class _Family:
         return self.label_bits * self.depth
 
     def label(self, index: int) -> str:
-        return str(index) if self.family == 4 else _NIBBLES[index]
+        return _OCTETS[index] if self.family == 4 else _NIBBLES[index]
 
     def index_of(self, label: str) -> int | None:
         """The child index a label stands for, or None when it is no label of this family."""
@@ -80,151 +85,6 @@ class _Family:
 
 _V4 = _Family(4, 8, 4)
 _V6 = _Family(6, 4, 32)
-
-
-class _Segments:
-    """One family's address space as sorted, disjoint runs of addresses with one answer each."""
-
-    def __init__(
-        self, index: ZoneIndex, family: int, bits: int, ranges: _Ranges | None = None
-    ) -> None:
-        """`ranges`: only the answers inside these (low, high) ranges are needed (all if None).
-        Elsewhere the segments may be missing or wrong."""
-        self.lows: list[int] = []
-        self.highs: list[int] = []
-        self.answers: list[Answer] = []
-        specials = [TEST_LISTED[family], TEST_UNLISTED[family]]
-        if family == 6:
-            specials.append(TEST_UNLISTED_MAPPED)
-        tables = [table for (_, each), table in index.tables.items() if each == family]
-        if len(tables) > 1:
-            pieces = _looked_up(index, family, bits, specials, ranges)
-        else:
-            table = tables[0] if tables else None
-            pieces = _flattened(index, table, family, specials, ranges)
-        for low, high, answer in pieces:
-            if not answer or high < low:
-                continue
-            if self.highs and self.highs[-1] == low - 1 and self.answers[-1] == answer:
-                self.highs[-1] = high
-            else:
-                self.lows.append(low)
-                self.highs.append(high)
-                self.answers.append(answer)
-
-    def answer(self, low: int, high: int) -> Answer | None:
-        """The one answer of every address in [low, high], or `_MIXED`."""
-        i = bisect_left(self.highs, low)
-        if i == len(self.highs) or self.lows[i] > high:
-            return _EMPTY
-        if self.lows[i] <= low and self.highs[i] >= high:
-            return self.answers[i]
-        return _MIXED
-
-    def children(self, low: int, child_bits: int, count: int) -> dict[int, Answer | None]:
-        """The answer of each child of the node at `low` that meets a segment (others: none)."""
-        high = low + (count << child_bits) - 1
-        found: dict[int, Answer | None] = {}
-        i = bisect_left(self.highs, low)
-        while i < len(self.lows) and self.lows[i] <= high:
-            seg_low, seg_high = self.lows[i], self.highs[i]
-            first = (max(seg_low, low) - low) >> child_bits
-            last = (min(seg_high, high) - low) >> child_bits
-            for child in range(first, last + 1):
-                child_low = low + (child << child_bits)
-                child_high = child_low + (1 << child_bits) - 1
-                whole = seg_low <= child_low and seg_high >= child_high
-                # Segments are disjoint: a child met by two of them has two answers.
-                found[child] = _MIXED if child in found or not whole else self.answers[i]
-            i += 1
-        return found
-
-
-def _entries(
-    index: ZoneIndex, table: Table, ranges: _Ranges | None
-) -> Iterator[tuple[int, int, int]]:
-    """A table's (prefix length, start, value id): all, or those meeting one of `ranges`."""
-    if ranges is None:
-        yield from table.entries()
-        return
-    seen: set[tuple[int, int]] = set()
-    for low, high in ranges:
-        for length, start, value_id in table.entries_meeting(low, high):
-            if (length, start) not in seen:  # a short prefix can meet several ranges
-                seen.add((length, start))
-                yield length, start, value_id
-
-
-def _looked_up(
-    index: ZoneIndex, family: int, bits: int, specials: list[int], ranges: _Ranges | None
-) -> Iterator[tuple[int, int, Answer]]:
-    """Runs with one answer, asking `lookup` once between each two entry boundaries."""
-    top = (1 << bits) - 1
-    points = {0}
-    for (_, each), table in index.tables.items():
-        if each == family:
-            for length, start, _ in _entries(index, table, ranges):
-                points.add(start)
-                points.add(start + (1 << (bits - length)))
-    for low, high in ranges or ():
-        points.update((low, high + 1))
-    for address in specials:
-        points.update((address, address + 1))
-    starts = sorted(p for p in points if p <= top)
-    for i, low in enumerate(starts):
-        high = starts[i + 1] - 1 if i + 1 < len(starts) else top
-        yield low, high, index.lookup(family, low)
-
-
-def _flattened(
-    index: ZoneIndex, table: Table | None, family: int, specials: list[int], ranges: _Ranges | None
-) -> Iterator[tuple[int, int, Answer]]:
-    """Runs with one answer for a family with one table: one sweep of its nested CIDRs.
-
-    The test addresses (`specials`) are cut out and answered by `lookup` itself.
-    """
-    values = index.values
-    bits = 32 if family == 4 else 128
-    pieces: list[tuple[int, int, Answer]] = []
-
-    def emit(low: int, high: int, value_id: int) -> None:
-        value = values[value_id]
-        if low <= high and value is not None:
-            pieces.append((low, high, (value,)))
-
-    if table is not None:
-        rows = sorted(
-            (start, length, value_id) for length, start, value_id in _entries(index, table, ranges)
-        )
-        stack: list[tuple[int, int]] = []  # (last address, value id) of the open networks
-        position = 0
-        previous = (-1, -1)
-        for start, length, value_id in rows:
-            if (start, length) == previous:
-                continue  # the same network twice: the level's bisection finds the first
-            previous = (start, length)
-            while stack and stack[-1][0] < start:
-                last, open_id = stack.pop()
-                emit(position, last, open_id)
-                position = last + 1
-            if stack:
-                emit(position, start - 1, stack[-1][1])
-            position = start
-            stack.append((start + (1 << (bits - length)) - 1, value_id))
-        while stack:
-            last, open_id = stack.pop()
-            emit(position, last, open_id)
-            position = last + 1
-    cut: list[tuple[int, int, Answer]] = []
-    for low, high, answer in pieces:
-        for special in sorted(specials):
-            if low <= special <= high:
-                cut.append((low, special - 1, answer))
-                low = special + 1
-        cut.append((low, high, answer))
-    cut += [(address, address, index.lookup(family, address)) for address in specials]
-    cut.sort(key=lambda piece: piece[0])
-    return iter(cut)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,36 +102,86 @@ class _Node:
             yield _V6, self.v6
 
 
-class _Writer:
-    """Walks the label tree of one zone and yields its records."""
+class RecordForm(Protocol[R_co]):
+    """How the walk's names are written as records (each method: the records of one name)."""
 
-    def __init__(
-        self, index: ZoneIndex, zone: ZoneSettings, ranges: dict[int, _Ranges] | None = None
-    ) -> None:
+    def named(self, labels: tuple[str, ...], answer: Answer, text: str) -> Sequence[R_co]:
+        """The name of `labels` (most significant first, maybe ending in `*`); `text` is
+        what `$` in a TXT template stands for there."""
+        ...
+
+    def address(self, address: int, answer: Answer) -> Sequence[R_co]:
+        """The name of the IPv4 address `address`."""
+        ...
+
+    def wildcard(self, start: int, depth: int, answer: Answer) -> Sequence[R_co]:
+        """`*` under the first `depth` octets of the IPv4 address `start`."""
+        ...
+
+
+class TextForm:
+    """Records as zone-file text: (owner FQDN, "A" or "TXT", TTL, data)."""
+
+    def __init__(self, zone: ZoneSettings) -> None:
         self.zone = zone.name
         self.ttl = zone.ttl
+
+    def named(self, labels: tuple[str, ...], answer: Answer, text: str) -> list[Record]:
+        return self.records(".".join((*reversed(labels), self.zone)), answer, text)
+
+    def address(self, address: int, answer: Answer) -> list[Record]:
+        octets = (address & 255, address >> 8 & 255, address >> 16 & 255, address >> 24)
+        owner = ".".join((*(_OCTETS[octet] for octet in octets), self.zone))
+        return self.records(owner, answer, ipv4_text(address))
+
+    def wildcard(self, start: int, depth: int, answer: Answer) -> list[Record]:
+        labels = [_OCTETS[start >> (24 - 8 * i) & 255] for i in range(depth)]
+        owner = ".".join(("*", *reversed(labels), self.zone))
+        return self.records(owner, answer, f"{ipv4_text(start)}/{8 * depth}")
+
+    def records(self, owner: str, answer: Answer, text: str) -> list[Record]:
+        """A records for the answer's distinct codes, then TXT for its distinct texts."""
+        ttl = self.ttl
+        found: list[Record] = [
+            (owner, "A", ttl, code) for code in dict.fromkeys(value.code for value in answer)
+        ]
+        texts = dict.fromkeys(
+            render_txt(value.txt, text) for value in answer if value.txt is not None
+        )
+        found += [(owner, "TXT", ttl, txt_rdata(txt)) for txt in texts]
+        return found
+
+
+class _Writer(Generic[R]):
+    """Walks the label tree of one zone and yields its records in `form`."""
+
+    def __init__(
+        self,
+        index: ZoneIndex,
+        zone: ZoneSettings,
+        form: RecordForm[R],
+        ranges: dict[int, Ranges] | None = None,
+    ) -> None:
+        self.form = form
         self.segments = {
-            family: _Segments(index, family, bits, ranges[family] if ranges else None)
+            family: Segments(index, family, bits, ranges[family] if ranges else None)
             for family, bits in ((4, 32), (6, 128))
         }
 
-    def owner(self, labels: tuple[str, ...]) -> str:
-        return ".".join((*reversed(labels), self.zone))
-
-    def walk(self, node: _Node) -> Iterator[Record]:
+    def walk(self, node: _Node) -> Iterator[Sequence[R]]:
         depth = len(node.labels)
-        if node.v6 is None and node.v4 is not None and depth == _V4.depth - 1:
-            yield from self.leaves(node, _V4, node.v4)
+        if node.v6 is None and node.v4 is not None and depth < _V4.depth:
+            yield from self.v4_subtree(node.v4, depth)
             return
         if node.v4 is None and node.v6 is not None and depth == _V6.depth - 1:
             yield from self.leaves(node, _V6, node.v6)
             return
+        form = self.form
         for fam, start in node.states():
             if depth == fam.depth:
                 answer = self.segments[fam.family].answer(start, start)
                 if answer:
-                    text = address_text(fam.family, start)
-                    yield from self.records(self.owner(node.labels), answer, text)
+                    yield form.named(node.labels, answer, address_text(fam.family, start))
         children = self.children(node)
         if not children:
             return
@@ -279,62 +189,138 @@ class _Writer:
         if wildcard:
             fam, start = next(node.states())
             network = Network(fam.family, start, depth * fam.label_bits)
-            yield from self.records(self.owner((*node.labels, "*")), wildcard, str(network))
-        for label in sorted(children, key=_label_order):
+            yield form.named((*node.labels, "*"), wildcard, str(network))
+        for label in children:
             yield from self.subtree(node, label, children, wildcard)
 
     def subtree(
         self, node: _Node, label: str, children: dict[str, Answer | None], wildcard: Answer | None
-    ) -> Iterator[Record]:
+    ) -> Iterator[Sequence[R]]:
         """The records of the child `label` of `node` and below (none for a child that meets
         no listed address, or that the node's wildcard answers)."""
         if label not in children:
             return
         answer = children[label]
-        if answer is _MIXED:
+        if answer is MIXED:
             yield from self.walk(self.child(node, label))
         elif answer != wildcard:
             yield from self.uniform(self.child(node, label), answer)
 
-    def leaves(self, node: _Node, fam: _Family, start: int) -> Iterator[Record]:
-        """The records of a node of one family whose children are whole addresses.
+    def v4_subtree(self, start: int, depth: int) -> Iterator[Sequence[R]]:
+        """The records of a node of IPv4 alone (depth 1 to 3) whose addresses do not all share
+        one answer, and of everything under it: the rules of `walk`, on the segments' lists.
 
-        The common case of a large zone (a /24 with a few listed addresses), kept short.
+        They are gathered in a list a /16 at a time (no generator per name: a transfer's
+        records pass through here by the million), so that a dense /8 is never held whole.
         """
+        run, first, end = self.segments[4].span(start, start + (1 << (32 - 8 * depth)) - 1)
+        out: list[R] = []
+        if depth > 1:
+            self._v4_fill(run, start, depth, first, end, out)
+            yield out
+            return
+        kids, wildcard = self._v4_kids(run, start, depth, first, end, out)
+        for kid in kids:
+            self._v4_child(run, depth, kid, wildcard, out)
+            if len(out) > 4096:
+                yield out
+                out = []
+        yield out
+
+    def _v4_fill(
+        self, run: Run, start: int, depth: int, first: int, end: int, out: list[R]
+    ) -> None:
+        """Append the records of the mixed IPv4 node at `start` and below to `out`."""
+        if depth == 3:
+            self._v4_leaves(run, start, first, end, out)
+            return
+        kids, wildcard = self._v4_kids(run, start, depth, first, end, out)
+        for kid in kids:
+            self._v4_child(run, depth, kid, wildcard, out)
+
+    def _v4_kids(
+        self, run: Run, start: int, depth: int, first: int, end: int, out: list[R]
+    ) -> tuple[list[_Kid], Answer | None]:
+        """The children of the mixed IPv4 node at `start` above the /24s, and its wildcard's
+        answer, whose record goes to `out`."""
+        kids = _v4_children(run, start, 24 - 8 * depth, first, end)
+        wildcard = None
+        if len(kids) == 256:
+            wildcard = _commonest(answer for _, answer, _, _ in kids if answer is not MIXED)
+            if wildcard is not None:
+                out += self.form.wildcard(start, depth, wildcard)
+        return kids, wildcard
+
+    def _v4_child(
+        self, run: Run, depth: int, kid: _Kid, wildcard: Answer | None, out: list[R]
+    ) -> None:
+        """Append the records of a child of a node at `depth` (none where the node's wildcard
+        answers for it)."""
+        child, answer, child_first, child_end = kid
+        if answer is MIXED:
+            self._v4_fill(run, child, depth + 1, child_first, child_end, out)
+        elif answer is not wildcard:
+            out += self.form.wildcard(child, depth + 1, answer)
+
+    def _v4_leaves(self, run: Run, start: int, first: int, end: int, out: list[R]) -> None:
+        """Append the records of the mixed /24 at `start`, whose children are addresses (each
+        meets one segment at most)."""
+        lows, highs, answers = run
+        form = self.form
+        last = start + 255
+        if end - first == 1 and not (lows[first] <= start and highs[first] >= last):
+            # the common case: some of its addresses, of one answer
+            answer = answers[first]
+            for address in range(max(lows[first], start), min(highs[first], last) + 1):
+                out += form.address(address, answer)
+            return
+        spans = [(max(lows[i], start), min(highs[i], last), answers[i]) for i in range(first, end)]
+        wildcard = None
+        if sum(high - low + 1 for low, high, _ in spans) == 256:  # every address listed
+            wildcard = _commonest(
+                answer for low, high, answer in spans for _ in range(low, high + 1)
+            )
+            out += form.wildcard(start, 3, wildcard or EMPTY)
+        for low, high, answer in spans:
+            if answer is not wildcard:
+                for address in range(low, high + 1):
+                    out += form.address(address, answer)
+
+    def leaves(self, node: _Node, fam: _Family, start: int) -> Iterator[Sequence[R]]:
+        """The records of a node of one family whose children are whole addresses."""
         count = 1 << fam.label_bits
         found = self.segments[fam.family].children(start, 0, count)
         wildcard: Answer | None = None
-        owner = self.owner(node.labels)
         if len(found) == count:
-            counts = Counter(found.values())
-            wildcard = counts.most_common(1)[0][0]
+            wildcard = _commonest(found.values())
             network = Network(fam.family, start, fam.bits - fam.label_bits)
-            yield from self.records("*." + owner, wildcard or (), str(network))
+            yield self.form.named((*node.labels, "*"), wildcard or EMPTY, str(network))
         label = fam.label
         for child in sorted(found):
             answer = found[child]
             if answer != wildcard and answer:
                 text = address_text(fam.family, start + child)
-                yield from self.records(f"{label(child)}.{owner}", answer, text)
+                yield self.form.named((*node.labels, label(child)), answer, text)
 
-    def uniform(self, node: _Node, answer: Answer) -> Iterator[Record]:
+    def uniform(self, node: _Node, answer: Answer) -> Iterator[Sequence[R]]:
         """The records of a node whose whole subtree has one (non-empty) answer."""
         depth = len(node.labels)
         deeper = None
         for fam, start in node.states():
             if depth == fam.depth:
                 text = address_text(fam.family, start)
-                yield from self.records(self.owner(node.labels), answer, text)
+                yield self.form.named(node.labels, answer, text)
             elif deeper is None:
                 deeper = Network(fam.family, start, depth * fam.label_bits)
         if deeper is not None:
-            yield from self.records(self.owner((*node.labels, "*")), answer, str(deeper))
+            yield self.form.named((*node.labels, "*"), answer, str(deeper))
 
     def children(self, node: _Node) -> dict[str, Answer | None]:
-        """The children of `node` that meet a listed address of either family, with answers.
+        """The children of `node` that meet a listed address of either family, with answers,
+        in label order.
 
         A child label is a child of both families where an octet and a nibble share it; its
-        answer is then the one both families' subtrees give, or `_MIXED`.
+        answer is then the one both families' subtrees give, or `MIXED`.
         """
         depth = len(node.labels)
         per_family: list[tuple[_Family, dict[int, Answer | None]]] = []
@@ -347,13 +333,13 @@ class _Writer:
             per_family.append((fam, found))
             labels.update(fam.label(child) for child in found)
         result: dict[str, Answer | None] = {}
-        for label in labels:
+        for label in sorted(labels, key=_label_order):
             answers = set()
             for fam, found in per_family:
                 index = fam.index_of(label)
                 if index is not None:
-                    answers.add(found.get(index, _EMPTY))
-            answer = answers.pop() if len(answers) == 1 else _MIXED
+                    answers.add(found.get(index, EMPTY))
+            answer = answers.pop() if len(answers) == 1 else MIXED
             result[label] = answer
         return result
 
@@ -379,26 +365,45 @@ class _Writer:
         labels = 262 if present == {4, 6} else 256 if present == {4} else 16
         if len(children) < labels:
             return None
-        counts = Counter(answer for answer in children.values() if answer is not _MIXED)
-        if not counts:
-            return None
-        return counts.most_common(1)[0][0]
+        return _commonest(answer for answer in children.values() if answer is not MIXED)
 
-    def records(self, owner: str, answer: Answer, text: str) -> Iterator[Record]:
-        if len(answer) == 1:
-            [value] = answer
-            yield owner, "A", self.ttl, value.code
-            if value.txt is not None:
-                yield owner, "TXT", self.ttl, txt_rdata(render_txt(value.txt, text))
-            return
-        codes = dict.fromkeys(value.code for value in answer)
-        for code in codes:
-            yield owner, "A", self.ttl, code
-        texts = dict.fromkeys(
-            render_txt(value.txt, text) for value in answer if value.txt is not None
-        )
-        for txt in texts:
-            yield owner, "TXT", self.ttl, txt_rdata(txt)
+
+def _commonest(answers: Iterable[Answer | None]) -> Answer | None:
+    """The answer given most often (of equals, the first given), or None when none is."""
+    counts: dict[Answer | None, int] = {}
+    for answer in answers:
+        counts[answer] = counts.get(answer, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def _v4_children(run: Run, start: int, child_bits: int, first: int, end: int) -> list[_Kid]:
+    """The children of the IPv4 node at `start` that meet a segment, in order: (first
+    address, answer or `MIXED`, and the segments meeting the child: [first, end))."""
+    lows, highs, answers = run
+    size = 1 << child_bits
+    last = start + (256 << child_bits) - 1
+    kids: list[_Kid] = []
+    cursor = start
+    i = first
+    while i < end:
+        low = max(lows[i], cursor)
+        if low > last:
+            break
+        child = low >> child_bits << child_bits
+        child_last = child + size - 1
+        if lows[i] <= child and highs[i] >= child_last:
+            # segment i covers this child whole, and maybe the next ones
+            stop = (min(highs[i], last) + 1) >> child_bits << child_bits
+            kids += [(each, answers[i], i, i + 1) for each in range(child, stop, size)]
+            cursor = stop
+            if highs[i] < cursor:
+                i += 1
+            continue
+        j = bisect_right(lows, child_last, i, end)
+        kids.append((child, MIXED, i, j))
+        cursor = child_last + 1
+        i = j - 1 if highs[j - 1] > child_last else j
+    return kids
 
 
 def _label_order(label: str) -> tuple[int, int, str]:
@@ -450,5 +455,11 @@ def zone_records(index: ZoneIndex, zone: ZoneSettings) -> Iterator[Record]:
     NS are not included. A standard server loaded with them answers A queries for every
     address as `index.lookup` does (see the module docstring for the TXT difference).
     """
-    writer = _Writer(index, zone)
-    yield from writer.walk(_Node((), 0, 0))
+    return chain.from_iterable(written_records(index, zone, TextForm(zone)))
+
+
+def written_records(
+    index: ZoneIndex, zone: ZoneSettings, form: RecordForm[R]
+) -> Iterator[Sequence[R]]:
+    """`zone_records`, written in `form`, in lists (a name's records, or a run of names')."""
+    return _Writer(index, zone, form).walk(_Node((), 0, 0))

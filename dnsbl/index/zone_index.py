@@ -191,8 +191,8 @@ def _spliced(bits: int, level: _Level, changes: list[tuple[int, int | None]]) ->
         i = bisect_left(old_starts, start, position)
         starts.extend(old_starts[position:i])
         values.extend(old_values[position:i])
-        if i < count and old_starts[i] == start:
-            i += 1  # replaced or removed
+        while i < count and old_starts[i] == start:
+            i += 1  # replaced or removed (every copy: the overlay stands for them all)
         if value is not None:
             starts.append(start)
             values.append(value)

@@ -166,6 +166,24 @@ def test_an_exclusion_inside_a_wildcard_is_expanded_around() -> None:
     assert sum(rtype == "A" for _, rtype, _, _ in records) == 254 + 1 + 255 + 2
 
 
+def test_full_nodes_take_the_commonest_answer_as_their_wildcard() -> None:
+    """Every address of a /24, and every /24 of a /16, listed with two answers: a wildcard with
+    the commoner one (of equals, the first in address order), names for the others."""
+    rows = [_row(f"10.1.1.{i}", code="127.0.0.3" if i % 5 == 0 else None) for i in range(256)]
+    rows += [_row(f"10.2.{i}.0/24", code="127.0.0.4" if i % 2 else None) for i in range(256)]
+    index = _index(*rows)
+    records = list(zone_records(index, SETTINGS))
+    a = {(owner, rdata) for owner, rtype, _, rdata in records if rtype == "A"}
+    assert ("*.1.1.10." + ZONE, "127.0.0.2") in a
+    assert ("5.1.1.10." + ZONE, "127.0.0.3") in a and ("6.1.1.10." + ZONE, "127.0.0.2") not in a
+    assert ("*.2.10." + ZONE, "127.0.0.2") in a  # 128 of each: the first /24's answer
+    assert ("*.1.2.10." + ZONE, "127.0.0.4") in a and ("*.2.2.10." + ZONE, "127.0.0.2") not in a
+    # 10.1.1.0/24: a wildcard and 52 names; 10.2.0.0/16: a wildcard and 128 wildcards under
+    # it; the two test addresses
+    assert len(a) == (1 + 52) + (1 + 128) + 2
+    _assert_same_answers(index, records, _probe_addresses(index, random.Random(7), 50))
+
+
 def test_categories_answer_one_code_each() -> None:
     index = _index(
         _row("192.0.2.0/24", "a", code="127.0.0.3"), _row("192.0.2.7", "b", code="127.0.0.5")

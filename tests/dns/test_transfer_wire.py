@@ -1,0 +1,54 @@
+"""A full transfer's records written straight as wire (`transfer.WireForm`) are the zone's text
+records (`zone_records`) encoded, record for record and in the same order (for a zone of single
+addresses, written from its arrays: the same records).
+
+Random zones (hypothesis): nested IPv4 and IPv6 networks, the names the two families share,
+exclusions, several categories, TXT templates with `$`, `$$`, none and a long one, and an
+overlay of changes on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import dns.message
+from dnslib import DNSRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnsbl.dns import transfer
+from dnsbl.dns.zones import ZoneTable
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
+from dnsbl.index.single_addresses import single_addresses
+from tests.dns_support import ZONE, make_index, zone_settings
+from tests.index.test_difference import _rows
+
+_TXT = [None, "", "t $", "$$ and $", "x" * 240 + " $", "no address"]
+_listings = st.builds(lambda row, txt: replace(row, txt=txt), _rows, st.sampled_from(_TXT))
+
+
+def _records(messages: list[bytes]) -> list[str]:
+    return [
+        rrset.to_text() for wire in messages for rrset in dns.message.from_wire(wire).answer
+    ]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(_listings, min_size=1, max_size=20), added=st.lists(_listings, max_size=4))
+def test_the_wire_records_are_the_text_records_encoded(
+    rows: list[ListingRow], added: list[ListingRow]
+) -> None:
+    index = make_index(rows)
+    if added:
+        changes = [ChangeRecord(2, ChangeAction.ADD, row) for row in added]
+        changes.append(ChangeRecord(2, ChangeAction.REMOVE, rows[0]))
+        index = index.with_changes(2, changes)
+    zone, _ = ZoneTable([zone_settings()]).publish(index)
+    assert zone.index is not None
+    query = DNSRecord.question(ZONE, "AXFR")
+    text = transfer.axfr_messages(query, zone, transfer.default_records(zone.index, zone.settings))
+    wire = list(transfer.zone_axfr(query, zone))
+    if single_addresses(zone.index) is None:  # the walk's order, byte for byte
+        assert [message[2:] for message in wire] == [message[2:] for message in text]
+    else:  # straight from the arrays, in address order (AXFR's order is free)
+        assert sorted(_records(wire)) == sorted(_records(text))
