@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from dnsbl.dns import transfer
 from dnsbl.dns.zones import ZoneTable
-from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 from dnsbl.index.single_addresses import single_addresses
+from dnsbl.listings.rows import ChangeAction, ChangeRecord, ListingRow
 from tests.dns_support import ZONE, make_index, zone_settings
 from tests.index.test_difference import _rows
 
@@ -28,9 +28,7 @@ _listings = st.builds(lambda row, txt: replace(row, txt=txt), _rows, st.sampled_
 
 
 def _records(messages: list[bytes]) -> list[str]:
-    return [
-        rrset.to_text() for wire in messages for rrset in dns.message.from_wire(wire).answer
-    ]
+    return [rrset.to_text() for wire in messages for rrset in dns.message.from_wire(wire).answer]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
