@@ -16,7 +16,7 @@ import functools
 import ipaddress
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from dnslib import DNSRecord
 
@@ -118,12 +118,10 @@ def axfr_messages(
     """The messages of a full transfer of `zone` answering `query` (AXFR or IXFR)."""
     soa, ns = _apex_records(zone)
 
-    def stream() -> Iterator[bytes]:
-        yield soa
-        yield from ns
-        for owner, rtype, ttl, rdata in records:
-            yield _record(owner, rtype, ttl, rdata, zone)
-        yield soa
+    def stream() -> Iterator[Sequence[bytes]]:
+        yield [soa, *ns]
+        yield [_record(owner, rtype, ttl, rdata, zone) for owner, rtype, ttl, rdata in records]
+        yield [soa]
 
     return _messages(query, stream())
 
@@ -138,21 +136,19 @@ def zone_axfr(query: DNSRecord, zone: PublishedZone) -> Iterator[bytes]:
     form = WireForm(zone)
     soa, ns = _apex_records(zone)
 
-    def stream() -> Iterator[bytes]:
-        yield soa
-        yield from ns
+    def stream() -> Iterator[Sequence[bytes]]:
+        yield [soa, *ns]
         if singles is not None:
             yield from _single_address_records(singles, form)
         else:
-            for records in written_records(index, zone.settings, form):
-                yield from records
-        yield soa
+            yield from written_records(index, zone.settings, form)
+        yield [soa]
 
     return _messages(query, stream())
 
 
-_OCTET_TEXT = [str(octet) for octet in range(256)]
-_OCTET_LABEL = [bytes((len(text),)) + text.encode() for text in _OCTET_TEXT]
+_OCTET_BYTES = [str(octet).encode() for octet in range(256)]
+_OCTET_LABEL = [bytes((len(text),)) + text for text in _OCTET_BYTES]
 
 
 class WireForm:
@@ -174,6 +170,7 @@ class WireForm:
         # the answer last written, and its parts: None for an answer of several values
         self.last: Answer | None = None
         self.parts: tuple[bytes, str | None, tuple[bytes, bytes] | tuple[()]] | None = None
+        self.halves_size = 0
 
     def named(self, labels: tuple[str, ...], answer: Answer, text: str) -> list[bytes]:
         return self.encoded(self.text.named(labels, answer, text))
@@ -196,9 +193,21 @@ class WireForm:
         a_tail, template, halves = self.parts
         if template is None:
             return [owner + a_tail]
-        octet = _OCTET_TEXT
-        shown = ".".join((octet[first], octet[second], octet[third], octet[fourth]))
-        return [owner + a_tail, self.txt(owner, template, halves, shown)]
+        octet = _OCTET_BYTES
+        shown = b".".join((octet[first], octet[second], octet[third], octet[fourth]))
+        if halves:
+            size = self.halves_size + len(shown)
+            if size < 255:  # one string, its length and the record's in a byte each
+                txt = (
+                    owner,
+                    self.txt_head,
+                    bytes((0, size + 1, size)),
+                    halves[0],
+                    shown,
+                    halves[1],
+                )
+                return [owner + a_tail, b"".join(txt)]
+        return [owner + a_tail, self.txt(owner, template, halves, shown.decode())]
 
     def wildcard(self, start: int, depth: int, answer: Answer) -> list[bytes]:
         if answer is not self.last:
@@ -224,6 +233,7 @@ class WireForm:
             [value] = answer
             halves = split_template(value.txt) if value.txt is not None else ()
             self.parts = (_rr(b"", TYPE_A, self.ttl, _a_rdata(value.code)), value.txt, halves)
+            self.halves_size = sum(map(len, halves))
 
     def txt(
         self, owner: bytes, template: str, halves: tuple[bytes, bytes] | tuple[()], shown: str
@@ -242,16 +252,17 @@ class WireForm:
         ]
 
 
-def _single_address_records(singles: SingleAddresses, form: WireForm) -> Iterator[bytes]:
-    """The A and TXT records of every listed address, in address order."""
+def _single_address_records(singles: SingleAddresses, form: WireForm) -> Iterator[Sequence[bytes]]:
+    """The A and TXT records of every listed address, in address order (an address's in a
+    list)."""
     value: Value | None = None
     answer: Answer = ()
     for address, listed in singles.v4():
         if listed is not value:  # one answer object for a run of addresses: `form` reuses
             value, answer = listed, (listed,)  # its parts while the answer stays the same
-        yield from form.address(address, answer)
+        yield form.address(address, answer)
     for address, listed in singles.v6_tests():
-        yield from form.named(tuple(f"{address:032x}"), (listed,), address_text(6, address))
+        yield form.named(tuple(f"{address:032x}"), (listed,), address_text(6, address))
 
 
 def changed_since(zone: PublishedZone, serial: int) -> tuple[ZoneIndex, set[Network]] | None:
@@ -292,32 +303,40 @@ def ixfr_messages(
         QUESTION_POINTER, TYPE_SOA, settings.negative_ttl, soa_rdata(settings, old.serial)
     )
 
-    def stream() -> Iterator[bytes]:
-        yield soa
-        yield old_soa
-        for owner, rtype, ttl, rdata in sorted(removed):
-            yield _record(owner, rtype, ttl, rdata, zone)
-        yield soa
-        for owner, rtype, ttl, rdata in sorted(added):
-            yield _record(owner, rtype, ttl, rdata, zone)
-        yield soa
+    def stream() -> Iterator[Sequence[bytes]]:
+        yield [soa, old_soa]
+        yield [
+            _record(owner, rtype, ttl, rdata, zone) for owner, rtype, ttl, rdata in sorted(removed)
+        ]
+        yield [soa]
+        yield [
+            _record(owner, rtype, ttl, rdata, zone) for owner, rtype, ttl, rdata in sorted(added)
+        ]
+        yield [soa]
 
     yield from _messages(query, stream())
 
 
-def _messages(query: DNSRecord, records: Iterable[bytes]) -> Iterator[bytes]:
-    """`records` as the answers of as many messages answering `query` as they need."""
+def _messages(query: DNSRecord, records: Iterable[Sequence[bytes]]) -> Iterator[bytes]:
+    """`records` (given in lists) as the answers of as many messages answering `query` as
+    they need."""
     question = _question(query)
     flags = 0x8400 | (query.header.rd << 8)
     batch: list[bytes] = []
-    size = 12 + len(question)
-    for record in records:
-        if batch and size + len(record) > MESSAGE_LIMIT:
-            yield _message(query.header.id, flags, question, batch)
-            batch = []
-            size = 12 + len(question)
-        batch.append(record)
-        size += len(record)
+    empty = size = 12 + len(question)
+    for chunk in records:
+        total = sum(map(len, chunk))
+        if size + total <= MESSAGE_LIMIT:  # the common case: the whole list fits
+            batch += chunk
+            size += total
+            continue
+        for record in chunk:
+            if batch and size + len(record) > MESSAGE_LIMIT:
+                yield _message(query.header.id, flags, question, batch)
+                batch = []
+                size = empty
+            batch.append(record)
+            size += len(record)
     yield _message(query.header.id, flags, question, batch)
 
 

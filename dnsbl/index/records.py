@@ -257,7 +257,9 @@ class _Writer(Generic[R]):
         """Append the records of a child of a node at `depth` (none where the node's wildcard
         answers for it)."""
         child, answer, child_first, child_end = kid
-        if answer is MIXED:
+        if answer is MIXED and depth == 2:
+            self._v4_leaves(run, child, child_first, child_end, out)
+        elif answer is MIXED:
             self._v4_fill(run, child, depth + 1, child_first, child_end, out)
         elif answer is not wildcard:
             out += self.form.wildcard(child, depth + 1, answer)
@@ -399,7 +401,12 @@ def _v4_children(run: Run, start: int, child_bits: int, first: int, end: int) ->
             if highs[i] < cursor:
                 i += 1
             continue
-        j = bisect_right(lows, child_last, i, end)
+        # the segments meeting this child: i and (rarely) the next ones
+        j = (
+            i + 1
+            if i + 1 == end or lows[i + 1] > child_last
+            else bisect_right(lows, child_last, i, end)
+        )
         kids.append((child, MIXED, i, j))
         cursor = child_last + 1
         i = j - 1 if highs[j - 1] > child_last else j

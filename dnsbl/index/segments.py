@@ -15,7 +15,7 @@ counts as mixed; that is harmless wherever the apex has no wildcard (see `answer
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import repeat
 
 from dnsbl.index.values import TEST_LISTED, TEST_UNLISTED, TEST_UNLISTED_MAPPED, Value
@@ -267,28 +267,36 @@ class _Run:
 
     def __init__(self, clip: tuple[int, int], interned: dict[Answer, Answer]) -> None:
         self.clip = clip
-        self.interned = interned
         self.lows: list[int] = []
         self.highs: list[int] = []
         self.answers: list[Answer] = []
-        self.given: Answer | None = None  # the answer last added, as given and as interned
-        self.kept = EMPTY
+        self.add = self._adder(interned)
 
-    def add(self, low: int, high: int, answer: Answer) -> None:
+    def _adder(self, interned: dict[Answer, Answer]) -> Callable[[int, int, Answer], None]:
+        # A closure over locals: called once a piece, millions of times in a transfer.
         floor, ceiling = self.clip
-        low, high = max(low, floor), min(high, ceiling)
-        if high < low or not answer:
-            return
-        if answer is not self.given:  # pieces of one value share their answer object
-            self.given, self.kept = answer, self.interned.setdefault(answer, answer)
-        answer = self.kept
-        highs = self.highs
-        if highs and highs[-1] == low - 1 and self.answers[-1] is answer:
-            highs[-1] = high
-        else:
-            self.lows.append(low)
-            highs.append(high)
-            self.answers.append(answer)
+        lows, highs, answers = self.lows, self.highs, self.answers
+        given: Answer | None = None  # the answer last added, as given and as interned
+        kept = EMPTY
+
+        def add(low: int, high: int, answer: Answer) -> None:
+            nonlocal given, kept
+            if low < floor:
+                low = floor
+            if high > ceiling:
+                high = ceiling
+            if high < low or not answer:
+                return
+            if answer is not given:  # pieces of one value share their answer object
+                given, kept = answer, interned.setdefault(answer, answer)
+            if highs and highs[-1] == low - 1 and answers[-1] is kept:
+                highs[-1] = high
+            else:
+                lows.append(low)
+                highs.append(high)
+                answers.append(kept)
+
+        return add
 
     def lists(self) -> Run:
         return self.lows, self.highs, self.answers
