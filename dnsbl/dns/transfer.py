@@ -149,6 +149,7 @@ def zone_axfr(query: DNSRecord, zone: PublishedZone) -> Iterator[bytes]:
 
 _OCTET_BYTES = [str(octet).encode() for octet in range(256)]
 _OCTET_LABEL = [bytes((len(text),)) + text for text in _OCTET_BYTES]
+_NIBBLE_LABEL = {nibble: b"\x01" + nibble.encode() for nibble in "0123456789abcdef"}
 
 
 class WireForm:
@@ -175,11 +176,14 @@ class WireForm:
     def named(self, labels: tuple[str, ...], answer: Answer, text: str) -> list[bytes]:
         return self.encoded(self.text.named(labels, answer, text))
 
-    def address(self, address: int, answer: Answer) -> list[bytes]:
+    def address(self, family: int, address: int, answer: Answer) -> list[bytes]:
         if answer is not self.last:
             self.prepare(answer)
         if self.parts is None:
-            return self.encoded(self.text.address(address, answer))
+            return self.encoded(self.text.address(family, address, answer))
+        if family == 6:
+            owner = _nibble_labels(address, 32) + QUESTION_POINTER
+            return self.records(owner, address_text(6, address))
         label = _OCTET_LABEL
         first, second, third, fourth = (
             address >> 24,
@@ -209,20 +213,25 @@ class WireForm:
                 return [owner + a_tail, b"".join(txt)]
         return [owner + a_tail, self.txt(owner, template, halves, shown.decode())]
 
-    def wildcard(self, start: int, depth: int, answer: Answer) -> list[bytes]:
+    def wildcard(self, family: int, start: int, depth: int, answer: Answer) -> list[bytes]:
         if answer is not self.last:
             self.prepare(answer)
         if self.parts is None:
-            return self.encoded(self.text.wildcard(start, depth, answer))
-        labels = [_OCTET_LABEL[start >> (24 - 8 * i) & 255] for i in range(depth)]
-        owner = b"".join((b"\x01*", *reversed(labels), QUESTION_POINTER))
+            return self.encoded(self.text.wildcard(family, start, depth, answer))
+        if family == 4:
+            labels = [_OCTET_LABEL[start >> (24 - 8 * i) & 255] for i in range(depth)]
+            owner = b"".join((b"\x01*", *reversed(labels), QUESTION_POINTER))
+            return self.records(owner, f"{ipv4_text(start)}/{8 * depth}")
+        owner = b"".join((b"\x01*", _nibble_labels(start, depth), QUESTION_POINTER))
+        return self.records(owner, str(Network(6, start, 4 * depth)))
+
+    def records(self, owner: bytes, shown: str) -> list[bytes]:
+        """The records at `owner` of the one-value answer prepared, `$` standing for `shown`."""
+        assert self.parts is not None
         a_tail, template, halves = self.parts
         if template is None:
             return [owner + a_tail]
-        return [
-            owner + a_tail,
-            self.txt(owner, template, halves, f"{ipv4_text(start)}/{8 * depth}"),
-        ]
+        return [owner + a_tail, self.txt(owner, template, halves, shown)]
 
     def prepare(self, answer: Answer) -> None:
         """Make the parts of `answer`'s records: its A record's tail, its TXT template and
@@ -252,6 +261,12 @@ class WireForm:
         ]
 
 
+def _nibble_labels(start: int, depth: int) -> bytes:
+    """The labels of the first `depth` nibbles of the IPv6 address `start`, least significant
+    first (as a name has them)."""
+    return b"".join(_NIBBLE_LABEL[nibble] for nibble in reversed(f"{start:032x}"[:depth]))
+
+
 def _single_address_records(singles: SingleAddresses, form: WireForm) -> Iterator[Sequence[bytes]]:
     """The A and TXT records of every listed address, in address order (an address's in a
     list)."""
@@ -260,7 +275,7 @@ def _single_address_records(singles: SingleAddresses, form: WireForm) -> Iterato
     for address, listed in singles.v4():
         if listed is not value:  # one answer object for a run of addresses: `form` reuses
             value, answer = listed, (listed,)  # its parts while the answer stays the same
-        yield form.address(address, answer)
+        yield form.address(4, address, answer)
     for address, listed in singles.v6_tests():
         yield form.named(tuple(f"{address:032x}"), (listed,), address_text(6, address))
 

@@ -17,9 +17,9 @@ with the records gives the same A and TXT answers as the index for every address
   other names of the excluded address's /24.
 - IPv4 and IPv6 names share labels where octets are single digits (`2.ZONE` is under both
   2.0.0.0/8 and 2000::/4); the walk treats such a node as one and only uses a wildcard that is
-  right for both families. Below a node that is IPv4 only — nearly every name of a large zone
-  — the same rules are applied straight to the segments' lists (`_Writer.v4_subtree`), without
-  a node object per name.
+  right for both families. Below a node of one family — nearly every name of a large zone —
+  the same rules are applied straight to the segments' lists (`_Writer.one_family`), without
+  a node object per name, and a run of nodes with one child each is passed in one step.
 - The walk decides names and answers; a `RecordForm` writes them: as zone-file text
   (`TextForm`, for export and for comparing serials) or as wire records (the transfers').
 
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Generic, Protocol, TypeVar
 
-from dnsbl.addresses import Network, address_text, ipv4_text
+from dnsbl.addresses import Network, address_text
 from dnsbl.config import ZoneSettings
 from dnsbl.index.segments import EMPTY, MIXED, Answer, Ranges, Run, Segments
 from dnsbl.index.txt_template import render_txt
@@ -102,6 +102,13 @@ class _Node:
             yield _V6, self.v6
 
 
+def _labels(family: int, start: int, depth: int) -> list[str]:
+    """The first `depth` labels of the address `start`, most significant first."""
+    if family == 4:
+        return [_OCTETS[start >> (24 - 8 * i) & 255] for i in range(depth)]
+    return list(f"{start:032x}"[:depth])
+
+
 class RecordForm(Protocol[R_co]):
     """How the walk's names are written as records (each method: the records of one name)."""
 
@@ -110,12 +117,12 @@ class RecordForm(Protocol[R_co]):
         what `$` in a TXT template stands for there."""
         ...
 
-    def address(self, address: int, answer: Answer) -> Sequence[R_co]:
-        """The name of the IPv4 address `address`."""
+    def address(self, family: int, address: int, answer: Answer) -> Sequence[R_co]:
+        """The name of `address`."""
         ...
 
-    def wildcard(self, start: int, depth: int, answer: Answer) -> Sequence[R_co]:
-        """`*` under the first `depth` octets of the IPv4 address `start`."""
+    def wildcard(self, family: int, start: int, depth: int, answer: Answer) -> Sequence[R_co]:
+        """`*` under the first `depth` labels (octets or nibbles) of `start`."""
         ...
 
 
@@ -129,15 +136,15 @@ class TextForm:
     def named(self, labels: tuple[str, ...], answer: Answer, text: str) -> list[Record]:
         return self.records(".".join((*reversed(labels), self.zone)), answer, text)
 
-    def address(self, address: int, answer: Answer) -> list[Record]:
-        octets = (address & 255, address >> 8 & 255, address >> 16 & 255, address >> 24)
-        owner = ".".join((*(_OCTETS[octet] for octet in octets), self.zone))
-        return self.records(owner, answer, ipv4_text(address))
+    def address(self, family: int, address: int, answer: Answer) -> list[Record]:
+        labels = _labels(family, address, _V4.depth if family == 4 else _V6.depth)
+        owner = ".".join((*reversed(labels), self.zone))
+        return self.records(owner, answer, address_text(family, address))
 
-    def wildcard(self, start: int, depth: int, answer: Answer) -> list[Record]:
-        labels = [_OCTETS[start >> (24 - 8 * i) & 255] for i in range(depth)]
-        owner = ".".join(("*", *reversed(labels), self.zone))
-        return self.records(owner, answer, f"{ipv4_text(start)}/{8 * depth}")
+    def wildcard(self, family: int, start: int, depth: int, answer: Answer) -> list[Record]:
+        owner = ".".join(("*", *reversed(_labels(family, start, depth)), self.zone))
+        fam = _V4 if family == 4 else _V6
+        return self.records(owner, answer, str(Network(family, start, depth * fam.label_bits)))
 
     def records(self, owner: str, answer: Answer, text: str) -> list[Record]:
         """A records for the answer's distinct codes, then TXT for its distinct texts."""
@@ -170,12 +177,11 @@ class _Writer(Generic[R]):
 
     def walk(self, node: _Node) -> Iterator[Sequence[R]]:
         depth = len(node.labels)
-        if node.v6 is None and node.v4 is not None and depth < _V4.depth:
-            yield from self.v4_subtree(node.v4, depth)
-            return
-        if node.v4 is None and node.v6 is not None and depth == _V6.depth - 1:
-            yield from self.leaves(node, _V6, node.v6)
-            return
+        if node.v4 is None or node.v6 is None:  # a name of one family: nearly every name
+            fam, start = next(node.states())
+            if depth < fam.depth:
+                yield from self.one_family(fam, start, depth)
+                return
         form = self.form
         for fam, start in node.states():
             if depth == fam.depth:
@@ -206,103 +212,129 @@ class _Writer(Generic[R]):
         elif answer != wildcard:
             yield from self.uniform(self.child(node, label), answer)
 
-    def v4_subtree(self, start: int, depth: int) -> Iterator[Sequence[R]]:
-        """The records of a node of IPv4 alone (depth 1 to 3) whose addresses do not all share
-        one answer, and of everything under it: the rules of `walk`, on the segments' lists.
-
-        They are gathered in a list a /16 at a time (no generator per name: a transfer's
-        records pass through here by the million), so that a dense /8 is never held whole.
-        """
-        run, first, end = self.segments[4].span(start, start + (1 << (32 - 8 * depth)) - 1)
-        out: list[R] = []
-        if depth > 1:
-            self._v4_fill(run, start, depth, first, end, out)
+    def one_family(self, fam: _Family, start: int, depth: int) -> Iterator[Sequence[R]]:
+        """The records of a node of one family whose addresses do not all share one answer,
+        and of everything under it: the rules of `walk`, on the segments' lists (no node
+        object or generator per name: a transfer's records pass through here by the
+        million). A node of more entries than its segments should be made for at once has
+        its children's answers read from the arrays, and is taken a child at a time."""
+        segments = self.segments[fam.family]
+        size = 1 << (fam.bits - depth * fam.label_bits)
+        if segments.small(start, start + size - 1):
+            run, first, end = segments.span(start, start + size - 1)
+            out: list[R] = []
+            if end > first:
+                self._fill(fam, run, start, depth, first, end, out)
             yield out
             return
-        kids, wildcard = self._v4_kids(run, start, depth, first, end, out)
-        for kid in kids:
-            self._v4_child(run, depth, kid, wildcard, out)
-            if len(out) > 4096:
-                yield out
-                out = []
-        yield out
-
-    def _v4_fill(
-        self, run: Run, start: int, depth: int, first: int, end: int, out: list[R]
-    ) -> None:
-        """Append the records of the mixed IPv4 node at `start` and below to `out`."""
-        if depth == 3:
-            self._v4_leaves(run, start, first, end, out)
-            return
-        kids, wildcard = self._v4_kids(run, start, depth, first, end, out)
-        for kid in kids:
-            self._v4_child(run, depth, kid, wildcard, out)
-
-    def _v4_kids(
-        self, run: Run, start: int, depth: int, first: int, end: int, out: list[R]
-    ) -> tuple[list[_Kid], Answer | None]:
-        """The children of the mixed IPv4 node at `start` above the /24s, and its wildcard's
-        answer, whose record goes to `out`."""
-        kids = _v4_children(run, start, 24 - 8 * depth, first, end)
+        listed = segments.listed_within(start, start + size - 1)
+        if listed is not None:
+            # Only the entries inside answer: the nodes down to the deepest holding them all
+            # have one child each (as `_fill` passes them).
+            low, high = listed
+            shared = min((fam.bits - (low ^ high).bit_length()) // fam.label_bits, fam.depth)
+            if shared > depth:
+                node = (
+                    low
+                    >> (fam.bits - shared * fam.label_bits)
+                    << (fam.bits - shared * fam.label_bits)
+                )
+                answer = segments.answer_in(
+                    node, node + (1 << (fam.bits - shared * fam.label_bits)) - 1
+                )
+                if answer is MIXED:
+                    yield from self.one_family(fam, node, shared)
+                elif answer:
+                    yield self._uniform(fam, node, shared, answer)
+                return
+        step = size >> fam.label_bits
+        kids = [
+            (child, answer)
+            for child in range(start, start + size, step)
+            if (answer := segments.answer_in(child, child + step - 1)) is not EMPTY
+        ]
         wildcard = None
-        if len(kids) == 256:
+        if len(kids) == 1 << fam.label_bits:
+            wildcard = _commonest(answer for _, answer in kids if answer is not MIXED)
+            if wildcard is not None:
+                yield self.form.wildcard(fam.family, start, depth, wildcard)
+        for child, answer in kids:
+            if answer is MIXED:
+                yield from self.one_family(fam, child, depth + 1)
+            elif answer is not wildcard:
+                yield self._uniform(fam, child, depth + 1, answer)
+
+    def _fill(
+        self, fam: _Family, run: Run, start: int, depth: int, first: int, end: int, out: list[R]
+    ) -> None:
+        """Append the records of the mixed node of `fam` at `start` and below to `out`; the
+        segments meeting it are run[first:end]."""
+        lows, highs, answers = run
+        bits, label_bits = fam.bits, fam.label_bits
+        # The deepest node holding every address met: the nodes down to it have one child
+        # each, so no wildcard and no record of their own.
+        low = max(lows[first], start)
+        high = min(highs[end - 1], start + (1 << (bits - depth * label_bits)) - 1)
+        shared = min((bits - (low ^ high).bit_length()) // label_bits, fam.depth)
+        if shared > depth:
+            depth = shared
+            start = low >> (bits - depth * label_bits) << (bits - depth * label_bits)
+            last = start + (1 << (bits - depth * label_bits)) - 1
+            if end - first == 1 and lows[first] <= start and highs[first] >= last:
+                out += self._uniform(fam, start, depth, answers[first])
+                return
+        if depth == fam.depth - 1:
+            self._leaves(fam, run, start, first, end, out)
+            return
+        count = 1 << label_bits
+        kids = _children(run, start, bits - (depth + 1) * label_bits, count, first, end)
+        wildcard = None
+        if len(kids) == count:
             wildcard = _commonest(answer for _, answer, _, _ in kids if answer is not MIXED)
             if wildcard is not None:
-                out += self.form.wildcard(start, depth, wildcard)
-        return kids, wildcard
+                out += self.form.wildcard(fam.family, start, depth, wildcard)
+        leaves = depth + 2 == fam.depth  # the children's children are addresses
+        for child, answer, child_first, child_end in kids:
+            if answer is MIXED and leaves:  # the common case, without the narrowing above
+                self._leaves(fam, run, child, child_first, child_end, out)
+            elif answer is MIXED:
+                self._fill(fam, run, child, depth + 1, child_first, child_end, out)
+            elif answer is not wildcard:
+                out += self._uniform(fam, child, depth + 1, answer)
 
-    def _v4_child(
-        self, run: Run, depth: int, kid: _Kid, wildcard: Answer | None, out: list[R]
+    def _leaves(
+        self, fam: _Family, run: Run, start: int, first: int, end: int, out: list[R]
     ) -> None:
-        """Append the records of a child of a node at `depth` (none where the node's wildcard
-        answers for it)."""
-        child, answer, child_first, child_end = kid
-        if answer is MIXED and depth == 2:
-            self._v4_leaves(run, child, child_first, child_end, out)
-        elif answer is MIXED:
-            self._v4_fill(run, child, depth + 1, child_first, child_end, out)
-        elif answer is not wildcard:
-            out += self.form.wildcard(child, depth + 1, answer)
-
-    def _v4_leaves(self, run: Run, start: int, first: int, end: int, out: list[R]) -> None:
-        """Append the records of the mixed /24 at `start`, whose children are addresses (each
-        meets one segment at most)."""
+        """Append the records of a mixed node whose children are addresses (each meets one
+        segment at most)."""
         lows, highs, answers = run
-        form = self.form
-        last = start + 255
+        address_of = self.form.address
+        family = fam.family
+        count = 1 << fam.label_bits
+        last = start + count - 1
         if end - first == 1 and not (lows[first] <= start and highs[first] >= last):
             # the common case: some of its addresses, of one answer
             answer = answers[first]
             for address in range(max(lows[first], start), min(highs[first], last) + 1):
-                out += form.address(address, answer)
+                out += address_of(family, address, answer)
             return
         spans = [(max(lows[i], start), min(highs[i], last), answers[i]) for i in range(first, end)]
         wildcard = None
-        if sum(high - low + 1 for low, high, _ in spans) == 256:  # every address listed
+        if sum(high - low + 1 for low, high, _ in spans) == count:  # every address listed
             wildcard = _commonest(
                 answer for low, high, answer in spans for _ in range(low, high + 1)
             )
-            out += form.wildcard(start, 3, wildcard or EMPTY)
+            out += self.form.wildcard(family, start, fam.depth - 1, wildcard or EMPTY)
         for low, high, answer in spans:
             if answer is not wildcard:
                 for address in range(low, high + 1):
-                    out += form.address(address, answer)
+                    out += address_of(family, address, answer)
 
-    def leaves(self, node: _Node, fam: _Family, start: int) -> Iterator[Sequence[R]]:
-        """The records of a node of one family whose children are whole addresses."""
-        count = 1 << fam.label_bits
-        found = self.segments[fam.family].children(start, 0, count)
-        wildcard: Answer | None = None
-        if len(found) == count:
-            wildcard = _commonest(found.values())
-            network = Network(fam.family, start, fam.bits - fam.label_bits)
-            yield self.form.named((*node.labels, "*"), wildcard or EMPTY, str(network))
-        label = fam.label
-        for child in sorted(found):
-            answer = found[child]
-            if answer != wildcard and answer:
-                text = address_text(fam.family, start + child)
-                yield self.form.named((*node.labels, label(child)), answer, text)
+    def _uniform(self, fam: _Family, start: int, depth: int, answer: Answer) -> Sequence[R]:
+        """The records of a node of one family whose whole subtree has one answer."""
+        if depth == fam.depth:
+            return self.form.address(fam.family, start, answer)
+        return self.form.wildcard(fam.family, start, depth, answer)
 
     def uniform(self, node: _Node, answer: Answer) -> Iterator[Sequence[R]]:
         """The records of a node whose whole subtree has one (non-empty) answer."""
@@ -378,12 +410,14 @@ def _commonest(answers: Iterable[Answer | None]) -> Answer | None:
     return max(counts, key=counts.__getitem__) if counts else None
 
 
-def _v4_children(run: Run, start: int, child_bits: int, first: int, end: int) -> list[_Kid]:
-    """The children of the IPv4 node at `start` that meet a segment, in order: (first
+def _children(
+    run: Run, start: int, child_bits: int, count: int, first: int, end: int
+) -> list[_Kid]:
+    """The children (`count` of them) of the node at `start` that meet a segment, in order: (first
     address, answer or `MIXED`, and the segments meeting the child: [first, end))."""
     lows, highs, answers = run
     size = 1 << child_bits
-    last = start + (256 << child_bits) - 1
+    last = start + (count << child_bits) - 1
     kids: list[_Kid] = []
     cursor = start
     i = first

@@ -28,7 +28,7 @@ Run = tuple[list[int], list[int], list[Answer]]
 
 MIXED: None = None  # a range whose addresses do not all share one answer
 EMPTY: Answer = ()
-BLOCK_BITS = 24  # an IPv4 block is a /8: the children of the apex
+AT_ONCE = 1 << 16  # entries in a range whose segments are made at once
 
 
 def specials(family: int) -> list[int]:
@@ -42,27 +42,32 @@ def specials(family: int) -> list[int]:
 class Segments:
     """One family's segments, and what a range of addresses answers (see the module).
 
-    `ranges`: only the answers inside these (low, high) ranges are needed, and all of them are
-    made at once; elsewhere the segments may be missing or wrong. Without `ranges`, IPv4 is
-    made a block at a time and IPv6 (whose zones are small) at once.
+    `ranges`: only the answers inside these (low, high) ranges are needed, and the segments
+    of all of them are made at once; elsewhere they may be missing or wrong. Without
+    `ranges`, the segments of a range are made when they are asked for (`span`), and a range
+    holding more than `AT_ONCE` entries is answered from the arrays (`answer_in`).
     """
 
     def __init__(
         self, index: ZoneIndex, family: int, bits: int, ranges: Ranges | None = None
     ) -> None:
+        self.index = index
         self.family = family
         self.bits = bits
         self.interned: dict[Answer, Answer] = {EMPTY: EMPTY}
-        self.blocks: _Blocks | None = None
+        self._arrays: ZoneIndex | None = None
+        self._cached: tuple[tuple[int, int], Run] | None = None
         self.whole: Run | None = None
-        if ranges is None and family == 4:
-            # read a block at a time from the arrays: the overlay folded in first
-            self.index = index.compacted() if index.overlay_size else index
-            self.blocks = _Blocks(self)
-        else:
-            self.index = index
+        if ranges is not None or self.small(0, (1 << bits) - 1):
             self.whole = self.made(ranges)
-        self._cached: tuple[int, Run] | None = None
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """The family's tables, their overlays folded into their arrays, in lookup order."""
+        if self._arrays is None:
+            index = self.index
+            self._arrays = index.compacted() if index.overlay_size else index
+        return self._arrays.by_family[self.family]
 
     def made(self, ranges: Ranges | None, clip: tuple[int, int] | None = None) -> Run:
         """The segments meeting `ranges` (all if None), cut to `clip` when given."""
@@ -97,38 +102,54 @@ class Segments:
             done.add(low, high, answer)
         return done.lists()
 
-    def run_of(self, address: int) -> Run:
-        """The segments of the block holding `address` (all of them, where not in blocks)."""
+    def span(self, low: int, high: int) -> tuple[Run, int, int]:
+        """The segments meeting [low, high]: a run holding them, and the indexes of theirs
+        in it, [first, end). Made for the range (the last range made is kept), where not all
+        made at once."""
         if self.whole is not None:
-            return self.whole
-        block = address >> BLOCK_BITS
-        if self._cached is None or self._cached[0] != block:
-            low = block << BLOCK_BITS
-            high = low + (1 << BLOCK_BITS) - 1
-            self._cached = (block, self.made([(low, high)], (low, high)))
-        return self._cached[1]
+            run = self.whole
+        else:
+            if self._cached is None or self._cached[0] != (low, high):
+                self._cached = ((low, high), self.made([(low, high)], (low, high)))
+            run = self._cached[1]
+        lows, highs, _ = run
+        return run, bisect_left(highs, low), bisect_right(lows, high)
+
+    def small(self, low: int, high: int) -> bool:
+        """Whether the segments of [low, high] are few enough to be made at once."""
+        if self.whole is not None:
+            return True
+        count = 0
+        for table in self.tables:
+            for level in table.levels.values():
+                first = bisect_left(level.starts, low)
+                count += bisect_right(level.starts, high, first) - first
+        return count <= AT_ONCE
 
     def answer(self, low: int, high: int) -> Answer | None:
         """The one answer of every address in [low, high], or `MIXED`."""
-        if self.blocks is not None and low >> BLOCK_BITS != high >> BLOCK_BITS:
-            return self.blocks.answer_between(low, high)
-        lows, highs, answers = self.run_of(low)
-        i = bisect_left(highs, low)
-        if i == len(highs) or lows[i] > high:
+        if not self.small(low, high):
+            return self.answer_in(low, high)
+        (lows, highs, answers), first, end = self.span(low, high)
+        if first == end:
             return EMPTY
-        if lows[i] <= low and highs[i] >= high:
-            return answers[i]
+        if end - first == 1 and lows[first] <= low and highs[first] >= high:
+            return answers[first]
         return MIXED
 
     def children(self, low: int, child_bits: int, count: int) -> dict[int, Answer | None]:
         """The answer of each child of the node at `low` that meets a segment (others: none)."""
-        if self.blocks is not None and child_bits >= BLOCK_BITS:
-            return self.blocks.children(low, child_bits, count)
         high = low + (count << child_bits) - 1
-        lows, highs, answers = self.run_of(low)
+        if not self.small(low, high):
+            size = 1 << child_bits
+            read = {
+                child: self.answer_in(low + child * size, low + (child + 1) * size - 1)
+                for child in range(count)
+            }
+            return {child: answer for child, answer in read.items() if answer is not EMPTY}
+        (lows, highs, answers), i, end = self.span(low, high)
         found: dict[int, Answer | None] = {}
-        i = bisect_left(highs, low)
-        while i < len(lows) and lows[i] <= high:
+        while i < end:
             seg_low, seg_high = lows[i], highs[i]
             first = (max(seg_low, low) - low) >> child_bits
             last = (min(seg_high, high) - low) >> child_bits
@@ -141,87 +162,96 @@ class Segments:
             i += 1
         return found
 
-    def span(self, low: int, high: int) -> tuple[Run, int, int]:
-        """The run holding [low, high] (inside one block) and the indexes of its segments
-        that meet it: [first, end)."""
-        run = self.run_of(low)
-        lows, highs, _ = run
-        return run, bisect_left(highs, low), bisect_right(lows, high)
-
-
-class _Blocks:
-    """What each IPv4 /8 answers as a whole, from the index's arrays (see `answer_of`)."""
-
-    def __init__(self, segments: Segments) -> None:
-        self.segments = segments
-        index = segments.index
-        tables = [table for (_, family), table in index.tables.items() if family == 4]
-        self.table: Table | None = tables[0] if len(tables) == 1 else None
-        self.exact = len(tables) > 1
-        self.values = index.values
-        self.special_blocks = {address >> BLOCK_BITS for address in specials(4)}
-
-    def answer_of(self, block: int) -> Answer | None:
-        """What the /8 `block` answers: `EMPTY` (no address listed), one answer, or `MIXED`.
-
-        Read from the arrays without making the block's segments where that is exact: no
-        entry meets it, or one entry covers it and nothing inside it answers otherwise. Where
-        an exclusion, a test address or several categories are involved, the segments are
-        made. A /8 tiled by smaller networks of one answer is called `MIXED`: the walk then
-        writes its wildcard under it instead of beside it, the same record, and only a
-        wildcard at the apex (which needs IPv6 listings everywhere: never for such a zone)
-        would count it differently.
-        """
-        low = block << BLOCK_BITS
-        high = low + (1 << BLOCK_BITS) - 1
-        if self.exact or block in self.special_blocks or self.table is None:
-            return self._made_answer(block, low, high)
-        covering: int | None = None
-        inside: set[int] = set()
-        for length in self.table.lengths:  # longest first
-            level = self.table.levels[length]
-            if length > 32 - BLOCK_BITS:
-                first = bisect_left(level.starts, low)
-                end = bisect_left(level.starts, high + 1, first)
+    def listed_within(self, low: int, high: int) -> tuple[int, int] | None:
+        """The first and last address of the entries inside the aligned range [low, high]
+        when nothing covers the whole of it (no address outside them answers), else None."""
+        if any(low <= address <= high for address in specials(self.family)):
+            return None
+        first_start, last_end = high + 1, low - 1
+        for table in self.tables:
+            bits = table.bits
+            length = bits - (high - low + 1).bit_length() + 1
+            for each, level in table.levels.items():
+                starts = level.starts
+                if each <= length:
+                    found = level.find(low >> (bits - each) << (bits - each) if each else 0)
+                    if found is not None and found != EXCLUDED:
+                        return None
+                    continue
+                first = bisect_left(starts, low)
+                end = bisect_right(starts, high, first)
                 if end > first:
-                    inside.update(level.values[first:end])
-            elif covering is None:
-                covering = level.find(low >> (32 - length) << (32 - length) if length else 0)
-        if EXCLUDED in inside or covering == EXCLUDED:
-            return self._made_answer(block, low, high)
-        if covering is None:
-            return MIXED if inside else EMPTY
-        value = self.values[covering]
-        if inside - {covering} or value is None:
-            return MIXED
-        answer = (value,)
-        return self.segments.interned.setdefault(answer, answer)
+                    first_start = min(first_start, starts[first])
+                    last_end = max(last_end, starts[end - 1] + (1 << (bits - each)) - 1)
+        return (first_start, last_end) if first_start <= last_end else None
 
-    def _made_answer(self, block: int, low: int, high: int) -> Answer | None:
-        lows, highs, answers = self.segments.run_of(low)
+    def answer_in(self, low: int, high: int) -> Answer | None:
+        """What the aligned range [low, high] answers, `EMPTY` or `MIXED`, read from the arrays
+        without making its segments (see `_table_answer`); they are made where the arrays
+        cannot tell, and where a test address is in the range."""
+        if any(low <= address <= high for address in specials(self.family)):
+            return self._made_answer(low, high)
+        found: list[Value] = []
+        for table in self.tables:
+            known, answer = _table_answer(table, self.index.values, low, high)
+            if not known:
+                return self._made_answer(low, high)
+            if answer is MIXED:
+                return MIXED
+            found += answer
+        combined = tuple(found)
+        return self.interned.setdefault(combined, combined)
+
+    def _made_answer(self, low: int, high: int) -> Answer | None:
+        lows, highs, answers = self.made([(low, high)], (low, high))
         if not lows:
             return EMPTY
         if len(lows) == 1 and lows[0] == low and highs[0] == high:
             return answers[0]
         return MIXED
 
-    def answer_between(self, low: int, high: int) -> Answer | None:
-        """The one answer of [low, high], which spans whole blocks, or `MIXED`."""
-        answers = {
-            self.answer_of(block) for block in range(low >> BLOCK_BITS, (high >> BLOCK_BITS) + 1)
-        }
-        return answers.pop() if len(answers) == 1 else MIXED
 
-    def children(self, low: int, child_bits: int, count: int) -> dict[int, Answer | None]:
-        """`Segments.children` for children of whole blocks (the apex's)."""
-        per_child = 1 << (child_bits - BLOCK_BITS)
-        found: dict[int, Answer | None] = {}
-        for child in range(count):
-            first = (low >> BLOCK_BITS) + child * per_child
-            answers = {self.answer_of(block) for block in range(first, first + per_child)}
-            if answers != {EMPTY}:
-                found[child] = answers.pop() if len(answers) == 1 else MIXED
-        return found
+def _table_answer(
+    table: Table, values: tuple[Value | None, ...], low: int, high: int
+) -> tuple[bool, Answer | None]:
+    """What one table (no overlay) answers for the aligned range [low, high] — `EMPTY`, one
+    value or `MIXED` — if the arrays can tell: (True, answer), else (False, None).
+
+    The entry covering the range (if any) answers every address that no entry inside it
+    covers. When every entry inside answers the same, that is the answer. Otherwise, where
+    an entry inside answers differently and some address of it is left to it by the entries
+    deeper still (they cover less than it), and some address is covered by no entry inside,
+    the range is mixed. What is left (ranges tiled by entries, a network listed twice with
+    two answers) the arrays cannot tell.
+    """
+    bits = table.bits
+    size = high - low + 1
+    length = bits - size.bit_length() + 1  # the range's prefix length
+    covering: int | None = None
+    inside: list[tuple[int, set[int], int]] = []  # (length, value ids, count), longest first
+    for each in table.lengths:
+        level = table.levels[each]
+        if each > length:
+            first = bisect_left(level.starts, low)
+            end = bisect_right(level.starts, high, first)
+            if end > first:
+                ids = set(level.values[first:end])
+                if len(ids) > 1 and len(set(level.starts[first:end])) < end - first:
+                    return False, None  # a network listed twice: bisection decides, not a set
+                inside.append((each, ids, end - first))
+        elif covering is None:
+            covering = level.find(low >> (bits - each) << (bits - each) if each else 0)
+    base = EXCLUDED if covering is None else covering  # what an address nothing inside covers
+    if all(ids <= {base} for _, ids, _ in inside):
+        value = values[base]
+        return True, (value,) if value is not None else EMPTY
+    # The deepest entries that answer otherwise, and what the entries deeper still cover.
+    other = next(each for each, ids, _ in inside if ids - {base})
+    deeper = sum(count << (bits - each) for each, _, count in inside if each > other)
+    covered = sum(count << (bits - each) for each, _, count in inside)
+    if deeper < 1 << (bits - other) and covered < size:
+        return True, MIXED
+    return False, None
 
 
 def _entries(table: Table, ranges: Ranges | None) -> Iterator[tuple[int, int, int]]:
