@@ -16,7 +16,9 @@ import functools
 import ipaddress
 import re
 import struct
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
 
 from dnslib import DNSRecord
 
@@ -268,14 +270,19 @@ def _nibble_labels(start: int, depth: int) -> bytes:
 
 
 def _single_address_records(singles: SingleAddresses, form: WireForm) -> Iterator[Sequence[bytes]]:
-    """The A and TXT records of every listed address, in address order (an address's in a
-    list)."""
+    """The A and TXT records of every listed address, in address order (in lists of a few
+    thousand)."""
     value: Value | None = None
     answer: Answer = ()
+    out: list[bytes] = []
     for address, listed in singles.v4():
         if listed is not value:  # one answer object for a run of addresses: `form` reuses
             value, answer = listed, (listed,)  # its parts while the answer stays the same
-        yield form.address(4, address, answer)
+        out += form.address(4, address, answer)
+        if len(out) >= 4096:
+            yield out
+            out = []
+    yield out
     for address, listed in singles.v6_tests():
         yield form.named(tuple(f"{address:032x}"), (listed,), address_text(6, address))
 
@@ -334,24 +341,34 @@ def ixfr_messages(
 
 def _messages(query: DNSRecord, records: Iterable[Sequence[bytes]]) -> Iterator[bytes]:
     """`records` (given in lists) as the answers of as many messages answering `query` as
-    they need."""
+    they need: each list cut where a message is full, found by bisecting its running sizes
+    (a walk's list holds a /8's records: tens of thousands)."""
     question = _question(query)
     flags = 0x8400 | (query.header.rd << 8)
     batch: list[bytes] = []
     empty = size = 12 + len(question)
     for chunk in records:
         total = sum(map(len, chunk))
-        if size + total <= MESSAGE_LIMIT:  # the common case: the whole list fits
+        if size + total <= MESSAGE_LIMIT:  # the whole list fits
             batch += chunk
             size += total
             continue
-        for record in chunk:
-            if batch and size + len(record) > MESSAGE_LIMIT:
-                yield _message(query.header.id, flags, question, batch)
-                batch = []
-                size = empty
-            batch.append(record)
-            size += len(record)
+        ends = list(accumulate(map(len, chunk)))  # where each record ends, from the chunk's start
+        taken = 0  # records of the chunk in messages
+        done = 0  # their bytes
+        while taken < len(chunk):
+            fits = bisect_right(ends, done + MESSAGE_LIMIT - size, taken)
+            if fits == taken:  # the next record does not fit
+                if batch:
+                    yield _message(query.header.id, flags, question, batch)
+                    batch = []
+                    size = empty
+                    continue
+                fits = taken + 1  # one larger than a message goes alone
+            batch += chunk[taken:fits]
+            size += ends[fits - 1] - done
+            done = ends[fits - 1]
+            taken = fits
     yield _message(query.header.id, flags, question, batch)
 
 

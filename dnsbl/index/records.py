@@ -294,13 +294,15 @@ class _Writer(Generic[R]):
             if wildcard is not None:
                 out += self.form.wildcard(fam.family, start, depth, wildcard)
         leaves = depth + 2 == fam.depth  # the children's children are addresses
+        wildcard_of = self.form.wildcard  # (the children are not addresses: see above)
+        family = fam.family
         for child, answer, child_first, child_end in kids:
             if answer is MIXED and leaves:  # the common case, without the narrowing above
                 self._leaves(fam, run, child, child_first, child_end, out)
             elif answer is MIXED:
                 self._fill(fam, run, child, depth + 1, child_first, child_end, out)
             elif answer is not wildcard:
-                out += self._uniform(fam, child, depth + 1, answer)
+                out += wildcard_of(family, child, depth + 1, answer)
 
     def _leaves(
         self, fam: _Family, run: Run, start: int, first: int, end: int, out: list[R]

@@ -4,12 +4,13 @@ A segment's answer is the tuple of values `ZoneIndex.lookup` gives every address
 categories, exclusions, longest-prefix match and the RFC 5782 test addresses are all accounted
 for, exactly. `dnsbl.index.records` walks the label tree over them.
 
-The whole IPv4 space of a large zone is not held at once: its segments are made a /8 at a
-time (a *block*), when the walk comes to it, and only the last block is kept. A transfer of
-ten million listings so holds some forty thousand segments at a time, not ten million. What
-the apex needs of every /8 — nothing, one answer, or mixed — is read from the index's arrays
-(`_Blocks.answer_of`), which is exact except that a /8 tiled by smaller networks of one answer
-counts as mixed; that is harmless wherever the apex has no wildcard (see `answer_of`).
+A large zone's segments are not held at once: those of a range are made when the walk comes
+to a node holding at most `AT_ONCE` entries (an IPv4 /8 of a ten-million-listing zone holds
+some forty thousand), and only the last range made is kept. What a larger range answers as a
+whole — nothing, one answer, or mixed — is read from the index's arrays (`answer_in`: the
+entry covering it and the values of the entries inside), exactly; where the arrays cannot
+tell, that range's segments are made after all. A zone of at most `AT_ONCE` entries is made
+whole at once.
 """
 
 from __future__ import annotations

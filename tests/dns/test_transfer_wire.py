@@ -10,7 +10,9 @@ overlay of changes on top.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from itertools import pairwise
 from unittest.mock import patch
 
 import dns.message
@@ -30,7 +32,7 @@ _TXT = [None, "", "t $", "$$ and $", "x" * 240 + " $", "no address"]
 _listings = st.builds(lambda row, txt: replace(row, txt=txt), _rows, st.sampled_from(_TXT))
 
 
-def _records(messages: list[bytes]) -> list[str]:
+def _records(messages: Iterable[bytes]) -> list[str]:
     return [rrset.to_text() for wire in messages for rrset in dns.message.from_wire(wire).answer]
 
 
@@ -56,3 +58,33 @@ def test_the_wire_records_are_the_text_records_encoded(
         assert [message[2:] for message in wire] == [message[2:] for message in text]
     else:  # straight from the arrays, in address order (AXFR's order is free)
         assert sorted(_records(wire)) == sorted(_records(text))
+
+
+def _greedy(records: list[bytes], room: int) -> list[list[bytes]]:
+    """Records in order, each message taking as many as fit (one too large goes alone)."""
+    messages: list[list[bytes]] = [[]]
+    used = 0
+    for record in records:
+        if messages[-1] and used + len(record) > room:
+            messages.append([])
+            used = 0
+        messages[-1].append(record)
+        used += len(record)
+    return messages
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 3000) | st.sampled_from([70000, 20000]), max_size=120),
+    cuts=st.lists(st.integers(0, 120), max_size=10),
+)
+def test_messages_take_as_many_records_as_fit(sizes: list[int], cuts: list[int]) -> None:
+    records = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    bounds = sorted({0, len(records), *(cut for cut in cuts if cut <= len(records))})
+    chunks = [records[a:b] for a, b in pairwise(bounds)]
+    query = DNSRecord.question(ZONE, "AXFR")
+    header = len(DNSRecord(q=query.q).pack())  # the header and the question
+    messages = list(transfer._messages(query, chunks))
+    expected = _greedy(records, transfer.MESSAGE_LIMIT - header)
+    assert [message[header:] for message in messages] == [b"".join(m) for m in expected]
+    assert [int.from_bytes(message[6:8]) for message in messages] == [len(m) for m in expected]
