@@ -34,7 +34,6 @@ Known differences from the index (they concern no well-formed RFC 5782 query's A
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -42,14 +41,11 @@ from typing import Generic, Protocol, TypeVar
 
 from dnsbl.addresses import Network, address_text
 from dnsbl.config import ZoneSettings
-from dnsbl.index.segments import EMPTY, MIXED, Answer, Ranges, Run, Segments
+from dnsbl.index.segments import EMPTY, MIXED, Answer, Ranges, Run, Segments, children_of
 from dnsbl.index.txt_template import render_txt
 from dnsbl.index.zone_index import ZoneIndex
 
 Record = tuple[str, str, int, str]  # owner (FQDN, no trailing dot), type, ttl, rdata text
-# A child of an IPv4 node: its first address, its answer (or MIXED) and the segments meeting
-# it, [first, end).
-_Kid = tuple[int, Answer | None, int, int]
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
@@ -287,7 +283,7 @@ class _Writer(Generic[R]):
             self._leaves(fam, run, start, first, end, out)
             return
         count = 1 << label_bits
-        kids = _children(run, start, bits - (depth + 1) * label_bits, count, first, end)
+        kids = children_of(run, start, bits - (depth + 1) * label_bits, count, first, end)
         wildcard = None
         if len(kids) == count:
             wildcard = _commonest(answer for _, answer, _, _ in kids if answer is not MIXED)
@@ -410,43 +406,6 @@ def _commonest(answers: Iterable[Answer | None]) -> Answer | None:
     for answer in answers:
         counts[answer] = counts.get(answer, 0) + 1
     return max(counts, key=counts.__getitem__) if counts else None
-
-
-def _children(
-    run: Run, start: int, child_bits: int, count: int, first: int, end: int
-) -> list[_Kid]:
-    """The children (`count` of them) of the node at `start` that meet a segment, in order: (first
-    address, answer or `MIXED`, and the segments meeting the child: [first, end))."""
-    lows, highs, answers = run
-    size = 1 << child_bits
-    last = start + (count << child_bits) - 1
-    kids: list[_Kid] = []
-    cursor = start
-    i = first
-    while i < end:
-        low = max(lows[i], cursor)
-        if low > last:
-            break
-        child = low >> child_bits << child_bits
-        child_last = child + size - 1
-        if lows[i] <= child and highs[i] >= child_last:
-            # segment i covers this child whole, and maybe the next ones
-            stop = (min(highs[i], last) + 1) >> child_bits << child_bits
-            kids += [(each, answers[i], i, i + 1) for each in range(child, stop, size)]
-            cursor = stop
-            if highs[i] < cursor:
-                i += 1
-            continue
-        # the segments meeting this child: i and (rarely) the next ones
-        j = (
-            i + 1
-            if i + 1 == end or lows[i + 1] > child_last
-            else bisect_right(lows, child_last, i, end)
-        )
-        kids.append((child, MIXED, i, j))
-        cursor = child_last + 1
-        i = j - 1 if highs[j - 1] > child_last else j
-    return kids
 
 
 def _label_order(label: str) -> tuple[int, int, str]:

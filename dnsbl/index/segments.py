@@ -27,6 +27,10 @@ Ranges = list[tuple[int, int]]  # (low, high) address ranges of one family
 # A run of segments: their lows, highs and answers (equal answers are one object).
 Run = tuple[list[int], list[int], list[Answer]]
 
+# A child of a node: its first address, its answer (or MIXED) and the indexes of the
+# segments meeting it in their run, [first, end).
+Kid = tuple[int, Answer | None, int, int]
+
 MIXED: None = None  # a range whose addresses do not all share one answer
 EMPTY: Answer = ()
 AT_ONCE = 1 << 16  # entries in a range whose segments are made at once
@@ -148,20 +152,9 @@ class Segments:
                 for child in range(count)
             }
             return {child: answer for child, answer in read.items() if answer is not EMPTY}
-        (lows, highs, answers), i, end = self.span(low, high)
-        found: dict[int, Answer | None] = {}
-        while i < end:
-            seg_low, seg_high = lows[i], highs[i]
-            first = (max(seg_low, low) - low) >> child_bits
-            last = (min(seg_high, high) - low) >> child_bits
-            for child in range(first, last + 1):
-                child_low = low + (child << child_bits)
-                child_high = child_low + (1 << child_bits) - 1
-                whole = seg_low <= child_low and seg_high >= child_high
-                # Segments are disjoint: a child met by two of them has two answers.
-                found[child] = MIXED if child in found or not whole else answers[i]
-            i += 1
-        return found
+        run, first, end = self.span(low, high)
+        kids = children_of(run, low, child_bits, count, first, end)
+        return {(child - low) >> child_bits: answer for child, answer, _, _ in kids}
 
     def listed_within(self, low: int, high: int) -> tuple[int, int] | None:
         """The first and last address of the entries inside the aligned range [low, high]
@@ -290,6 +283,45 @@ def _looked_up(
     for i, low in enumerate(starts):
         high = starts[i + 1] - 1 if i + 1 < len(starts) else top
         yield low, high, index.lookup(family, low)
+
+
+def children_of(
+    run: Run, start: int, child_bits: int, count: int, first: int, end: int
+) -> list[Kid]:
+    """The children (`count` of them, of `child_bits` each) of the node at `start` that meet
+    one of the segments run[first:end], in order: a child met by one segment whole has its
+    answer, one met otherwise is `MIXED` (segments are disjoint, and touching ones of one
+    answer are one)."""
+    lows, highs, answers = run
+    size = 1 << child_bits
+    last = start + (count << child_bits) - 1
+    kids: list[Kid] = []
+    cursor = start
+    i = first
+    while i < end:
+        low = max(lows[i], cursor)
+        if low > last:
+            break
+        child = low >> child_bits << child_bits
+        child_last = child + size - 1
+        if lows[i] <= child and highs[i] >= child_last:
+            # segment i covers this child whole, and maybe the next ones
+            stop = (min(highs[i], last) + 1) >> child_bits << child_bits
+            kids += [(each, answers[i], i, i + 1) for each in range(child, stop, size)]
+            cursor = stop
+            if highs[i] < cursor:
+                i += 1
+            continue
+        # the segments meeting this child: i and (rarely) the next ones
+        j = (
+            i + 1
+            if i + 1 == end or lows[i + 1] > child_last
+            else bisect_right(lows, child_last, i, end)
+        )
+        kids.append((child, MIXED, i, j))
+        cursor = child_last + 1
+        i = j - 1 if highs[j - 1] > child_last else j
+    return kids
 
 
 class _Run:
