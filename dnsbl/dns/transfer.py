@@ -185,7 +185,7 @@ class WireForm:
             return self.encoded(self.text.address(family, address, answer))
         if family == 6:
             owner = _nibble_labels(address, 32) + QUESTION_POINTER
-            return self.records(owner, address_text(6, address))
+            return self.records(owner, address_text(6, address).encode())
         label = _OCTET_LABEL
         first, second, third, fourth = (
             address >> 24,
@@ -196,24 +196,10 @@ class WireForm:
         owner = b"".join(
             (label[fourth], label[third], label[second], label[first], QUESTION_POINTER)
         )
-        a_tail, template, halves = self.parts
-        if template is None:
-            return [owner + a_tail]
         octet = _OCTET_BYTES
-        shown = b".".join((octet[first], octet[second], octet[third], octet[fourth]))
-        if halves:
-            size = self.halves_size + len(shown)
-            if size < 255:  # one string, its length and the record's in a byte each
-                txt = (
-                    owner,
-                    self.txt_head,
-                    bytes((0, size + 1, size)),
-                    halves[0],
-                    shown,
-                    halves[1],
-                )
-                return [owner + a_tail, b"".join(txt)]
-        return [owner + a_tail, self.txt(owner, template, halves, shown.decode())]
+        return self.records(
+            owner, b".".join((octet[first], octet[second], octet[third], octet[fourth]))
+        )
 
     def wildcard(self, family: int, start: int, depth: int, answer: Answer) -> list[bytes]:
         if answer is not self.last:
@@ -223,17 +209,32 @@ class WireForm:
         if family == 4:
             labels = [_OCTET_LABEL[start >> (24 - 8 * i) & 255] for i in range(depth)]
             owner = b"".join((b"\x01*", *reversed(labels), QUESTION_POINTER))
-            return self.records(owner, f"{ipv4_text(start)}/{8 * depth}")
+            return self.records(owner, f"{ipv4_text(start)}/{8 * depth}".encode())
         owner = b"".join((b"\x01*", _nibble_labels(start, depth), QUESTION_POINTER))
-        return self.records(owner, str(Network(6, start, 4 * depth)))
+        return self.records(owner, str(Network(6, start, 4 * depth)).encode())
 
-    def records(self, owner: bytes, shown: str) -> list[bytes]:
-        """The records at `owner` of the one-value answer prepared, `$` standing for `shown`."""
+    def records(self, owner: bytes, shown: bytes) -> list[bytes]:
+        """The A and TXT records at `owner` of the one-value answer prepared, `$` in its
+        template standing for `shown`: made from the template's halves when they make one
+        string (its length and the record's then a byte each), else rendered."""
         assert self.parts is not None
         a_tail, template, halves = self.parts
         if template is None:
             return [owner + a_tail]
-        return [owner + a_tail, self.txt(owner, template, halves, shown)]
+        if halves:
+            size = self.halves_size + len(shown)
+            if size < 255:
+                txt = (
+                    owner,
+                    self.txt_head,
+                    bytes((0, size + 1, size)),
+                    halves[0],
+                    shown,
+                    halves[1],
+                )
+                return [owner + a_tail, b"".join(txt)]
+        rdata = txt_rdata(render_txt(template, shown.decode()))
+        return [owner + a_tail, owner + _rr(b"", TYPE_TXT, self.ttl, rdata)]
 
     def prepare(self, answer: Answer) -> None:
         """Make the parts of `answer`'s records: its A record's tail, its TXT template and
@@ -245,17 +246,6 @@ class WireForm:
             halves = split_template(value.txt) if value.txt is not None else ()
             self.parts = (_rr(b"", TYPE_A, self.ttl, _a_rdata(value.code)), value.txt, halves)
             self.halves_size = sum(map(len, halves))
-
-    def txt(
-        self, owner: bytes, template: str, halves: tuple[bytes, bytes] | tuple[()], shown: str
-    ) -> bytes:
-        """The TXT record at `owner` of `template` with `$` standing for `shown`."""
-        if halves:
-            data = halves[0] + shown.encode() + halves[1]
-            if len(data) < 256:
-                size = struct.pack(">HB", len(data) + 1, len(data))
-                return b"".join((owner, self.txt_head, size, data))
-        return owner + _rr(b"", TYPE_TXT, self.ttl, txt_rdata(render_txt(template, shown)))
 
     def encoded(self, records: Iterable[Record]) -> list[bytes]:
         return [

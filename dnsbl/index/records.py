@@ -34,7 +34,7 @@ Known differences from the index (they concern no well-formed RFC 5782 query's A
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Generic, Protocol, TypeVar
@@ -68,6 +68,20 @@ class _Family:
 
     def label(self, index: int) -> str:
         return _OCTETS[index] if self.family == 4 else _NIBBLES[index]
+
+    def shift(self, depth: int) -> int:
+        """The bits of an address below a node at `depth`."""
+        return self.bits - depth * self.label_bits
+
+    def size(self, depth: int) -> int:
+        """The addresses under a node at `depth`."""
+        return 1 << self.shift(depth)
+
+    def deepest(self, low: int, high: int) -> tuple[int, int]:
+        """The depth and first address of the deepest node holding [low, high]."""
+        depth = min((self.bits - (low ^ high).bit_length()) // self.label_bits, self.depth)
+        shift = self.shift(depth)
+        return depth, low >> shift << shift
 
     def index_of(self, label: str) -> int | None:
         """The child index a label stands for, or None when it is no label of this family."""
@@ -215,7 +229,7 @@ class _Writer(Generic[R]):
         million). A node of more entries than its segments should be made for at once has
         its children's answers read from the arrays, and is taken a child at a time."""
         segments = self.segments[fam.family]
-        size = 1 << (fam.bits - depth * fam.label_bits)
+        size = fam.size(depth)
         if segments.small(start, start + size - 1):
             run, first, end = segments.span(start, start + size - 1)
             out: list[R] = []
@@ -227,17 +241,9 @@ class _Writer(Generic[R]):
         if listed is not None:
             # Only the entries inside answer: the nodes down to the deepest holding them all
             # have one child each (as `_fill` passes them).
-            low, high = listed
-            shared = min((fam.bits - (low ^ high).bit_length()) // fam.label_bits, fam.depth)
+            shared, node = fam.deepest(*listed)
             if shared > depth:
-                node = (
-                    low
-                    >> (fam.bits - shared * fam.label_bits)
-                    << (fam.bits - shared * fam.label_bits)
-                )
-                answer = segments.answer_in(
-                    node, node + (1 << (fam.bits - shared * fam.label_bits)) - 1
-                )
+                answer = segments.answer_in(node, node + fam.size(shared) - 1)
                 if answer is MIXED:
                     yield from self.one_family(fam, node, shared)
                 elif answer:
@@ -249,11 +255,9 @@ class _Writer(Generic[R]):
             for child in range(start, start + size, step)
             if (answer := segments.answer_in(child, child + step - 1)) is not EMPTY
         ]
-        wildcard = None
-        if len(kids) == 1 << fam.label_bits:
-            wildcard = _commonest(answer for _, answer in kids if answer is not MIXED)
-            if wildcard is not None:
-                yield self.form.wildcard(fam.family, start, depth, wildcard)
+        wildcard = _wildcard([answer for _, answer in kids], 1 << fam.label_bits)
+        if wildcard is not None:
+            yield self.form.wildcard(fam.family, start, depth, wildcard)
         for child, answer in kids:
             if answer is MIXED:
                 yield from self.one_family(fam, child, depth + 1)
@@ -266,29 +270,25 @@ class _Writer(Generic[R]):
         """Append the records of the mixed node of `fam` at `start` and below to `out`; the
         segments meeting it are run[first:end]."""
         lows, highs, answers = run
-        bits, label_bits = fam.bits, fam.label_bits
         # The deepest node holding every address met: the nodes down to it have one child
         # each, so no wildcard and no record of their own.
-        low = max(lows[first], start)
-        high = min(highs[end - 1], start + (1 << (bits - depth * label_bits)) - 1)
-        shared = min((bits - (low ^ high).bit_length()) // label_bits, fam.depth)
+        shared, node = fam.deepest(
+            max(lows[first], start), min(highs[end - 1], start + fam.size(depth) - 1)
+        )
         if shared > depth:
-            depth = shared
-            start = low >> (bits - depth * label_bits) << (bits - depth * label_bits)
-            last = start + (1 << (bits - depth * label_bits)) - 1
+            depth, start = shared, node
+            last = start + fam.size(depth) - 1
             if end - first == 1 and lows[first] <= start and highs[first] >= last:
                 out += self._uniform(fam, start, depth, answers[first])
                 return
         if depth == fam.depth - 1:
             self._leaves(fam, run, start, first, end, out)
             return
-        count = 1 << label_bits
-        kids = children_of(run, start, bits - (depth + 1) * label_bits, count, first, end)
-        wildcard = None
-        if len(kids) == count:
-            wildcard = _commonest(answer for _, answer, _, _ in kids if answer is not MIXED)
-            if wildcard is not None:
-                out += self.form.wildcard(fam.family, start, depth, wildcard)
+        count = 1 << fam.label_bits
+        kids = children_of(run, start, fam.shift(depth + 1), count, first, end)
+        wildcard = _wildcard([answer for _, answer, _, _ in kids], count)
+        if wildcard is not None:
+            out += self.form.wildcard(fam.family, start, depth, wildcard)
         leaves = depth + 2 == fam.depth  # the children's children are addresses
         wildcard_of = self.form.wildcard  # (the children are not addresses: see above)
         family = fam.family
@@ -317,12 +317,10 @@ class _Writer(Generic[R]):
                 out += address_of(family, address, answer)
             return
         spans = [(max(lows[i], start), min(highs[i], last), answers[i]) for i in range(first, end)]
-        wildcard = None
-        if sum(high - low + 1 for low, high, _ in spans) == count:  # every address listed
-            wildcard = _commonest(
-                answer for low, high, answer in spans for _ in range(low, high + 1)
-            )
-            out += self.form.wildcard(family, start, fam.depth - 1, wildcard or EMPTY)
+        each = [answer for low, high, answer in spans for _ in range(low, high + 1)]
+        wildcard = _wildcard(each, count)  # (when every address is listed)
+        if wildcard is not None:
+            out += self.form.wildcard(family, start, fam.depth - 1, wildcard)
         for low, high, answer in spans:
             if answer is not wildcard:
                 for address in range(low, high + 1):
@@ -360,7 +358,7 @@ class _Writer(Generic[R]):
         for fam, start in node.states():
             if depth >= fam.depth:
                 continue
-            child_bits = fam.bits - (depth + 1) * fam.label_bits
+            child_bits = fam.shift(depth + 1)
             found = self.segments[fam.family].children(start, child_bits, 1 << fam.label_bits)
             per_family.append((fam, found))
             labels.update(fam.label(child) for child in found)
@@ -382,7 +380,7 @@ class _Writer(Generic[R]):
         for fam, start in node.states():
             index = fam.index_of(label) if depth < fam.depth else None
             if index is not None:
-                starts[fam.family] = start + (index << (fam.bits - (depth + 1) * fam.label_bits))
+                starts[fam.family] = start + (index << fam.shift(depth + 1))
         return _Node((*node.labels, label), starts[4], starts[6])
 
     def wildcard_answer(self, node: _Node, children: dict[str, Answer | None]) -> Answer | None:
@@ -395,16 +393,19 @@ class _Writer(Generic[R]):
         present = {fam.family for fam, _ in node.states() if depth < fam.depth}
         # 256 octets, 16 nibbles; together 262, since nibbles 0-9 are octet labels too.
         labels = 262 if present == {4, 6} else 256 if present == {4} else 16
-        if len(children) < labels:
-            return None
-        return _commonest(answer for answer in children.values() if answer is not MIXED)
+        return _wildcard(list(children.values()), labels)
 
 
-def _commonest(answers: Iterable[Answer | None]) -> Answer | None:
-    """The answer given most often (of equals, the first given), or None when none is."""
-    counts: dict[Answer | None, int] = {}
+def _wildcard(answers: Sequence[Answer | None], count: int) -> Answer | None:
+    """The answer of the wildcard of a node whose children answer `answers` (those that meet
+    a listed address) of its `count`: none unless every child is there, else the answer
+    given most often by a child with one answer (of equals, the first given), if any is."""
+    if len(answers) < count:
+        return None
+    counts: dict[Answer, int] = {}
     for answer in answers:
-        counts[answer] = counts.get(answer, 0) + 1
+        if answer is not MIXED:
+            counts[answer] = counts.get(answer, 0) + 1
     return max(counts, key=counts.__getitem__) if counts else None
 
 

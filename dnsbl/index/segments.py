@@ -127,20 +127,15 @@ class Segments:
         count = 0
         for table in self.tables:
             for level in table.levels.values():
-                first = bisect_left(level.starts, low)
-                count += bisect_right(level.starts, high, first) - first
+                first, end = level.between(low, high)
+                count += end - first
         return count <= AT_ONCE
 
     def answer(self, low: int, high: int) -> Answer | None:
         """The one answer of every address in [low, high], or `MIXED`."""
         if not self.small(low, high):
             return self.answer_in(low, high)
-        (lows, highs, answers), first, end = self.span(low, high)
-        if first == end:
-            return EMPTY
-        if end - first == 1 and lows[first] <= low and highs[first] >= high:
-            return answers[first]
-        return MIXED
+        return self._made_answer(low, high)
 
     def children(self, low: int, child_bits: int, count: int) -> dict[int, Answer | None]:
         """The answer of each child of the node at `low` that meets a segment (others: none)."""
@@ -159,7 +154,7 @@ class Segments:
     def listed_within(self, low: int, high: int) -> tuple[int, int] | None:
         """The first and last address of the entries inside the aligned range [low, high]
         when nothing covers the whole of it (no address outside them answers), else None."""
-        if any(low <= address <= high for address in specials(self.family)):
+        if self._holds_test_address(low, high):
             return None
         first_start, last_end = high + 1, low - 1
         for table in self.tables:
@@ -168,12 +163,11 @@ class Segments:
             for each, level in table.levels.items():
                 starts = level.starts
                 if each <= length:
-                    found = level.find(low >> (bits - each) << (bits - each) if each else 0)
+                    found = level.find(low >> (bits - each) << (bits - each))
                     if found is not None and found != EXCLUDED:
                         return None
                     continue
-                first = bisect_left(starts, low)
-                end = bisect_right(starts, high, first)
+                first, end = level.between(low, high)
                 if end > first:
                     first_start = min(first_start, starts[first])
                     last_end = max(last_end, starts[end - 1] + (1 << (bits - each)) - 1)
@@ -183,7 +177,7 @@ class Segments:
         """What the aligned range [low, high] answers, `EMPTY` or `MIXED`, read from the arrays
         without making its segments (see `_table_answer`); they are made where the arrays
         cannot tell, and where a test address is in the range."""
-        if any(low <= address <= high for address in specials(self.family)):
+        if self._holds_test_address(low, high):
             return self._made_answer(low, high)
         found: list[Value] = []
         for table in self.tables:
@@ -197,12 +191,16 @@ class Segments:
         return self.interned.setdefault(combined, combined)
 
     def _made_answer(self, low: int, high: int) -> Answer | None:
-        lows, highs, answers = self.made([(low, high)], (low, high))
-        if not lows:
+        """What [low, high] answers, from its segments."""
+        (lows, highs, answers), first, end = self.span(low, high)
+        if first == end:
             return EMPTY
-        if len(lows) == 1 and lows[0] == low and highs[0] == high:
-            return answers[0]
+        if end - first == 1 and lows[first] <= low and highs[first] >= high:
+            return answers[first]
         return MIXED
+
+    def _holds_test_address(self, low: int, high: int) -> bool:
+        return any(low <= address <= high for address in specials(self.family))
 
 
 def _table_answer(
@@ -226,15 +224,14 @@ def _table_answer(
     for each in table.lengths:
         level = table.levels[each]
         if each > length:
-            first = bisect_left(level.starts, low)
-            end = bisect_right(level.starts, high, first)
+            first, end = level.between(low, high)
             if end > first:
                 ids = set(level.values[first:end])
                 if len(ids) > 1 and len(set(level.starts[first:end])) < end - first:
                     return False, None  # a network listed twice: bisection decides, not a set
                 inside.append((each, ids, end - first))
         elif covering is None:
-            covering = level.find(low >> (bits - each) << (bits - each) if each else 0)
+            covering = level.find(low >> (bits - each) << (bits - each))
     base = EXCLUDED if covering is None else covering  # what an address nothing inside covers
     if all(ids <= {base} for _, ids, _ in inside):
         value = values[base]

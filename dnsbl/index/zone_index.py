@@ -15,7 +15,7 @@ when it grows. Every method returns a new index: the DNS server swaps one refere
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +42,11 @@ class _Level:
         if i < len(self.starts) and self.starts[i] == start:
             return int(self.values[i])
         return None
+
+    def between(self, low: int, high: int) -> tuple[int, int]:
+        """The indexes [first, end) of the entries starting in [low, high]."""
+        first = bisect_left(self.starts, low)
+        return first, bisect_right(self.starts, high, first)
 
     def any_between(self, low: int, high: int) -> Iterator[int]:
         i = bisect_left(self.starts, low)
